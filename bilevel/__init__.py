@@ -1,0 +1,1 @@
+"""bilevel: the command line and the wiring of resources from settings."""

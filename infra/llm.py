@@ -1,0 +1,160 @@
+"""LLM access through litellm: timeouts, retries, JSON-schema answers, per-call token/cost accounting and an audit log."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from search.trace import LLMUsage
+
+# Errors worth retrying: the service was slow, overloaded or briefly unreachable.
+_RETRYABLE = ("Timeout", "APIConnectionError", "InternalServerError", "RateLimitError", "ServiceUnavailableError", "APIError")
+
+
+class LLMError(RuntimeError):
+    """An LLM call failed after its retries; the message says which call and why (never any key)."""
+
+
+@dataclass(frozen=True)
+class LLMAnswer:
+    text: str
+    usage: LLMUsage
+    model: str
+
+
+def _litellm():
+    """Import litellm lazily: it costs seconds, and many commands never call an LLM."""
+    import infra.settings  # noqa: F401  (telemetry opt-outs before the import)
+    import litellm
+
+    litellm.telemetry = False
+    litellm.suppress_debug_info = True
+    return litellm
+
+
+def response_format_for(schema: dict[str, Any] | None, name: str = "answer") -> dict[str, Any] | None:
+    """The OpenAI json_schema response format that litellm forwards (local provider translates it)."""
+    if schema is None:
+        return None
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": False}}
+
+
+class LLMClient:
+    """One configured model. Thread-safe; sums usage over all calls; logs every call (without prompt text)."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_base: str | None = None,
+        timeout_s: float = 120.0,
+        retries: int = 2,
+        temperature: float = 0.7,
+        max_tokens: int = 512,
+        call_log: Path | None = None,
+        backoff_s: float = 1.0,
+    ) -> None:
+        self.model = model
+        self.api_base = api_base
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.call_log = call_log
+        self.backoff_s = backoff_s
+        self._lock = threading.Lock()
+        self._usage = LLMUsage()
+
+    @property
+    def usage(self) -> LLMUsage:
+        with self._lock:
+            return self._usage.model_copy()
+
+    def complete(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        purpose: str,
+        call_key: str,
+        seq: int = 0,
+        schema: dict[str, Any] | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> LLMAnswer:
+        """One chat completion. `purpose` and `call_key` identify the call in logs (and for the scripted
+        test provider); `schema` asks for JSON matching it. Retries retryable errors with backoff."""
+        litellm = _litellm()
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": self.temperature if temperature is None else temperature,
+            "max_tokens": max_tokens or self.max_tokens,
+            "timeout": self.timeout_s,
+            "num_retries": 0,
+            "metadata": {"purpose": purpose, "call_key": call_key, "seq": seq},
+        }
+        if self.api_base:
+            kwargs["api_base"] = self.api_base
+        if schema is not None:
+            kwargs["response_format"] = response_format_for(schema, name=purpose.replace(".", "_"))
+        last_error: Exception | None = None
+        for attempt in range(self.retries + 1):
+            started = time.perf_counter()
+            try:
+                response = litellm.completion(**kwargs)
+            except Exception as error:  # classified below; anything unexpected is re-raised as is
+                last_error = error
+                retryable = type(error).__name__ in _RETRYABLE
+                self._log(purpose, call_key, time.perf_counter() - started, None, error=f"{type(error).__name__}")
+                if not retryable:
+                    raise LLMError(f"{purpose} ({call_key}): {type(error).__name__}: {_short(error)}") from error
+                if attempt < self.retries:
+                    time.sleep(self.backoff_s * (2**attempt))
+                continue
+            seconds = time.perf_counter() - started
+            usage = self._usage_of(response, seconds)
+            with self._lock:
+                self._usage = self._usage + usage
+            text = response.choices[0].message.content or ""
+            self._log(purpose, call_key, seconds, usage)
+            return LLMAnswer(text=text, usage=usage, model=self.model)
+        raise LLMError(
+            f"{purpose} ({call_key}): no answer after {self.retries + 1} tries; last error "
+            f"{type(last_error).__name__}: {_short(last_error)}"
+        )
+
+    def _usage_of(self, response: Any, seconds: float) -> LLMUsage:
+        usage = getattr(response, "usage", None)
+        prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
+        completion = int(getattr(usage, "completion_tokens", 0) or 0)
+        return LLMUsage(calls=1, prompt_tokens=prompt, completion_tokens=completion, cost_usd=_cost(response), seconds=seconds)
+
+    def _log(self, purpose: str, call_key: str, seconds: float, usage: LLMUsage | None, error: str | None = None) -> None:
+        if self.call_log is None:
+            return
+        record = {"t": time.time(), "model": self.model, "purpose": purpose, "call_key": call_key, "seconds": round(seconds, 3)}
+        if usage is not None:
+            record.update(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens, cost_usd=usage.cost_usd)
+        if error:
+            record["error"] = error
+        self.call_log.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock, self.call_log.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+def _cost(response: Any) -> float:
+    """Cost in USD from litellm's local price map; 0 for models it has no price for (local, scripted)."""
+    litellm = _litellm()
+    try:
+        return float(litellm.completion_cost(completion_response=response) or 0.0)
+    except Exception:  # litellm raises for unknown models: they cost nothing we can know
+        return 0.0
+
+
+def _short(error: BaseException | None, limit: int = 300) -> str:
+    text = str(error) if error is not None else ""
+    return text if len(text) <= limit else text[:limit] + "..."

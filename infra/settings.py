@@ -1,0 +1,160 @@
+"""One settings object for the whole system (BILEVEL_* env vars, optional bilevel.toml), plus telemetry opt-outs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+# Telemetry of the libraries we use reaches the internet unless switched off (DESIGN §11).
+# Applied at import time, before any of those libraries is imported, and never overriding a user's choice.
+TELEMETRY_OPT_OUTS = {
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    "LITELLM_TELEMETRY": "False",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_UI_ENABLED": "false",
+    "HF_HUB_OFFLINE": "1",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "OMP_WAIT_POLICY": "PASSIVE",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+def apply_telemetry_opt_outs() -> None:
+    """Switch off library telemetry in this process (and its children) unless the user set the variable."""
+    for key, value in TELEMETRY_OPT_OUTS.items():
+        os.environ.setdefault(key, value)
+
+
+apply_telemetry_opt_outs()
+
+LOCAL_MODEL = "local/qwen2.5-coder-1.5b"
+LEVEL_CHOICES = ("1", "1.5", "2")
+
+
+class Settings(BaseSettings):
+    """Every knob of the system. Read from BILEVEL_* env vars, then ./bilevel.toml, then defaults."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BILEVEL_",
+        toml_file="bilevel.toml",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    # -- where local state lives --------------------------------------------------------------
+    state_dir: Path = Field(Path(".bilevel"), description="All local state: MLflow, Prefect, S3 data, logs.")
+    cache_dir: Path = Field(
+        Path(os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))) / "bilevel",
+        description="Large shared downloads (local model, corpus), shared between projects.",
+    )
+
+    # -- LLM ------------------------------------------------------------------------------------
+    model: str = Field(LOCAL_MODEL, description="Any litellm model string; the default is the embedded local model.")
+    api_base: str | None = Field(None, description="Optional API base for OpenAI-compatible servers.")
+    llm_timeout_s: float = Field(120.0, gt=0, le=3600)
+    llm_retries: int = Field(2, ge=0, le=10)
+    llm_temperature: float = Field(0.7, ge=0.0, le=2.0)
+    llm_max_tokens: int = Field(512, ge=16, le=32768)
+    local_model_path: Path | None = Field(None, description="A GGUF file to use instead of the provisioned Qwen model.")
+    llm_threads: int = Field(2, ge=1, le=256, description="CPU threads of the local model.")
+    llm_context: int = Field(4096, ge=512, le=131072)
+    scripted_answers: Path | None = Field(None, description="Answers file for the scripted test provider.")
+
+    # -- tracking and storage ----------------------------------------------------------------------
+    mlflow_tracking_uri: str | None = Field(None, description="Default: sqlite under state_dir.")
+    s3_endpoint_url: str | None = Field(None, description="Default: an embedded SeaweedFS on 127.0.0.1.")
+    s3_access_key: SecretStr = Field(SecretStr("bilevel-local"), description="Credentials of the S3 endpoint.")
+    s3_secret_key: SecretStr = Field(SecretStr("bilevel-local-secret"))
+    s3_region: str = "us-east-1"
+    s3_bucket: str = "bilevel-mechanisms"
+    s3_port: int = Field(8333, ge=1024, le=65535, description="Port of the embedded S3 server.")
+    result_storage: Literal["local", "s3"] = Field("local", description="Where Prefect persists task results.")
+
+    # -- orchestration ----------------------------------------------------------------------------
+    task_runner: Literal["threads", "dask", "ray"] = "threads"
+    dask_address: str | None = Field(None, description="An existing Dask scheduler; default: a local cluster.")
+    max_workers: int = Field(2, ge=1, le=1024, description="Bound on concurrent tasks (trainings, tracks).")
+
+    # -- workload -------------------------------------------------------------------------------
+    workload: str = "tinygpt"
+    budget_mode: Literal["steps", "time"] = "steps"
+    budget: float = Field(300, gt=0, description="Training steps (steps mode) or seconds (time mode).")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    train_timeout_s: float = Field(600.0, gt=0, description="Hard wall-clock limit of one training subprocess.")
+    seed: int = Field(0, ge=0)
+
+    # -- search -------------------------------------------------------------------------------
+    iterations: int = Field(6, ge=1, le=10000, description="Inner iterations per generation (K).")
+    generations: int = Field(2, ge=1, le=1000)
+    research_every: int = Field(1, ge=1, le=1000, description="Level 2 every M generations (M).")
+    levels: str = Field("1,1.5,2", description="Comma list of levels: 1, 1.5, 2.")
+    tracks: int = Field(1, ge=1, le=64)
+    min_improvement: float = Field(0.0, ge=0.0, le=10.0)
+    confirm_seed: int | None = Field(None, ge=0, description="If set, a kept candidate is re-run with this seed first.")
+    propose_attempts: int = Field(3, ge=1, le=10, description="Re-asks of the LLM after an invalid proposal.")
+
+    @field_validator("levels")
+    @classmethod
+    def _check_levels(cls, value: str) -> str:
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        bad = [p for p in parts if p not in LEVEL_CHOICES]
+        if bad or "1" not in parts:
+            raise ValueError(f"levels must be a comma list of {LEVEL_CHOICES} including 1, got {value!r}")
+        return ",".join(p for p in LEVEL_CHOICES if p in parts)
+
+    @property
+    def level_set(self) -> frozenset[str]:
+        return frozenset(self.levels.split(","))
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    # -- derived paths ------------------------------------------------------------------------
+    @property
+    def state_path(self) -> Path:
+        return self.state_dir.expanduser().resolve()
+
+    @property
+    def resolved_tracking_uri(self) -> str:
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{self.state_path / 'mlflow' / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifact_root(self) -> Path:
+        return self.state_path / "mlflow" / "artifacts"
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.state_path / "prefect"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.state_path / "runs"
+
+    @property
+    def s3_data_dir(self) -> Path:
+        return self.state_path / "s3"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_path / "logs"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment and bilevel.toml, with explicit overrides on top."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

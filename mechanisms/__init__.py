@@ -1,0 +1,1 @@
+"""Search mechanisms: the hook API, the sandbox for untrusted code, validation, and a reference library."""

@@ -1,0 +1,1 @@
+"""Reference mechanisms: small readable baselines and worked examples for Level 2."""

@@ -1,0 +1,1 @@
+"""Prefect tasks: one unit of work each, thin wrappers over search/, mechanisms/, workloads/ and infra/."""
