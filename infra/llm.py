@@ -26,7 +26,7 @@ class LLMAnswer:
     model: str
 
 
-def _litellm():
+def import_litellm():
     """Import litellm lazily: it costs seconds, and many commands never call an LLM."""
     import infra.settings  # noqa: F401  (telemetry opt-outs before the import)
     import litellm
@@ -87,7 +87,7 @@ class LLMClient:
     ) -> LLMAnswer:
         """One chat completion. `purpose` and `call_key` identify the call in logs (and for the scripted
         test provider); `schema` asks for JSON matching it. Retries retryable errors with backoff."""
-        litellm = _litellm()
+        litellm = import_litellm()
         kwargs: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
@@ -148,7 +148,7 @@ class LLMClient:
 
 def _cost(response: Any) -> float:
     """Cost in USD from litellm's local price map; 0 for models it has no price for (local, scripted)."""
-    litellm = _litellm()
+    litellm = import_litellm()
     try:
         return float(litellm.completion_cost(completion_response=response) or 0.0)
     except Exception:  # litellm raises for unknown models: they cost nothing we can know

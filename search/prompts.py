@@ -83,3 +83,11 @@ def reask_messages(messages: list[dict[str, str]], answer: str, error: str) -> l
         {"role": "assistant", "content": answer[:2000]},
         {"role": "user", "content": f"That answer was refused: {error}. Answer again with one valid JSON object."},
     ]
+
+
+def screen_rejection_messages(messages: list[dict[str, str]], reason: str) -> list[dict[str, str]]:
+    """The conversation extended with why a search mechanism refused every candidate."""
+    return [
+        *messages,
+        {"role": "user", "content": f"Those proposals were refused by the search strategy: {reason[:300]}. Propose something different."},
+    ]

@@ -10,7 +10,8 @@ from pydantic import BaseModel, Field
 
 from search.params import ParamValue, json_value, same_value
 
-RunStatus = Literal["ok", "crash", "timeout"]
+# "invalid": no valid proposal came out of the LLM, so nothing was trained.
+RunStatus = Literal["ok", "crash", "timeout", "invalid"]
 
 
 class RunOutcome(BaseModel):

@@ -1,0 +1,77 @@
+"""`bilevel doctor`: checks of the LLM, the services and the paths, each with a state and an explanation."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from infra.settings import Settings
+
+
+@dataclass
+class Check:
+    name: str
+    state: Literal["ok", "warn", "fail"]
+    details: str
+
+
+def _paths(settings: Settings) -> list[Check]:
+    free = shutil.disk_usage(settings.state_path.parent if settings.state_path.parent.exists() else ".").free
+    return [
+        Check("state directory", "ok", f"{settings.state_path} (MLflow, Prefect, S3 data, logs, runs)"),
+        Check("cache directory", "ok", f"{settings.cache_dir} (local model, corpus)"),
+        Check("disk", "ok" if free > 3e9 else "warn", f"{free / 1e9:.1f} GB free"),
+    ]
+
+
+def _llm(settings: Settings) -> list[Check]:
+    from bilevel.wiring import build_llm
+
+    checks = []
+    if settings.model.startswith("local/"):
+        from infra.local_model import local_model_info
+
+        info = local_model_info(settings)
+        checks.append(Check("local model file", "ok" if info.get("present") else "fail",
+                            f"{info.get('path')} ({info.get('size_mb', 0):.0f} MB)" if info.get("present")
+                            else f"missing: run `bilevel setup` ({info.get('path')})"))
+        if not info.get("present"):
+            return checks
+    try:
+        llm = build_llm(settings)
+        started = time.perf_counter()
+        answer = llm.complete([{"role": "user", "content": "Reply with the word ok."}], purpose="doctor",
+                              call_key="doctor", max_tokens=8)
+        seconds = time.perf_counter() - started
+        checks.append(Check("LLM answers", "ok", f"{settings.model}: {answer.text.strip()[:30]!r} in {seconds:.1f} s"))
+    except Exception as error:  # doctor reports every failure instead of stopping at the first
+        checks.append(Check("LLM answers", "fail", f"{settings.model}: {type(error).__name__}: {str(error)[:200]}"))
+    return checks
+
+
+def _tracking(settings: Settings) -> list[Check]:
+    try:
+        from infra.tracking import Tracker
+
+        started = time.perf_counter()
+        Tracker(settings.resolved_tracking_uri, settings.mlflow_artifact_root).client.search_experiments(max_results=1)
+        return [Check("MLflow", "ok", f"{settings.resolved_tracking_uri} ({time.perf_counter() - started:.1f} s)")]
+    except Exception as error:  # reported, not raised: doctor lists all problems
+        return [Check("MLflow", "fail", f"{settings.resolved_tracking_uri}: {str(error)[:200]}")]
+
+
+def _store(settings: Settings) -> list[Check]:
+    try:
+        from infra.services import service_status
+
+        status = service_status(settings)
+        return [Check("S3 store", "ok" if status.get("reachable") or not status.get("embedded") else "warn",
+                      ", ".join(f"{k}={v}" for k, v in status.items()))]
+    except Exception as error:  # reported, not raised
+        return [Check("S3 store", "fail", str(error)[:200])]
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    return [*_paths(settings), *_tracking(settings), *_store(settings), *_llm(settings)]

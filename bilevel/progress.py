@@ -1,0 +1,102 @@
+"""The live progress display of a meta-run and its final summary table (rich)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from search.run_spec import MetaRunSummary
+from search.trace import Experiment
+
+STATUS_STYLE = {"ok": "green", "crash": "red", "timeout": "yellow", "invalid": "magenta"}
+
+
+class RunProgress:
+    """Receives the meta-run's events (Resources.on_event) and renders them live: a progress bar and the
+    last experiments (iteration, status, val_bpb, best so far)."""
+
+    def __init__(self, console: Console, total: int, show_rows: int = 12) -> None:
+        self.console = console
+        self.show_rows = show_rows
+        self.rows: list[tuple[str, ...]] = []
+        self._lock = threading.Lock()
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=console,
+        )
+        self.task = self.progress.add_task("baseline", total=total)
+        self.live = Live(self._render(), console=console, refresh_per_second=4, transient=False)
+
+    def __enter__(self) -> RunProgress:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.update(self._render())
+        self.live.__exit__(*exc)
+
+    def _render(self) -> Group:
+        table = Table(box=None, pad_edge=False, expand=False)
+        for column in ("#", "gen", "status", "val_bpb", "best", "decision", "changes"):
+            table.add_column(column, no_wrap=column != "changes", overflow="fold")
+        for row in self.rows[-self.show_rows :]:
+            table.add_row(*row)
+        return Group(self.progress, table)
+
+    def on_event(self, event: str, data: dict[str, Any]) -> None:
+        with self._lock:
+            if event == "baseline":
+                self._add(data["experiment"], data["experiment"].measured)
+                self.progress.update(self.task, description="searching")
+            elif event == "experiment":
+                self._add(data["experiment"], data["best"])
+                self.progress.advance(self.task)
+            elif event == "generation":
+                active = ", ".join(data.get("active") or []) or "none"
+                self.console.log(f"generation {data['generation']} done: best {data['best']:.4f}; mechanisms: {active}")
+                for note in data.get("notes") or []:
+                    self.console.log(f"  {note}")
+            elif event == "research":
+                self.console.log(f"level 2: {data.get('message', '')}")
+            self.live.update(self._render())
+
+    def _add(self, experiment: Experiment, best: float | None) -> None:
+        status = experiment.outcome.status
+        value = experiment.measured
+        decision = "baseline" if experiment.is_baseline else ("kept" if experiment.kept else "discarded")
+        if experiment.decided_by:
+            decision += f" ({experiment.decided_by})"
+        self.rows.append((
+            str(experiment.index), str(experiment.generation), f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]",
+            f"{value:.4f}" if value is not None else "-", f"{best:.4f}" if best is not None else "-", decision,
+            json.dumps(experiment.changes) if experiment.changes else "",
+        ))
+
+
+def summary_table(summary: MetaRunSummary, *, tracking_uri: str, prefect_home: str) -> Table:
+    """The final table: baseline, best, Δ, keep rate, crashes, LLM tokens and cost, where to look."""
+    table = Table(title=f"meta-run {summary.meta_run_id}", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    keep_rate = summary.kept / summary.experiments if summary.experiments else 0.0
+    table.add_row("baseline val_bpb", f"{summary.baseline_val_bpb:.4f}")
+    table.add_row("best val_bpb", f"{summary.best_val_bpb:.4f} (experiment #{summary.best_index})")
+    table.add_row("Δ val_bpb", f"{summary.delta:+.4f}")
+    table.add_row("experiments", f"{summary.experiments} ({summary.kept} kept, keep rate {keep_rate:.0%})")
+    table.add_row("crashes / invalid", f"{summary.crashes} / {summary.invalid}")
+    table.add_row("LLM", f"{summary.llm.calls} calls, {summary.llm.total_tokens} tokens, ${summary.llm.cost_usd:.4f}, "
+                  f"{summary.llm.seconds:.0f} s")
+    table.add_row("best changes vs baseline", json.dumps(summary.best_changes) if summary.best_changes else "none")
+    if summary.mechanisms:
+        table.add_row("mechanisms at the end", ", ".join(f"{m['name']}@{str(m['version'])[:12]}" for m in summary.mechanisms))
+    table.add_row("trace", summary.trace_path or "-")
+    table.add_row("MLflow", f"{tracking_uri}  experiment '{summary.mlflow_experiment}', run {summary.mlflow_run_id}")
+    table.add_row("", "UI: bilevel ui   (MLflow on http://127.0.0.1:5000)")
+    table.add_row("Prefect", f"flow run '{summary.meta_run_id}' (PREFECT_HOME={prefect_home})")
+    return table

@@ -1,0 +1,90 @@
+"""The one place where resources are built from settings (like Dagster's definitions): tests pass their own."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from infra.llm import LLMClient
+from infra.settings import LOCAL_MODEL, Settings
+from infra.tracking import Tracker
+
+if TYPE_CHECKING:
+    from infra.store import MechanismStore
+    from workloads.base import Workload
+
+
+@dataclass
+class Resources:
+    """Everything a meta-run touches outside pure Python. Created once, passed down explicitly."""
+
+    settings: Settings
+    workload: Workload
+    llm: LLMClient
+    tracker: Tracker
+    store: MechanismStore | None = None
+    launch_log: Path | None = None
+    on_event: Callable[[str, dict[str, Any]], None] | None = field(default=None, repr=False)
+
+    def emit(self, event: str, **data: Any) -> None:
+        """Tell the user interface (progress display) what happened; a no-op without one."""
+        if self.on_event is not None:
+            self.on_event(event, data)
+
+
+def register_llm_providers(settings: Settings) -> None:
+    """Make the model string of settings answerable: the scripted test provider or the local model."""
+    provider = settings.model.split("/", 1)[0]
+    if provider == "scripted":
+        from infra.scripted_llm import register_scripted_provider
+
+        if settings.scripted_answers is None:
+            raise ValueError("model 'scripted/...' needs BILEVEL_SCRIPTED_ANSWERS pointing at an answers file")
+        register_scripted_provider(settings.scripted_answers)
+    elif provider == LOCAL_MODEL.split("/", 1)[0]:
+        from infra.local_llm import register_local_provider
+
+        register_local_provider(settings)
+
+
+def build_llm(settings: Settings) -> LLMClient:
+    register_llm_providers(settings)
+    return LLMClient(
+        settings.model,
+        api_base=settings.api_base,
+        timeout_s=settings.llm_timeout_s,
+        retries=settings.llm_retries,
+        temperature=settings.llm_temperature,
+        max_tokens=settings.llm_max_tokens,
+        call_log=settings.logs_dir / "llm_calls.jsonl",
+    )
+
+
+def build_store(settings: Settings) -> MechanismStore:
+    """The mechanism store; starts the embedded S3 server when no endpoint is configured."""
+    from infra.services import ensure_s3
+    from infra.store import MechanismStore
+
+    endpoint = ensure_s3(settings)
+    store = MechanismStore.from_endpoint(endpoint, bucket=settings.s3_bucket)
+    store.ensure_bucket()
+    return store
+
+
+def build_resources(settings: Settings, *, with_store: bool | None = None) -> Resources:
+    """All resources of a meta-run from settings. The store is built only when Level 2 or a seed needs it."""
+    from workloads import get_workload
+
+    settings.state_path.mkdir(parents=True, exist_ok=True)
+    workload = get_workload(settings)
+    need_store = "2" in settings.level_set if with_store is None else with_store
+    return Resources(
+        settings=settings,
+        workload=workload,
+        llm=build_llm(settings),
+        tracker=Tracker(settings.resolved_tracking_uri, settings.mlflow_artifact_root),
+        store=build_store(settings) if need_store else None,
+        launch_log=settings.logs_dir / "launches.jsonl",
+    )

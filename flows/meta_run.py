@@ -1,0 +1,87 @@
+"""The top-level flow: one meta-run = the baseline, then G generations, then the summary."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from bilevel.wiring import Resources, build_resources
+from flows.generation import generation
+from flows.steps import source_for, train
+from infra.runs import write_json_atomic, write_trace
+from infra.settings import load_settings
+from mechanisms.active import ActiveSet, resolve_initial_set
+from search.iteration import baseline_experiment
+from search.params import json_value, same_value, values_of
+from search.run_spec import MetaRunSpec, MetaRunSummary
+from search.state import state_from_trace
+from search.trace import LLMUsage, Trace
+from tasks.record import close_run, open_meta_run, record_experiment
+
+
+def _baseline(spec: MetaRunSpec, res: Resources, run_id: str) -> Trace:
+    """Train the unedited script once: the reference every keep/discard is measured against."""
+    source = res.workload.editable_source()
+    outcome = train(res, spec, generation=0, track=0, iteration=0, purpose="baseline", source=source, seed=spec.seed)
+    config = {name: json_value(value) for name, value in values_of(res.workload.params()).items()}
+    trace = Trace(experiments=[baseline_experiment(outcome, config)])
+    state = state_from_trace(trace)  # raises BaselineFailed with the traceback tail if the baseline crashed
+    record_experiment(res.tracker, spec, meta_run_run_id=run_id, generation_run_id=run_id,
+                      experiment=trace.experiments[0], source=source, best_source=source,
+                      best_val_bpb=state.best.val_bpb)
+    res.emit("baseline", experiment=trace.experiments[0])
+    return trace
+
+
+def summarize(spec: MetaRunSpec, trace: Trace, run_id: str | None, trace_path: str | None, active: ActiveSet) -> MetaRunSummary:
+    state = state_from_trace(trace)
+    experiments = trace.experiments[1:]
+    usage = LLMUsage()
+    for experiment in experiments:
+        usage = usage + experiment.llm
+    return MetaRunSummary(
+        meta_run_id=spec.meta_run_id,
+        name=spec.name,
+        baseline_val_bpb=state.baseline.val_bpb,
+        best_val_bpb=state.best.val_bpb,
+        best_config=state.best.config,
+        best_changes={k: v for k, v in state.best.config.items() if not same_value(v, state.baseline.config.get(k))},
+        best_index=state.best.index,
+        experiments=len(experiments),
+        kept=sum(e.kept for e in experiments),
+        crashes=sum(e.outcome.status in ("crash", "timeout") for e in experiments),
+        invalid=sum(e.outcome.status == "invalid" for e in experiments),
+        llm=usage,
+        mlflow_run_id=run_id,
+        mlflow_experiment=f"bilevel/{spec.name}",
+        trace_path=trace_path,
+        mechanisms=[m.model_dump(exclude={"source"}) for m in active.mechanisms],
+    )
+
+
+@flow(name="meta-run", flow_run_name="{spec.meta_run_id}")
+def meta_run(spec: MetaRunSpec, res: Resources | None = None) -> MetaRunSummary:
+    """Run (or resume: same meta_run_id) a whole meta-run. Expensive tasks are cached by deterministic keys,
+    so re-running a failed meta-run re-executes only what had not finished."""
+    res = res or build_resources(load_settings())
+    res.workload.prepare()
+    run_id = open_meta_run(res.tracker, spec, {"workload": res.workload.name, "model": res.llm.model})
+    try:
+        trace = _baseline(spec, res, run_id)
+        config = spec.search
+        active = resolve_initial_set(spec.mechanisms, res.store)
+        for index in range(spec.generations):
+            outcome = generation(spec, res, generation=index, trace=trace, config=config, active=active,
+                                 meta_run_run_id=run_id)
+            trace, config, active = outcome.trace, outcome.config, outcome.active
+            write_trace(res.settings.runs_dir, spec.meta_run_id, trace)
+        trace_path = write_trace(res.settings.runs_dir, spec.meta_run_id, trace)
+        summary = summarize(spec, trace, run_id, str(trace_path), active)
+        write_json_atomic(trace_path.parent / "summary.json", summary.model_dump(mode="json"))
+        best_source = source_for(res, summary.best_config)
+        res.tracker.log_text(run_id, best_source, "best_train.py")
+        close_run(res.tracker, run_id, "FINISHED", metrics={"delta_val_bpb": summary.delta,
+                                                            "final_best_val_bpb": summary.best_val_bpb})
+        return summary
+    except BaseException:
+        res.tracker.finish(run_id, "FAILED")
+        raise

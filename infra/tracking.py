@@ -1,0 +1,158 @@
+"""MLflow tracking through MlflowClient with explicit run ids: meta-run -> generation -> iteration/research runs.
+
+Every run carries `bilevel.*` tags and a unique `bilevel.key`, so a resumed meta-run finds its runs again
+instead of duplicating them (MLflow has no root-run tag; we search by ours).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import infra.settings  # noqa: F401  (telemetry opt-outs before mlflow is imported)
+
+TAG_PREFIX = "bilevel."
+TERMINAL = ("FINISHED", "FAILED", "KILLED")
+MAX_PARAM_CHARS = 500
+
+
+def _mlflow():
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient, Metric, Param, RunTag
+
+
+def run_key(meta_run_id: str, *parts: object) -> str:
+    """The unique key of a run inside a meta-run, e.g. `abc/g1/t0/i5`."""
+    return "/".join([meta_run_id, *(str(p) for p in parts)])
+
+
+class Tracker:
+    """Writes meta-runs to MLflow. Thread-safe for our use (one client, calls serialised by a lock)."""
+
+    def __init__(self, tracking_uri: str, artifact_root: Path | None = None) -> None:
+        client_cls, *_ = _mlflow()
+        if tracking_uri.startswith("sqlite:///"):
+            Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.tracking_uri = tracking_uri
+        self.artifact_root = artifact_root
+        self.client = client_cls(tracking_uri=tracking_uri)
+        self._lock = threading.RLock()
+        self._experiments: dict[str, str] = {}
+
+    # -- runs ------------------------------------------------------------------------------------
+    def experiment_id(self, name: str) -> str:
+        with self._lock:
+            if name in self._experiments:
+                return self._experiments[name]
+            experiment = self.client.get_experiment_by_name(name)
+            if experiment is None:
+                location = None
+                if self.artifact_root is not None:
+                    location = (self.artifact_root / name.replace("/", "_")).resolve().as_uri()
+                experiment_id = self.client.create_experiment(name, artifact_location=location)
+            else:
+                experiment_id = experiment.experiment_id
+            self._experiments[name] = experiment_id
+            return experiment_id
+
+    def find_run(self, experiment_id: str, key: str) -> Any | None:
+        runs = self.client.search_runs(
+            [experiment_id], filter_string=f"tags.`{TAG_PREFIX}key` = '{key}'", max_results=2
+        )
+        if len(runs) > 1:
+            raise RuntimeError(f"MLflow holds {len(runs)} runs with key {key}: the store was written outside bilevel")
+        return runs[0] if runs else None
+
+    def ensure_run(
+        self,
+        experiment_name: str,
+        key: str,
+        *,
+        run_name: str,
+        tags: dict[str, Any],
+        parent_run_id: str | None = None,
+    ) -> tuple[str, bool]:
+        """The run with this key, created if missing. Returns (run_id, already_finished)."""
+        with self._lock:
+            experiment_id = self.experiment_id(experiment_name)
+            existing = self.find_run(experiment_id, key)
+            if existing is not None:
+                return existing.info.run_id, existing.info.status in TERMINAL
+            all_tags = {_tag_name(k): str(v) for k, v in tags.items()}
+            all_tags[f"{TAG_PREFIX}key"] = key
+            if parent_run_id:
+                all_tags["mlflow.parentRunId"] = parent_run_id
+            run = self.client.create_run(experiment_id, run_name=run_name, tags=all_tags)
+            return run.info.run_id, False
+
+    def finish(self, run_id: str, status: str = "FINISHED") -> None:
+        with self._lock:
+            self.client.set_terminated(run_id, status=status)
+
+    # -- logging ----------------------------------------------------------------------------------
+    def log(
+        self,
+        run_id: str,
+        *,
+        metrics: dict[str, float | None] | None = None,
+        params: dict[str, Any] | None = None,
+        tags: dict[str, Any] | None = None,
+        step: int = 0,
+    ) -> None:
+        """One batched write (MLflow costs ~30 ms per call on SQLite, so never log value by value)."""
+        _, metric_cls, param_cls, tag_cls = _mlflow()
+        now = int(time.time() * 1000)
+        metric_list = [metric_cls(k, float(v), now, step) for k, v in (metrics or {}).items() if v is not None]
+        param_list = [param_cls(k, _param_text(v)) for k, v in (params or {}).items()]
+        tag_list = [tag_cls(_tag_name(k), str(v)) for k, v in (tags or {}).items()]
+        if metric_list or param_list or tag_list:
+            with self._lock:
+                self.client.log_batch(run_id, metrics=metric_list, params=param_list, tags=tag_list)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        with self._lock:
+            self.client.log_text(run_id, text, artifact_file)
+
+    def log_dict(self, run_id: str, data: dict[str, Any], artifact_file: str) -> None:
+        with self._lock:
+            self.client.log_dict(run_id, data, artifact_file)
+
+    def log_file(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
+        with self._lock:
+            self.client.log_artifact(run_id, str(path), artifact_path)
+
+    # -- queries ------------------------------------------------------------------------------------
+    def runs_of(self, experiment_name: str, meta_run_id: str, kind: str | None = None) -> list[Any]:
+        """All runs of one meta-run (optionally of one kind), oldest first."""
+        experiment = self.client.get_experiment_by_name(experiment_name)
+        if experiment is None:
+            return []
+        query = f"tags.`{TAG_PREFIX}meta_run_id` = '{meta_run_id}'"
+        if kind:
+            query += f" and tags.`{TAG_PREFIX}kind` = '{kind}'"
+        return list(reversed(self.client.search_runs([experiment.experiment_id], filter_string=query, max_results=5000)))
+
+    def search(self, filter_string: str, experiment_names: list[str] | None = None, max_results: int = 1000) -> list[Any]:
+        """Runs across experiments (all bilevel experiments by default) matching an MLflow filter."""
+        if experiment_names is None:
+            ids = [e.experiment_id for e in self.client.search_experiments() if e.name.startswith("bilevel")]
+        else:
+            ids = [e.experiment_id for name in experiment_names if (e := self.client.get_experiment_by_name(name))]
+        if not ids:
+            return []
+        return self.client.search_runs(ids, filter_string=filter_string, max_results=max_results)
+
+
+def _tag_name(key: str) -> str:
+    """Our tags live under `bilevel.`; MLflow's own (`mlflow.*`) are passed through."""
+    return key if key.startswith(("mlflow.", TAG_PREFIX)) else TAG_PREFIX + key
+
+
+def _param_text(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= MAX_PARAM_CHARS else text[: MAX_PARAM_CHARS - 3] + "..."

@@ -1,0 +1,121 @@
+"""The set of active mechanisms of a meta-run: what is active, what it replaced (for revert), and the review
+after each generation that deactivates quarantined or inert mechanisms."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field
+
+from mechanisms.api import build_context
+
+if TYPE_CHECKING:
+    from infra.store import MechanismStore
+    from mechanisms.runtime import MechanismRuntime
+    from search.config import SearchConfig
+    from search.params import ParamSpec
+    from search.trace import Trace
+
+
+class ActiveMechanism(BaseModel):
+    """One mechanism version as the inner loop runs it."""
+
+    name: str
+    version: str = Field(description="S3 VersionId, or 'library' / a sha prefix for unstored code.")
+    sha256: str
+    source: str
+    parents: list[str] = Field(default_factory=list)
+    origin: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}@{self.version[:12]}"
+
+    @classmethod
+    def from_source(cls, name: str, source: str, version: str | None = None, **extra: Any) -> ActiveMechanism:
+        sha = hashlib.sha256(source.encode()).hexdigest()
+        return cls(name=name, version=version or sha[:12], sha256=sha, source=source, **extra)
+
+
+class ActiveSet(BaseModel):
+    """The mechanisms active now, and the stack of earlier sets a revert restores."""
+
+    mechanisms: list[ActiveMechanism] = Field(default_factory=list)
+    previous: list[list[ActiveMechanism]] = Field(default_factory=list)
+
+    def with_added(self, mechanism: ActiveMechanism) -> ActiveSet:
+        kept = [m for m in self.mechanisms if m.name != mechanism.name]
+        return ActiveSet(mechanisms=[*kept, mechanism], previous=[*self.previous, self.mechanisms])
+
+    def reverted(self, name: str) -> ActiveSet:
+        """The set before `name` was activated; if it came with the initial set, the set without it."""
+        for depth in range(len(self.previous) - 1, -1, -1):
+            if all(m.name != name for m in self.previous[depth]):
+                return ActiveSet(mechanisms=self.previous[depth], previous=self.previous[:depth])
+        return ActiveSet(mechanisms=[m for m in self.mechanisms if m.name != name], previous=self.previous)
+
+
+def changed_decisions(counts: dict[str, Any]) -> int:
+    return sum(int(v) for v in (counts.get("changed") or {}).values())
+
+
+def review_active_set(active: ActiveSet, liveness: dict[str, dict[str, Any]]) -> tuple[ActiveSet, list[str]]:
+    """Deactivate (revert) every mechanism that was quarantined, or changed no decision in the generation."""
+    notes = []
+    for mechanism in list(active.mechanisms):
+        counts = liveness.get(mechanism.name, {})
+        if counts.get("quarantined"):
+            notes.append(f"{mechanism.label} quarantined ({counts.get('reason', '')}): reverted")
+        elif changed_decisions(counts) == 0:
+            notes.append(f"{mechanism.label} inert (changed no decision in {sum((counts.get('calls') or {}).values())} calls): reverted")
+        else:
+            continue
+        active = active.reverted(mechanism.name)
+    return active, notes
+
+
+def replay_history(trace: Trace, specs: list[ParamSpec], config: SearchConfig) -> list[tuple[dict, dict]]:
+    """(ctx, result) for every past experiment, as the hooks saw them: the input of `observe` replay."""
+    from mechanisms.api import experiment_view
+    from search.state import state_from_trace
+    from search.trace import Trace as TraceModel
+
+    history = []
+    for position in range(1, len(trace.experiments)):
+        prefix = TraceModel(experiments=trace.experiments[:position])
+        experiment = trace.experiments[position]
+        ctx = build_context(trace=prefix, state=state_from_trace(prefix), specs=specs, config=config,
+                            generation=experiment.generation, track=experiment.track, seed=0)
+        history.append((ctx, experiment_view(experiment)))
+    return history
+
+
+def open_runtime(active: ActiveSet, trace: Trace, specs: list[ParamSpec], config: SearchConfig) -> MechanismRuntime | None:
+    """A sandboxed runtime for the active set with state rebuilt by replaying `observe` over the trace."""
+    if not active.mechanisms:
+        return None
+    from mechanisms.runtime import MechanismRef, MechanismRuntime
+
+    runtime = MechanismRuntime([MechanismRef(name=m.name, version=m.version, source=m.source) for m in active.mechanisms])
+    runtime.rebuild(replay_history(trace, specs, config))
+    return runtime
+
+
+def resolve_initial_set(requested: list[str], store: MechanismStore | None) -> ActiveSet:
+    """Mechanisms named for the start of a meta-run: `library:<name>`, `<name>` (latest stored), `<name>@<VersionId>`."""
+    active = ActiveSet()
+    for item in requested:
+        if item.startswith("library:"):
+            from mechanisms.library import library_source
+
+            name = item.removeprefix("library:")
+            active = active.with_added(ActiveMechanism.from_source(name, library_source(name), version="library", origin="library"))
+            continue
+        if store is None:
+            raise ValueError(f"mechanism {item!r} lives in the store, but no store is configured")
+        name, _, version = item.partition("@")
+        source, stored = store.get(name, version_id=version or None)
+        active = active.with_added(ActiveMechanism(name=name, version=stored.version_id, sha256=stored.sha256,
+                                                   source=source, parents=list(stored.parents), origin="store"))
+    return ActiveSet(mechanisms=active.mechanisms)

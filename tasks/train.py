@@ -1,0 +1,56 @@
+"""The `train_and_evaluate` task: run one candidate script under the budget, cached by its content."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+from typing import Literal
+
+from prefect import task
+from pydantic import BaseModel
+
+from search.trace import RunOutcome
+from tasks.cache import cache_key_from
+from workloads.base import Budget, Workload
+
+RunPurpose = Literal["baseline", "candidate", "confirm"]
+
+
+class TrainRequest(BaseModel):
+    """One training run. The key holds the source hash, so an edited script is never served a stale result."""
+
+    meta_run_id: str
+    generation: int
+    track: int
+    iteration: int
+    purpose: RunPurpose
+    source: str
+    budget: Budget
+    seed: int
+    timeout_s: float
+    workload: str
+
+    @property
+    def source_sha(self) -> str:
+        return hashlib.sha256(self.source.encode()).hexdigest()
+
+    @property
+    def label(self) -> str:
+        return f"g{self.generation}-t{self.track}-i{self.iteration}-{self.purpose}-s{self.seed}"
+
+    @property
+    def cache_key(self) -> str:
+        budget = f"{self.budget.mode}{self.budget.value:g}"
+        return f"train/{self.meta_run_id}/{self.workload}/{self.label}/{budget}/{self.source_sha[:16]}"
+
+
+@task(name="train-and-evaluate", cache_key_fn=cache_key_from("request"), persist_result=True,
+      task_run_name="train {request.label}")
+def train_and_evaluate(workload: Workload, request: TrainRequest, runs_dir: Path) -> RunOutcome:
+    """Train in a fresh run directory (a leftover from a killed run is cleared first)."""
+    run_dir = runs_dir / request.meta_run_id / request.label
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    return workload.run(request.source, request.budget, request.seed, run_dir, request.timeout_s)

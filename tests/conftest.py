@@ -1,0 +1,21 @@
+"""Shared test setup: every test runs with its own state directory and no user configuration leaking in."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Telemetry off and no network lookups, before any library is imported by a test module.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No BILEVEL_* variables from the developer's shell, and no bilevel.toml from the working directory."""
+    for key in list(os.environ):
+        if key.startswith("BILEVEL_"):
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))

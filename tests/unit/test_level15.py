@@ -1,0 +1,67 @@
+"""Level 1.5: update validation with caps, the deterministic fallback rule, and its prompt."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from search.config import SearchConfig
+from search.level15 import (FUTILE_TRIES, ConfigUpdate, adjust_messages, apply_update, max_frozen, parse_update,
+                            rule_update)
+from tests.unit.script_fixture import SCRIPT
+from tests.unit.traces import build_trace, ok
+from workloads.hyperblock import parse_params
+
+SPECS = parse_params(SCRIPT)
+
+
+def test_valid_update_applies() -> None:
+    update = parse_update(json.dumps({"freeze": ["USE_BIAS"], "unfreeze": [], "strategy": "exploit",
+                                      "guidance": "refine learning rates", "reason": "bias never helped"}))
+    config = apply_update(SearchConfig(), update, SPECS)
+    assert config.frozen == ("USE_BIAS",) and config.strategy == "exploit" and config.guidance == "refine learning rates"
+
+
+@pytest.mark.parametrize(
+    ("update", "message"),
+    [
+        (ConfigUpdate(freeze=["NOPE"]), "unknown parameters ['NOPE']"),
+        (ConfigUpdate(freeze=["DEPTH"], unfreeze=["DEPTH"]), "cannot be frozen and unfrozen"),
+        (ConfigUpdate(freeze=["DEPTH", "MATRIX_LR", "OPTIMIZER"]), "at most 2 may be"),
+    ],
+)
+def test_invalid_updates_are_refused(update: ConfigUpdate, message: str) -> None:
+    assert max_frozen(len(SPECS)) == 2
+    with pytest.raises(ValueError, match=None) as caught:
+        apply_update(SearchConfig(), update, SPECS)
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("text", ['{"freeze": "DEPTH"}', '{"strategy": "yolo"}', '{"guidance": "' + "x" * 400 + '"}',
+                                  '{"freeze": [], "run": "rm -rf /"}', "nonsense"])
+def test_malformed_answers_raise(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_update(text)
+
+
+def test_rule_freezes_futile_parameters_within_the_cap() -> None:
+    steps = [({"MATRIX_LR": 0.001 * (i + 2)}, ok(3.1), False) for i in range(FUTILE_TRIES)]
+    steps += [({"OPTIMIZER": "muon"}, ok(3.2), False)]
+    trace = build_trace(steps)
+    update = rule_update(SearchConfig(), trace, SPECS, generation=0)
+    assert update.freeze == ["MATRIX_LR"]
+    assert update.strategy == "explore"  # nothing was kept in the generation
+    assert "DEPTH" in update.guidance
+    assert apply_update(SearchConfig(), update, SPECS).frozen == ("MATRIX_LR",)
+
+
+def test_rule_exploits_when_keeping_often() -> None:
+    trace = build_trace([({"DEPTH": 2}, ok(2.5), True), ({"DEPTH": 3}, ok(2.6), False)])
+    assert rule_update(SearchConfig(), trace, SPECS, generation=0).strategy == "exploit"
+
+
+def test_prompt_holds_the_statistics() -> None:
+    trace = build_trace([({"DEPTH": 2}, ok(2.5), True)])
+    text = adjust_messages(SearchConfig(), trace, SPECS, generation=0)[1]["content"]
+    assert "DEPTH: tried 1, kept 1" in text and "At most 2 parameters may be frozen" in text

@@ -1,0 +1,62 @@
+"""The scripted LLM provider (the test stand-in for an LLM service) and the client's accounting and retries."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from infra.llm import LLMClient, LLMError
+from infra.scripted_llm import ScriptError, choose_answer, register_scripted_provider
+
+SCRIPT = {
+    "answers": {"propose": [{"changes": {"DEPTH": 2}}, "plain text"]},
+    "by_key": {"propose/g0/t0/i1/*/a1": "re-ask answer", "flaky/*": {"fail_times": 2, "error": "timeout", "then": "ok"}},
+}
+
+
+def test_choice_is_a_pure_function_of_the_call() -> None:
+    assert choose_answer(SCRIPT, "propose", "propose/g0/t0/i0/r0/c0/a0", 0) == {"changes": {"DEPTH": 2}}
+    assert choose_answer(SCRIPT, "propose", "x", 3) == "plain text"
+    assert choose_answer(SCRIPT, "propose", "propose/g0/t0/i1/r0/c0/a1", 0) == "re-ask answer"
+    with pytest.raises(ScriptError, match="no scripted answer for purpose 'other'"):
+        choose_answer(SCRIPT, "other", "k", 0)
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> LLMClient:
+    folder = tmp_path_factory.mktemp("scripted")
+    path = folder / "answers.json"
+    path.write_text(json.dumps(SCRIPT))
+    register_scripted_provider(path)
+    return LLMClient("scripted/replay", backoff_s=0.0, retries=2, call_log=folder / "calls.jsonl")
+
+
+def test_answers_usage_and_call_log(client: LLMClient) -> None:
+    answer = client.complete([{"role": "user", "content": "x" * 400}], purpose="propose", call_key="k", seq=0,
+                             schema={"type": "object"})
+    assert json.loads(answer.text) == {"changes": {"DEPTH": 2}}
+    assert answer.usage.calls == 1 and answer.usage.prompt_tokens >= 100 and answer.usage.cost_usd == 0.0
+    lines = [json.loads(line) for line in client.call_log.read_text().splitlines()]
+    assert lines[-1]["purpose"] == "propose" and lines[-1]["call_key"] == "k"
+    assert "x" * 50 not in client.call_log.read_text()  # prompts are not logged
+
+
+def test_transient_failures_are_retried(client: LLMClient) -> None:
+    before = client.usage.calls
+    assert client.complete([{"role": "user", "content": "q"}], purpose="p", call_key="flaky/1").text == "ok"
+    errors = [json.loads(line) for line in client.call_log.read_text().splitlines() if "flaky/1" in line]
+    assert [e.get("error") for e in errors] == ["Timeout", "Timeout", None]
+    assert client.usage.calls == before + 1
+
+
+def test_script_gap_is_not_retried_and_names_the_call(client: LLMClient) -> None:
+    with pytest.raises(LLMError, match="nothing.*call-z"):
+        client.complete([{"role": "user", "content": "q"}], purpose="nothing", call_key="call-z")
+    assert sum("call-z" in line for line in client.call_log.read_text().splitlines()) == 1
+
+
+def test_missing_answers_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ScriptError, match="not found"):
+        register_scripted_provider(tmp_path / "missing.json")
