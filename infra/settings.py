@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     s3_secret_key: SecretStr = Field(SecretStr("bilevel-local-secret"))
     s3_region: str = "us-east-1"
     s3_bucket: str = "bilevel-mechanisms"
-    s3_port: int = Field(8333, ge=1024, le=65535, description="Port of the embedded S3 server.")
+    s3_port: int = Field(8333, ge=1024, le=55531, description="Port of the embedded S3 server.")
     result_storage: Literal["local", "s3"] = Field("local", description="Where Prefect persists task results.")
 
     # -- orchestration ----------------------------------------------------------------------------
