@@ -4,11 +4,10 @@ after each generation that deactivates quarantined or inert mechanisms."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
-
-from mechanisms.api import build_context
 
 if TYPE_CHECKING:
     from infra.store import MechanismStore
@@ -75,30 +74,17 @@ def review_active_set(active: ActiveSet, liveness: dict[str, dict[str, Any]]) ->
     return active, notes
 
 
-def replay_history(trace: Trace, specs: list[ParamSpec], config: SearchConfig) -> list[tuple[dict, dict]]:
-    """(ctx, result) for every past experiment, as the hooks saw them: the input of `observe` replay."""
-    from mechanisms.api import experiment_view
-    from search.state import state_from_trace
-    from search.trace import Trace as TraceModel
-
-    history = []
-    for position in range(1, len(trace.experiments)):
-        prefix = TraceModel(experiments=trace.experiments[:position])
-        experiment = trace.experiments[position]
-        ctx = build_context(trace=prefix, state=state_from_trace(prefix), specs=specs, config=config,
-                            generation=experiment.generation, track=experiment.track, seed=0)
-        history.append((ctx, experiment_view(experiment)))
-    return history
-
-
-def open_runtime(active: ActiveSet, trace: Trace, specs: list[ParamSpec], config: SearchConfig) -> MechanismRuntime | None:
-    """A sandboxed runtime for the active set with state rebuilt by replaying `observe` over the trace."""
+def open_runtime(active: ActiveSet, trace: Trace, specs: list[ParamSpec], config: SearchConfig,
+                 seed_for: Callable[[int, int], int] | None = None) -> MechanismRuntime | None:
+    """A sandboxed runtime for the active set with state rebuilt by replaying `observe` over the trace,
+    with the same per-decision seeds the live loop used (`seed_for(index, track)`)."""
     if not active.mechanisms:
         return None
+    from mechanisms.replay import replay_history
     from mechanisms.runtime import MechanismRef, MechanismRuntime
 
     runtime = MechanismRuntime([MechanismRef(name=m.name, version=m.version, source=m.source) for m in active.mechanisms])
-    runtime.rebuild(replay_history(trace, specs, config))
+    runtime.rebuild(replay_history(trace, specs, config, seed_for=seed_for))
     return runtime
 
 

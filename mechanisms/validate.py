@@ -1,0 +1,185 @@
+"""Validation of a new mechanism before activation: static policy, import in the sandbox, a behavioural
+smoke test replaying a real trace through every hook, and liveness (an inert mechanism is refused).
+
+Each stage is logged and timed in a JSON-able report. On failure `error` is one short paragraph
+written for the LLM that repairs the code (the repair loop itself belongs to Level 2).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from mechanisms.policy import check_source
+from mechanisms.replay import ReplayStep
+from mechanisms.runtime import MechanismRef, MechanismRuntime
+from mechanisms.sandbox import SandboxError, SandboxHost
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("policy", "import", "smoke", "liveness")
+
+
+@dataclass(frozen=True)
+class ValidationLimits:
+    """How strict the smoke test is."""
+
+    call_timeout_s: float = 2.0  # a hook slower than this times out (and is quarantined)
+    slow_call_s: float = 0.5  # any hook call slower than this fails the smoke test
+    max_steps: int = 100  # replay at most the last N experiments of the trace
+
+
+class StageReport(BaseModel):
+    """One stage: did it pass, how long it took, and what it found."""
+
+    name: str
+    ok: bool
+    seconds: float
+    detail: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+
+
+class ValidationReport(BaseModel):
+    """The verdict on one mechanism source. `error` is fed back to the LLM on a repair attempt."""
+
+    ok: bool
+    stage_failed: str | None = None
+    error: str | None = None
+    stages: list[StageReport] = Field(default_factory=list)
+    liveness: dict[str, Any] = Field(default_factory=dict)
+    class_name: str | None = None
+    name: str | None = None
+
+
+class _StageFailed(Exception):
+    def __init__(self, message: str, detail: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail or {}
+
+
+def validate_mechanism(
+    source: str,
+    steps: list[ReplayStep],
+    *,
+    name: str = "candidate",
+    version: str = "unvalidated",
+    host: SandboxHost | None = None,
+    limits: ValidationLimits | None = None,
+) -> ValidationReport:
+    """Run the four stages in order and stop at the first failure. Never raises for a bad mechanism."""
+    limits = limits or ValidationLimits()
+    own_host = host is None
+    host = host if host is not None else SandboxHost(call_timeout_s=limits.call_timeout_s)
+    report = ValidationReport(ok=False)
+    runtime: MechanismRuntime | None = None
+    try:
+        policy = _run_stage(report, "policy", lambda: _policy_stage(source))
+        if policy is None:
+            return report
+        report.class_name = policy["class_name"]
+        ref = MechanismRef(name=name, version=version, source=source)
+        runtime = _run_stage(report, "import", lambda: _import_stage(ref, host, limits))
+        if runtime is None:
+            return report
+        report.name = runtime.liveness()[name]["declared_name"]
+        replayed = steps[-limits.max_steps :] if limits.max_steps else steps
+        if _run_stage(report, "smoke", lambda: _smoke_stage(runtime, name, replayed, limits)) is None:
+            return report
+        if _run_stage(report, "liveness", lambda: _liveness_stage(runtime, name, len(replayed))) is None:
+            return report
+        report.ok = True
+        return report
+    finally:
+        if runtime is not None:
+            report.liveness = runtime.liveness().get(name, {})
+            runtime.close()
+        if own_host:
+            host.close()
+
+
+def _run_stage(report: ValidationReport, stage: str, body: Any) -> Any:
+    """Run one stage (a callable returning (value, detail)), time it, record it; returns the value, or None on failure."""
+    started = time.perf_counter()
+    try:
+        value, detail = body()
+    except _StageFailed as failure:
+        seconds = time.perf_counter() - started
+        message = f"{stage} stage failed: {failure}"
+        report.stages.append(StageReport(name=stage, ok=False, seconds=round(seconds, 4), detail=failure.detail, error=str(failure)))
+        report.stage_failed = stage
+        report.error = message[:1500]
+        logger.info("mechanism validation: %s failed in %.3f s: %s", stage, seconds, failure)
+        return None
+    except SandboxError as error:  # the sandbox itself could not serve us (e.g. it cannot start)
+        seconds = time.perf_counter() - started
+        report.stages.append(StageReport(name=stage, ok=False, seconds=round(seconds, 4), error=str(error)))
+        report.stage_failed = stage
+        report.error = f"{stage} stage could not run: {error}"[:1500]
+        logger.error("mechanism validation: %s could not run: %s", stage, error)
+        return None
+    seconds = time.perf_counter() - started
+    report.stages.append(StageReport(name=stage, ok=True, seconds=round(seconds, 4), detail=detail))
+    logger.info("mechanism validation: %s passed in %.3f s", stage, seconds)
+    return value
+
+
+def _policy_stage(source: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    policy = check_source(source)
+    if not policy.ok:
+        raise _StageFailed(
+            "the code breaks the sandbox rules:\n" + policy.summary(),
+            {"violations": policy.to_json()["violations"]},
+        )
+    return {"class_name": policy.class_name}, {"class_name": policy.class_name}
+
+
+def _import_stage(ref: MechanismRef, host: SandboxHost, limits: ValidationLimits) -> tuple[MechanismRuntime, dict[str, Any]]:
+    runtime = MechanismRuntime([ref], call_timeout_s=limits.call_timeout_s, host=host)
+    entry = runtime.liveness()[ref.name]
+    if entry["quarantined"]:
+        runtime.close()
+        raise _StageFailed(str(entry["reason"]))
+    return runtime, {"hooks": entry["hooks"], "declared_name": entry["declared_name"]}
+
+
+def _smoke_stage(runtime: MechanismRuntime, name: str, steps: list[ReplayStep], limits: ValidationLimits) -> tuple[bool, dict[str, Any]]:
+    """Every hook on every replayed experiment, as the inner loop would call them."""
+    for step in steps:
+        runtime.plan(step.ctx)
+        runtime.screen(step.ctx, step.candidates)
+        runtime.accept(step.ctx, step.result, bool(step.result.get("default_kept")))
+        runtime.observe(step.ctx, step.result)
+        entry = runtime.liveness()[name]
+        if entry["quarantined"]:
+            raise _StageFailed(str(entry["reason"]))
+    entry = runtime.liveness()[name]
+    slow = {hook: ms for hook, ms in entry["max_ms"].items() if ms > limits.slow_call_s * 1000}
+    detail = {"steps": len(steps), "calls": entry["calls"], "max_ms": entry["max_ms"], "mean_ms": entry["mean_ms"]}
+    if slow:
+        worst = max(slow, key=slow.get)  # type: ignore[arg-type]
+        raise _StageFailed(
+            f"{worst} took up to {slow[worst]:.0f} ms; every hook must answer within {limits.slow_call_s * 1000:.0f} ms "
+            "(keep per-call work small: no loops over large ranges, cache what you compute in observe)",
+            detail,
+        )
+    return True, detail
+
+
+def _liveness_stage(runtime: MechanismRuntime, name: str, step_count: int) -> tuple[bool, dict[str, Any]]:
+    entry = runtime.liveness()[name]
+    detail = {"changed": entry["changed"], "calls": entry["calls"], "decisions_changed": entry["decisions_changed"]}
+    if step_count == 0:
+        raise _StageFailed("the trace has no experiments after the baseline, so no decision could be observed", detail)
+    if entry["decisions_changed"] == 0:
+        raise _StageFailed(
+            f"the mechanism is inert: over {step_count} replayed experiments it never changed a decision "
+            "(plan always returned None or empty advice, screen always chose candidate 0 or nothing, accept always "
+            "agreed with the default). It must influence the search: e.g. plan returns focus/avoid/guidance, "
+            "screen chooses a different candidate or rejects, or accept overrides the default.",
+            detail,
+        )
+    return True, detail

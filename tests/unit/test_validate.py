@@ -1,0 +1,147 @@
+"""The validation pipeline (policy, import, smoke test on a real trace, liveness) and the replay it runs on."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mechanisms.library import library_source
+from mechanisms.replay import replay_history, replay_steps
+from mechanisms.sandbox import SandboxHost
+from mechanisms.validate import STAGES, ValidationLimits, validate_mechanism
+from search.params import same_value, validate_changes
+from search.trace import RunOutcome, Trace
+from tests.unit.mechanism_trace_fixtures import SEARCH_CONFIG, simulated_trace, tinygpt_specs
+
+SPECS = tinygpt_specs()
+TRACE = simulated_trace(30, seed=3)
+STEPS = replay_steps(TRACE, SPECS, SEARCH_CONFIG, seed=11)
+
+
+@pytest.fixture(scope="module")
+def host():
+    with SandboxHost(call_timeout_s=1.0) as sandbox:
+        yield sandbox
+
+
+def mechanism(*methods: str) -> str:
+    return "class Candidate:\n    name = 'candidate'\n" + "".join(methods)
+
+
+FOCUS = "    def plan(self, ctx):\n        return {'focus': [ctx['params'][0]['name']]}\n"
+
+
+# -- replay -----------------------------------------------------------------------------------------
+
+
+def test_replay_has_one_step_per_decided_experiment_with_the_ctx_before_it():
+    assert len(STEPS) == len(TRACE) - 1
+    for step, experiment in zip(STEPS, TRACE.experiments[1:]):
+        assert step.ctx["iteration"] == experiment.index
+        assert len(step.ctx["trace"]) == experiment.index
+        assert step.result["index"] == experiment.index
+        assert step.result["kept"] == experiment.kept
+    json.dumps([(s.ctx, s.result, s.candidates) for s in STEPS], allow_nan=False)  # JSON-able, as the sandbox needs
+
+
+def test_replay_candidates_are_the_real_change_then_valid_synthetic_moves():
+    for step in STEPS:
+        actual, *synthetic = step.candidates
+        assert actual["changes"] == step.result["changes"]
+        assert 1 <= len(synthetic) <= 2
+        for candidate in synthetic:
+            assert len(candidate["changes"]) == 1
+            validate_changes(SPECS, candidate["changes"], SEARCH_CONFIG.frozen)  # raises if invalid or frozen
+            assert not all(same_value(candidate["config"][k], v) for k, v in step.result["config"].items())
+
+
+def test_replay_is_deterministic_and_history_matches_steps():
+    again = replay_steps(TRACE, SPECS, SEARCH_CONFIG, seed=11)
+    assert [s.candidates for s in again] == [s.candidates for s in STEPS]
+    assert replay_history(TRACE, SPECS, SEARCH_CONFIG, seed=11) == [(s.ctx, s.result) for s in STEPS]
+
+
+def test_replay_can_use_the_per_experiment_seed_of_the_inner_loop():
+    history = replay_history(TRACE, SPECS, SEARCH_CONFIG, seed_for=lambda index, track: 1000 * track + index)
+    assert [ctx["seed"] for ctx, _ in history] == [e.index for e in TRACE.experiments[1:]]
+
+
+def test_no_replay_without_a_measured_baseline():
+    crashed = TRACE.experiments[0].model_copy(update={"outcome": RunOutcome(status="crash")})
+    assert replay_steps(Trace(experiments=[crashed, *TRACE.experiments[1:]]), SPECS, SEARCH_CONFIG) == []
+
+
+# -- validation stages ------------------------------------------------------------------------------
+
+
+def test_a_reference_mechanism_passes_every_stage(host):
+    report = validate_mechanism(library_source("tabu"), STEPS, name="tabu", host=host)
+    assert report.ok, report.error
+    assert [s.name for s in report.stages] == list(STAGES)
+    assert all(s.ok and s.seconds >= 0 for s in report.stages)
+    assert (report.class_name, report.name) == ("TabuSearch", "tabu")
+    assert report.liveness["decisions_changed"] > 0
+    assert report.stages[2].detail["steps"] == len(STEPS)
+    json.loads(report.model_dump_json())
+
+
+def test_policy_failure_stops_at_the_first_stage_with_lines(host):
+    report = validate_mechanism("import os\n" + mechanism(FOCUS), STEPS, host=host)
+    assert (report.ok, report.stage_failed) == (False, "policy")
+    assert "line 1: import of 'os' is not allowed" in report.error
+    assert len(report.stages) == 1 and report.stages[0].detail["violations"][0]["line"] == 1
+
+
+def test_a_failing_constructor_fails_the_import_stage(host):
+    source = mechanism("    def __init__(self):\n        self.table = {}['x']\n", FOCUS)
+    report = validate_mechanism(source, STEPS, host=host)
+    assert report.stage_failed == "import"
+    assert "KeyError" in report.error and "line 4" in report.error
+
+
+def test_a_class_without_hooks_fails_the_import_stage(host):
+    report = validate_mechanism(mechanism("    def helper(self):\n        return 1\n"), STEPS, host=host)
+    assert report.stage_failed == "import" and "defines none of the hooks" in report.error
+
+
+def test_a_hook_that_raises_on_some_experiment_fails_the_smoke_test(host):
+    observe = "    def observe(self, ctx, result):\n        if ctx['iteration'] == 5:\n            raise ValueError('bad luck')\n"
+    report = validate_mechanism(mechanism(FOCUS, observe), STEPS, host=host)
+    assert report.stage_failed == "smoke"
+    assert "ValueError: bad luck" in report.error and "iteration 5" in report.error and "line 7" in report.error
+
+
+def test_an_answer_outside_the_api_fails_the_smoke_test(host):
+    screen = "    def screen(self, ctx, candidates):\n        return {'choose': len(candidates)}\n"
+    report = validate_mechanism(mechanism(screen), STEPS, host=host)
+    assert report.stage_failed == "smoke" and "screen chose candidate" in report.error
+
+
+def test_a_slow_hook_fails_the_smoke_test(host):
+    slow = "    def plan(self, ctx):\n        total = 0\n        for i in range(300000):\n            total += i\n        return {'focus': ['DEPTH']}\n"
+    report = validate_mechanism(mechanism(slow), STEPS[:3], host=host, limits=ValidationLimits(slow_call_s=0.001))
+    assert report.stage_failed == "smoke" and "plan took up to" in report.error
+
+
+def test_an_endless_hook_fails_the_smoke_test_by_timeout(host):
+    endless = "    def plan(self, ctx):\n        while True:\n            pass\n"
+    report = validate_mechanism(mechanism(endless), STEPS[:2], host=host, limits=ValidationLimits(call_timeout_s=0.3))
+    assert report.stage_failed == "smoke" and "did not answer within 0.3 s" in report.error
+
+
+def test_an_inert_mechanism_is_not_activated(host):
+    inert = "    def plan(self, ctx):\n        return None\n    def screen(self, ctx, candidates):\n        return {'choose': 0}\n"
+    report = validate_mechanism(mechanism(inert), STEPS, host=host)
+    assert report.stage_failed == "liveness" and "inert" in report.error
+    assert report.liveness["calls"]["plan"] == len(STEPS)
+
+
+def test_a_trace_without_experiments_cannot_show_liveness(host):
+    report = validate_mechanism(mechanism(FOCUS), [], host=host)
+    assert report.stage_failed == "liveness" and "no experiments" in report.error
+
+
+def test_validation_without_a_host_uses_and_closes_its_own():
+    report = validate_mechanism(mechanism(FOCUS), STEPS[:3])
+    assert report.ok, report.error
