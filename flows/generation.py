@@ -12,7 +12,7 @@ from bilevel.wiring import Resources
 from flows.inner_loop import InnerLoopResult, inner_loop
 from mechanisms.active import ActiveSet, open_runtime, review_active_set
 from search.config import SearchConfig
-from search.iteration import merge_tracks
+from search.iteration import hook_seed, merge_tracks
 from search.run_spec import MetaRunSpec
 from search.state import state_from_trace
 from search.trace import Trace
@@ -31,7 +31,8 @@ class GenerationOutcome(BaseModel):
 
 def _run_track(spec: MetaRunSpec, res: Resources, generation: int, track: int, trace: Trace, config: SearchConfig,
                active: ActiveSet, run_ids: dict[str, str], visible_from: int) -> InnerLoopResult:
-    runtime = open_runtime(active, trace, res.workload.params(), config)
+    runtime = open_runtime(active, trace, res.workload.params(), config,
+                           seed_for=lambda index, track_: hook_seed(spec.meta_run_id, spec.seed, index, track_))
     try:
         return inner_loop(spec, res, generation=generation, track=track, trace=trace, config=config,
                           runtime=runtime, run_ids=run_ids, visible_from=visible_from)
@@ -40,7 +41,7 @@ def _run_track(spec: MetaRunSpec, res: Resources, generation: int, track: int, t
             runtime.close()
 
 
-@flow(name="generation", flow_run_name="{spec.meta_run_id}-g{generation}")
+@flow(name="generation", flow_run_name="{spec.meta_run_id}-g{generation}", validate_parameters=False)
 def generation(
     spec: MetaRunSpec,
     res: Resources,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from prefect import flow
@@ -12,7 +11,7 @@ from bilevel.wiring import Resources
 from mechanisms.api import PlanAdvice, build_context, candidate_view, experiment_view
 from search.acceptance import default_keep, needs_confirmation
 from search.config import SearchConfig
-from search.iteration import invalid_outcome, make_experiment, measured_value
+from search.iteration import hook_seed, invalid_outcome, make_experiment, measured_value
 from search.params import ParamSpec
 from search.prompts import proposal_messages, screen_rejection_messages
 from search.proposal import Proposal
@@ -27,12 +26,6 @@ from tasks.record import record_experiment
 class InnerLoopResult(BaseModel):
     experiments: list[Experiment] = Field(default_factory=list)
     liveness: dict[str, dict[str, Any]] = Field(default_factory=dict)
-
-
-def hook_seed(spec: MetaRunSpec, index: int, track: int) -> int:
-    """A per-decision seed for mechanisms' RNGs: deterministic, so resumed runs decide the same."""
-    digest = hashlib.sha256(f"{spec.meta_run_id}/{spec.seed}/{index}/{track}".encode()).digest()
-    return int.from_bytes(digest[:4], "big")
 
 
 def _choose_candidate(
@@ -79,7 +72,7 @@ def run_iteration(
     visible = Trace(experiments=[trace.experiments[0], *trace.experiments[max(1, visible_from):]])
     index = len(trace)
     ctx = build_context(trace=visible, state=state, specs=specs, config=config, generation=generation, track=track,
-                        seed=hook_seed(spec, index, track))
+                        seed=hook_seed(spec.meta_run_id, spec.seed, index, track))
     ctx["iteration"] = index
     advice = runtime.plan(ctx) if runtime is not None else PlanAdvice()
     messages = proposal_messages(
@@ -122,7 +115,7 @@ def run_iteration(
     return experiment
 
 
-@flow(name="inner-loop", flow_run_name="g{generation}-t{track}")
+@flow(name="inner-loop", flow_run_name="g{generation}-t{track}", validate_parameters=False)
 def inner_loop(
     spec: MetaRunSpec,
     res: Resources,
@@ -140,6 +133,7 @@ def inner_loop(
     local = trace
     result = InnerLoopResult()
     for iteration in range(spec.iterations):
+        incumbent = state_from_trace(local).best  # the diff is taken against the best this experiment had to beat
         experiment = run_iteration(res, spec, runtime, local, config, specs, generation=generation, track=track,
                                    iteration=iteration, visible_from=visible_from)
         local = local.appended(experiment)
@@ -147,7 +141,7 @@ def inner_loop(
         record_experiment(
             res.tracker, spec, meta_run_run_id=run_ids["meta_run"], generation_run_id=run_ids["generation"],
             experiment=experiment, source=source_for(res, experiment.config) if experiment.changes else "",
-            best_source=source_for(res, state.best.config), best_val_bpb=state.best.val_bpb,
+            best_source=source_for(res, incumbent.config), best_val_bpb=state.best.val_bpb,
         )
         result.experiments.append(experiment)
         res.emit("experiment", experiment=experiment, best=state.best.val_bpb, baseline=state.baseline.val_bpb,

@@ -58,10 +58,20 @@ def summarize(spec: MetaRunSpec, trace: Trace, run_id: str | None, trace_path: s
     )
 
 
-@flow(name="meta-run", flow_run_name="{spec.meta_run_id}")
-def meta_run(spec: MetaRunSpec, res: Resources | None = None) -> MetaRunSummary:
+def _flow_run_name() -> str:
+    """The flow run is named after the meta-run id, whether the spec came as a model or as a dict."""
+    from prefect.runtime import flow_run
+
+    spec = flow_run.parameters["spec"]
+    return spec["meta_run_id"] if isinstance(spec, dict) else spec.meta_run_id
+
+
+@flow(name="meta-run", flow_run_name=_flow_run_name, validate_parameters=False)
+def meta_run(spec: MetaRunSpec | dict, res: Resources | None = None) -> MetaRunSummary:
     """Run (or resume: same meta_run_id) a whole meta-run. Expensive tasks are cached by deterministic keys,
-    so re-running a failed meta-run re-executes only what had not finished."""
+    so re-running a failed meta-run re-executes only what had not finished. `spec` may be a dict (from a
+    deployment); resources are built from settings unless given (tests give their own)."""
+    spec = MetaRunSpec.model_validate(spec)
     res = res or build_resources(load_settings())
     res.workload.prepare()
     run_id = open_meta_run(res.tracker, spec, {"workload": res.workload.name, "model": res.llm.model})

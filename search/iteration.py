@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from search.acceptance import default_keep
@@ -88,3 +89,9 @@ def baseline_experiment(outcome: RunOutcome, config: dict[str, Any]) -> Experime
     """Entry 0 of every trace: the unedited script, kept by definition (it is the reference)."""
     return Experiment(index=0, changes={}, hypothesis="baseline", config=config, outcome=outcome,
                       default_kept=True, kept=True)
+
+
+def hook_seed(meta_run_id: str, seed: int, index: int, track: int) -> int:
+    """The seed a mechanism's RNG gets for one decision: deterministic, so resumed runs decide the same."""
+    digest = hashlib.sha256(f"{meta_run_id}/{seed}/{index}/{track}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")

@@ -1,0 +1,55 @@
+"""What an ablation is: arms (levels and controls) x paired repeats, and the manifest that lists their meta-runs."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Proposer = Literal["llm", "random", "tpe"]
+
+
+class ArmSpec(BaseModel):
+    """One arm: which levels run, who proposes, and whether the inner loop restarts each generation."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    levels: tuple[str, ...] = ("1",)
+    proposer: Proposer = "llm"
+    restart_each_generation: bool = False
+    description: str = ""
+
+
+STANDARD_ARMS: dict[str, ArmSpec] = {
+    "A": ArmSpec(name="A", levels=("1",), description="Level 1 only"),
+    "B": ArmSpec(name="B", levels=("1", "1.5"), description="Level 1 + 1.5"),
+    "C": ArmSpec(name="C", levels=("1", "1.5", "2"), description="Level 1 + 1.5 + 2"),
+    "D": ArmSpec(name="D", levels=("1", "2"), description="Level 1 + 2"),
+    "restart": ArmSpec(name="restart", levels=("1",), restart_each_generation=True,
+                       description="control: inner loop restarted from the best config every generation"),
+    "random": ArmSpec(name="random", levels=("1",), proposer="random",
+                      description="control: random search over the same parameter space"),
+    "tpe": ArmSpec(name="tpe", levels=("1",), proposer="tpe", description="control: Optuna TPE (optional)"),
+}
+
+
+class ArmRuns(BaseModel):
+    arm: ArmSpec
+    meta_run_ids: list[str] = Field(default_factory=list, description="One per repeat, in seed order (paired).")
+
+
+class AblationManifest(BaseModel):
+    """Written when an ablation starts and updated as its meta-runs finish: the report reads it."""
+
+    ablation_id: str
+    created: str
+    workload: str
+    model: str
+    budget_mode: str
+    budget: float
+    generations: int
+    iterations: int
+    seeds: list[int]
+    reference_arm: str = "A"
+    arms: list[ArmRuns]

@@ -1,0 +1,198 @@
+"""Level 2 in pure Python: trace statistics that expose failure modes, the four research prompts
+(explore, critique, specify, generate), the repair prompt, and decoding of their answers."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from search.answers import extract_json
+from search.params import ParamSpec
+from search.trace import Trace, param_stats
+
+MAX_CODE_CHARS = 8_000
+HOOK_NAMES = ("plan", "screen", "accept", "observe")
+SYSTEM = (
+    "You are a research engineer improving an automated hyperparameter search loop. You design small search "
+    "mechanisms (ideas from combinatorial optimisation, bandits, design of experiments) that plug into the loop "
+    "through four hooks. You answer exactly in the format asked."
+)
+
+
+# -- trace statistics ------------------------------------------------------------------------------
+def failure_modes(trace: Trace, specs: list[ParamSpec]) -> dict[str, Any]:
+    """Numbers that show how the search is failing: repeats, untouched parameters, crashes, stagnation."""
+    experiments = trace.experiments[1:]
+    seen: list[str] = []
+    repeated_configs = 0
+    for experiment in trace.experiments:
+        key = json.dumps(experiment.config, sort_keys=True)
+        repeated_configs += key in seen
+        seen.append(key)
+    moves = Counter(f"{k}={json.dumps(v)}" for e in experiments for k, v in e.changes.items())
+    stats = param_stats(trace, [spec.name for spec in specs])
+    best, last_improvement = None, 0
+    for experiment in trace.experiments:
+        if experiment.measured is not None and (best is None or experiment.measured < best):
+            best, last_improvement = experiment.measured, experiment.index
+    count = max(1, len(experiments))
+    return {
+        "experiments": len(experiments),
+        "keep_rate": round(sum(e.kept for e in experiments) / count, 3),
+        "crash_rate": round(sum(e.outcome.status in ("crash", "timeout") for e in experiments) / count, 3),
+        "invalid_rate": round(sum(e.outcome.status == "invalid" for e in experiments) / count, 3),
+        "repeated_configs": repeated_configs,
+        "repeated_moves": {move: n for move, n in moves.most_common(5) if n > 1},
+        "untouched_params": [name for name, s in stats.items() if s.tries == 0],
+        "most_tried_params": [name for name, s in sorted(stats.items(), key=lambda kv: -kv[1].tries)[:4] if s.tries],
+        "experiments_since_improvement": len(trace.experiments) - 1 - last_improvement,
+        "best_val_bpb": best,
+    }
+
+
+# -- answers of the rounds -----------------------------------------------------------------------
+class Idea(BaseModel):
+    problem: str = Field(max_length=400)
+    evidence: str = Field("", max_length=400)
+    idea: str = Field(max_length=500)
+
+
+class ExploreAnswer(BaseModel):
+    ideas: list[Idea] = Field(min_length=1, max_length=4)
+
+
+class CritiqueAnswer(BaseModel):
+    choice: int = Field(ge=0, le=3)
+    reason: str = Field("", max_length=600)
+
+
+class SpecifyAnswer(BaseModel):
+    name: str = Field(description="snake_case mechanism name")
+    hooks: list[str] = Field(min_length=1, max_length=4)
+    state: str = Field("", max_length=500)
+    behaviour: str = Field(max_length=900)
+
+    @field_validator("name")
+    @classmethod
+    def _snake(cls, value: str) -> str:
+        cleaned = re.sub(r"[^a-z0-9_]+", "_", value.strip().lower()).strip("_")[:40]
+        if not cleaned or not cleaned[0].isalpha():
+            raise ValueError("name must be snake_case and start with a letter")
+        return cleaned
+
+    @field_validator("hooks")
+    @classmethod
+    def _hooks(cls, value: list[str]) -> list[str]:
+        unknown = [h for h in value if h not in HOOK_NAMES]
+        if unknown:
+            raise ValueError(f"unknown hooks {unknown}; use {list(HOOK_NAMES)}")
+        return value
+
+
+ROUND_MODELS: dict[str, type[BaseModel]] = {"explore": ExploreAnswer, "critique": CritiqueAnswer, "specify": SpecifyAnswer}
+
+
+def round_schema(round_name: str) -> dict[str, Any]:
+    return ROUND_MODELS[round_name].model_json_schema()
+
+
+def parse_round(round_name: str, text: str) -> BaseModel:
+    """Decode a JSON round answer; ValueError with a short reason the LLM can act on."""
+    data = extract_json(text)
+    try:
+        return ROUND_MODELS[round_name].model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise ValueError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from error
+
+
+def extract_code(text: str) -> str:
+    """The Python class in an answer: the first ```python fence, else the whole text. Bounded."""
+    match = re.search(r"```(?:python|py)?\s*\n(.*?)```", text, re.DOTALL)
+    code = (match.group(1) if match else text).strip()
+    if len(code) > MAX_CODE_CHARS:
+        raise ValueError(f"the code is {len(code)} characters; write a class under {MAX_CODE_CHARS} characters")
+    if "class " not in code:
+        raise ValueError("the answer contains no Python class")
+    return code + "\n"
+
+
+# -- prompts ------------------------------------------------------------------------------------
+def _system() -> dict[str, str]:
+    return {"role": "system", "content": SYSTEM}
+
+
+def explore_messages(*, api_text: str, loop_source: str, active: list[tuple[str, str]], stats: dict[str, Any],
+                     workload_text: str) -> list[dict[str, str]]:
+    active_text = "\n\n".join(f"# active mechanism {name}\n{source}" for name, source in active) or "(none active)"
+    content = "\n".join([
+        f"The loop optimises: {workload_text}",
+        "",
+        "The mechanism API (a mechanism is one Python class with any of these hooks):",
+        api_text.strip(),
+        "",
+        "Where the inner loop calls the hooks:",
+        "```python", loop_source.strip(), "```",
+        "",
+        "Mechanisms active now:",
+        active_text,
+        "",
+        "Statistics of the search so far:",
+        json.dumps(stats, indent=1),
+        "",
+        "Name up to 3 weaknesses of the current search that these statistics reveal, each with the evidence and an "
+        "idea for a mechanism that would fix it through the hooks.",
+        'Answer with JSON: {"ideas": [{"problem": "...", "evidence": "...", "idea": "..."}]}',
+    ])
+    return [_system(), {"role": "user", "content": content}]
+
+
+def critique_messages(history: list[dict[str, str]], explore: ExploreAnswer) -> list[dict[str, str]]:
+    listed = "\n".join(f"{i}. {idea.idea} (fixes: {idea.problem})" for i, idea in enumerate(explore.ideas))
+    content = (f"Critique these ideas. Which one is most likely to lower val_bpb within a few dozen experiments, "
+               f"and simple enough to implement in one small class?\n{listed}\n"
+               'Answer with JSON: {"choice": 0, "reason": "..."}')
+    return [*history, {"role": "user", "content": content}]
+
+
+def specify_messages(history: list[dict[str, str]], idea: Idea) -> list[dict[str, str]]:
+    content = (f"Specify the mechanism for: {idea.idea}\nGive it a snake_case name, list the hooks it implements "
+               f"({', '.join(HOOK_NAMES)}), the state it keeps, and exactly what each hook returns.\n"
+               'Answer with JSON: {"name": "...", "hooks": ["screen", "observe"], "state": "...", "behaviour": "..."}')
+    return [*history, {"role": "user", "content": content}]
+
+
+def generate_messages(*, api_text: str, example_source: str, spec: SpecifyAnswer) -> list[dict[str, str]]:
+    """A fresh, short conversation for the code: API, one worked example, the specification."""
+    content = "\n".join([
+        "Write a search mechanism as ONE Python class.",
+        "Rules: only the hooks below; imports only from math, random, statistics, collections, itertools, "
+        "functools, heapq, bisect, json, re; no files, no os, no eval; no names with double underscores "
+        "except __init__; keep it under 40 lines; every hook may return None.",
+        "",
+        "The hooks:",
+        api_text.strip(),
+        "",
+        "A worked example of a complete mechanism:",
+        "```python", example_source.strip(), "```",
+        "",
+        f"Now write the mechanism `{spec.name}` implementing hooks {spec.hooks}.",
+        f"State: {spec.state}",
+        f"Behaviour: {spec.behaviour}",
+        "It must change at least one decision of the loop when the trace gives it a reason to.",
+        f'Set name = "{spec.name}". Answer with the code only, in one ```python block.',
+    ])
+    return [_system(), {"role": "user", "content": content}]
+
+
+def repair_messages(messages: list[dict[str, str]], code: str, stage: str, error: str) -> list[dict[str, str]]:
+    return [
+        *messages,
+        {"role": "assistant", "content": f"```python\n{code[:MAX_CODE_CHARS]}```"},
+        {"role": "user", "content": f"Validation failed at stage '{stage}': {error[:800]}\n"
+                                    "Fix the class. Answer with the complete corrected code in one ```python block."},
+    ]

@@ -1,0 +1,50 @@
+"""Helpers for integration tests: scripted LLM answers and resources wired around real local services."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bilevel.wiring import Resources, build_llm
+from infra.settings import Settings
+from infra.tracking import Tracker
+from workloads.tinygpt.workload import TinyGPT
+
+EVAL_BYTES = 4096  # a small evaluation slice keeps test trainings at a few seconds
+
+
+def proposal(changes: dict[str, Any], hypothesis: str = "scripted") -> dict[str, Any]:
+    return {"changes": changes, "hypothesis": hypothesis}
+
+
+def write_script(path: Path, answers: dict[str, list[Any]], by_key: dict[str, Any] | None = None) -> Path:
+    path.write_text(json.dumps({"answers": answers, "by_key": by_key or {}}))
+    return path
+
+
+def scripted_settings(tmp_path: Path, script: Path, **overrides: Any) -> Settings:
+    return Settings(state_dir=tmp_path / "state", model="scripted/replay", scripted_answers=script,
+                    llm_retries=1, **overrides)
+
+
+def wired_resources(settings: Settings, store: Any = None) -> Resources:
+    """Real training (tinygpt, tiny eval slice), real MLflow on SQLite, the scripted LLM."""
+    workload = TinyGPT(settings.cache_dir, device="cpu", eval_bytes=EVAL_BYTES,
+                       launch_log=settings.logs_dir / "launches.jsonl")
+    workload.prepare()
+    llm = build_llm(settings)
+    llm.backoff_s = 0.0
+    return Resources(settings=settings, workload=workload, llm=llm,
+                     tracker=Tracker(settings.resolved_tracking_uri, settings.mlflow_artifact_root),
+                     store=store, launch_log=settings.logs_dir / "launches.jsonl")
+
+
+def launches(settings: Settings) -> list[dict[str, Any]]:
+    path = settings.logs_dir / "launches.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def llm_calls(settings: Settings) -> list[dict[str, Any]]:
+    path = settings.logs_dir / "llm_calls.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
