@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import sys
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -68,27 +70,60 @@ def spec_from_settings(settings: Settings, meta_run_id: str, name: str, mechanis
     )
 
 
-def _execute(settings: Settings, spec) -> None:
+@contextlib.contextmanager
+def store_service(settings: Settings, needed: bool = True) -> Iterator[None]:
+    """The embedded S3 server for the duration of a command, when needed and no endpoint is configured."""
+    if not needed or settings.s3_endpoint_url:
+        yield
+        return
+    from infra.services import embedded_s3
+
+    with embedded_s3(settings):
+        yield
+
+
+def _store(settings: Settings):
+    from bilevel.wiring import build_store
+
+    return build_store(settings)
+
+
+def _tracker(settings: Settings):
+    from infra.tracking import Tracker
+
+    return Tracker(settings.resolved_tracking_uri, settings.mlflow_artifact_root)
+
+
+def _execute(settings: Settings, spec, mechanisms: str | None = None) -> None:
     """Run (or resume) one meta-run with a live display, then print the summary."""
     from bilevel.progress import RunProgress, summary_table
-    from bilevel.wiring import build_resources
+    from bilevel.wiring import build_resources, resolve_mechanisms
     from flows.meta_run import meta_run
+    from infra.runners import runner_for
     from infra.runs import meta_run_dir, write_json_atomic
 
-    run_dir = meta_run_dir(settings.runs_dir, spec.meta_run_id)
-    write_json_atomic(run_dir / "spec.json", spec.model_dump(mode="json"))
-    write_json_atomic(run_dir / "settings.json", settings.model_dump(mode="json", exclude={"s3_access_key", "s3_secret_key"}))
-    console.print(f"[bold]meta-run[/] {spec.meta_run_id}: {spec.generations} generation(s) x {spec.iterations} "
-                  f"iteration(s), levels {','.join(spec.levels)}, budget {spec.budget.value:g} {spec.budget.mode}, "
-                  f"model {settings.model}")
-    console.print(f"state: {settings.state_path}   (resume after a failure: bilevel resume {spec.meta_run_id})")
     started = time.perf_counter()
-    with console.status("starting services (Prefect, MLflow, the workload's data, the LLM)..."):
-        res = build_resources(settings, with_store=spec.has_level("2") or any(not m.startswith("library:") for m in spec.mechanisms))
-    total = spec.generations * spec.iterations * spec.tracks
-    with RunProgress(console, total) as progress:
-        res.on_event = progress.on_event
-        summary = meta_run(spec, res)
+    needs_store = spec.has_level("2") or mechanisms not in (None, "none") or any(
+        not m.startswith("library:") for m in spec.mechanisms)
+    with runner_for(settings) as task_runner, store_service(settings, needs_store):
+        with console.status("starting services (MLflow, S3 store, the workload's data, the LLM)..."):
+            res = build_resources(settings, with_store=needs_store)
+            res.task_runner = task_runner
+            if mechanisms is not None:
+                spec = spec.model_copy(update={"mechanisms": resolve_mechanisms(mechanisms, res)})
+        run_dir = meta_run_dir(settings.runs_dir, spec.meta_run_id)
+        write_json_atomic(run_dir / "spec.json", spec.model_dump(mode="json"))
+        write_json_atomic(run_dir / "settings.json",
+                          settings.model_dump(mode="json", exclude={"s3_access_key", "s3_secret_key"}))
+        console.print(f"[bold]meta-run[/] {spec.meta_run_id}: {spec.generations} generation(s) x {spec.iterations} "
+                      f"iteration(s), levels {','.join(spec.levels)}, budget {spec.budget.value:g} {spec.budget.mode}, "
+                      f"model {settings.model}, mechanisms {', '.join(spec.mechanisms) or 'none'}")
+        console.print(f"state: {settings.state_path}   (resume after a failure: bilevel resume {spec.meta_run_id})")
+        total = spec.generations * spec.iterations * spec.tracks
+        flow = meta_run if task_runner is None else meta_run.with_options(task_runner=task_runner())
+        with RunProgress(console, total) as progress:
+            res.on_event = progress.on_event
+            summary = flow(spec, res)
     console.print(summary_table(summary, tracking_uri=settings.resolved_tracking_uri, prefect_home=str(settings.prefect_home)))
     console.print(f"done in {time.perf_counter() - started:.0f} s")
 
@@ -113,9 +148,8 @@ def run(
     settings = _settings(iterations=iterations, generations=generations, levels=levels, budget_mode=budget_mode,
                          budget=budget, seed=seed, model=model, research_every=research_every, tracks=tracks)
     _prepare_process(settings)
-    requested = [] if mechanisms in (None, "none") else [m.strip() for m in mechanisms.split(",") if m.strip()]
-    spec = spec_from_settings(settings, meta_run_id or new_meta_run_id(name), name, requested)
-    _execute(settings, spec)
+    spec = spec_from_settings(settings, meta_run_id or new_meta_run_id(name), name, [])
+    _execute(settings, spec, mechanisms)
 
 
 @app.command()
@@ -187,6 +221,209 @@ def runs() -> None:
     console.print(table)
 
 
+@app.command()
+def ablate(
+    arms: Annotated[str, typer.Option(help="Comma list of arms: A, B, C, D, restart, random, tpe.")] = "A,C,random",
+    repeats: Annotated[int, typer.Option(help="Paired repeats per arm (seeds first_seed..).")] = 3,
+    generations: Annotated[Optional[int], typer.Option()] = None,
+    iterations: Annotated[Optional[int], typer.Option()] = None,
+    budget: Annotated[Optional[float], typer.Option(help="Training steps (or seconds) per experiment.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="litellm model string (default: the local model).")] = None,
+    ablation_id: Annotated[Optional[str], typer.Option("--id", help="Ablation id; the same id resumes it.")] = None,
+    report: Annotated[bool, typer.Option(help="Build the HTML report at the end.")] = True,
+) -> None:
+    """Compare arms (levels and control arms) over paired repeats, then report statistics."""
+    settings = _settings(generations=generations, iterations=iterations, budget=budget, model=model)
+    _prepare_process(settings)
+    from bilevel.wiring import build_resources
+    from flows.ablation import AblationSpec, ablation
+    from infra.runners import runner_for
+    from search.run_spec import BudgetSpec
+
+    spec = AblationSpec(ablation_id=ablation_id or new_meta_run_id("ablation"), arms=[a.strip() for a in arms.split(",")],
+                        repeats=repeats, generations=settings.generations, iterations=settings.iterations,
+                        research_every=settings.research_every,
+                        budget=BudgetSpec(mode=settings.budget_mode, value=settings.budget), first_seed=settings.seed)
+    spec.arm_specs()
+    needs_store = any(arm in ("C", "D") for arm in spec.arms)
+    console.print(f"[bold]ablation[/] {spec.ablation_id}: arms {', '.join(spec.arms)} x {repeats} repeats, "
+                  f"{spec.generations} x {spec.iterations} iterations, budget {spec.budget.value:g} {spec.budget.mode}")
+    with runner_for(settings) as task_runner, store_service(settings, needs_store):
+        res = build_resources(settings, with_store=needs_store)
+        res.task_runner = task_runner
+        done = {"n": 0}
+        total = len(spec.arms) * repeats * spec.generations * spec.iterations
+
+        def on_event(event: str, data: dict) -> None:
+            if event == "experiment":
+                done["n"] += 1
+                experiment = data["experiment"]
+                console.log(f"[{done['n']}/{total}] #{experiment.index} {experiment.outcome.status} "
+                            f"{experiment.measured if experiment.measured is not None else '-'} best {data['best']:.4f}")
+
+        res.on_event = on_event
+        ablation(spec, res)
+    console.print(f"ablation {spec.ablation_id} finished")
+    if report:
+        _report_target(settings, spec.ablation_id)
+
+
+@app.command()
+def report(target: Annotated[str, typer.Argument(help="A meta-run id or an ablation id.")]) -> None:
+    """Build the HTML report (with PNGs) of a meta-run or an ablation, and log it to MLflow."""
+    settings = _settings()
+    _report_target(settings, target)
+
+
+def _report_target(settings: Settings, target: str) -> None:
+    from reports.build import build_ablation_report, build_meta_run_report, log_report
+
+    out = settings.state_path / "reports" / target
+    if (settings.state_path / "ablations" / target / "manifest.json").is_file():
+        page = build_ablation_report(settings.state_path, target, out)
+        run_id = None
+    elif (settings.runs_dir / target / "trace.json").is_file():
+        page = build_meta_run_report(settings.runs_dir, target, out)
+        summary = settings.runs_dir / target / "summary.json"
+        run_id = json.loads(summary.read_text()).get("mlflow_run_id") if summary.is_file() else None
+    else:
+        raise UserError(f"{target!r} is neither a meta-run nor an ablation under {settings.state_path}")
+    if run_id:
+        log_report(_tracker(settings), run_id, out)
+    console.print(f"report: {page}")
+
+
+@app.command()
+def serve(
+    cron: Annotated[str, typer.Option(help="When to run (cron).")] = "0 2 * * *",
+    timezone_name: Annotated[str, typer.Option("--timezone", help="IANA timezone of the cron schedule.")] = "UTC",
+    mechanisms: Annotated[str, typer.Option(help="none, best, or a comma list of versions.")] = "best",
+) -> None:
+    """Run the nightly schedule in this process (no Prefect server needed); Ctrl-C stops it."""
+    settings = _settings()
+    _prepare_process(settings)
+    from prefect.schedules import Cron
+
+    from flows.nightly import nightly
+
+    console.print(f"serving the nightly meta-run: '{cron}' ({timezone_name}); state in {settings.state_path}")
+    nightly.serve(name="nightly-local", schedules=[Cron(cron, timezone=timezone_name)],
+                  parameters={"name": "nightly", "mechanisms": mechanisms})
+
+
+@app.command()
+def deploy(timezone_name: Annotated[str, typer.Option("--timezone", help="IANA timezone of the schedules.")] = "UTC") -> None:
+    """`prefect deploy --all` of prefect.yaml against the Prefect server in PREFECT_API_URL."""
+    import os
+    import subprocess
+
+    if not os.environ.get("PREFECT_API_URL"):
+        raise UserError("set PREFECT_API_URL to your Prefect server first (or use `bilevel serve` without a server)")
+    project = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "BILEVEL_TIMEZONE": timezone_name, "BILEVEL_PROJECT_DIR": str(project)}
+    subprocess.run([sys.executable, "-m", "prefect", "deploy", "--all", "--prefect-file", str(project / "prefect.yaml")],
+                   cwd=project, env=env, check=True)
+
+
+@app.command()
+def lineage(target: Annotated[str, typer.Argument(help="MECHANISM, MECHANISM@VERSION or a meta-run id.")]) -> None:
+    """The lineage tree of a mechanism version or a meta-run (ids resolve in MLflow tags and S3 VersionIds)."""
+    from rich.tree import Tree
+
+    from infra.lineage import LineageNode, mechanism_lineage, run_lineage
+
+    settings = _settings()
+    with store_service(settings):
+        store, tracker = _store(settings), _tracker(settings)
+        is_run = (settings.runs_dir / target).is_dir() or "@" not in target and target not in store.names()
+        root = run_lineage(store, tracker, target) if is_run else mechanism_lineage(store, tracker, target)
+
+    def grow(tree: Tree, node: LineageNode) -> None:
+        details = ", ".join(f"{k}={v}" for k, v in node.details.items() if v not in (None, ""))
+        branch = tree.add(f"[bold]{node.kind}[/] {node.label}" + (f"  [dim]{details}[/]" if details else ""))
+        for child in node.children:
+            grow(branch, child)
+
+    top = Tree(f"[bold]{root.kind}[/] {root.label}  [dim]{', '.join(f'{k}={v}' for k, v in root.details.items())}[/]")
+    for child in root.children:
+        grow(top, child)
+    console.print(top)
+
+
+mechanisms_app = typer.Typer(help="The mechanism library in the store: versions, sources, diffs.", no_args_is_help=True)
+app.add_typer(mechanisms_app, name="mechanisms")
+
+
+@mechanisms_app.command("list")
+def mechanisms_list(status: Annotated[str, typer.Option(help="accepted or rejected")] = "accepted") -> None:
+    """Every mechanism and its versions: which run produced each, and its measured influence."""
+    from infra.lineage import influence_of
+
+    settings = _settings()
+    with store_service(settings):
+        store, tracker = _store(settings), _tracker(settings)
+        table = Table(title=f"{status} mechanisms in s3://{settings.s3_bucket}")
+        for column in ("name", "version", "created", "meta-run / generation", "parents", "influenced", "credited Δ"):
+            table.add_column(column)
+        for name in store.names(status=status):
+            for version in store.history(name, status=status):
+                influence = influence_of(tracker, name, version.version_id) if status == "accepted" else None
+                table.add_row(name, version.version_id, version.created_at.strftime("%Y-%m-%d %H:%M"),
+                              f"{version.meta_run_id} / {version.generation}", ",".join(version.parents) or "-",
+                              str(len(influence.iterations)) if influence else "-",
+                              f"{influence.credited_delta:+.4f}" if influence else "-")
+    console.print(table)
+
+
+@mechanisms_app.command("show")
+def mechanisms_show(target: Annotated[str, typer.Argument(help="NAME or NAME@VERSION")],
+                    status: Annotated[str, typer.Option()] = "accepted") -> None:
+    """Print a mechanism version's source and its metadata."""
+    from rich.syntax import Syntax
+
+    settings = _settings()
+    name, _, version_id = target.partition("@")
+    with store_service(settings):
+        source, version = _store(settings).get(name, version_id or None, status=status)
+    console.print(f"[bold]{version.name}@{version.version_id}[/] sha256 {version.sha256[:16]} from {version.meta_run_id} "
+                  f"generation {version.generation}, parents {', '.join(version.parents) or '-'}, model {version.model}")
+    console.print(Syntax(source, "python", line_numbers=True))
+
+
+@mechanisms_app.command("diff")
+def mechanisms_diff(old: Annotated[str, typer.Argument(help="NAME@VERSION")],
+                    new: Annotated[str, typer.Argument(help="NAME@VERSION (or NAME for the latest)")]) -> None:
+    """Unified diff of two mechanism versions."""
+    import difflib
+
+    from rich.syntax import Syntax
+
+    settings = _settings()
+    with store_service(settings):
+        store = _store(settings)
+        texts = []
+        for item in (old, new):
+            name, _, version_id = item.partition("@")
+            texts.append(store.get(name, version_id or None)[0])
+    diff = "".join(difflib.unified_diff(texts[0].splitlines(True), texts[1].splitlines(True), old, new))
+    console.print(Syntax(diff or "(identical)\n", "diff"))
+
+
+@app.command()
+def ui(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000) -> None:
+    """The MLflow UI over this project's tracking store, on 127.0.0.1 (Ctrl-C stops it)."""
+    import os
+    import subprocess
+
+    settings = _settings()
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    console.print(f"MLflow UI on http://127.0.0.1:{port} ({settings.resolved_tracking_uri})")
+    subprocess.run([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                    "--backend-store-uri", settings.resolved_tracking_uri,
+                    "--default-artifact-root", settings.mlflow_artifact_root.as_uri()], env=env, check=False)
+
+
+
 def _fmt(value: float | None, sign: bool = False) -> str:
     if value is None:
         return "-"
@@ -200,7 +437,7 @@ def main() -> None:
 
     try:
         app()
-    except (UserError, LLMError, BaselineFailed, FileNotFoundError) as error:
+    except (UserError, LLMError, BaselineFailed, FileNotFoundError, LookupError, ValueError) as error:
         err.print(f"[red]error:[/] {error}")
         sys.exit(1)
     except KeyboardInterrupt:

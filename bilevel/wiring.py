@@ -26,6 +26,7 @@ class Resources:
     tracker: Tracker
     store: MechanismStore | None = None
     launch_log: Path | None = None
+    task_runner: Callable[[], Any] | None = field(default=None, repr=False)  # makes the runner of inner loops
     on_event: Callable[[str, dict[str, Any]], None] | None = field(default=None, repr=False)
 
     def emit(self, event: str, **data: Any) -> None:
@@ -88,3 +89,17 @@ def build_resources(settings: Settings, *, with_store: bool | None = None) -> Re
         store=build_store(settings) if need_store else None,
         launch_log=settings.logs_dir / "launches.jsonl",
     )
+
+
+def resolve_mechanisms(requested: str | None, res: Resources) -> list[str]:
+    """`none`, `best` (the versions with the best measured effect so far), or a comma list of
+    `name`, `name@VersionId`, `library:name`."""
+    if requested in (None, "", "none"):
+        return []
+    if requested == "best":
+        if res.store is None:
+            return []
+        from infra.lineage import best_versions
+
+        return best_versions(res.store, res.tracker)
+    return [item.strip() for item in requested.split(",") if item.strip()]

@@ -34,8 +34,9 @@ def _run_track(spec: MetaRunSpec, res: Resources, generation: int, track: int, t
     runtime = open_runtime(active, trace, res.workload.params(), config,
                            seed_for=lambda index, track_: hook_seed(spec.meta_run_id, spec.seed, index, track_))
     try:
-        return inner_loop(spec, res, generation=generation, track=track, trace=trace, config=config,
-                          runtime=runtime, run_ids=run_ids, visible_from=visible_from)
+        loop = inner_loop if res.task_runner is None else inner_loop.with_options(task_runner=res.task_runner())
+        return loop(spec, res, generation=generation, track=track, trace=trace, config=config,
+                    runtime=runtime, run_ids=run_ids, visible_from=visible_from)
     finally:
         if runtime is not None:
             runtime.close()

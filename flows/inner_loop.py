@@ -15,10 +15,12 @@ from search.iteration import hook_seed, invalid_outcome, make_experiment, measur
 from search.params import ParamSpec
 from search.prompts import proposal_messages, screen_rejection_messages
 from search.proposal import Proposal
+from search.random_proposal import random_proposal
 from search.run_spec import MetaRunSpec
 from search.state import SearchState, state_from_trace
 from search.trace import Experiment, LLMUsage, Trace, config_with
 from tasks.propose import ProposalRequest, propose
+from tasks.propose_tpe import tpe_proposal
 from flows.steps import source_for, train
 from tasks.record import record_experiment
 
@@ -63,6 +65,16 @@ def _choose_candidate(
     return fallback, usage, attempts, errors, note
 
 
+def _control_proposal(spec: MetaRunSpec, specs: list[ParamSpec], trace: Trace, state: SearchState,
+                      config: SearchConfig, seed: int) -> tuple[Proposal | None, LLMUsage, int, list[str], str]:
+    """Control arms: random search or Optuna TPE over the same space, no LLM."""
+    if spec.proposer == "random":
+        proposal = random_proposal(specs, state.current.config, config.frozen, seed)
+    else:
+        proposal = tpe_proposal(specs, trace, state.current.config, config.frozen, seed)
+    return (proposal if proposal.changes else None), LLMUsage(), 0, [], spec.proposer
+
+
 def run_iteration(
     res: Resources, spec: MetaRunSpec, runtime: Any, trace: Trace, config: SearchConfig, specs: list[ParamSpec],
     *, generation: int, track: int, iteration: int, visible_from: int,
@@ -80,9 +92,12 @@ def run_iteration(
         plan_guidance=advice.guidance, focus=advice.focus, avoid=advice.avoid,
     )
     seq = generation * spec.iterations + iteration
-    proposal, usage, attempts, errors, note = _choose_candidate(
-        res, spec, runtime, ctx, state, messages, specs, config, advice, generation, track, iteration, seq
-    )
+    if spec.proposer == "llm":
+        proposal, usage, attempts, errors, note = _choose_candidate(
+            res, spec, runtime, ctx, state, messages, specs, config, advice, generation, track, iteration, seq
+        )
+    else:
+        proposal, usage, attempts, errors, note = _control_proposal(spec, specs, visible, state, config, ctx["seed"])
     confirm = None
     override, decided_by = None, None
     if proposal is None:
@@ -142,6 +157,7 @@ def inner_loop(
             res.tracker, spec, meta_run_run_id=run_ids["meta_run"], generation_run_id=run_ids["generation"],
             experiment=experiment, source=source_for(res, experiment.config) if experiment.changes else "",
             best_source=source_for(res, incumbent.config), best_val_bpb=state.best.val_bpb,
+            incumbent_val_bpb=incumbent.val_bpb,
         )
         result.experiments.append(experiment)
         res.emit("experiment", experiment=experiment, best=state.best.val_bpb, baseline=state.baseline.val_bpb,

@@ -7,7 +7,7 @@ from prefect import flow
 from bilevel.wiring import Resources, build_resources
 from flows.generation import generation
 from flows.steps import source_for, train
-from infra.runs import write_json_atomic, write_trace
+from infra.runs import write_json_atomic, write_mechanisms, write_trace
 from infra.settings import load_settings
 from mechanisms.active import ActiveSet, resolve_initial_set
 from search.iteration import baseline_experiment
@@ -79,11 +79,16 @@ def meta_run(spec: MetaRunSpec | dict, res: Resources | None = None) -> MetaRunS
         trace = _baseline(spec, res, run_id)
         config = spec.search
         active = resolve_initial_set(spec.mechanisms, res.store)
+        # The mechanisms a night starts from are its lineage parents (cross-night memory).
+        res.tracker.log(run_id, tags={"seed_mechanisms": ",".join(m.label for m in active.mechanisms) or "none"})
+        seen = {m.label: m for m in active.mechanisms}
         for index in range(spec.generations):
             outcome = generation(spec, res, generation=index, trace=trace, config=config, active=active,
                                  meta_run_run_id=run_id)
             trace, config, active = outcome.trace, outcome.config, outcome.active
+            seen.update({m.label: m for m in active.mechanisms})
             write_trace(res.settings.runs_dir, spec.meta_run_id, trace)
+            write_mechanisms(res.settings.runs_dir, spec.meta_run_id, list(seen.values()))
         trace_path = write_trace(res.settings.runs_dir, spec.meta_run_id, trace)
         summary = summarize(spec, trace, run_id, str(trace_path), active)
         write_json_atomic(trace_path.parent / "summary.json", summary.model_dump(mode="json"))

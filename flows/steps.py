@@ -31,4 +31,5 @@ def train(res: Resources, spec: MetaRunSpec, *, generation: int, track: int, ite
         timeout_s=res.settings.train_timeout_s,
         workload=res.workload.name,
     )
-    return train_and_evaluate(res.workload, request, res.settings.runs_dir)
+    # Submitted, not called: with a Dask or Ray runner the training runs on a cluster worker.
+    return train_and_evaluate.submit(res.workload, request, res.settings.runs_dir).result()

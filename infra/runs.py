@@ -30,6 +30,13 @@ def write_trace(runs_dir: Path, meta_run_id: str, trace: Trace) -> Path:
     return path
 
 
+def write_mechanisms(runs_dir: Path, meta_run_id: str, mechanisms: list[Any]) -> Path:
+    """Every mechanism version that was active during the meta-run, with its source (for reports)."""
+    path = meta_run_dir(runs_dir, meta_run_id) / "mechanisms.json"
+    write_json_atomic(path, [m.model_dump(mode="json") for m in mechanisms])
+    return path
+
+
 def read_trace(runs_dir: Path, meta_run_id: str) -> Trace:
     path = meta_run_dir(runs_dir, meta_run_id) / "trace.json"
     if not path.is_file():

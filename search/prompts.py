@@ -96,11 +96,6 @@ def _current_text(state: SearchState, specs: list[ParamSpec]) -> str:
     return f"The current configuration ({where}, val_bpb {state.current.val_bpb:.4f}) is the baseline with {_changes_text(differences)}."
 
 
-def _untried(editable: list[ParamSpec], trace: Trace) -> list[str]:
-    changed = {name for experiment in trace.experiments for name in experiment.changes}
-    return [spec.name for spec in editable if spec.name not in changed]
-
-
 def proposal_messages(
     *,
     workload_text: str,
@@ -123,9 +118,6 @@ def proposal_messages(
     lines += ["", "Strategy: " + STRATEGY_TEXT[config.strategy]]
     if config.guidance:
         lines.append("Guidance: " + config.guidance)
-    untried = _untried(editable, trace)
-    if untried:
-        lines.append("Not changed by any experiment yet: " + ", ".join(untried))
     lines += ["", "Experiments so far (changes from the configuration of that time -> val_bpb):"]
     lines += [_experiment_line(e) for e in shown_history(trace, config.history_window)]
     lines += ["", _current_text(state, specs), f"Best val_bpb so far: {state.best.val_bpb:.4f}."]
@@ -139,7 +131,7 @@ def proposal_messages(
         lines.append("Prefer changing: " + ", ".join(focus))
     if avoid:
         lines.append("Do not change: " + ", ".join(avoid))
-    lines.append("Propose changes to the current configuration.")
+    lines.append("Propose 1 to 3 changes to the current configuration.")
     return [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(lines)}]
 
 

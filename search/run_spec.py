@@ -36,6 +36,7 @@ class MetaRunSpec(BaseModel):
     propose_attempts: int = Field(3, ge=1, le=10)
     screen_rounds: int = Field(2, ge=1, le=5, description="Re-asks after a screen hook rejected all candidates.")
     restart_each_generation: bool = Field(False, description="Control arm: restart the inner loop from the best config.")
+    proposer: Literal["llm", "random", "tpe"] = Field("llm", description="Control arms propose without the LLM.")
 
     def has_level(self, level: str) -> bool:
         return level in self.levels

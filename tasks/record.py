@@ -72,6 +72,7 @@ def record_experiment(
     source: str,
     best_source: str,
     best_val_bpb: float,
+    incumbent_val_bpb: float | None = None,
 ) -> str:
     """An iteration run (params: the changes; metrics; artifacts: train.py, diff, log tail) and the parent's
     convergence curve. Already-finished runs are left as they are, so a resume writes nothing twice."""
@@ -93,6 +94,8 @@ def record_experiment(
             "kept": experiment.kept,
             "decided_by": experiment.decided_by or "default",
             "mechanisms": ",".join(f"{m.name}@{m.version}" for m in experiment.mechanisms) or "none",
+            # versions whose hooks changed a decision of this experiment: what lineage credits
+            "influenced_by": ",".join(f"{m.name}@{m.version}" for m in experiment.mechanisms if m.changed) or "none",
         },
         parent_run_id=generation_run_id,
     )
@@ -109,6 +112,9 @@ def record_experiment(
         "llm_cost_usd": experiment.llm.cost_usd,
         "llm_seconds": experiment.llm.seconds,
         "proposal_attempts": experiment.proposal_attempts,
+        # negative when the experiment beat the best it had to beat
+        "delta_vs_incumbent": (experiment.measured - incumbent_val_bpb)
+        if experiment.measured is not None and incumbent_val_bpb is not None else None,
     }
     params = {f"change.{name}": value for name, value in experiment.changes.items()}
     tracker.log(run_id, metrics=metrics, params=params, tags={"hypothesis": experiment.hypothesis[:500]})

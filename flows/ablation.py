@@ -1,0 +1,93 @@
+"""`bilevel ablate`: arms x paired repeats of meta-runs with the same LLM, budget, seeds and iteration count."""
+
+from __future__ import annotations
+
+import contextvars
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+
+from prefect import flow
+from pydantic import BaseModel, Field
+
+from bilevel.wiring import Resources
+from flows.meta_run import meta_run
+from infra.runs import write_json_atomic
+from search.ablation import STANDARD_ARMS, AblationManifest, ArmRuns, ArmSpec
+from search.config import SearchConfig
+from search.run_spec import BudgetSpec, MetaRunSpec
+
+
+class AblationSpec(BaseModel):
+    """What to compare: arms (standard names), n repeats, and the shared budget of every meta-run."""
+
+    ablation_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    arms: list[str] = Field(default_factory=lambda: ["A", "C", "random"], min_length=1)
+    repeats: int = Field(3, ge=1, le=100)
+    generations: int = Field(2, ge=1, le=100)
+    iterations: int = Field(6, ge=1, le=1000)
+    research_every: int = Field(1, ge=1)
+    budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    first_seed: int = Field(0, ge=0)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    reference_arm: str = "A"
+
+    def arm_specs(self) -> list[ArmSpec]:
+        unknown = [arm for arm in self.arms if arm not in STANDARD_ARMS]
+        if unknown:
+            raise ValueError(f"unknown arms {unknown}; choose from {sorted(STANDARD_ARMS)}")
+        return [STANDARD_ARMS[arm] for arm in self.arms]
+
+    def meta_run_spec(self, arm: ArmSpec, repeat: int) -> MetaRunSpec:
+        """Repeat r of every arm uses seed first_seed + r: the arms are paired by seed."""
+        return MetaRunSpec(
+            meta_run_id=f"{self.ablation_id}-{arm.name}-r{repeat}",
+            name=f"ablation-{self.ablation_id}",
+            generations=self.generations,
+            iterations=self.iterations,
+            research_every=self.research_every,
+            levels=list(arm.levels),
+            budget=self.budget,
+            seed=self.first_seed + repeat,
+            search=self.search,
+            restart_each_generation=arm.restart_each_generation,
+            proposer=arm.proposer,
+        )
+
+
+def manifest_path(res: Resources, ablation_id: str):
+    return res.settings.state_path / "ablations" / ablation_id / "manifest.json"
+
+
+@flow(name="ablation", flow_run_name="{spec.ablation_id}", validate_parameters=False)
+def ablation(spec: AblationSpec, res: Resources) -> AblationManifest:
+    """Every (arm, repeat) meta-run, concurrently up to settings.max_workers; a failed meta-run is reported and
+    left resumable (same ids), the others carry on."""
+    arms = spec.arm_specs()
+    manifest = AblationManifest(
+        ablation_id=spec.ablation_id, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        workload=res.workload.name, model=res.llm.model, budget_mode=spec.budget.mode, budget=spec.budget.value,
+        generations=spec.generations, iterations=spec.iterations,
+        seeds=[spec.first_seed + r for r in range(spec.repeats)], reference_arm=spec.reference_arm,
+        arms=[ArmRuns(arm=arm, meta_run_ids=[spec.meta_run_spec(arm, r).meta_run_id for r in range(spec.repeats)])
+              for arm in arms],
+    )
+    path = manifest_path(res, spec.ablation_id)
+    write_json_atomic(path, manifest.model_dump(mode="json"))
+    jobs = [spec.meta_run_spec(arm, repeat) for repeat in range(spec.repeats) for arm in arms]
+    runner = meta_run if res.task_runner is None else meta_run.with_options(task_runner=res.task_runner())
+    failures: list[str] = []
+
+    def one(job: MetaRunSpec) -> None:
+        try:
+            runner(job, res)
+        except Exception as error:  # one failed meta-run must not stop the others; it stays resumable
+            failures.append(f"{job.meta_run_id}: {type(error).__name__}: {str(error)[:200]}")
+
+    with ThreadPoolExecutor(max_workers=max(1, res.settings.max_workers)) as pool:
+        for future in [pool.submit(contextvars.copy_context().run, one, job) for job in jobs]:
+            future.result()
+    res.emit("ablation", failures=failures)
+    if failures:
+        raise RuntimeError(f"{len(failures)} of {len(jobs)} meta-runs failed (resume: bilevel ablate --id "
+                           f"{spec.ablation_id} again): " + "; ".join(failures))
+    return manifest
