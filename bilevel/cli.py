@@ -276,20 +276,22 @@ def report(target: Annotated[str, typer.Argument(help="A meta-run id or an ablat
 
 
 def _report_target(settings: Settings, target: str) -> None:
-    from reports.build import build_ablation_report, build_meta_run_report, log_report
+    from reports.build import build_report, log_report
 
+    is_ablation = (settings.state_path / "ablations" / target / "manifest.json").is_file()
+    if not is_ablation and not (settings.runs_dir / target / "trace.json").is_file():
+        raise UserError(f"{target!r} is neither a meta-run nor an ablation under {settings.state_path} (see: bilevel runs)")
     out = settings.state_path / "reports" / target
-    if (settings.state_path / "ablations" / target / "manifest.json").is_file():
-        page = build_ablation_report(settings.state_path, target, out)
-        run_id = None
-    elif (settings.runs_dir / target / "trace.json").is_file():
-        page = build_meta_run_report(settings.runs_dir, target, out)
+    page = build_report(settings.state_path, target, out)
+    tracker = _tracker(settings)
+    if is_ablation:  # an ablation gets its own MLflow run to carry the report
+        run_id, _ = tracker.ensure_run(f"bilevel/ablation-{target}", f"{target}/ablation", run_name=f"ablation {target}",
+                                       tags={"meta_run_id": target, "kind": "ablation", "generation": "-", "track": "-"})
+    else:
         summary = settings.runs_dir / target / "summary.json"
         run_id = json.loads(summary.read_text()).get("mlflow_run_id") if summary.is_file() else None
-    else:
-        raise UserError(f"{target!r} is neither a meta-run nor an ablation under {settings.state_path}")
     if run_id:
-        log_report(_tracker(settings), run_id, out)
+        log_report(tracker, run_id, page.parent)
     console.print(f"report: {page}")
 
 

@@ -1,0 +1,1 @@
+"""Reports of meta-runs and ablations: honest statistics, plots and one self-contained HTML page."""
