@@ -124,6 +124,7 @@ def _execute(settings: Settings, spec, mechanisms: str | None = None) -> None:
         with RunProgress(console, total) as progress:
             res.on_event = progress.on_event
             summary = flow(spec, res)
+    console.print()
     console.print(summary_table(summary, tracking_uri=settings.resolved_tracking_uri, prefect_home=str(settings.prefect_home)))
     console.print(f"done in {time.perf_counter() - started:.0f} s")
 
