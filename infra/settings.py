@@ -83,8 +83,11 @@ class Settings(BaseSettings):
 
     # -- workload -------------------------------------------------------------------------------
     workload: str = "tinygpt"
-    budget_mode: Literal["steps", "time"] = "steps"
-    budget: float = Field(300, gt=0, description="Training steps (steps mode) or seconds (time mode).")
+    budget_mode: Literal["steps", "time", "flops"] = Field(
+        "flops", description="flops: training compute, 6 x params x tokens (deterministic and the same for every "
+        "model and batch); steps: optimizer steps (deterministic); time: seconds of training.")
+    budget: float = Field(9.9e11, gt=0, description="FLOPs (flops mode; 9.9e11 = 352 steps of tinygpt's CPU baseline), "
+                          "training steps (steps mode) or seconds (time mode).")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     train_timeout_s: float = Field(600.0, gt=0, description="Hard wall-clock limit of one training subprocess.")
     seed: int = Field(0, ge=0)

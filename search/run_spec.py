@@ -13,7 +13,7 @@ Level = Literal["1", "1.5", "2"]
 
 
 class BudgetSpec(BaseModel):
-    mode: Literal["steps", "time"] = "steps"
+    mode: Literal["steps", "time", "flops"] = "steps"
     value: float = Field(300, gt=0)
 
 

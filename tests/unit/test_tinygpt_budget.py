@@ -1,0 +1,101 @@
+"""The flops budget of tinygpt: steps allowed for a budget, parameters and tokens per step (pure; imports torch)."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from infra.settings import Settings
+from workloads.base import Budget
+from workloads.tinygpt.workload import run_environment
+
+BASELINE_PARAMS = 229_384  # train.py's baseline: DEPTH 4, width 64, byte vocabulary, embedding and lm_head included
+BASELINE_TOKENS = 2048  # TOTAL_BATCH_SIZE
+
+
+@pytest.fixture(scope="module")
+def harness():
+    pytest.importorskip("torch")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workloads" / "tinygpt"))
+    import harness as module
+
+    yield module
+    sys.path.pop(0)
+
+
+def test_flops_per_step_is_six_params_tokens(harness):
+    assert harness.flops_per_step(BASELINE_PARAMS, BASELINE_TOKENS) == 6 * 229_384 * 2048 == 2_818_670_592
+
+
+@pytest.mark.parametrize(
+    "steps_of_budget, expected",
+    [
+        (1.0, 1),  # exactly one step
+        (350.0, 350),  # an exact multiple does not gain a step from rounding
+        (350.001, 351),  # a little more: the step that reaches the budget is trained (ceil)
+        (349.999, 350),
+    ],
+)
+def test_steps_are_the_ceiling_of_budget_over_step_compute(harness, steps_of_budget, expected):
+    per_step = harness.flops_per_step(BASELINE_PARAMS, BASELINE_TOKENS)
+    assert harness.steps_for_budget(steps_of_budget * per_step, BASELINE_PARAMS, BASELINE_TOKENS) == expected
+
+
+def test_default_budget_gives_the_baseline_about_350_steps(harness):
+    exact = 6 * BASELINE_PARAMS * BASELINE_TOKENS * 350
+    defaults = Settings.model_fields  # the declared defaults, whatever BILEVEL_* this machine sets
+    assert float(f"{exact:.2g}") == harness.DEFAULT_FLOPS == defaults["budget"].default == 9.9e11
+    assert defaults["budget_mode"].default == "flops"
+    assert harness.steps_for_budget(harness.DEFAULT_FLOPS, BASELINE_PARAMS, BASELINE_TOKENS) == 352
+
+
+def test_bigger_batch_or_model_gets_fewer_steps(harness):
+    budget = 1000 * harness.flops_per_step(BASELINE_PARAMS, BASELINE_TOKENS)
+    assert harness.steps_for_budget(budget, BASELINE_PARAMS, 2 * BASELINE_TOKENS) == 500
+    assert harness.steps_for_budget(budget, 2 * BASELINE_PARAMS, BASELINE_TOKENS) == 500
+    assert harness.steps_for_budget(budget, 3 * BASELINE_PARAMS, BASELINE_TOKENS) == 334  # ceil(333.3)
+
+
+def test_budget_below_one_step_still_trains_one_step(harness):
+    assert harness.steps_for_budget(1.0, BASELINE_PARAMS, BASELINE_TOKENS) == 1
+    assert harness.steps_for_budget(1e-300, 10**9, 10**6) == 1
+
+
+@pytest.mark.parametrize("budget", [0.0, -1.0, float("nan"), float("inf")])
+def test_invalid_budgets_are_refused(harness, budget):
+    with pytest.raises(harness.HarnessError, match="positive"):
+        harness.steps_for_budget(budget, BASELINE_PARAMS, BASELINE_TOKENS)
+
+
+def test_invalid_params_or_tokens_are_refused(harness):
+    with pytest.raises(harness.HarnessError, match="positive"):
+        harness.steps_for_budget(1e9, 0, BASELINE_TOKENS)
+    with pytest.raises(harness.HarnessError, match="positive"):
+        harness.steps_for_budget(1e9, BASELINE_PARAMS, 0)
+
+
+def test_trainable_parameters_skip_frozen_ones(harness):
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Embedding(256, 8), torch.nn.Linear(8, 4, bias=False))
+    assert harness.trainable_parameters(model) == 256 * 8 + 8 * 4
+    model[0].weight.requires_grad_(False)
+    assert harness.trainable_parameters(model) == 8 * 4
+
+
+def test_run_config_defaults_to_flops(harness):
+    config = harness.RunConfig.from_env({"BILEVEL_DATA_DIR": "/d"})
+    assert (config.budget_mode, config.budget) == ("flops", 9.9e11)
+    assert harness.RunConfig.from_env({"BILEVEL_DATA_DIR": "/d", "BILEVEL_BUDGET": "2.5e9"}).budget == 2.5e9
+    steps = harness.RunConfig.from_env({"BILEVEL_DATA_DIR": "/d", "BILEVEL_BUDGET_MODE": "steps"})
+    assert (steps.budget_mode, steps.budget) == ("steps", 350)
+    with pytest.raises(harness.HarnessError, match="'flops', 'steps' or 'time'"):
+        harness.RunConfig.from_env({"BILEVEL_DATA_DIR": "/d", "BILEVEL_BUDGET_MODE": "tokens"})
+
+
+def test_flops_budget_travels_to_the_child_and_describes_itself():
+    budget = Budget(mode="flops", value=9.9e11)
+    env = run_environment({}, budget=budget, seed=0, data_dir=Path("/d"), device="cpu", eval_bytes=None)
+    assert (env["BILEVEL_BUDGET_MODE"], float(env["BILEVEL_BUDGET"])) == ("flops", 9.9e11)
+    assert budget.describe() == "9.9e+11 FLOPs"
+    assert Budget(mode="steps", value=350).describe() == "350 steps" and Budget(mode="time", value=30).describe() == "30 s"

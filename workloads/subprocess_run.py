@@ -1,0 +1,157 @@
+"""Run a script in its own process group under a hard timeout, log its output (bounded), and return the tail.
+
+Generic: knows nothing of training. The whole process group is killed on timeout, so a script that
+started children cannot outlive its budget. The child's environment is scrubbed of secrets.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+# Names that suggest a secret, matched anywhere in an environment variable's name (case-insensitive).
+SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH")
+# Inherited variables that would change what the child imports or runs at startup.
+UNSAFE_PYTHON_VARIABLES = ("PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME", "PYTHONINSPECT")
+MAX_LOG_BYTES = 32 * 2**20  # a chatty or hostile script cannot fill the disk; the rest is counted, not written
+TAIL_BYTES = 64 * 1024  # how much of the end of the log is read back
+KILL_GRACE_S = 3.0  # between SIGTERM and SIGKILL of the process group
+READ_CHUNK = 65536
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    """How a script ended: exit code (None if killed on timeout), wall time and the end of its output."""
+
+    returncode: int | None
+    timed_out: bool
+    wall_seconds: float
+    tail: str
+    log_path: Path
+    dropped_bytes: int = 0
+
+    def tail_lines(self, count: int) -> str:
+        return "\n".join(self.tail.splitlines()[-count:])
+
+
+def looks_secret(name: str) -> bool:
+    upper = name.upper()
+    return any(marker in upper for marker in SECRET_MARKERS)
+
+
+def scrubbed_environment(base: Mapping[str, str], drop_prefixes: Sequence[str] = ()) -> dict[str, str]:
+    """`base` without secrets, startup-altering Python variables, and names starting with `drop_prefixes`."""
+    return {
+        name: value
+        for name, value in base.items()
+        if not looks_secret(name) and name not in UNSAFE_PYTHON_VARIABLES and not name.startswith(tuple(drop_prefixes))
+    }
+
+
+def _copy_bounded(source, log_path: Path, counter: list[int]) -> None:
+    """Copy the child's output into the log until MAX_LOG_BYTES, then only count what is dropped."""
+    written = 0
+    with open(log_path, "ab") as log:
+        for chunk in iter(lambda: source.read1(READ_CHUNK), b""):
+            room = MAX_LOG_BYTES - written
+            if room > 0:
+                log.write(chunk[:room])
+                log.flush()
+                written += min(room, len(chunk))
+            counter[0] += max(0, len(chunk) - max(room, 0))
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    """SIGTERM the child's process group, then SIGKILL whatever is left after a grace period."""
+    for sig, wait_s in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, KILL_GRACE_S)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:  # the group is already gone
+            return
+        try:
+            process.wait(timeout=wait_s)
+            if sig == signal.SIGKILL:
+                return
+        except subprocess.TimeoutExpired:
+            continue
+    process.wait()
+
+
+def _reap_leftovers(process: subprocess.Popen) -> None:
+    """Children the script left behind share its group: kill them once the script itself has exited."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:  # no process left in the group: the normal case
+        pass
+
+
+def read_tail(path: Path, max_bytes: int = TAIL_BYTES) -> str:
+    """The last `max_bytes` of a file as text (undecodable bytes replaced), starting at a line boundary."""
+    if not path.exists():
+        return ""
+    with open(path, "rb") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, size - max_bytes))
+        data = handle.read()
+    text = data.decode("utf-8", errors="replace")
+    if size > max_bytes and "\n" in text:
+        text = text.split("\n", 1)[1]  # drop the partial first line
+    return text
+
+
+def run_script(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout_s: float,
+    log_path: Path,
+) -> ProcessResult:
+    """Run `argv` in `cwd` with exactly `env`, output to `log_path`, killed with its group after `timeout_s`."""
+    if timeout_s <= 0:
+        raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.write_bytes(b"")
+    dropped = [0]
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        list(argv),
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, so the timeout kills grandchildren too
+    )
+    assert process.stdout is not None
+    reader = threading.Thread(target=_copy_bounded, args=(process.stdout, log_path, dropped), daemon=True)
+    reader.start()
+    timed_out = False
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _kill_group(process)
+    finally:
+        if process.poll() is None:  # interrupted (e.g. KeyboardInterrupt): never leave the child running
+            _kill_group(process)
+    wall = time.perf_counter() - started
+    _reap_leftovers(process)
+    # A leftover that escaped the group may hold the pipe open: do not wait on it forever.
+    reader.join(timeout=KILL_GRACE_S)
+    if not reader.is_alive():
+        process.stdout.close()
+    return ProcessResult(
+        returncode=None if timed_out else process.returncode,
+        timed_out=timed_out,
+        wall_seconds=wall,
+        tail=read_tail(log_path),
+        log_path=log_path,
+        dropped_bytes=dropped[0],
+    )

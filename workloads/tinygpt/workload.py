@@ -1,0 +1,199 @@
+"""The tinygpt workload: writes a candidate train.py next to the fixed harness, runs it in a subprocess, parses the summary."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from search.trace import RunOutcome
+from workloads.base import Budget, Workload
+from workloads.subprocess_run import ProcessResult, run_script, scrubbed_environment
+from workloads.tinygpt import data
+from workloads.tinygpt.presets import preset_source
+from workloads.tinygpt.summary import SummaryError, parse_summary
+
+if TYPE_CHECKING:
+    from infra.settings import Settings
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+HARNESS_PATH = PACKAGE_DIR / "harness.py"
+TRAIN_PATH = PACKAGE_DIR / "train.py"
+TAIL_LINES = 40
+Device = Literal["auto", "cpu", "cuda"]
+
+
+class HarnessIntegrityError(RuntimeError):
+    """The harness next to a candidate is not the packaged one: the run would not measure the fixed metric."""
+
+
+def sha256_text(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def check_harness(copy: Path, expected_sha256: str) -> None:
+    """Refuse a harness copy whose bytes differ from the packaged harness."""
+    actual = sha256_text(copy) if copy.is_file() else "missing"
+    if actual != expected_sha256:
+        raise HarnessIntegrityError(
+            f"{copy} has sha256 {actual}, the packaged harness has {expected_sha256}: refusing to run. "
+            "The harness is fixed; only train.py may be edited."
+        )
+
+
+def run_environment(base: Mapping[str, str], *, budget: Budget, seed: int, data_dir: Path, device: Device, eval_bytes: int | None) -> dict[str, str]:
+    """The child's environment: the parent's minus secrets and BILEVEL_* settings, plus exactly the run's variables."""
+    env = scrubbed_environment(base, drop_prefixes=("BILEVEL_",))
+    env.update(
+        BILEVEL_BUDGET_MODE=budget.mode,
+        BILEVEL_BUDGET=f"{int(budget.value)}" if budget.mode == "steps" else repr(float(budget.value)),
+        BILEVEL_SEED=str(seed),
+        BILEVEL_DATA_DIR=str(data_dir),
+        BILEVEL_DEVICE=device,
+        OMP_NUM_THREADS="1",  # one thread is as fast as two here and immune to a busy neighbour (DESIGN §11)
+        MKL_NUM_THREADS="1",
+        OMP_WAIT_POLICY="PASSIVE",
+        PYTHONUNBUFFERED="1",
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    if eval_bytes is not None:
+        env["BILEVEL_EVAL_BYTES"] = str(eval_bytes)
+    return env
+
+
+def error_tail(text: str, lines: int = TAIL_LINES) -> str:
+    """The last `lines` lines of the output, starting at the last traceback when it fits."""
+    all_lines = text.splitlines()
+    starts = [i for i, line in enumerate(all_lines) if line.startswith("Traceback (most recent call last)")]
+    if starts and len(all_lines) - starts[-1] <= lines:
+        return "\n".join(all_lines[starts[-1] :])
+    return "\n".join(all_lines[-lines:])
+
+
+def outcome_from_process(result: ProcessResult, seed: int, timeout_s: float) -> RunOutcome:
+    """Turn a finished subprocess into a RunOutcome: ok with the summary, crash with the traceback, or timeout."""
+    log_tail = result.tail_lines(TAIL_LINES)
+    common = dict(seed=seed, wall_seconds=round(result.wall_seconds, 3), log_tail=log_tail)
+    if result.timed_out:
+        message = f"killed after the {timeout_s:g} s timeout; last output:\n{error_tail(result.tail, TAIL_LINES - 2)}"
+        return RunOutcome(status="timeout", error_tail=message, **common)
+    if result.returncode != 0:
+        return RunOutcome(status="crash", error_tail=f"exit code {result.returncode}\n{error_tail(result.tail)}", **common)
+    try:
+        summary = parse_summary(result.tail)
+    except SummaryError as error:
+        return RunOutcome(status="crash", error_tail=f"{error}\n{error_tail(result.tail)}", **common)
+    return RunOutcome(
+        status="ok",
+        val_bpb=summary.val_bpb,
+        steps=summary.steps,
+        tokens=summary.tokens,
+        train_seconds=summary.train_seconds,
+        num_params=summary.num_params,
+        peak_memory_mb=summary.peak_memory_mb,
+        **common,
+    )
+
+
+class TinyGPT(Workload):
+    """Byte-level GPT pretraining on Django's documentation; the metric is val_bpb on a fixed 32 KiB slice."""
+
+    name = "tinygpt"
+
+    def __init__(
+        self,
+        cache_dir: Path,
+        *,
+        device: Device = "auto",
+        preset: str = "cpu",
+        python: str = sys.executable,
+        launch_log: Path | None = None,
+        eval_bytes: int | None = None,
+        sdist: Path | None = None,
+    ) -> None:
+        """`eval_bytes` is a test knob (a smaller evaluation slice); leave it None for real measurements."""
+        self.cache_dir = Path(cache_dir).expanduser()
+        self.device = device
+        self.preset = preset
+        self.python = python
+        self.launch_log = launch_log
+        self.eval_bytes = eval_bytes
+        self.sdist = sdist
+        # Read once: every run of this workload uses these bytes, even if the file is edited meanwhile.
+        self._harness = HARNESS_PATH.read_bytes()
+        self.harness_sha256 = hashlib.sha256(self._harness).hexdigest()
+        self._source = preset_source(TRAIN_PATH.read_text(), preset)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, launch_log: Path | None = None) -> TinyGPT:
+        """The CPU preset unless the device is explicitly cuda (then the H100 preset)."""
+        preset = "h100" if settings.device == "cuda" else "cpu"
+        return cls(settings.cache_dir, device=settings.device, preset=preset, launch_log=launch_log)
+
+    @property
+    def data_dir(self) -> Path:
+        return data.corpus_dir(self.cache_dir)
+
+    def editable_source(self) -> str:
+        return self._source
+
+    def prepare(self) -> None:
+        data.prepare_corpus(self.cache_dir, self.sdist)
+
+    def describe(self) -> str:
+        return (
+            "tinygpt: a small byte-level GPT (vocabulary = the 256 byte values) is pretrained from scratch on "
+            "Django's documentation (reStructuredText prose and code) for a fixed budget, by default of training "
+            "compute: 6 x trainable parameters x tokens per step (TOTAL_BATCH_SIZE), summed over steps. So a "
+            "bigger model or batch trains for proportionally fewer steps; it cannot buy more compute. val_bpb is "
+            "the cross-entropy on a fixed 32 KiB slice of held-out documents in bits per byte: 8 is a uniform "
+            "guess, lower is better. Seed-to-seed noise is about 0.05 near the baseline and 0.01 near good "
+            "configurations. A run that exceeds the time limit counts as failed."
+        )
+
+    def _log_launch(self, run_dir: Path, source: str, budget: Budget, seed: int, timeout_s: float) -> None:
+        if self.launch_log is None:
+            return
+        entry = {
+            "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "workload": self.name,
+            "run_dir": str(run_dir),
+            "source_sha256": hashlib.sha256(source.encode()).hexdigest(),
+            "budget": budget.model_dump(),
+            "seed": seed,
+            "timeout_s": timeout_s,
+            "pid": os.getpid(),
+        }
+        self.launch_log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.launch_log, "a", encoding="utf-8") as log:
+            log.write(json.dumps(entry) + "\n")
+
+    def run(self, source: str, budget: Budget, seed: int, run_dir: Path, timeout_s: float) -> RunOutcome:
+        if not (self.data_dir / "train.bin").is_file():
+            # A setup problem, not the candidate's: fail loudly instead of recording a crash.
+            raise FileNotFoundError(f"tinygpt corpus not found in {self.data_dir}: call prepare() first")
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "train.py").write_text(source, encoding="utf-8")
+        harness_copy = run_dir / "harness.py"
+        harness_copy.write_bytes(self._harness)
+        check_harness(harness_copy, self.harness_sha256)
+        env = run_environment(
+            os.environ, budget=budget, seed=seed, data_dir=self.data_dir, device=self.device, eval_bytes=self.eval_bytes
+        )
+        self._log_launch(run_dir, source, budget, seed, timeout_s)
+        result = run_script(
+            [self.python, "train.py"], cwd=run_dir, env=env, timeout_s=timeout_s, log_path=run_dir / "train.log"
+        )
+        outcome = outcome_from_process(result, seed, timeout_s)
+        if outcome.status == "ok" and sha256_text(harness_copy) != self.harness_sha256:
+            # The candidate rewrote the harness file while it ran: its numbers cannot be trusted.
+            return outcome.model_copy(
+                update=dict(status="crash", val_bpb=None, error_tail="harness.py was modified during the run; result discarded")
+            )
+        return outcome
