@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,23 +15,54 @@ if TYPE_CHECKING:
     from workloads.base import Workload
 
 
-@dataclass
 class Resources:
-    """Everything a meta-run touches outside pure Python. Created once, passed down explicitly."""
+    """Everything a meta-run touches outside pure Python. Created once, passed down explicitly.
 
-    settings: Settings
-    workload: Workload
-    llm: LLMClient
-    tracker: Tracker
-    store: MechanismStore | None = None
-    launch_log: Path | None = None
-    task_runner: Callable[[], Any] | None = field(default=None, repr=False)  # makes the runner of inner loops
-    on_event: Callable[[str, dict[str, Any]], None] | None = field(default=None, repr=False)
+    A plain class, not a dataclass: Prefect dumps flow parameters with pydantic, which would turn a dataclass
+    into a dict of its (unpicklable) fields instead of calling `__reduce__`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        workload: Workload,
+        llm: LLMClient,
+        tracker: Tracker,
+        store: MechanismStore | None = None,
+        launch_log: Path | None = None,
+        task_runner: Callable[[], Any] | None = None,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.workload = workload
+        self.llm = llm
+        self.tracker = tracker
+        self.store = store
+        self.launch_log = launch_log
+        self.task_runner = task_runner  # makes the runner of inner loops and meta-runs (None: Prefect's default)
+        self.on_event = on_event
+
+    def __reduce__(self) -> tuple[Any, tuple[Settings]]:
+        # Prefect sends a flow run's parameters along with every task submitted to a remote runner (Dask, Ray).
+        # Resources are process-local (locks, clients, servers), so they travel as a stub that refuses use.
+        return (DetachedResources, (self.settings,))
 
     def emit(self, event: str, **data: Any) -> None:
         """Tell the user interface (progress display) what happened; a no-op without one."""
         if self.on_event is not None:
             self.on_event(event, data)
+
+
+class DetachedResources:
+    """What Resources become in another process: the settings, and a clear error for anything else."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # protocol lookups (pickle's __setstate__ and the like) must see "absent"
+            raise AttributeError(name)
+        raise RuntimeError(f"resources are process-local: '{name}' is not available in a remote worker; "
+                           "pass what the task needs as its own arguments")
 
 
 def register_llm_providers(settings: Settings) -> None:

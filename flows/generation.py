@@ -10,9 +10,9 @@ from pydantic import BaseModel
 
 from bilevel.wiring import Resources
 from flows.inner_loop import InnerLoopResult, inner_loop
-from mechanisms.active import ActiveSet, open_runtime, review_active_set
+from mechanisms.active import ActiveSet, review_active_set
 from search.config import SearchConfig
-from search.iteration import hook_seed, merge_tracks
+from search.iteration import merge_tracks
 from search.run_spec import MetaRunSpec
 from search.state import state_from_trace
 from search.trace import Trace
@@ -31,15 +31,9 @@ class GenerationOutcome(BaseModel):
 
 def _run_track(spec: MetaRunSpec, res: Resources, generation: int, track: int, trace: Trace, config: SearchConfig,
                active: ActiveSet, run_ids: dict[str, str], visible_from: int) -> InnerLoopResult:
-    runtime = open_runtime(active, trace, res.workload.params(), config,
-                           seed_for=lambda index, track_: hook_seed(spec.meta_run_id, spec.seed, index, track_))
-    try:
-        loop = inner_loop if res.task_runner is None else inner_loop.with_options(task_runner=res.task_runner())
-        return loop(spec, res, generation=generation, track=track, trace=trace, config=config,
-                    runtime=runtime, run_ids=run_ids, visible_from=visible_from)
-    finally:
-        if runtime is not None:
-            runtime.close()
+    loop = inner_loop if res.task_runner is None else inner_loop.with_options(task_runner=res.task_runner())
+    return loop(spec, res, generation=generation, track=track, trace=trace, config=config, active=active,
+                run_ids=run_ids, visible_from=visible_from)
 
 
 @flow(name="generation", flow_run_name="{spec.meta_run_id}-g{generation}", validate_parameters=False)

@@ -8,6 +8,7 @@ from prefect import flow
 from pydantic import BaseModel, Field
 
 from bilevel.wiring import Resources
+from mechanisms.active import ActiveSet, open_runtime
 from mechanisms.api import PlanAdvice, build_context, candidate_view, experiment_view
 from search.acceptance import default_keep, needs_confirmation
 from search.config import SearchConfig
@@ -139,29 +140,35 @@ def inner_loop(
     track: int,
     trace: Trace,
     config: SearchConfig,
-    runtime: Any,
+    active: ActiveSet,
     run_ids: dict[str, str],
     visible_from: int = 0,
 ) -> InnerLoopResult:
-    """K iterations on one track, starting from the shared trace. Returns this track's new experiments."""
+    """K iterations on one track, starting from the shared trace. The active mechanisms run in this loop's own
+    sandbox, their state rebuilt by replaying `observe` over the trace. Returns this track's new experiments."""
     specs = res.workload.params()
+    runtime = open_runtime(active, trace, specs, config,
+                           seed_for=lambda index, track_: hook_seed(spec.meta_run_id, spec.seed, index, track_))
     local = trace
     result = InnerLoopResult()
-    for iteration in range(spec.iterations):
-        incumbent = state_from_trace(local).best  # the diff is taken against the best this experiment had to beat
-        experiment = run_iteration(res, spec, runtime, local, config, specs, generation=generation, track=track,
-                                   iteration=iteration, visible_from=visible_from)
-        local = local.appended(experiment)
-        state = state_from_trace(local)
-        record_experiment(
-            res.tracker, spec, meta_run_run_id=run_ids["meta_run"], generation_run_id=run_ids["generation"],
-            experiment=experiment, source=source_for(res, experiment.config) if experiment.changes else "",
-            best_source=source_for(res, incumbent.config), best_val_bpb=state.best.val_bpb,
-            incumbent_val_bpb=incumbent.val_bpb,
-        )
-        result.experiments.append(experiment)
-        res.emit("experiment", experiment=experiment, best=state.best.val_bpb, baseline=state.baseline.val_bpb,
-                 total=spec.iterations * spec.generations)
-    if runtime is not None:
-        result.liveness = runtime.liveness()
+    try:
+        for iteration in range(spec.iterations):
+            incumbent = state_from_trace(local).best  # the diff is taken against the best this experiment had to beat
+            experiment = run_iteration(res, spec, runtime, local, config, specs, generation=generation, track=track,
+                                       iteration=iteration, visible_from=visible_from)
+            local = local.appended(experiment)
+            state = state_from_trace(local)
+            record_experiment(
+                res.tracker, spec, meta_run_run_id=run_ids["meta_run"], generation_run_id=run_ids["generation"],
+                experiment=experiment, source=source_for(res, experiment.config) if experiment.changes else "",
+                best_source=source_for(res, incumbent.config), best_val_bpb=state.best.val_bpb,
+                incumbent_val_bpb=incumbent.val_bpb,
+            )
+            result.experiments.append(experiment)
+            res.emit("experiment", experiment=experiment, best=state.best.val_bpb, baseline=state.baseline.val_bpb)
+        if runtime is not None:
+            result.liveness = runtime.liveness()
+    finally:
+        if runtime is not None:
+            runtime.close()
     return result

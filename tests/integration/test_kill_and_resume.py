@@ -27,7 +27,8 @@ ITERATIONS = 4
 def _env(state: Path, script: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BILEVEL_", "PREFECT_"))}
     env.update(BILEVEL_STATE_DIR=str(state), BILEVEL_MODEL="scripted/replay", BILEVEL_SCRIPTED_ANSWERS=str(script),
-               BILEVEL_LEVELS="1", BILEVEL_ITERATIONS=str(ITERATIONS), BILEVEL_GENERATIONS="1", BILEVEL_BUDGET="10",
+               BILEVEL_LEVELS="1", BILEVEL_ITERATIONS=str(ITERATIONS), BILEVEL_GENERATIONS="1", BILEVEL_BUDGET_MODE="steps",
+               BILEVEL_BUDGET="10",
                BILEVEL_LLM_RETRIES="0", PYTHONUNBUFFERED="1", COLUMNS="160")
     return env
 
