@@ -1,4 +1,5 @@
-"""Prompts for proposals: short and explicit, so that a 1.5B local model answers well too."""
+"""Prompts for proposals: short and explicit for a 1.5B local model, ordered from stable to changing text
+so that a local model re-evaluates only the tail of each new prompt (KV-cache prefix reuse)."""
 
 from __future__ import annotations
 
@@ -62,7 +63,8 @@ def _param_line(spec: ParamSpec, baseline: Any) -> str:
 
 
 def _changes_text(changes: dict[str, Any]) -> str:
-    return json.dumps(changes, separators=(", ", ": "))
+    # NAME=value rather than JSON: a small model copies JSON it has just read into its answer.
+    return ", ".join(f"{name}={json.dumps(json_value(value))}" for name, value in changes.items()) or "no change"
 
 
 def _experiment_line(experiment: Experiment) -> str:

@@ -25,6 +25,8 @@ class RunOutcome(BaseModel):
     train_seconds: float | None = None
     wall_seconds: float = 0.0
     num_params: int | None = None
+    train_flops: float | None = None
+    budget_mode: str | None = None
     peak_memory_mb: float | None = None
     log_tail: str = ""
     error_tail: str | None = None

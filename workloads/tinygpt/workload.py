@@ -95,6 +95,8 @@ def outcome_from_process(result: ProcessResult, seed: int, timeout_s: float) -> 
         tokens=summary.tokens,
         train_seconds=summary.train_seconds,
         num_params=summary.num_params,
+        train_flops=summary.train_flops,
+        budget_mode=summary.budget_mode,
         peak_memory_mb=summary.peak_memory_mb,
         **common,
     )

@@ -1,0 +1,517 @@
+"""The embedded local LLM as a litellm custom provider: `local/<name>` runs llama-cpp-python in this process.
+
+One model per process, loaded on the first call (provisioning it first if needed), used under a lock
+because llama.cpp objects are not thread-safe: parallel callers queue. Consecutive prompts that share
+a prefix (system text, workload, parameter table) reuse its KV cache, so only the new tail is evaluated.
+JSON answers are constrained by a grammar built from the schema the caller asks for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import infra.settings  # noqa: F401  (sets OMP_WAIT_POLICY=PASSIVE and telemetry opt-outs before any import below)
+from infra.local_model import ProvisioningError, configured_model_path, ensure_model
+from infra.settings import LOCAL_MODEL, Settings
+
+log = logging.getLogger(__name__)
+
+LOCAL_PROVIDER = LOCAL_MODEL.split("/", 1)[0]
+DEFAULT_MAX_TOKENS = 1024
+JSON_MIN_MAX_TOKENS = 256  # a proposal takes 30-70 tokens; its schema allows about 170
+MAX_SCHEMA_CHARS = 50_000
+ROLES = ("system", "user", "assistant")
+# litellm passes these through optional_params; they mean nothing to an in-process model.
+_IGNORED_PARAMS = frozenset({"max_retries", "extra_body", "user", "stream_options", "parallel_tool_calls"})
+_UNSUPPORTED_PARAMS = frozenset({"tools", "tool_choice", "functions", "function_call", "logprobs", "top_logprobs"})
+_SUPPORTED_PARAMS = frozenset({"temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed", "response_format", "n", "stream"})
+
+
+class LocalLLMError(RuntimeError):
+    """A request the local model cannot serve; the message says what to change."""
+
+
+class ContextTooSmall(LocalLLMError):
+    """The prompt plus answer do not fit the configured context."""
+
+
+# -- pure translation of the OpenAI request into llama-cpp terms ---------------------------------------
+
+
+def llama_response_format(response_format: Any) -> dict[str, Any] | None:
+    """Translate an OpenAI `response_format` into llama-cpp's: json_schema -> {"type": "json_object", "schema": S}."""
+    if response_format is None:
+        return None
+    if not isinstance(response_format, dict):
+        raise LocalLLMError(f"response_format must be a dict, got {type(response_format).__name__}")
+    kind = response_format.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        schema = response_format.get("schema")
+        return {"type": "json_object"} if schema is None else {"type": "json_object", "schema": _checked_schema(schema)}
+    if kind == "json_schema":
+        spec = response_format.get("json_schema")
+        if not isinstance(spec, dict) or "schema" not in spec:
+            raise LocalLLMError("response_format json_schema needs {'json_schema': {'name': ..., 'schema': {...}}}")
+        return {"type": "json_object", "schema": _checked_schema(spec["schema"])}
+    raise LocalLLMError(f"unsupported response_format type {kind!r}; use 'text', 'json_object' or 'json_schema'")
+
+
+def _checked_schema(schema: Any) -> dict[str, Any]:
+    if not isinstance(schema, dict):
+        raise LocalLLMError(f"a JSON schema must be an object, got {type(schema).__name__}")
+    if len(json.dumps(schema)) > MAX_SCHEMA_CHARS:
+        raise LocalLLMError(f"the JSON schema is longer than {MAX_SCHEMA_CHARS} characters")
+    return schema
+
+
+def chat_messages(messages: Any) -> list[dict[str, str]]:
+    """OpenAI chat messages reduced to role + text; anything a text model cannot read is refused."""
+    if not isinstance(messages, list) or not messages:
+        raise LocalLLMError("messages must be a non-empty list")
+    clean = []
+    for position, message in enumerate(messages):
+        role = message.get("role") if isinstance(message, dict) else None
+        if role not in ROLES:
+            raise LocalLLMError(f"message {position}: role must be one of {ROLES}, got {role!r}")
+        content = message.get("content")
+        if isinstance(content, list):  # OpenAI content parts: text only
+            if any(not isinstance(part, dict) or part.get("type") != "text" for part in content):
+                raise LocalLLMError(f"message {position}: the local model reads text parts only")
+            content = "".join(str(part.get("text", "")) for part in content)
+        if not isinstance(content, str):
+            raise LocalLLMError(f"message {position}: content must be text, got {type(content).__name__}")
+        clean.append({"role": role, "content": content})
+    return clean
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """What the local model is asked to do besides the messages."""
+
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    response_format: dict[str, Any] | None = None
+
+
+def generation_params(optional_params: dict[str, Any], metadata: dict[str, Any] | None) -> GenerationParams:
+    """GenerationParams from litellm's optional_params; unsupported features are refused, not silently dropped."""
+    unsupported = sorted(set(optional_params) & _UNSUPPORTED_PARAMS)
+    if unsupported:
+        raise LocalLLMError(f"the local model does not support {', '.join(unsupported)}")
+    unknown = set(optional_params) - _IGNORED_PARAMS - _SUPPORTED_PARAMS
+    if unknown:
+        log.debug("local model ignores parameters %s", sorted(unknown))
+    if optional_params.get("n") not in (None, 1):
+        raise LocalLLMError("the local model returns one choice per call (n=1); call it several times instead")
+    temperature = _number(optional_params, "temperature", 0.7, 0.0, 2.0)
+    top_p = _number(optional_params, "top_p", 0.95, 0.0, 1.0)
+    max_tokens = next((optional_params[k] for k in ("max_tokens", "max_completion_tokens") if optional_params.get(k) is not None), DEFAULT_MAX_TOKENS)
+    if not isinstance(max_tokens, int) or max_tokens < 1:
+        raise LocalLLMError(f"max_tokens must be a positive integer, got {max_tokens!r}")
+    stop = optional_params.get("stop") or ()
+    stop = (stop,) if isinstance(stop, str) else tuple(stop)
+    if not all(isinstance(item, str) for item in stop):
+        raise LocalLLMError("stop must be a string or a list of strings")
+    seed = optional_params.get("seed")
+    if seed is not None and not isinstance(seed, int):
+        raise LocalLLMError(f"seed must be an integer, got {seed!r}")
+    response_format = llama_response_format(optional_params.get("response_format"))
+    if response_format is not None and max_tokens < JSON_MIN_MAX_TOKENS:
+        # A JSON answer cut short is invalid whatever it said: the call would be wasted.
+        log.debug("max_tokens %d raised to %d for a JSON answer", max_tokens, JSON_MIN_MAX_TOKENS)
+        max_tokens = JSON_MIN_MAX_TOKENS
+    return GenerationParams(
+        temperature=temperature,
+        top_p=top_p,
+        max_tokens=max_tokens,
+        stop=stop,
+        seed=seed if seed is not None else call_seed(metadata),
+        response_format=response_format,
+    )
+
+
+def _number(params: dict[str, Any], name: str, default: float, low: float, high: float) -> float:
+    value = params.get(name, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise LocalLLMError(f"{name} must be a number in [{low}, {high}], got {value!r}")
+    return float(value)
+
+
+def call_seed(metadata: dict[str, Any] | None) -> int | None:
+    """A sampling seed from the call's identity (purpose, call_key, seq): a repeated call (a resumed run) answers
+    the same, while candidates and re-asks, whose call keys differ, sample differently. None without an identity."""
+    if not metadata or "call_key" not in metadata:
+        return None
+    identity = f"{metadata.get('call_key')}|{metadata.get('seq', 0)}|{metadata.get('purpose', '')}"
+    return int.from_bytes(hashlib.sha256(identity.encode()).digest()[:4], "big")
+
+
+# -- the model runtime: one per process ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int  # prompt tokens whose KV state was reused from the previous call
+    seconds: float
+
+
+class LocalModelRuntime:
+    """A llama.cpp model loaded on first use and used by one caller at a time."""
+
+    def __init__(
+        self,
+        resolve_path: Callable[[], Path],
+        *,
+        threads: int,
+        context: int,
+        loader: Callable[[Path, int, int], Any] | None = None,
+        build_grammars: bool = True,
+    ) -> None:
+        self._resolve_path = resolve_path
+        self._loader = loader or load_llama
+        self.build_grammars = build_grammars  # False leaves JSON schemas to llama-cpp (tests, comparisons)
+        self.threads = threads
+        self.context = context
+        self._lock = threading.Lock()
+        self._llama: Any = None
+        self.load_seconds: float | None = None
+        self.last: ChatResult | None = None  # the latest call's figures, for benchmarks and diagnostics
+
+    @property
+    def loaded(self) -> bool:
+        return self._llama is not None
+
+    def load(self) -> None:
+        """Load the model now (at start-up), so that the first call does not pay for it."""
+        with self._lock:
+            self._load()
+
+    def _load(self) -> Any:
+        """Called under the lock."""
+        if self._llama is None:
+            path = self._resolve_path()
+            started = time.perf_counter()
+            self._llama = self._loader(path, self.threads, self.context)
+            self.load_seconds = time.perf_counter() - started
+            # Free the model before interpreter teardown; llama-cpp's own __del__ fails once modules are gone.
+            atexit.register(self.close)
+            log.info("local model %s loaded in %.1f s (%d threads, context %d)", path.name, self.load_seconds, self.threads, self.context)
+        return self._llama
+
+    def chat(self, messages: list[dict[str, str]], params: GenerationParams, deadline: float | None = None) -> ChatResult:
+        """One chat completion. Waits for the model at most until `deadline` (time.monotonic()); a started
+        generation is bounded by max_tokens, not interrupted."""
+        wait = -1 if deadline is None else max(0.0, deadline - time.monotonic())
+        if not self._lock.acquire(timeout=wait):
+            raise TimeoutError("the local model stayed busy with other calls until the timeout")
+        try:
+            llama = self._load()
+            before = list(llama.input_ids[: llama.n_tokens])
+            started = time.perf_counter()
+            try:
+                response = llama.create_chat_completion(
+                    messages=messages,
+                    temperature=params.temperature,
+                    top_p=params.top_p,
+                    max_tokens=params.max_tokens,
+                    stop=list(params.stop),
+                    seed=params.seed,
+                    **self._constraint(params.response_format),
+                )
+            except Exception as error:
+                llama.reset()  # a failed call may leave a partial sequence behind: the next one starts clean
+                if isinstance(error, ValueError) and "exceed context window" in str(error):
+                    raise ContextTooSmall(f"{error}; raise BILEVEL_LLM_CONTEXT (now {self.context}) or send a shorter prompt") from error
+                raise
+            seconds = time.perf_counter() - started
+            usage = response["usage"]
+            prompt_tokens = int(usage["prompt_tokens"])
+            after = list(llama.input_ids[:prompt_tokens])
+            choice = response["choices"][0]
+            self.last = ChatResult(
+                text=choice["message"]["content"] or "",
+                finish_reason=choice.get("finish_reason") or "stop",
+                prompt_tokens=prompt_tokens,
+                completion_tokens=int(usage["completion_tokens"]),
+                cached_tokens=reused_prefix(before, after),
+                seconds=seconds,
+            )
+            return self.last
+        finally:
+            self._lock.release()
+
+    def _constraint(self, response_format: dict[str, Any] | None) -> dict[str, Any]:
+        """Our own grammar for a JSON schema (it also bounds property counts), else llama-cpp's response_format."""
+        if response_format and "schema" in response_format and self.build_grammars:
+            grammar = _grammar_for(json.dumps(response_format["schema"], sort_keys=True))
+            if grammar is not None:
+                return {"grammar": grammar}
+        return {"response_format": response_format}
+
+    def close(self) -> None:
+        """Free the model's memory; the next call loads it again."""
+        with self._lock:
+            if self._llama is not None:
+                self._llama.close()
+                self._llama = None
+
+    def forget_prefix(self) -> None:
+        """Drop the KV state, so the next call evaluates its whole prompt (benchmarks measure the reuse gain)."""
+        with self._lock:
+            if self._llama is not None:
+                self._llama.reset()
+
+
+def reused_prefix(before: list[int], prompt: list[int]) -> int:
+    """Prompt tokens llama.cpp did not evaluate again: the common prefix with the previous sequence (it always
+    re-evaluates at least the last prompt token)."""
+    common = 0
+    for a, b in zip(before, prompt):
+        if a != b:
+            break
+        common += 1
+    return min(common, max(len(prompt) - 1, 0))
+
+
+def load_llama(path: Path, threads: int, context: int) -> Any:
+    """A llama-cpp-python model object for `path` (the default loader of LocalModelRuntime)."""
+    llama_cpp = _import_llama_cpp()
+    try:
+        return llama_cpp.Llama(model_path=str(path), n_ctx=context, n_threads=threads, n_threads_batch=threads, verbose=False)
+    except (ValueError, RuntimeError) as error:
+        raise LocalLLMError(f"llama.cpp could not load {path}: {error}") from error
+
+
+def _import_llama_cpp() -> Any:
+    policy = os.environ.get("OMP_WAIT_POLICY")
+    if policy != "PASSIVE":
+        # With spinning OpenMP threads, generation collapses when training shares the cores (DESIGN §11).
+        log.warning("OMP_WAIT_POLICY is %r, not PASSIVE: the local model slows down badly next to training", policy)
+    try:
+        import llama_cpp
+    except ImportError as error:
+        raise LocalLLMError(
+            "the local model needs llama-cpp-python: pip install 'bilevel[local]' "
+            "(it compiles; CMAKE_ARGS=-DLLAVA_BUILD=OFF), or set BILEVEL_MODEL to an API model"
+        ) from error
+    return llama_cpp
+
+
+_RUNTIMES: dict[tuple[str, int, int], LocalModelRuntime] = {}
+_RUNTIMES_LOCK = threading.Lock()
+
+
+def runtime_for(settings: Settings) -> LocalModelRuntime:
+    """The process-wide runtime for these settings' model file, threads and context (created, not loaded)."""
+    key = (str(configured_model_path(settings)), settings.llm_threads, settings.llm_context)
+    with _RUNTIMES_LOCK:
+        if key not in _RUNTIMES:
+            if _RUNTIMES:
+                log.warning("a second local model configuration in one process: %s (memory for two models)", key)
+            _RUNTIMES[key] = LocalModelRuntime(lambda: ensure_model(settings), threads=settings.llm_threads, context=settings.llm_context)
+        return _RUNTIMES[key]
+
+
+# -- the litellm side ----------------------------------------------------------------------------------
+
+
+def _litellm() -> Any:
+    import litellm
+
+    return litellm
+
+
+# -- grammar: llama-cpp's schema converter plus minProperties/maxProperties -------------------------------------
+
+
+def _bounded_object_converter() -> type:
+    """A subclass of llama-cpp's SchemaConverter that also bounds the number of properties of a closed object
+    whose properties are all optional (the shape of a proposal's "changes"), which llama-cpp ignores."""
+    from llama_cpp.llama_grammar import SchemaConverter
+
+    class BoundedObjectConverter(SchemaConverter):
+        def visit(self, schema: Any, name: str) -> str:
+            if not _is_bounded_closed_object(schema):
+                return super().visit(schema, name)
+            return self._add_rule(name or "root", self._bounded_object_rule(schema, name))
+
+        def _bounded_object_rule(self, schema: dict[str, Any], name: str) -> str:
+            prefix = f"{name}-" if name else ""
+            kvs = []
+            for prop_name, prop_schema in schema["properties"].items():
+                value_rule = self.visit(prop_schema, f"{prefix}{prop_name}")
+                kvs.append(self._add_rule(f"{prefix}{prop_name}-kv", f"{self._format_literal(json.dumps(prop_name))} space \":\" space {value_rule}"))
+            count = len(kvs)
+            low = max(0, min(int(schema.get("minProperties", 0)), count))
+            high = max(low, min(int(schema.get("maxProperties", count)), count))
+
+            def first(start: int, need: int, room: int) -> str:
+                """One property at position >= start, then a tail: `need` (>= 1) to `room` properties in all."""
+                choices = [f"{kvs[j]} {tail(j + 1, need - 1, room - 1)}".strip() for j in range(start, count - need + 1)]
+                return self._add_rule(f"{prefix}first-{start}-{need}-{room}", " | ".join(choices))
+
+            def tail(start: int, need: int, room: int) -> str:
+                if room == 0 or start == count:
+                    return ""
+                more = f'"," space {first(start, max(need, 1), room)}'
+                return self._add_rule(f"{prefix}tail-{start}-{need}-{room}", more if need else f"( {more} )?")
+
+            if high == 0:
+                return '"{" space "}" space'
+            body = first(0, max(low, 1), high)
+            return f'"{{" space {body} "}}" space' if low else f'"{{" space ( {body} )? "}}" space'
+
+    return BoundedObjectConverter
+
+
+def _is_bounded_closed_object(schema: Any) -> bool:
+    return (
+        isinstance(schema, dict)
+        and schema.get("type", "object") == "object"
+        and isinstance(schema.get("properties"), dict)
+        and bool(schema["properties"])
+        and schema.get("additionalProperties") is False
+        and not schema.get("required")
+        and ("minProperties" in schema or "maxProperties" in schema)
+    )
+
+
+def json_schema_grammar(schema: dict[str, Any]) -> str:
+    """GBNF text for `schema`, as llama-cpp builds it, with property counts of closed objects enforced too."""
+    converter = _bounded_object_converter()(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+    converter.visit(converter.resolve_refs(schema, "schema"), "")
+    return converter.format_grammar()
+
+
+@lru_cache(maxsize=32)
+def _grammar_for(schema_text: str) -> Any:
+    """A compiled grammar per schema (proposal schemas repeat); None when it cannot be built, and then
+    llama-cpp's own conversion of response_format is used (which falls back to plain JSON)."""
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    try:
+        return LlamaGrammar.from_string(json_schema_grammar(json.loads(schema_text)), verbose=False)
+    except Exception as error:  # the converter raises assorted errors on schemas it does not support
+        log.warning("cannot build a grammar for the JSON schema (%s); using llama-cpp's conversion", error)
+        return None
+
+
+@lru_cache(maxsize=1)
+def _provider_class() -> type:
+    """Built on first use, so importing this module does not import litellm (seconds)."""
+    litellm = _litellm()
+    from litellm.llms.custom_llm import CustomLLM
+
+    class LocalLlamaProvider(CustomLLM):
+        """litellm custom provider serving `local/<any name>` from the configured GGUF model."""
+
+        def __init__(self, runtime: LocalModelRuntime) -> None:
+            super().__init__()
+            self.runtime = runtime
+
+        def completion(self, model: str, messages: list, api_base: str, custom_prompt_dict: dict, model_response: Any,
+                       print_verbose: Callable, encoding: Any, api_key: Any, logging_obj: Any, optional_params: dict,
+                       acompletion: Any = None, litellm_params: Any = None, logger_fn: Any = None, headers: Any = None,
+                       timeout: Any = None, client: Any = None) -> Any:  # fmt: skip
+            name = f"{LOCAL_PROVIDER}/{model}"
+            try:
+                if optional_params.get("stream"):
+                    raise LocalLLMError("streaming is not supported by the local provider")
+                metadata = (litellm_params or {}).get("metadata")
+                params = generation_params(optional_params, metadata if isinstance(metadata, dict) else None)
+                clean = chat_messages(messages)
+            except LocalLLMError as error:
+                raise litellm.BadRequestError(message=str(error), model=name, llm_provider=LOCAL_PROVIDER) from error
+            seconds = _timeout_seconds(timeout)
+            deadline = None if seconds is None else time.monotonic() + seconds
+            try:
+                result = self.runtime.chat(clean, params, deadline)
+            except TimeoutError as error:
+                raise litellm.Timeout(message=str(error), model=name, llm_provider=LOCAL_PROVIDER) from error
+            except ContextTooSmall as error:
+                raise litellm.ContextWindowExceededError(message=str(error), model=name, llm_provider=LOCAL_PROVIDER) from error
+            except (LocalLLMError, ProvisioningError) as error:
+                # The user must act (install, free disk, fix a path): retrying would not help.
+                raise litellm.BadRequestError(message=str(error), model=name, llm_provider=LOCAL_PROVIDER) from error
+            if result.finish_reason == "length" and params.response_format:
+                log.warning("local model hit max_tokens=%d inside a JSON answer; raise max_tokens", params.max_tokens)
+            model_response.choices[0].message.content = result.text
+            model_response.choices[0].finish_reason = result.finish_reason
+            model_response.model = name
+            model_response.created = int(time.time())
+            model_response.usage = litellm.Usage(
+                prompt_tokens=result.prompt_tokens,
+                completion_tokens=result.completion_tokens,
+                total_tokens=result.prompt_tokens + result.completion_tokens,
+                prompt_tokens_details={"cached_tokens": result.cached_tokens},
+            )
+            model_response._hidden_params["response_cost"] = 0.0
+            return model_response
+
+        async def acompletion(self, *args: Any, **kwargs: Any) -> Any:
+            # The lock serialises calls anyway; a thread keeps the event loop free meanwhile.
+            return await asyncio.to_thread(self.completion, *args, **kwargs)
+
+        def streaming(self, *args: Any, **kwargs: Any) -> Any:
+            raise litellm.BadRequestError(message="streaming is not supported by the local provider", model=LOCAL_MODEL, llm_provider=LOCAL_PROVIDER)
+
+        async def astreaming(self, *args: Any, **kwargs: Any) -> Any:
+            raise litellm.BadRequestError(message="streaming is not supported by the local provider", model=LOCAL_MODEL, llm_provider=LOCAL_PROVIDER)
+
+    return LocalLlamaProvider
+
+
+def _timeout_seconds(timeout: Any) -> float | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, (int, float)):
+        return float(timeout)
+    read = getattr(timeout, "read", None)  # httpx.Timeout
+    return float(read) if read is not None else None
+
+
+_REGISTER_LOCK = threading.Lock()
+
+
+def register_local_provider(settings: Settings) -> Any:
+    """Serve `local/...` model strings from the local model in this process; keeps other custom providers.
+    Idempotent: registering again replaces only our own entry, and the model is loaded once per process."""
+    litellm = _litellm()
+    with _REGISTER_LOCK:
+        provider = _provider_class()(runtime_for(settings))
+        others = [item for item in litellm.custom_provider_map if item.get("provider") != LOCAL_PROVIDER]
+        litellm.custom_provider_map = [*others, {"provider": LOCAL_PROVIDER, "custom_handler": provider}]
+        # Priced at zero, so cost accounting reports 0 instead of failing on an unknown model.
+        names = {LOCAL_MODEL, settings.model} if settings.model.startswith(LOCAL_PROVIDER + "/") else {LOCAL_MODEL}
+        free = {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0, "litellm_provider": LOCAL_PROVIDER,
+                "mode": "chat", "max_input_tokens": settings.llm_context}  # fmt: skip
+        litellm.register_model({name: dict(free) for name in names})
+    return provider
+
+
+def local_model_loaded() -> bool:
+    """Whether any local model is loaded in this process (for tests and `bilevel doctor`)."""
+    return any(runtime.loaded for runtime in _RUNTIMES.values())
