@@ -34,12 +34,14 @@ class RunProgress:
         self.live = Live(self._render(), console=console, refresh_per_second=4, transient=False)
 
     def __enter__(self) -> RunProgress:
-        self.live.__enter__()
+        if self.console.is_terminal:
+            self.live.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.live.update(self._render())
-        self.live.__exit__(*exc)
+        if self.console.is_terminal:
+            self.live.update(self._render())
+            self.live.__exit__(*exc)
 
     def _render(self) -> Group:
         table = Table(box=None, pad_edge=False, expand=False)
@@ -64,7 +66,8 @@ class RunProgress:
                     self.console.log(f"  {note}")
             elif event == "research":
                 self.console.log(f"level 2: {data.get('message', '')}")
-            self.live.update(self._render())
+            if self.console.is_terminal:
+                self.live.update(self._render())
 
     def _add(self, experiment: Experiment, best: float | None) -> None:
         status = experiment.outcome.status
@@ -72,11 +75,14 @@ class RunProgress:
         decision = "baseline" if experiment.is_baseline else ("kept" if experiment.kept else "discarded")
         if experiment.decided_by:
             decision += f" ({experiment.decided_by})"
-        self.rows.append((
+        row = (
             str(experiment.index), str(experiment.generation), f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]",
             f"{value:.4f}" if value is not None else "-", f"{best:.4f}" if best is not None else "-", decision,
             json.dumps(experiment.changes) if experiment.changes else "",
-        ))
+        )
+        self.rows.append(row)
+        if not self.console.is_terminal:  # a log file or a pipe gets one line per experiment instead of a live table
+            self.console.print("  ".join(cell for cell in row if cell), soft_wrap=True)
 
 
 def summary_table(summary: MetaRunSummary, *, tracking_uri: str, prefect_home: str) -> Table:

@@ -34,7 +34,7 @@ class InnerLoopResult(BaseModel):
 def _choose_candidate(
     res: Resources, spec: MetaRunSpec, runtime: Any, ctx: dict[str, Any], state: SearchState,
     messages: list[dict[str, str]], specs: list[ParamSpec], config: SearchConfig, advice: PlanAdvice,
-    generation: int, track: int, iteration: int, seq: int,
+    generation: int, track: int, iteration: int, seq: int, tried: list[dict[str, Any]],
 ) -> tuple[Proposal | None, LLMUsage, int, list[str], str]:
     """Propose candidates and let the screen hooks pick one (or reject all: ask again, bounded)."""
     usage, attempts, errors, note = LLMUsage(), 0, [], ""
@@ -43,7 +43,7 @@ def _choose_candidate(
         batch = propose(res.llm, ProposalRequest(
             meta_run_id=spec.meta_run_id, generation=generation, track=track, iteration=iteration, seq=seq,
             screen_round=screen_round, messages=messages, specs=specs, current=state.current.config,
-            frozen=list(config.frozen), n_candidates=advice.n_candidates or config.n_candidates,
+            tried=tried, frozen=list(config.frozen), n_candidates=advice.n_candidates or config.n_candidates,
             attempts=spec.propose_attempts,
             temperature=config.temperature if advice.temperature is None else advice.temperature,
         ))
@@ -95,7 +95,8 @@ def run_iteration(
     seq = generation * spec.iterations + iteration
     if spec.proposer == "llm":
         proposal, usage, attempts, errors, note = _choose_candidate(
-            res, spec, runtime, ctx, state, messages, specs, config, advice, generation, track, iteration, seq
+            res, spec, runtime, ctx, state, messages, specs, config, advice, generation, track, iteration, seq,
+            trace.tried_configs(),
         )
     else:
         proposal, usage, attempts, errors, note = _control_proposal(spec, specs, visible, state, config, ctx["seed"])

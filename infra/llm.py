@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ def import_litellm():
     import infra.settings  # noqa: F401  (telemetry opt-outs before the import)
     import litellm
 
+    logging.getLogger("LiteLLM").setLevel(logging.ERROR)  # its warnings about cost maps are noise here
     litellm.telemetry = False
     litellm.suppress_debug_info = True
     return litellm

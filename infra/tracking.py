@@ -7,6 +7,7 @@ instead of duplicating them (MLflow has no root-run tag; we search by ours).
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from pathlib import Path
@@ -36,6 +37,7 @@ class Tracker:
 
     def __init__(self, tracking_uri: str, artifact_root: Path | None = None) -> None:
         client_cls, *_ = _mlflow()
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # its INFO lines about migrations are noise
         if tracking_uri.startswith("sqlite:///"):
             Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.tracking_uri = tracking_uri

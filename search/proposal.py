@@ -68,8 +68,10 @@ def parse_proposal(
     specs: list[ParamSpec],
     current: dict[str, Any],
     frozen: Iterable[str] = (),
+    tried: Iterable[dict[str, Any]] = (),
 ) -> Proposal:
-    """Validate an LLM answer into a Proposal, or raise ProposalError with a message the LLM can act on."""
+    """Validate an LLM answer into a Proposal, or raise ProposalError with a message the LLM can act on.
+    A configuration already in `tried` is refused: under a deterministic budget it would measure the same."""
     try:
         data = extract_json(text)
     except ValueError as error:
@@ -94,4 +96,13 @@ def parse_proposal(
     effective = {name: json_value(value) for name, value in clean.items() if not same_value(value, current.get(name))}
     if not effective:
         raise ProposalError("every proposed value equals the current one; propose a different value")
+    candidate = {**current, **effective}
+    if any(_same_config(candidate, seen) for seen in tried):
+        shown_changes = ", ".join(f"{k}={v}" for k, v in effective.items())
+        raise ProposalError(f"{shown_changes} from the current point gives a configuration that was already tried; "
+                            "propose a configuration that has not been run")
     return Proposal(changes=effective, hypothesis=hypothesis.strip()[:MAX_HYPOTHESIS_CHARS])
+
+
+def _same_config(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)

@@ -28,6 +28,7 @@ class ProposalRequest(BaseModel):
     messages: list[dict[str, str]]
     specs: list[ParamSpec]
     current: dict[str, Any]
+    tried: list[dict[str, Any]] = Field(default_factory=list, description="Configurations already run.")
     frozen: list[str] = Field(default_factory=list)
     n_candidates: int = Field(1, ge=1, le=4)
     attempts: int = Field(3, ge=1, le=10)
@@ -65,7 +66,7 @@ def _one_candidate(llm: LLMClient, request: ProposalRequest, candidate: int, bat
         batch.usage = batch.usage + reply.usage
         batch.attempts += 1
         try:
-            return parse_proposal(reply.text, request.specs, request.current, request.frozen)
+            return parse_proposal(reply.text, request.specs, request.current, request.frozen, request.tried)
         except ProposalError as error:
             batch.errors.append(str(error)[:300])
             messages = reask_messages(messages, reply.text, str(error))

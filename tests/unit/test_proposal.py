@@ -63,3 +63,10 @@ def test_schema_lists_only_editable_params_with_ranges() -> None:
     assert properties["OPTIMIZER"]["enum"] == ["adamw", "muon"]
     assert properties["ADAM_BETAS"]["minItems"] == 2
     assert schema["properties"]["changes"]["maxProperties"] == MAX_CHANGES
+
+
+def test_a_configuration_already_tried_is_refused() -> None:
+    tried = [{**CURRENT, "DEPTH": 2}]
+    with pytest.raises(ProposalError, match="already tried"):
+        parse_proposal(answer({"DEPTH": 2}), SPECS, CURRENT, tried=tried)
+    assert parse_proposal(answer({"DEPTH": 3}), SPECS, CURRENT, tried=tried).changes == {"DEPTH": 3}
