@@ -20,7 +20,7 @@ from mechanisms.api import build_context, candidate_view, experiment_view
 from search.config import SearchConfig
 from search.params import ParamError, ParamKind, ParamSpec, json_value, same_value, validate_value
 from search.state import BaselineFailed, state_from_trace
-from search.trace import Trace, config_with
+from search.trace import Trace, config_with, same_config
 
 
 SeedFor = Callable[[int, int], int]  # (experiment index, track) -> the ctx seed the hooks saw
@@ -108,7 +108,7 @@ def synthetic_candidates(
             continue
         changes = {spec.name: json_value(value)}
         config = config_with(current, changes)
-        if any(_same_config(config, other) for other in [*exclude, *(c["config"] for c in candidates)]):
+        if any(same_config(config, other) for other in [*exclude, *(c["config"] for c in candidates)]):
             continue
         hypothesis = f"synthetic alternative: move {spec.name} to {json_value(value)!r}"
         candidates.append(candidate_view(changes, hypothesis, config))
@@ -146,6 +146,3 @@ def _step(spec: ParamSpec, value: float, rng: random.Random) -> float:
         moved = value + span if up else value - span
     return min(max(moved, low), high) if math.isfinite(moved) else value
 
-
-def _same_config(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from search.answers import extract_json
+from search.trace import same_config
 from search.params import ParamError, ParamKind, ParamSpec, ParamValue, json_value, same_value, shown, validate_changes
 
 MAX_HYPOTHESIS_CHARS = 400
@@ -97,12 +98,9 @@ def parse_proposal(
     if not effective:
         raise ProposalError("every proposed value equals the current one; propose a different value")
     candidate = {**current, **effective}
-    if any(_same_config(candidate, seen) for seen in tried):
+    if any(same_config(candidate, seen) for seen in tried):
         shown_changes = ", ".join(f"{k}={v}" for k, v in effective.items())
         raise ProposalError(f"{shown_changes} from the current point gives a configuration that was already tried; "
                             "propose a configuration that has not been run")
     return Proposal(changes=effective, hypothesis=hypothesis.strip()[:MAX_HYPOTHESIS_CHARS])
 
-
-def _same_config(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)

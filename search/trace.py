@@ -127,10 +127,11 @@ class Trace(BaseModel):
         return [e.config for e in self.experiments]
 
     def has_tried(self, config: dict[str, Any]) -> bool:
-        return any(_same_config(config, seen) for seen in self.tried_configs())
+        return any(same_config(config, seen) for seen in self.tried_configs())
 
 
-def _same_config(a: dict[str, Any], b: dict[str, Any]) -> bool:
+def same_config(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Two configurations are the same across JSON round trips (tuples vs lists, 3 vs 3.0)."""
     return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
 
 
