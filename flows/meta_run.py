@@ -80,7 +80,7 @@ def meta_run(spec: MetaRunSpec | dict, res: Resources | None = None) -> MetaRunS
         config = spec.search
         active = resolve_initial_set(spec.mechanisms, res.store)
         # The mechanisms a night starts from are its lineage parents (cross-night memory).
-        res.tracker.log(run_id, tags={"seed_mechanisms": ",".join(m.label for m in active.mechanisms) or "none"})
+        res.tracker.log(run_id, tags={"seed_mechanisms": ",".join(f"{m.name}@{m.version}" for m in active.mechanisms) or "none"})
         seen = {m.label: m for m in active.mechanisms}
         for index in range(spec.generations):
             outcome = generation(spec, res, generation=index, trace=trace, config=config, active=active,
