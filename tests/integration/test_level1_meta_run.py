@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from flows.meta_run import meta_run
+from search.config import SearchConfig
 from search.run_spec import BudgetSpec, MetaRunSpec
 from tests.integration.scripted import launches, llm_calls, proposal, scripted_settings, wired_resources, write_script
 
@@ -30,7 +31,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory):
     )
     settings = scripted_settings(tmp, script)
     spec = MetaRunSpec(meta_run_id="level1-test", generations=1, iterations=3, levels=["1"],
-                       budget=BudgetSpec(mode="steps", value=8), seed=0)
+                       budget=BudgetSpec(mode="steps", value=8), seed=0, search=SearchConfig(confirm_seed=1))
     res = wired_resources(settings)
     summary = meta_run(spec, res)
     return spec, settings, res, summary
@@ -54,9 +55,30 @@ def test_trace_decisions_and_outcomes(finished) -> None:
     assert not Path("/tmp/pwned").exists()
 
 
+def test_confirmation_runs_happen_exactly_for_would_be_keeps(finished) -> None:
+    spec, settings, res, summary = finished
+    from infra.runs import read_trace
+
+    trace = read_trace(settings.runs_dir, spec.meta_run_id)
+    current = trace.experiments[0].measured
+    for experiment in trace.experiments[1:]:
+        primary = experiment.outcome.val_bpb if experiment.outcome.ok else None
+        would_keep = primary is not None and primary < current
+        assert (experiment.confirm is not None) == would_keep
+        if experiment.confirm is not None:
+            assert experiment.confirm.seed == 1
+            assert experiment.measured == pytest.approx((primary + experiment.confirm.val_bpb) / 2)
+        if experiment.kept:
+            current = experiment.measured
+
+
 def test_every_training_ran_once_and_llm_was_asked_as_expected(finished) -> None:
     spec, settings, res, summary = finished
-    assert len(launches(settings)) == 4  # baseline + 3 candidates (the crash counts as a launch)
+    from infra.runs import read_trace
+
+    confirms = sum(e.confirm is not None for e in read_trace(settings.runs_dir, spec.meta_run_id).experiments)
+    # baseline + 3 candidates (the crash counts as a launch) + the confirmation runs
+    assert len(launches(settings)) == 4 + confirms
     calls = llm_calls(settings)
     assert [c["call_key"] for c in calls] == [
         "propose/g0/t0/i0/r0/c0/a0", "propose/g0/t0/i1/r0/c0/a0", "propose/g0/t0/i1/r0/c0/a1", "propose/g0/t0/i2/r0/c0/a0",
