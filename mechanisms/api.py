@@ -1,26 +1,42 @@
 """The mechanism API: the four hooks, the JSON-able views they receive, and the answers they may give.
 
-A mechanism is the source text of ONE top-level class with any subset of these methods:
+A mechanism is the source text of ONE top-level class with any subset of these methods (valid Python;
+every hook may return None, meaning "no opinion"):
 
-    class TabuSearch:
-        '''Reject candidates that repeat a configuration tried recently.'''
-        name = "tabu"
+    class Example:
+        name = "example"
 
         def __init__(self):
-            self.seen = []
+            self.seen = []  # the mechanism's own state
 
-        def plan(self, ctx):                      # before proposing
-            return {"guidance": "...", "focus": ["DEPTH"], "avoid": [], "n_candidates": 2, "temperature": 0.9}
-        def screen(self, ctx, candidates):        # after proposing
-            return {"choose": 1}  or  {"reject": True, "reason": "..."}  or None
-        def accept(self, ctx, result, default):   # after training
-            return True / False (override)  or  None (no opinion)
-        def observe(self, ctx, result):           # after the decision
-            self.seen.append(result["config"])
+        def plan(self, ctx):  # before proposing: advice for the LLM's next proposal
+            return {"guidance": "try the learning rates", "focus": ["MATRIX_LR"], "avoid": ["DEPTH"],
+                    "n_candidates": 2, "temperature": 0.9}
 
-Every hook may return None for "no opinion". Hooks are pure functions of their arguments and the
-mechanism's own state, so the state is rebuilt by replaying `observe` over the trace. Mechanism code
-runs only in the sandbox (mechanisms/sandbox.py); this module is the trusted side's contract.
+        def screen(self, ctx, candidates):  # after proposing: pick a candidate, or reject them all
+            return {"choose": 1}  # or {"reject": True, "reason": "all repeat a recent move"}, or None
+
+        def accept(self, ctx, result, default):  # after training: override the keep/discard decision
+            return None  # or True (keep) / False (discard); `default` is the decision without you
+
+        def observe(self, ctx, result):  # after the decision: update your state, return nothing
+            self.seen.append(result["changes"])
+
+What the hooks receive (plain dicts and lists):
+    ctx["iteration"], ctx["generation"], ctx["seed"]: ints (seed your `random.Random(ctx["seed"])` with it)
+    ctx["params"]: list of {"name", "kind": int|float|bool|choice|float_tuple, "value", "low", "high", "choices"}
+    ctx["frozen"]: list of parameter names the search may not change
+    ctx["best"], ctx["current"], ctx["baseline"]: {"config": {NAME: value}, "val_bpb": float, "index": int}
+    ctx["trace"]: list of past experiments, oldest first, each
+        {"index", "changes": {NAME: value}, "config": {NAME: value}, "status": "ok"|"crash"|"timeout"|"invalid",
+         "val_bpb": float or None, "kept": bool}
+    candidates: list of {"changes": {NAME: value}, "hypothesis": str, "config": {NAME: value}}
+    result: {"index", "changes", "config", "status", "val_bpb", "kept"} (accept sees "default_kept" instead of "kept")
+Lower val_bpb is better. Configs are dicts (unhashable): compare them, or use json.dumps(config, sort_keys=True).
+
+Hooks are pure functions of their arguments and the mechanism's own state, so the state is rebuilt by
+replaying `observe` over the trace. Mechanism code runs only in the sandbox (mechanisms/sandbox.py); this
+module is the trusted side's contract.
 """
 
 from __future__ import annotations

@@ -214,7 +214,9 @@ def check_source(source: str, limits: PolicyLimits | None = None) -> PolicyRepor
     try:
         tree = ast.parse(source, filename="<mechanism>", mode="exec")
     except SyntaxError as error:
-        return PolicyReport((Violation(error.lineno or 0, "syntax", f"syntax error: {error.msg}"),))
+        text = (error.text or "").strip()[:120]
+        quoted = f" in `{text}`" if text else ""
+        return PolicyReport((Violation(error.lineno or 0, "syntax", f"syntax error{quoted}: {error.msg}"),))
     except (ValueError, RecursionError, MemoryError) as error:
         return PolicyReport((Violation(0, "syntax", f"the source cannot be parsed: {type(error).__name__}"),))
     checker = _Checker(limits)
