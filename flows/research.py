@@ -19,12 +19,19 @@ from tasks.record import close_run, experiment_name
 from tasks.research import (ValidationRequest, generate_code, loop_source_excerpt, publish_mechanism, research_round,
                             validate_candidate)
 
-REPAIRS = 2  # generate once, then up to REPAIRS repairs with the validation error fed back
+REPAIRS = 3  # generate once, then up to REPAIRS repairs with the validation error fed back
 
 
-def _example_source() -> str:
-    """The shortest reference mechanism: the worked example a small model can imitate."""
-    return min(list_library(), key=lambda entry: len(entry.source)).source
+def _example_source(hooks: list[str]) -> str:
+    """The reference mechanism closest to the specification (most shared hooks, then the shortest): a small
+    model imitates structure, so the example should have the structure wanted."""
+    entries = list_library()
+
+    def closeness(entry) -> tuple[int, int]:
+        shared = sum(f"def {hook}(self" in entry.source for hook in hooks)
+        return (-shared, len(entry.source))
+
+    return min(entries, key=closeness).source
 
 
 @flow(name="research", flow_run_name="{spec.meta_run_id}-g{generation}-research", validate_parameters=False)
@@ -68,7 +75,8 @@ def research(spec: MetaRunSpec, res: Resources, *, generation: int, trace: Trace
         verdict = "research rounds gave no usable specification"
     else:
         parents = [m.version for m in active.mechanisms if m.version != "library"]
-        code_messages = generate_messages(api_text=API_TEXT or "", example_source=_example_source(), spec=spec_answer)
+        code_messages = generate_messages(api_text=API_TEXT or "", example_source=_example_source(spec_answer.hooks),
+                                          spec=spec_answer)
         for attempt in range(REPAIRS + 1):
             generated = generate_code(res.llm, spec, generation=generation, attempt=attempt, messages=code_messages)
             usage = usage + generated.usage

@@ -339,9 +339,9 @@ def runtime_for(settings: Settings) -> LocalModelRuntime:
 
 
 def _litellm() -> Any:
-    import litellm
+    from infra.llm import import_litellm  # one import path: telemetry off and quiet loggers first
 
-    return litellm
+    return import_litellm()
 
 
 # -- grammar: llama-cpp's schema converter plus minProperties/maxProperties -------------------------------------
