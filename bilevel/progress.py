@@ -64,8 +64,6 @@ class RunProgress:
                 self.console.log(f"generation {data['generation']} done: best {data['best']:.4f}; mechanisms: {active}")
                 for note in data.get("notes") or []:
                     self.console.log(f"  {note}")
-            elif event == "research":
-                self.console.log(f"level 2: {data.get('message', '')}")
             if self.console.is_terminal:
                 self.live.update(self._render())
 

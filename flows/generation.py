@@ -15,7 +15,7 @@ from search.config import SearchConfig
 from search.iteration import merge_tracks
 from search.run_spec import MetaRunSpec
 from search.state import state_from_trace
-from search.trace import Trace
+from search.trace import LLMUsage, Trace
 from tasks.adjust_config import adjust_config
 from tasks.record import close_run, open_generation
 from tasks.report_artifacts import publish_generation_table
@@ -27,6 +27,7 @@ class GenerationOutcome(BaseModel):
     active: ActiveSet
     liveness: dict[str, dict]
     notes: list[str] = []
+    outer_llm: LLMUsage = LLMUsage()  # what Level 1.5 and Level 2 cost (experiments carry their own)
 
 
 def _run_track(spec: MetaRunSpec, res: Resources, generation: int, track: int, trace: Trace, config: SearchConfig,
@@ -65,10 +66,12 @@ def generation(
     trace = merge_tracks(trace, [result.experiments for result in results])
     liveness = _merge_liveness([result.liveness for result in results])
     active, notes = review_active_set(active, liveness)
+    outer_llm = LLMUsage()
     if spec.has_level("1.5"):
         adjusted = adjust_config(res.llm, spec, trace=trace, config=config, specs=res.workload.params(),
                                  generation=generation)
         config = adjusted.config
+        outer_llm = outer_llm + adjusted.usage
         notes.append(f"level 1.5 ({adjusted.source}): {adjusted.change}; {adjusted.reason}")
         res.tracker.log(generation_run_id, tags={"level15.source": adjusted.source, "level15.change": adjusted.change[:500],
                                                  "level15.reason": adjusted.reason[:500]},
@@ -77,14 +80,17 @@ def generation(
     if spec.has_level("2") and (generation + 1) % spec.research_every == 0 and not is_last:
         from flows.research import research
 
-        active = research(spec, res, generation=generation, trace=trace, config=config, active=active,
-                          parent_run_id=generation_run_id)
+        researched = research(spec, res, generation=generation, trace=trace, config=config, active=active,
+                              parent_run_id=generation_run_id)
+        active, outer_llm = researched.active, outer_llm + researched.usage
+        notes.append(f"level 2: {researched.verdict}")
     state = state_from_trace(trace)
     publish_generation_table(spec, generation, trace, active, liveness, notes)
     close_run(res.tracker, generation_run_id, metrics={"best_val_bpb": state.best.val_bpb})
     res.emit("generation", generation=generation, best=state.best.val_bpb, active=[m.label for m in active.mechanisms],
              notes=notes)
-    return GenerationOutcome(trace=trace, config=config, active=active, liveness=liveness, notes=notes)
+    return GenerationOutcome(trace=trace, config=config, active=active, liveness=liveness, notes=notes,
+                             outer_llm=outer_llm)
 
 
 def _merge_liveness(per_track: list[dict[str, dict]]) -> dict[str, dict]:

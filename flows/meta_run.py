@@ -32,10 +32,12 @@ def _baseline(spec: MetaRunSpec, res: Resources, run_id: str) -> Trace:
     return trace
 
 
-def summarize(spec: MetaRunSpec, trace: Trace, run_id: str | None, trace_path: str | None, active: ActiveSet) -> MetaRunSummary:
+def summarize(spec: MetaRunSpec, trace: Trace, run_id: str | None, trace_path: str | None, active: ActiveSet,
+              outer_llm: LLMUsage) -> MetaRunSummary:
+    """The outcome of a meta-run; LLM usage sums the proposals and the outer levels."""
     state = state_from_trace(trace)
     experiments = trace.experiments[1:]
-    usage = LLMUsage()
+    usage = outer_llm
     for experiment in experiments:
         usage = usage + experiment.llm
     return MetaRunSummary(
@@ -82,15 +84,17 @@ def meta_run(spec: MetaRunSpec | dict, res: Resources | None = None) -> MetaRunS
         # The mechanisms a night starts from are its lineage parents (cross-night memory).
         res.tracker.log(run_id, tags={"seed_mechanisms": ",".join(f"{m.name}@{m.version}" for m in active.mechanisms) or "none"})
         seen = {m.label: m for m in active.mechanisms}
+        outer_llm = LLMUsage()
         for index in range(spec.generations):
             outcome = generation(spec, res, generation=index, trace=trace, config=config, active=active,
                                  meta_run_run_id=run_id)
             trace, config, active = outcome.trace, outcome.config, outcome.active
+            outer_llm = outer_llm + outcome.outer_llm
             seen.update({m.label: m for m in active.mechanisms})
             write_trace(res.settings.runs_dir, spec.meta_run_id, trace)
             write_mechanisms(res.settings.runs_dir, spec.meta_run_id, list(seen.values()))
         trace_path = write_trace(res.settings.runs_dir, spec.meta_run_id, trace)
-        summary = summarize(spec, trace, run_id, str(trace_path), active)
+        summary = summarize(spec, trace, run_id, str(trace_path), active, outer_llm)
         write_json_atomic(trace_path.parent / "summary.json", summary.model_dump(mode="json"))
         best_source = source_for(res, summary.best_config)
         res.tracker.log_text(run_id, best_source, "best_train.py")

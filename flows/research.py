@@ -4,6 +4,7 @@ repairs; only a valid, live mechanism is activated. Every attempt is stored and 
 from __future__ import annotations
 
 from prefect import flow
+from pydantic import BaseModel
 
 from bilevel.wiring import Resources
 from infra.tracking import run_key
@@ -18,6 +19,12 @@ from search.trace import LLMUsage, Trace
 from tasks.record import close_run, experiment_name
 from tasks.research import (ValidationRequest, generate_code, loop_source_excerpt, publish_mechanism, research_round,
                             validate_candidate)
+
+class ResearchOutcome(BaseModel):
+    active: ActiveSet
+    verdict: str
+    usage: LLMUsage
+
 
 REPAIRS = 3  # generate once, then up to REPAIRS repairs with the validation error fed back
 
@@ -36,8 +43,9 @@ def _example_source(hooks: list[str]) -> str:
 
 @flow(name="research", flow_run_name="{spec.meta_run_id}-g{generation}-research", validate_parameters=False)
 def research(spec: MetaRunSpec, res: Resources, *, generation: int, trace: Trace, config: SearchConfig,
-             active: ActiveSet, parent_run_id: str) -> ActiveSet:
-    """Returns the active set for the next generation: with the new mechanism if one passed validation."""
+             active: ActiveSet, parent_run_id: str) -> ResearchOutcome:
+    """The active set for the next generation (with the new mechanism if one passed validation), the verdict
+    and what the session cost."""
     if res.store is None:
         raise RuntimeError("Level 2 needs the mechanism store; build resources with the store")
     tracker = res.tracker
@@ -110,5 +118,5 @@ def research(spec: MetaRunSpec, res: Resources, *, generation: int, trace: Trace
     tracker.log(run_id, tags={"verdict": verdict[:500]}, metrics={"llm_tokens": usage.total_tokens,
                                                                    "llm_seconds": usage.seconds})
     close_run(res.tracker, run_id, "FINISHED" if accepted else "FAILED")
-    res.emit("research", message=verdict)
-    return active.with_added(accepted) if accepted is not None else active
+    return ResearchOutcome(active=active.with_added(accepted) if accepted is not None else active, verdict=verdict,
+                           usage=usage)

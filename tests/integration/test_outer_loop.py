@@ -121,3 +121,5 @@ def test_level_15_updated_the_config_and_the_trace_persisted(outer) -> None:
     assert len(trace.experiments) == 1 + 2 * 2
     assert len(launches(settings)) == 5
     assert summary.mechanisms and summary.mechanisms[0]["name"] == "prefer_second"
+    proposals = sum(e.llm.calls for e in trace.experiments)
+    assert summary.llm.calls > proposals  # Level 1.5 and Level 2 calls are accounted too
