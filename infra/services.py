@@ -317,18 +317,47 @@ def port_accepts(port: int, host: str = LOOPBACK, timeout_s: float = 0.2) -> boo
         return False
 
 
+# No proxies: a loopback server is never behind one, and an HTTP_PROXY in the environment would otherwise
+# swallow the request.
+_NO_PROXY_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def probe_s3(url: str, timeout_s: float = 1.0) -> int | None:
     """HTTP status of an anonymous ListBuckets at `url`, or None when nothing answers."""
-    # No proxies: a loopback server is never behind one, and an HTTP_PROXY in the environment would
-    # otherwise swallow the request.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with opener.open(url + "/", timeout=timeout_s) as response:
+        with _NO_PROXY_OPENER.open(url + "/", timeout=timeout_s) as response:
             return int(response.status)
     except urllib.error.HTTPError as exc:
         return int(exc.code)
     except (urllib.error.URLError, OSError):
         return None
+
+
+def volumes_registered(layout: ServerLayout) -> bool:
+    """Whether the master has registered as many volumes as the data directory holds (a restart reloads them)."""
+    on_disk = len(list(layout.data_dir.glob("*.dat")))
+    if on_disk == 0:
+        return True
+    try:
+        with _NO_PROXY_OPENER.open(f"http://{LOOPBACK}:{layout.ports['master']}/vol/status", timeout=1.0) as answer:
+            status = json.load(answer)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+    return len(_volume_ids(status)) >= on_disk
+
+
+def _volume_ids(node: Any) -> set[tuple[str, int]]:
+    """(collection, id) of every volume in the master's /vol/status document, wherever it is nested."""
+    found: set[tuple[str, int]] = set()
+    if isinstance(node, dict):
+        if "Id" in node and "Collection" in node:
+            found.add((str(node["Collection"]), int(node["Id"])))
+        for value in node.values():
+            found |= _volume_ids(value)
+    elif isinstance(node, list):
+        for value in node:
+            found |= _volume_ids(value)
+    return found
 
 
 def log_tail(path: Path, chars: int = LOG_TAIL_CHARS) -> str:
@@ -358,8 +387,9 @@ def _wait_ready(proc: subprocess.Popen[bytes], layout: ServerLayout, timeout_s: 
                 f"SeaweedFS at {layout.url} answered an anonymous request with HTTP {status} instead of 403: "
                 f"it does not enforce credentials, refusing to use it (log: {layout.log_file})"
             )
-        # S3 answers before the admin component has bound its ports: ready means every port is up.
-        if status == 403 and all(port_accepts(port) for port in layout.ports.values()):
+        # S3 answers before the admin component has bound its ports, and before the master knows the volumes
+        # on disk (reads of stored objects fail with HTTP 500 until then): ready means both.
+        if status == 403 and all(port_accepts(port) for port in layout.ports.values()) and volumes_registered(layout):
             return
         time.sleep(0.1)
     raise ServiceError(
