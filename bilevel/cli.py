@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import secrets
 import sys
 import time
@@ -318,7 +319,6 @@ def serve(
 @app.command()
 def deploy(timezone_name: Annotated[str, typer.Option("--timezone", help="IANA timezone of the schedules.")] = "UTC") -> None:
     """`prefect deploy --all` of prefect.yaml against the Prefect server in PREFECT_API_URL."""
-    import os
     import subprocess
 
     if not os.environ.get("PREFECT_API_URL"):
@@ -416,7 +416,6 @@ def mechanisms_diff(old: Annotated[str, typer.Argument(help="NAME@VERSION")],
 @app.command()
 def ui(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000) -> None:
     """The MLflow UI over this project's tracking store, on 127.0.0.1 (Ctrl-C stops it)."""
-    import os
     import subprocess
 
     settings = _settings()
@@ -442,7 +441,9 @@ def main() -> None:
     try:
         app()
     except (UserError, LLMError, BaselineFailed, FileNotFoundError, LookupError, ValueError) as error:
-        err.print(f"[red]error:[/] {error}")
+        if os.environ.get("BILEVEL_DEBUG"):
+            raise
+        err.print(f"[red]error:[/] {error}  [dim](BILEVEL_DEBUG=1 shows the traceback)[/]")
         sys.exit(1)
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: resume with `bilevel resume <id>` (see `bilevel runs`)")
