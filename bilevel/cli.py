@@ -101,7 +101,6 @@ def _execute(settings: Settings, spec, mechanisms: str | None = None) -> None:
     from bilevel.wiring import build_resources, resolve_mechanisms
     from flows.meta_run import meta_run
     from infra.runners import runner_for
-    from infra.runs import meta_run_dir, write_json_atomic
 
     started = time.perf_counter()
     needs_store = spec.has_level("2") or mechanisms not in (None, "none") or any(
@@ -112,10 +111,6 @@ def _execute(settings: Settings, spec, mechanisms: str | None = None) -> None:
             res.task_runner = task_runner
             if mechanisms is not None:
                 spec = spec.model_copy(update={"mechanisms": resolve_mechanisms(mechanisms, res)})
-        run_dir = meta_run_dir(settings.runs_dir, spec.meta_run_id)
-        write_json_atomic(run_dir / "spec.json", spec.model_dump(mode="json"))
-        write_json_atomic(run_dir / "settings.json",
-                          settings.model_dump(mode="json", exclude={"s3_access_key", "s3_secret_key"}))
         console.print(f"[bold]meta-run[/] {spec.meta_run_id}: {spec.generations} generation(s) x {spec.iterations} "
                       f"iteration(s), levels {','.join(spec.levels)}, budget {spec.budget.value:g} {spec.budget.mode}, "
                       f"model {settings.model}, mechanisms {', '.join(spec.mechanisms) or 'none'}")
@@ -304,16 +299,25 @@ def serve(
     timezone_name: Annotated[str, typer.Option("--timezone", help="IANA timezone of the cron schedule.")] = "UTC",
     mechanisms: Annotated[str, typer.Option(help="none, best, or a comma list of versions.")] = "best",
 ) -> None:
-    """Run the nightly schedule in this process (no Prefect server needed); Ctrl-C stops it."""
+    """Run the nightly schedule from this process; without PREFECT_API_URL a local Prefect server (its scheduler
+    creates the nightly runs) is started on 127.0.0.1 and stopped with this command. Ctrl-C stops both."""
     settings = _settings()
     _prepare_process(settings)
-    from prefect.schedules import Cron
+    from infra.prefect_server import local_prefect_server
 
-    from flows.nightly import nightly
+    server = contextlib.nullcontext(os.environ.get("PREFECT_API_URL"))
+    if not os.environ.get("PREFECT_API_URL"):
+        server = local_prefect_server(settings.prefect_home / "server", settings.logs_dir / "prefect-server.log")
+    with server as api_url:
+        os.environ["PREFECT_API_URL"] = api_url  # before Prefect is imported: its client reads it then
+        from prefect.schedules import Cron
 
-    console.print(f"serving the nightly meta-run: '{cron}' ({timezone_name}); state in {settings.state_path}")
-    nightly.serve(name="nightly-local", schedules=[Cron(cron, timezone=timezone_name)],
-                  parameters={"name": "nightly", "mechanisms": mechanisms})
+        from flows.nightly import nightly
+
+        console.print(f"serving the nightly meta-run: '{cron}' ({timezone_name}) via {api_url}; state in "
+                      f"{settings.state_path}")
+        nightly.serve(name="nightly-local", schedules=[Cron(cron, timezone=timezone_name)],
+                      parameters={"name": "nightly", "mechanisms": mechanisms})
 
 
 @app.command()

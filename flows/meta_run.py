@@ -7,7 +7,7 @@ from prefect import flow
 from bilevel.wiring import Resources, build_resources
 from flows.generation import generation
 from flows.steps import source_for, train
-from infra.runs import write_json_atomic, write_mechanisms, write_trace
+from infra.runs import meta_run_dir, write_json_atomic, write_mechanisms, write_trace
 from infra.settings import load_settings
 from mechanisms.active import ActiveSet, resolve_initial_set
 from search.iteration import baseline_experiment
@@ -75,6 +75,11 @@ def meta_run(spec: MetaRunSpec | dict, res: Resources | None = None) -> MetaRunS
     deployment); resources are built from settings unless given (tests give their own)."""
     spec = MetaRunSpec.model_validate(spec)
     res = res or build_resources(load_settings())
+    # What `bilevel resume` and `bilevel runs` read: the spec, and the settings (no secrets) it ran with.
+    folder = meta_run_dir(res.settings.runs_dir, spec.meta_run_id)
+    write_json_atomic(folder / "spec.json", spec.model_dump(mode="json"))
+    write_json_atomic(folder / "settings.json",
+                      res.settings.model_dump(mode="json", exclude={"s3_access_key", "s3_secret_key"}))
     res.workload.prepare()
     run_id = open_meta_run(res.tracker, spec, {"workload": res.workload.name, "model": res.llm.model})
     try:
