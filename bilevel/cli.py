@@ -440,11 +440,14 @@ def _fmt(value: float | None, sign: bool = False) -> str:
 def main() -> None:
     """Entry point: known problems become one clear line and exit code 1, never a traceback."""
     from infra.llm import LLMError
+    from infra.services import ServiceError
+    from infra.store import StoreError
     from search.state import BaselineFailed
 
     try:
         app()
-    except (UserError, LLMError, BaselineFailed, FileNotFoundError, LookupError, ValueError) as error:
+    except (UserError, LLMError, BaselineFailed, ServiceError, StoreError, FileNotFoundError, LookupError,
+            ValueError) as error:
         if os.environ.get("BILEVEL_DEBUG"):
             raise
         err.print(f"[red]error:[/] {error}  [dim](BILEVEL_DEBUG=1 shows the traceback)[/]")

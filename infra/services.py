@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,9 @@ class ServerLayout:
             log_file=settings.logs_dir / "seaweedfs.log",
             ports=server_ports(settings.s3_port),
         )
+
+    def with_port(self, s3_port: int) -> ServerLayout:
+        return replace(self, ports=server_ports(s3_port))
 
     @property
     def identities_file(self) -> Path:
@@ -538,6 +541,15 @@ def _start_server(settings: Settings, layout: ServerLayout, creds_fingerprint: s
     return proc.pid
 
 
+def _running_layout(settings: Settings, layout: ServerLayout) -> ServerLayout:
+    """The layout of this state directory's server as it runs: on the port its pid file records, unless the
+    user chose a port explicitly."""
+    record = _read_pid_file(layout)
+    if record and record.get("s3_port") and "s3_port" not in settings.model_fields_set:
+        return layout.with_port(int(record["s3_port"]))
+    return layout
+
+
 def ensure_s3(settings: Settings, *, ready_timeout_s: float = READY_TIMEOUT_S) -> S3Endpoint:
     """The S3 endpoint to use: the configured one, else our running server, else a freshly started one.
 
@@ -549,10 +561,15 @@ def ensure_s3(settings: Settings, *, ready_timeout_s: float = READY_TIMEOUT_S) -
     layout = ServerLayout.from_settings(settings)
     creds_fingerprint = fingerprint(access_key, secret_key)
     with _layout_lock(layout):
+        layout = _running_layout(settings, layout)
         pid = _reusable_server(layout, creds_fingerprint)
         if pid is not None:
             log.info("reusing SeaweedFS (pid %d) on %s", pid, layout.url)
             return S3Endpoint(layout.url, access_key, secret_key, settings.s3_region)
+        if _busy_ports(layout) and "s3_port" not in settings.model_fields_set:
+            # The default port is taken (another project's server, say): this state directory gets a free block.
+            layout = layout.with_port(find_free_s3_port())
+            log.info("default S3 port %d is busy; the embedded server uses %d", settings.s3_port, layout.ports["s3"])
         pid = _start_server(settings, layout, creds_fingerprint, ready_timeout_s)
     return S3Endpoint(layout.url, access_key, secret_key, settings.s3_region, owned_pid=pid)
 
@@ -591,7 +608,7 @@ def service_status(settings: Settings) -> dict[str, Any]:
     """What `bilevel doctor` shows about S3: mode, endpoint, binary, paths, pid, whether it answers. No secrets."""
     if settings.s3_endpoint_url:
         return {"mode": "external", "endpoint": settings.s3_endpoint_url, "bucket": settings.s3_bucket}
-    layout = ServerLayout.from_settings(settings)
+    layout = _running_layout(settings, ServerLayout.from_settings(settings))
     try:
         binary: str | None = str(find_weed_binary())
     except ServiceError:

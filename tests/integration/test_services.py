@@ -259,3 +259,27 @@ def test_a_stale_pid_file_is_ignored(tmp_path: Path) -> None:
     assert service_status(settings)["running"] is False
     assert stop_s3(settings) is False
     assert not layout.pid_file.exists()
+
+
+@pytest.mark.integration
+def test_a_busy_default_port_moves_this_state_directory_to_a_free_block(tmp_path: Path) -> None:
+    """Two projects on one machine: the second one's embedded server takes a free block, and keeps it."""
+    import socket
+
+    from infra.services import ensure_s3, find_free_s3_port, stop_s3
+
+    busy_port = find_free_s3_port()
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", busy_port))
+    blocker.listen()
+    values = {**Settings(state_dir=tmp_path / "state").model_dump(), "s3_port": busy_port}
+    settings = Settings.model_construct(_fields_set={"state_dir"}, **values)  # the port as if it were the default
+    assert "s3_port" not in settings.model_fields_set
+    try:
+        endpoint = ensure_s3(settings)
+        assert not endpoint.url.endswith(f":{busy_port}")
+        again = ensure_s3(settings)  # reused on the port it chose, not started twice
+        assert again.url == endpoint.url and again.owned_pid is None
+    finally:
+        stop_s3(settings)
+        blocker.close()
