@@ -121,7 +121,10 @@ def _known_params_only(advice: PlanAdvice, ctx: dict[str, Any]) -> PlanAdvice:
 class MechanismRuntime:
     """The active mechanisms of one inner loop, behind one sandbox worker."""
 
-    def __init__(self, refs: list[MechanismRef], *, call_timeout_s: float = 2.0, host: SandboxHost | None = None) -> None:
+    def __init__(self, refs: list[MechanismRef], *, call_timeout_s: float = 2.0, host: SandboxHost | None = None,
+                 quarantine_log_level: int = logging.WARNING) -> None:
+        """`quarantine_log_level`: validation lowers it, since a candidate failing there is expected and reported."""
+        self.quarantine_log_level = quarantine_log_level
         names = [ref.name for ref in refs]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -309,7 +312,8 @@ class MechanismRuntime:
     def _quarantine(self, slot: _Slot, reason: str) -> None:
         slot.reason = reason[:2000]
         slot.quarantined_in_period = True
-        logger.warning("mechanism %s (%s) quarantined: %s", slot.ref.name, slot.ref.version, slot.reason)
+        logger.log(self.quarantine_log_level, "mechanism %s (%s) quarantined: %s", slot.ref.name, slot.ref.version,
+                   slot.reason)
         try:
             self._host.drop(slot.key)
         except SandboxError as error:

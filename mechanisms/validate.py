@@ -138,7 +138,8 @@ def _policy_stage(source: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _import_stage(ref: MechanismRef, host: SandboxHost, limits: ValidationLimits) -> tuple[MechanismRuntime, dict[str, Any]]:
-    runtime = MechanismRuntime([ref], call_timeout_s=limits.call_timeout_s, host=host)
+    runtime = MechanismRuntime([ref], call_timeout_s=limits.call_timeout_s, host=host,
+                               quarantine_log_level=logging.INFO)
     entry = runtime.liveness()[ref.name]
     if entry["quarantined"]:
         runtime.close()
