@@ -308,16 +308,23 @@ def serve(
     server = contextlib.nullcontext(os.environ.get("PREFECT_API_URL"))
     if not os.environ.get("PREFECT_API_URL"):
         server = local_prefect_server(settings.prefect_home / "server", settings.logs_dir / "prefect-server.log")
-    with server as api_url:
-        os.environ["PREFECT_API_URL"] = api_url  # before Prefect is imported: its client reads it then
-        from prefect.schedules import Cron
+    from infra.processes import stop_descendants
 
-        from flows.nightly import nightly
+    try:
+        with server as api_url:
+            os.environ["PREFECT_API_URL"] = api_url  # before Prefect is imported: its client reads it then
+            from prefect.schedules import Cron
 
-        console.print(f"serving the nightly meta-run: '{cron}' ({timezone_name}) via {api_url}; state in "
-                      f"{settings.state_path}")
-        nightly.serve(name="nightly-local", schedules=[Cron(cron, timezone=timezone_name)],
-                      parameters={"name": "nightly", "mechanisms": mechanisms})
+            from flows.nightly import nightly
+
+            console.print(f"serving the nightly meta-run: '{cron}' ({timezone_name}) via {api_url}; state in "
+                          f"{settings.state_path}")
+            nightly.serve(name="nightly-local", schedules=[Cron(cron, timezone=timezone_name)],
+                          parameters={"name": "nightly", "mechanisms": mechanisms})
+    finally:
+        # The runner does not always stop a flow run it started when Ctrl-C arrives; an interrupted
+        # meta-run is resumable (`bilevel resume ID`), an orphan is not wanted.
+        stop_descendants()
 
 
 @app.command()

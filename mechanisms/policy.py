@@ -13,6 +13,12 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 
+try:
+    from search.pyast import parse_python
+except ImportError:  # inside the sandbox worker: our packages are not importable, and it is single-threaded
+    def parse_python(source: str, filename: str = "<unknown>") -> ast.Module:
+        return ast.parse(source, filename=filename, mode="exec")
+
 ALLOWED_IMPORTS = frozenset(
     {
         "__future__",  # `from __future__ import annotations` is a compiler directive, harmless
@@ -212,7 +218,7 @@ def check_source(source: str, limits: PolicyLimits | None = None) -> PolicyRepor
     if "\x00" in source:
         return PolicyReport((Violation(0, "syntax", "the source contains a NUL character"),))
     try:
-        tree = ast.parse(source, filename="<mechanism>", mode="exec")
+        tree = parse_python(source, filename="<mechanism>")
     except SyntaxError as error:
         text = (error.text or "").strip()[:120]
         quoted = f" in `{text}`" if text else ""

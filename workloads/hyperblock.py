@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from search.pyast import parse_python
 from search.params import ParamError, ParamKind, ParamSpec, ParamValue, literal_source, validate_changes, validate_value
 
 BLOCK_START = "# --- hyperparameters"
@@ -44,7 +45,7 @@ def _assignments(source: str) -> list[tuple[ast.Assign, str]]:
     """The top-level single-name assignments inside the block, with their trailing comments."""
     lines = source.splitlines()
     first, last = _block_lines(lines)
-    tree = ast.parse(source)
+    tree = parse_python(source)
     found = []
     for node in tree.body:
         if not (first < node.lineno < last):

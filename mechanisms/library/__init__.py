@@ -10,6 +10,8 @@ import ast
 from dataclasses import dataclass
 from pathlib import Path
 
+from search.pyast import parse_python
+
 LIBRARY_FILES = ("tabu.py", "bandit.py", "doe.py")
 
 
@@ -39,7 +41,7 @@ def library_source(name: str) -> str:
 
 def _entry(filename: str) -> LibraryEntry:
     source = Path(__file__).with_name(filename).read_text(encoding="utf-8")
-    tree = ast.parse(source)
+    tree = parse_python(source)
     classes = [node for node in tree.body if isinstance(node, ast.ClassDef)]
     if len(classes) != 1:
         raise ValueError(f"library file {filename} must define exactly one class")
