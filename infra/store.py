@@ -374,25 +374,24 @@ class MechanismStore:
             log.info("%s already holds this source for %s g%d: %s", key, meta.meta_run_id, meta.generation, latest.version_id)
             return latest
 
-        self._require_versioning()
         created_at = datetime.now(UTC)
         metadata = encode_metadata(digest, meta, created_at)
+        version_id = self._put_versioned(key, body, "text/x-python; charset=utf-8", metadata)
+        log.info("stored %s version %s (sha256 %s…)", key, version_id, digest[:12])
+        return decode_metadata(name, key, version_id, metadata, len(body))
+
+    def _put_versioned(self, key: str, body: bytes, content_type: str, metadata: dict[str, str]) -> str:
+        """PutObject into the versioned bucket (integrity-checked by Content-MD5); the new VersionId."""
+        self._require_versioning()
         with self._s3(f"PutObject {key}"):
-            response = self.client.put_object(
-                Bucket=self.bucket,
-                Key=key,
-                Body=body,
-                ContentMD5=content_md5(body),
-                ContentType="text/x-python; charset=utf-8",
-                Metadata=metadata,
-            )
+            response = self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentMD5=content_md5(body),
+                                              ContentType=content_type, Metadata=metadata)
         version_id = response.get("VersionId")
         if not version_id or version_id == "null":
             raise StoreError(
                 f"{self.endpoint_url} stored {key} without a VersionId: versioning is not in effect on {self.bucket!r}"
             )
-        log.info("stored %s version %s (sha256 %s…)", key, version_id, digest[:12])
-        return decode_metadata(name, key, version_id, metadata, len(body))
+        return version_id
 
     def head(self, name: str, version_id: str | None = None, status: Status = "accepted") -> StoredVersion:
         """Metadata of one version (the latest if none given), without the source."""
@@ -480,17 +479,9 @@ class MechanismStore:
         stored = {"name": name, "version_id": version_id, "kind": kind, "key": key, "sha256": digest, "size": len(body)}
         if existing is not None and existing[1].get("sha256") == digest:
             return StoredDocument(document_version_id=existing[0], **stored)
-        self._require_versioning()
-        with self._s3(f"PutObject {key}"):
-            response = self.client.put_object(
-                Bucket=self.bucket,
-                Key=key,
-                Body=body,
-                ContentMD5=content_md5(body),
-                ContentType="application/json",
-                Metadata={"sha256": digest, "mechanism-version-id": version_id, "kind": kind},
-            )
-        return StoredDocument(document_version_id=response.get("VersionId") or "null", **stored)
+        metadata = {"sha256": digest, "mechanism-version-id": version_id, "kind": kind}
+        document_version_id = self._put_versioned(key, body, "application/json", metadata)
+        return StoredDocument(document_version_id=document_version_id, **stored)
 
     def get_document(self, name: str, version_id: str, kind: str) -> Any:
         """The latest JSON document of this kind for a mechanism version, checked against its sha256."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -27,3 +29,14 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest
         if key.startswith("BILEVEL_"):
             monkeypatch.delenv(key, raising=False)
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
+@pytest.fixture(scope="module")
+def harness():
+    """The tinygpt harness module, imported the way train.py imports it (from its own folder)."""
+    pytest.importorskip("torch")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workloads" / "tinygpt"))
+    import harness as module
+
+    yield module
+    sys.path.pop(0)

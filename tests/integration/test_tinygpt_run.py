@@ -156,15 +156,6 @@ def test_log_is_bounded(tmp_path, monkeypatch):
 # --- the harness's metric (imports torch) ---------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def harness():
-    pytest.importorskip("torch")
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workloads" / "tinygpt"))
-    import harness as module
-
-    yield module
-    sys.path.pop(0)
-
 
 @pytest.mark.parametrize("context", [1, 100, 128, 4096, 10_000])
 def test_eval_windows_predict_exactly_the_slice(harness, context):

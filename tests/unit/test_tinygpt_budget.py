@@ -1,6 +1,5 @@
 """The flops budget of tinygpt: steps allowed for a budget, parameters and tokens per step (pure; imports torch)."""
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,15 +11,6 @@ from workloads.tinygpt.workload import run_environment
 BASELINE_PARAMS = 229_384  # train.py's baseline: DEPTH 4, width 64, byte vocabulary, embedding and lm_head included
 BASELINE_TOKENS = 2048  # TOTAL_BATCH_SIZE
 
-
-@pytest.fixture(scope="module")
-def harness():
-    pytest.importorskip("torch")
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workloads" / "tinygpt"))
-    import harness as module
-
-    yield module
-    sys.path.pop(0)
 
 
 def test_flops_per_step_is_six_params_tokens(harness):
