@@ -428,13 +428,30 @@ def _read_pid_file(layout: ServerLayout) -> dict[str, Any] | None:
 
 
 def _remove_stale_sockets(layout: ServerLayout) -> None:
-    """Delete the Unix sockets weed left in /tmp for our ports (only exact names, only sockets)."""
+    """Delete the Unix sockets weed left in /tmp for our ports (only exact names, only sockets nobody serves).
+
+    A live socket of the same name belongs to another server on the same ports (another state directory,
+    another project): deleting it would cut that server's master off from its own volume and filer.
+    """
     names = [f"/tmp/seaweedfs-{pattern.format(**layout.ports)}.sock" for pattern in _SOCKET_NAMES]
     for name in names:
         path = Path(name)
         with contextlib.suppress(OSError):
-            if path.is_socket():
+            if path.is_socket() and not _unix_socket_is_served(path):
                 path.unlink()
+
+
+def _unix_socket_is_served(path: Path) -> bool:
+    """Whether a process accepts connections on this Unix socket (a stale one refuses them)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(str(path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            return False
+        except OSError:
+            return True  # e.g. a full backlog or a timeout: someone is there; leave it alone
+    return True
 
 
 def _rotate_log(path: Path) -> None:

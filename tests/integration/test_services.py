@@ -261,6 +261,27 @@ def test_a_stale_pid_file_is_ignored(tmp_path: Path) -> None:
     assert not layout.pid_file.exists()
 
 
+def test_only_stale_unix_sockets_are_removed_never_a_live_servers(tmp_path: Path) -> None:
+    """Another server on the same ports (another state directory) keeps its sockets; dead leftovers go."""
+    from infra.services import _remove_stale_sockets
+
+    layout = ServerLayout.from_settings(_settings(tmp_path))
+    live_path = Path(f"/tmp/seaweedfs-master-grpc-{layout.ports['master_grpc']}.sock")
+    stale_path = Path(f"/tmp/seaweedfs-filer-{layout.ports['filer']}.sock")
+    live, stale = socket.socket(socket.AF_UNIX), socket.socket(socket.AF_UNIX)
+    try:
+        live.bind(str(live_path))
+        live.listen()
+        stale.bind(str(stale_path))
+        stale.close()  # the file stays behind, nobody accepts on it: what a killed weed leaves
+        _remove_stale_sockets(layout)
+        assert live_path.is_socket() and not stale_path.exists()
+    finally:
+        live.close()
+        live_path.unlink(missing_ok=True)
+        stale_path.unlink(missing_ok=True)
+
+
 @pytest.mark.integration
 def test_a_busy_default_port_moves_this_state_directory_to_a_free_block(tmp_path: Path) -> None:
     """Two projects on one machine: the second one's embedded server takes a free block, and keeps it."""
