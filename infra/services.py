@@ -598,6 +598,9 @@ def stop_s3(settings: Settings, *, only_pid: int | None = None, grace_s: float =
         record = _read_pid_file(layout)
         if record is None:
             return False
+        # The ports it runs on: a server that moved to a free block is found there, and only its own
+        # sockets are cleaned up (never those of whoever holds the default ports).
+        layout = _running_layout(settings, layout)
         pid = record["pid"]
         if only_pid is not None and pid != only_pid:
             return False

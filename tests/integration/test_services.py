@@ -301,6 +301,8 @@ def test_a_busy_default_port_moves_this_state_directory_to_a_free_block(tmp_path
         assert not endpoint.url.endswith(f":{busy_port}")
         again = ensure_s3(settings)  # reused on the port it chose, not started twice
         assert again.url == endpoint.url and again.owned_pid is None
+        assert stop_s3(settings) is True  # found on the block it moved to, and stopped
+        assert not _is_alive(endpoint.owned_pid)
     finally:
         stop_s3(settings)
         blocker.close()
