@@ -54,17 +54,39 @@ def scrubbed_environment(base: Mapping[str, str], drop_prefixes: Sequence[str] =
     }
 
 
-def _copy_bounded(source, log_path: Path, counter: list[int]) -> None:
-    """Copy the child's output into the log until MAX_LOG_BYTES, then only count what is dropped."""
-    written = 0
-    with open(log_path, "ab") as log:
-        for chunk in iter(lambda: source.read1(READ_CHUNK), b""):
-            room = MAX_LOG_BYTES - written
-            if room > 0:
-                log.write(chunk[:room])
-                log.flush()
-                written += min(room, len(chunk))
-            counter[0] += max(0, len(chunk) - max(room, 0))
+class _BoundedCopy:
+    """Copies the child's output into the log until MAX_LOG_BYTES, then only counts what is dropped.
+
+    It keeps the last TAIL_BYTES itself: once the log is capped, the end of the output (where a summary
+    or a traceback is printed) is no longer in the file.
+    """
+
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self.dropped_bytes = 0
+        self.total_bytes = 0
+        self._tail = bytearray()
+
+    def run(self, source) -> None:
+        written = 0
+        with open(self.log_path, "ab") as log:
+            for chunk in iter(lambda: source.read1(READ_CHUNK), b""):
+                room = MAX_LOG_BYTES - written
+                if room > 0:
+                    log.write(chunk[:room])
+                    log.flush()
+                    written += min(room, len(chunk))
+                self.dropped_bytes += max(0, len(chunk) - max(room, 0))
+                self.total_bytes += len(chunk)
+                self._tail += chunk
+                del self._tail[:-TAIL_BYTES]
+
+    def tail(self) -> str:
+        """The last TAIL_BYTES of the output as text (undecodable bytes replaced), from a line boundary."""
+        text = self._tail.decode("utf-8", errors="replace")
+        if self.total_bytes > TAIL_BYTES and "\n" in text:
+            text = text.split("\n", 1)[1]  # drop the partial first line
+        return text
 
 
 def _kill_group(process: subprocess.Popen) -> None:
@@ -91,20 +113,6 @@ def _reap_leftovers(process: subprocess.Popen) -> None:
         pass
 
 
-def read_tail(path: Path, max_bytes: int = TAIL_BYTES) -> str:
-    """The last `max_bytes` of a file as text (undecodable bytes replaced), starting at a line boundary."""
-    if not path.exists():
-        return ""
-    with open(path, "rb") as handle:
-        size = handle.seek(0, os.SEEK_END)
-        handle.seek(max(0, size - max_bytes))
-        data = handle.read()
-    text = data.decode("utf-8", errors="replace")
-    if size > max_bytes and "\n" in text:
-        text = text.split("\n", 1)[1]  # drop the partial first line
-    return text
-
-
 def run_script(
     argv: Sequence[str],
     *,
@@ -118,7 +126,7 @@ def run_script(
         raise ValueError(f"timeout_s must be positive, got {timeout_s}")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.write_bytes(b"")
-    dropped = [0]
+    copy = _BoundedCopy(log_path)
     started = time.perf_counter()
     process = subprocess.Popen(
         list(argv),
@@ -130,7 +138,7 @@ def run_script(
         start_new_session=True,  # its own process group, so the timeout kills grandchildren too
     )
     assert process.stdout is not None
-    reader = threading.Thread(target=_copy_bounded, args=(process.stdout, log_path, dropped), daemon=True)
+    reader = threading.Thread(target=copy.run, args=(process.stdout,), daemon=True)
     reader.start()
     timed_out = False
     try:
@@ -151,7 +159,7 @@ def run_script(
         returncode=None if timed_out else process.returncode,
         timed_out=timed_out,
         wall_seconds=wall,
-        tail=read_tail(log_path),
+        tail=copy.tail(),
         log_path=log_path,
-        dropped_bytes=dropped[0],
+        dropped_bytes=copy.dropped_bytes,
     )

@@ -146,11 +146,12 @@ def test_log_is_bounded(tmp_path, monkeypatch):
     from workloads import subprocess_run
 
     monkeypatch.setattr(subprocess_run, "MAX_LOG_BYTES", 10_000)
-    script = "import sys\nfor i in range(5000): print('x' * 99)\n"
+    script = "import sys\nfor i in range(5000): print('x' * 99)\nprint('the end')\n"
     result = run_script([sys.executable, "-c", script], cwd=tmp_path, env=dict(os.environ), timeout_s=30, log_path=tmp_path / "log")
     assert result.returncode == 0
     assert (tmp_path / "log").stat().st_size == 10_000
-    assert result.dropped_bytes == 5000 * 100 - 10_000
+    assert result.dropped_bytes == 5000 * 100 + len("the end\n") - 10_000
+    assert result.tail_lines(1) == "the end"  # the real end of the output, not the end of the capped log
 
 
 # --- the harness's metric (imports torch) ---------------------------------------------------------------
