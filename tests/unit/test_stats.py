@@ -215,3 +215,13 @@ def test_mechanism_never_called_is_reported_so() -> None:
     trace = Trace(experiments=[_experiment(0, 3.0, []), _experiment(1, 2.9, [silent])])
     (entry,) = mechanism_influence({"run": trace})
     assert entry.liveness == "never called" and entry.total_calls == 0
+
+
+def test_mann_whitney_with_ties_never_goes_below_its_exact_floor() -> None:
+    """Repeats that found nothing tie at Δ = 0; the p of 3 vs 3 can never be below 2 / C(6, 3) = 0.1."""
+    reference = [0.0, 0.0, 0.0, None, None, None, None, None]
+    arm = [None, None, None, -0.01, -0.01, -0.01, None, None]
+    comparison = ablation_statistics({"A": repeats(reference), "C": repeats(arm)}, reference="A").comparisons[0]
+    assert comparison.test == "mann-whitney u"
+    assert comparison.p_value == pytest.approx(0.1) and comparison.min_attainable_p == pytest.approx(0.1)
+    assert comparison.verdict == "inconclusive"
