@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from search.answers import extract_json
 from search.params import ParamSpec
-from search.trace import Trace, param_stats
+from search.trace import Trace, param_stats, same_config
 
 MAX_CODE_CHARS = 8_000
 HOOK_NAMES = ("plan", "screen", "accept", "observe")
@@ -27,12 +27,10 @@ SYSTEM = (
 def failure_modes(trace: Trace, specs: list[ParamSpec]) -> dict[str, Any]:
     """Numbers that show how the search is failing: repeats, untouched parameters, crashes, stagnation."""
     experiments = trace.experiments[1:]
-    seen: list[str] = []
-    repeated_configs = 0
-    for experiment in trace.experiments:
-        key = json.dumps(experiment.config, sort_keys=True)
-        repeated_configs += key in seen
-        seen.append(key)
+    # An invalid proposal changes nothing (its config is the incumbent's): invalid_rate counts those, not this.
+    proposed = [e for e in trace.experiments if e.is_baseline or e.changes]
+    repeated_configs = sum(any(same_config(e.config, earlier.config) for earlier in proposed[:i])
+                           for i, e in enumerate(proposed))
     moves = Counter(f"{k}={json.dumps(v)}" for e in experiments for k, v in e.changes.items())
     stats = param_stats(trace, [spec.name for spec in specs])
     best, last_improvement = None, 0
