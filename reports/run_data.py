@@ -68,9 +68,6 @@ class RunData:
             total = total + experiment.llm
         return total
 
-    def source_of(self, name: str, version: str) -> MechanismSource | None:
-        exact = [s for s in self.sources if s.name == name and s.version == version]
-        return exact[0] if exact else None
 
 
 def load_run(runs_dir: Path, meta_run_id: str) -> RunData:
@@ -88,7 +85,12 @@ def load_run(runs_dir: Path, meta_run_id: str) -> RunData:
         return run
     run.spec = _read_json_object(folder / "spec.json")
     run.sources = _read_sources(folder / MECHANISMS_FILE)
-    run.summary = _read_summary(folder / "summary.json")
+    summary_path = folder / "summary.json"
+    try:
+        run.summary = MetaRunSummary.model_validate_json(summary_path.read_text()) if summary_path.is_file() else None
+    except (ValidationError, ValueError) as error:
+        run.status, run.problem = "failed", f"summary.json is unreadable: {_first_line(error)}"
+        return run
     try:
         run.state = state_from_trace(run.trace)
     except BaselineFailed as error:
@@ -108,16 +110,6 @@ def _read_json_object(path: Path) -> dict[str, Any]:
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def _read_summary(path: Path) -> MetaRunSummary | None:
-    data = _read_json_object(path)
-    if not data:
-        return None
-    try:
-        return MetaRunSummary.model_validate(data)
-    except ValidationError:
-        return None
 
 
 def _read_sources(path: Path) -> list[MechanismSource]:

@@ -120,6 +120,16 @@ def test_missing_and_unfinished_meta_runs_are_reported_not_fatal(tmp_path: Path)
     assert not (tmp_path / "out" / "runs" / "abl-C-s1").exists()
 
 
+def test_an_unreadable_summary_is_a_failed_run_with_the_reason_not_an_unfinished_one(tmp_path: Path) -> None:
+    from reports.run_data import load_run
+
+    write_single_run(tmp_path)
+    summary = tmp_path / "run-1" / "summary.json"
+    summary.write_text(json.dumps({**json.loads(summary.read_text()), "best_val_bpb": "not a number"}))
+    run = load_run(tmp_path, "run-1")
+    assert run.status == "failed" and run.problem.startswith("summary.json is unreadable")
+
+
 def test_manifest_listing_fewer_runs_than_seeds_shows_them_as_not_started(tmp_path: Path) -> None:
     manifest_path = write_ablation(tmp_path, "abl", repeats=3, gains={"A": 0.0, "C": 0.03})
     manifest = json.loads(manifest_path.read_text())
