@@ -188,11 +188,9 @@ class LocalModelRuntime:
         threads: int,
         context: int,
         loader: Callable[[Path, int, int], Any] | None = None,
-        build_grammars: bool = True,
     ) -> None:
         self._resolve_path = resolve_path
         self._loader = loader or load_llama
-        self.build_grammars = build_grammars  # False leaves JSON schemas to llama-cpp (tests, comparisons)
         self.threads = threads
         self.context = context
         self._lock = threading.Lock()
@@ -265,7 +263,7 @@ class LocalModelRuntime:
 
     def _constraint(self, response_format: dict[str, Any] | None) -> dict[str, Any]:
         """Our own grammar for a JSON schema (it also bounds property counts), else llama-cpp's response_format."""
-        if response_format and "schema" in response_format and self.build_grammars:
+        if response_format and "schema" in response_format:
             grammar = _grammar_for(json.dumps(response_format["schema"], sort_keys=True))
             if grammar is not None:
                 return {"grammar": grammar}
@@ -510,8 +508,3 @@ def register_local_provider(settings: Settings) -> Any:
                 "mode": "chat", "max_input_tokens": settings.llm_context}  # fmt: skip
         litellm.register_model({name: dict(free) for name in names})
     return provider
-
-
-def local_model_loaded() -> bool:
-    """Whether any local model is loaded in this process (for tests and `bilevel doctor`)."""
-    return any(runtime.loaded for runtime in _RUNTIMES.values())

@@ -261,15 +261,6 @@ def _fsync_directory(folder: Path) -> None:
         os.close(descriptor)
 
 
-def file_sha256(path: Path) -> str:
-    """The sha256 of a file, read in chunks (for `bilevel doctor --verify` and tests)."""
-    hasher = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK_BYTES):
-            hasher.update(chunk)
-    return hasher.hexdigest()
-
-
 # -- the settings-level entry points ----------------------------------------------------------------
 
 

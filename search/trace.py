@@ -117,9 +117,6 @@ class Trace(BaseModel):
             raise ValueError(f"experiment index {experiment.index} does not follow trace length {len(self.experiments)}")
         return Trace(experiments=[*self.experiments, experiment])
 
-    def recent(self, count: int) -> list[Experiment]:
-        return self.experiments[-count:] if count > 0 else []
-
     def in_generation(self, generation: int) -> list[Experiment]:
         return [e for e in self.experiments if e.generation == generation and not e.is_baseline]
 
