@@ -50,27 +50,6 @@ def new_meta_run_id(name: str) -> str:
     return f"{name}-{stamp}-{secrets.token_hex(2)}"
 
 
-def spec_from_settings(settings: Settings, meta_run_id: str, name: str, mechanisms: list[str]):
-    from search.config import SearchConfig
-    from search.run_spec import BudgetSpec, MetaRunSpec
-
-    return MetaRunSpec(
-        meta_run_id=meta_run_id,
-        name=name,
-        generations=settings.generations,
-        iterations=settings.iterations,
-        research_every=settings.research_every,
-        levels=settings.levels.split(","),
-        tracks=settings.tracks,
-        budget=BudgetSpec(mode=settings.budget_mode, value=settings.budget),
-        seed=settings.seed,
-        search=SearchConfig(temperature=settings.llm_temperature, min_improvement=settings.min_improvement,
-                            confirm_seed=settings.confirm_seed),
-        mechanisms=mechanisms,
-        propose_attempts=settings.propose_attempts,
-    )
-
-
 @contextlib.contextmanager
 def store_service(settings: Settings, needed: bool = True) -> Iterator[None]:
     """The embedded S3 server for the duration of a command, when needed and no endpoint is configured."""
@@ -98,16 +77,15 @@ def _tracker(settings: Settings):
 def _execute(settings: Settings, spec, mechanisms: str | None = None) -> None:
     """Run (or resume) one meta-run with a live display, then print the summary."""
     from bilevel.progress import RunProgress, summary_table
-    from bilevel.wiring import build_resources, resolve_mechanisms
+    from bilevel.wiring import build_resources, needs_store, resolve_mechanisms
     from flows.meta_run import meta_run
     from infra.runners import runner_for
 
     started = time.perf_counter()
-    needs_store = spec.has_level("2") or mechanisms not in (None, "none") or any(
-        not m.startswith("library:") for m in spec.mechanisms)
-    with runner_for(settings) as task_runner, store_service(settings, needs_store):
+    with_store = needs_store(spec, mechanisms)
+    with runner_for(settings) as task_runner, store_service(settings, with_store):
         with console.status("starting services (MLflow, S3 store, the workload's data, the LLM)..."):
-            res = build_resources(settings, with_store=needs_store)
+            res = build_resources(settings, with_store=with_store)
             res.task_runner = task_runner
             if mechanisms is not None:
                 spec = spec.model_copy(update={"mechanisms": resolve_mechanisms(mechanisms, res)})
@@ -116,7 +94,7 @@ def _execute(settings: Settings, spec, mechanisms: str | None = None) -> None:
                       f"model {settings.model}, mechanisms {', '.join(spec.mechanisms) or 'none'}")
         console.print(f"state: {settings.state_path}   (resume after a failure: bilevel resume {spec.meta_run_id})")
         total = spec.generations * spec.iterations * spec.tracks
-        flow = meta_run if task_runner is None else meta_run.with_options(task_runner=task_runner())
+        flow = res.with_task_runner(meta_run)
         with RunProgress(console, total) as progress:
             res.on_event = progress.on_event
             summary = flow(spec, res)
@@ -146,7 +124,9 @@ def run(
     settings = _settings(iterations=iterations, generations=generations, levels=levels, budget_mode=budget_mode,
                          budget=budget, seed=seed, model=model, research_every=research_every, tracks=tracks)
     _prepare_process(settings)
-    spec = spec_from_settings(settings, meta_run_id or new_meta_run_id(name), name, [])
+    from bilevel.wiring import meta_run_spec_from_settings
+
+    spec = meta_run_spec_from_settings(settings, meta_run_id or new_meta_run_id(name), name)
     _execute(settings, spec, mechanisms)
 
 
@@ -160,8 +140,10 @@ def resume(meta_run_id: Annotated[str, typer.Argument(help="The id of the meta-r
     if not (run_dir / "spec.json").is_file():
         raise UserError(f"no meta-run {meta_run_id!r} under {base.runs_dir} (see: bilevel runs)")
     saved = json.loads((run_dir / "settings.json").read_text())
-    # The run's own settings win, except where this process's environment names the services differently.
-    keep = {k: v for k, v in saved.items() if k not in ("state_dir", "cache_dir", "mlflow_tracking_uri", "s3_endpoint_url")}
+    # The run's own settings win, except where this process's environment names the services differently
+    # (an embedded S3 server is found through its pid file, wherever its port moved).
+    keep = {k: v for k, v in saved.items()
+            if k not in ("state_dir", "cache_dir", "mlflow_tracking_uri", "s3_endpoint_url", "s3_port")}
     settings = _settings(**keep)
     _prepare_process(settings)
     spec = MetaRunSpec.model_validate_json((run_dir / "spec.json").read_text())
@@ -236,18 +218,13 @@ def ablate(
     from bilevel.wiring import build_resources
     from flows.ablation import AblationSpec, ablation
     from infra.runners import runner_for
-    from search.run_spec import BudgetSpec
 
-    spec = AblationSpec(ablation_id=ablation_id or new_meta_run_id("ablation"), arms=[a.strip() for a in arms.split(",")],
-                        repeats=repeats, generations=settings.generations, iterations=settings.iterations,
-                        research_every=settings.research_every,
-                        budget=BudgetSpec(mode=settings.budget_mode, value=settings.budget), first_seed=settings.seed)
-    spec.arm_specs()
-    needs_store = any(arm in ("C", "D") for arm in spec.arms)
+    spec = AblationSpec.from_settings(settings, ablation_id=ablation_id or new_meta_run_id("ablation"),
+                                      arms=[a.strip() for a in arms.split(",")], repeats=repeats)
     console.print(f"[bold]ablation[/] {spec.ablation_id}: arms {', '.join(spec.arms)} x {repeats} repeats, "
                   f"{spec.generations} x {spec.iterations} iterations, budget {spec.budget.value:g} {spec.budget.mode}")
-    with runner_for(settings) as task_runner, store_service(settings, needs_store):
-        res = build_resources(settings, with_store=needs_store)
+    with runner_for(settings) as task_runner, store_service(settings, spec.needs_store):
+        res = build_resources(settings, with_store=spec.needs_store)
         res.task_runner = task_runner
         done = {"n": 0}
         total = len(spec.arms) * repeats * spec.generations * spec.iterations

@@ -558,11 +558,12 @@ def _start_server(settings: Settings, layout: ServerLayout, creds_fingerprint: s
     return proc.pid
 
 
-def _running_layout(settings: Settings, layout: ServerLayout) -> ServerLayout:
-    """The layout of this state directory's server as it runs: on the port its pid file records, unless the
-    user chose a port explicitly."""
+def _running_layout(layout: ServerLayout) -> ServerLayout:
+    """The layout of this state directory's server as it runs: on the ports its pid file records (it may have
+    moved to a free block, or been started under another BILEVEL_S3_PORT). The settings' port is only where a
+    new server starts."""
     record = _read_pid_file(layout)
-    if record and record.get("s3_port") and "s3_port" not in settings.model_fields_set:
+    if record and record.get("s3_port"):
         return layout.with_port(int(record["s3_port"]))
     return layout
 
@@ -578,11 +579,11 @@ def ensure_s3(settings: Settings, *, ready_timeout_s: float = READY_TIMEOUT_S) -
     layout = ServerLayout.from_settings(settings)
     creds_fingerprint = fingerprint(access_key, secret_key)
     with _layout_lock(layout):
-        layout = _running_layout(settings, layout)
-        pid = _reusable_server(layout, creds_fingerprint)
+        running = _running_layout(layout)
+        pid = _reusable_server(running, creds_fingerprint)
         if pid is not None:
-            log.info("reusing SeaweedFS (pid %d) on %s", pid, layout.url)
-            return S3Endpoint(layout.url, access_key, secret_key, settings.s3_region)
+            log.info("reusing SeaweedFS (pid %d) on %s", pid, running.url)
+            return S3Endpoint(running.url, access_key, secret_key, settings.s3_region)
         if _busy_ports(layout) and "s3_port" not in settings.model_fields_set:
             # The default port is taken (another project's server, say): this state directory gets a free block.
             layout = layout.with_port(find_free_s3_port())
@@ -600,7 +601,7 @@ def stop_s3(settings: Settings, *, only_pid: int | None = None, grace_s: float =
             return False
         # The ports it runs on: a server that moved to a free block is found there, and only its own
         # sockets are cleaned up (never those of whoever holds the default ports).
-        layout = _running_layout(settings, layout)
+        layout = _running_layout(layout)
         pid = record["pid"]
         if only_pid is not None and pid != only_pid:
             return False
@@ -628,7 +629,7 @@ def service_status(settings: Settings) -> dict[str, Any]:
     """What `bilevel doctor` shows about S3: mode, endpoint, binary, paths, pid, whether it answers. No secrets."""
     if settings.s3_endpoint_url:
         return {"mode": "external", "endpoint": settings.s3_endpoint_url, "bucket": settings.s3_bucket}
-    layout = _running_layout(settings, ServerLayout.from_settings(settings))
+    layout = _running_layout(ServerLayout.from_settings(settings))
     try:
         binary: str | None = str(find_weed_binary())
     except ServiceError:
