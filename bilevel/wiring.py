@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from infra.llm import LLMClient
 from infra.settings import LOCAL_MODEL, Settings
 from infra.tracking import Tracker
+from search.config import SearchConfig
+from search.run_spec import BudgetSpec, MetaRunSpec
 
 if TYPE_CHECKING:
     from infra.store import MechanismStore
@@ -28,7 +29,6 @@ class Resources:
         llm: LLMClient,
         tracker: Tracker,
         store: MechanismStore | None = None,
-        launch_log: Path | None = None,
         task_runner: Callable[[], Any] | None = None,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
@@ -37,7 +37,6 @@ class Resources:
         self.llm = llm
         self.tracker = tracker
         self.store = store
-        self.launch_log = launch_log
         self.task_runner = task_runner  # makes the runner of inner loops and meta-runs (None: Prefect's default)
         self.on_event = on_event
 
@@ -45,6 +44,10 @@ class Resources:
         # Prefect sends a flow run's parameters along with every task submitted to a remote runner (Dask, Ray).
         # Resources are process-local (locks, clients, servers), so they travel as a stub that refuses use.
         return (DetachedResources, (self.settings,))
+
+    def with_task_runner(self, flow: Any) -> Any:
+        """`flow` set up to run its tasks on the configured runner (Dask, Ray), or as it is (Prefect's default)."""
+        return flow if self.task_runner is None else flow.with_options(task_runner=self.task_runner())
 
     def emit(self, event: str, **data: Any) -> None:
         """Tell the user interface (progress display) what happened; a no-op without one."""
@@ -117,8 +120,38 @@ def build_resources(settings: Settings, *, with_store: bool | None = None) -> Re
         llm=build_llm(settings),
         tracker=Tracker(settings.resolved_tracking_uri, settings.mlflow_artifact_root),
         store=build_store(settings) if need_store else None,
-        launch_log=settings.logs_dir / "launches.jsonl",
     )
+
+
+def search_config_from_settings(settings: Settings) -> SearchConfig:
+    """The search rules the settings choose (temperature, minimum improvement, confirmation seed)."""
+    return SearchConfig(temperature=settings.llm_temperature, min_improvement=settings.min_improvement,
+                        confirm_seed=settings.confirm_seed)
+
+
+def meta_run_spec_from_settings(settings: Settings, meta_run_id: str, name: str,
+                                mechanisms: list[str] | None = None) -> MetaRunSpec:
+    """One meta-run as the settings describe it: the single source for `bilevel run` and the nightly flow."""
+    return MetaRunSpec(
+        meta_run_id=meta_run_id,
+        name=name,
+        generations=settings.generations,
+        iterations=settings.iterations,
+        research_every=settings.research_every,
+        levels=settings.levels.split(","),
+        tracks=settings.tracks,
+        budget=BudgetSpec(mode=settings.budget_mode, value=settings.budget),
+        seed=settings.seed,
+        search=search_config_from_settings(settings),
+        mechanisms=mechanisms or [],
+        propose_attempts=settings.propose_attempts,
+    )
+
+
+def needs_store(spec: MetaRunSpec, requested_mechanisms: str | None = None) -> bool:
+    """Whether a meta-run needs the mechanism store: Level 2, or mechanisms to load from it."""
+    return (spec.has_level("2") or requested_mechanisms not in (None, "", "none")
+            or any(not m.startswith("library:") for m in spec.mechanisms))
 
 
 def resolve_mechanisms(requested: str | None, res: Resources) -> list[str]:

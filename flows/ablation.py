@@ -9,9 +9,10 @@ from datetime import datetime, timezone
 from prefect import flow
 from pydantic import BaseModel, Field
 
-from bilevel.wiring import Resources
+from bilevel.wiring import Resources, meta_run_spec_from_settings
 from flows.meta_run import meta_run
 from infra.runs import write_json_atomic
+from infra.settings import Settings
 from search.ablation import STANDARD_ARMS, AblationManifest, ArmRuns, ArmSpec
 from search.config import SearchConfig
 from search.run_spec import BudgetSpec, MetaRunSpec
@@ -29,7 +30,24 @@ class AblationSpec(BaseModel):
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
     first_seed: int = Field(0, ge=0)
     search: SearchConfig = Field(default_factory=SearchConfig)
+    tracks: int = Field(1, ge=1, le=64)
+    propose_attempts: int = Field(3, ge=1, le=10)
     reference_arm: str = "A"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, ablation_id: str, arms: list[str], repeats: int) -> AblationSpec:
+        """An ablation whose meta-runs follow the settings (budget, search rules, tracks, seeds) like `bilevel run`."""
+        template = meta_run_spec_from_settings(settings, meta_run_id="template", name="template")
+        spec = cls(ablation_id=ablation_id, arms=arms, repeats=repeats, first_seed=template.seed,
+                   **template.model_dump(include={"generations", "iterations", "research_every", "budget", "search",
+                                                  "tracks", "propose_attempts"}))
+        spec.arm_specs()  # unknown arm names fail here, before anything starts
+        return spec
+
+    @property
+    def needs_store(self) -> bool:
+        """Whether an arm runs Level 2 (it stores and loads mechanisms)."""
+        return any("2" in arm.levels for arm in self.arm_specs())
 
     def arm_specs(self) -> list[ArmSpec]:
         unknown = [arm for arm in self.arms if arm not in STANDARD_ARMS]
@@ -49,6 +67,8 @@ class AblationSpec(BaseModel):
             budget=self.budget,
             seed=self.first_seed + repeat,
             search=self.search,
+            tracks=self.tracks,
+            propose_attempts=self.propose_attempts,
             restart_each_generation=arm.restart_each_generation,
             proposer=arm.proposer,
         )
@@ -74,7 +94,7 @@ def ablation(spec: AblationSpec, res: Resources) -> AblationManifest:
     path = manifest_path(res, spec.ablation_id)
     write_json_atomic(path, manifest.model_dump(mode="json"))
     jobs = [spec.meta_run_spec(arm, repeat) for repeat in range(spec.repeats) for arm in arms]
-    runner = meta_run if res.task_runner is None else meta_run.with_options(task_runner=res.task_runner())
+    runner = res.with_task_runner(meta_run)
     failures: list[str] = []
 
     def one(job: MetaRunSpec) -> None:

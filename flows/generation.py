@@ -32,7 +32,7 @@ class GenerationOutcome(BaseModel):
 
 def _run_track(spec: MetaRunSpec, res: Resources, generation: int, track: int, trace: Trace, config: SearchConfig,
                active: ActiveSet, run_ids: dict[str, str], visible_from: int) -> InnerLoopResult:
-    loop = inner_loop if res.task_runner is None else inner_loop.with_options(task_runner=res.task_runner())
+    loop = res.with_task_runner(inner_loop)
     return loop(spec, res, generation=generation, track=track, trace=trace, config=config, active=active,
                 run_ids=run_ids, visible_from=visible_from)
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from prefect import flow
 
-from bilevel.wiring import Resources, build_resources
+from bilevel.wiring import Resources
 from flows.generation import generation
 from flows.steps import source_for, train
 from infra.runs import meta_run_dir, write_json_atomic, write_mechanisms, write_trace
-from infra.settings import load_settings
 from mechanisms.active import ActiveSet, resolve_initial_set
 from search.iteration import baseline_experiment
 from search.params import json_value, same_value, values_of
@@ -60,21 +59,11 @@ def summarize(spec: MetaRunSpec, trace: Trace, run_id: str | None, trace_path: s
     )
 
 
-def _flow_run_name() -> str:
-    """The flow run is named after the meta-run id, whether the spec came as a model or as a dict."""
-    from prefect.runtime import flow_run
-
-    spec = flow_run.parameters["spec"]
-    return spec["meta_run_id"] if isinstance(spec, dict) else spec.meta_run_id
-
-
-@flow(name="meta-run", flow_run_name=_flow_run_name, validate_parameters=False)
-def meta_run(spec: MetaRunSpec | dict, res: Resources | None = None) -> MetaRunSummary:
+@flow(name="meta-run", flow_run_name="{spec.meta_run_id}", validate_parameters=False)
+def meta_run(spec: MetaRunSpec, res: Resources) -> MetaRunSummary:
     """Run (or resume: same meta_run_id) a whole meta-run. Expensive tasks are cached by deterministic keys,
-    so re-running a failed meta-run re-executes only what had not finished. `spec` may be a dict (from a
-    deployment); resources are built from settings unless given (tests give their own)."""
-    spec = MetaRunSpec.model_validate(spec)
-    res = res or build_resources(load_settings())
+    so re-running a failed meta-run re-executes only what had not finished. Deployments enter through
+    flows/nightly.py, which builds the resources."""
     # What `bilevel resume` and `bilevel runs` read: the spec, and the settings (no secrets) it ran with.
     folder = meta_run_dir(res.settings.runs_dir, spec.meta_run_id)
     write_json_atomic(folder / "spec.json", spec.model_dump(mode="json"))

@@ -10,13 +10,11 @@ from typing import Any
 
 from prefect import flow
 
-from bilevel.wiring import build_resources, resolve_mechanisms
+from bilevel.wiring import build_resources, meta_run_spec_from_settings, needs_store, resolve_mechanisms
 from flows.ablation import AblationSpec, ablation
 from flows.meta_run import meta_run
 from infra.runners import runner_for
 from infra.settings import load_settings
-from search.config import SearchConfig
-from search.run_spec import BudgetSpec, MetaRunSpec
 
 
 def scheduled_id(prefix: str) -> str:
@@ -33,17 +31,12 @@ def nightly(name: str = "nightly", meta_run_id: str | None = None, mechanisms: s
             budget: float | None = None) -> dict[str, Any]:
     """One meta-run on the settings of the machine it runs on; starts from the best mechanisms so far."""
     settings = load_settings(generations=generations, iterations=iterations, levels=levels, budget=budget)
+    spec = meta_run_spec_from_settings(settings, meta_run_id or scheduled_id(name), name)
     with runner_for(settings) as factory:
-        res = build_resources(settings, with_store="2" in settings.level_set or mechanisms != "none")
+        res = build_resources(settings, with_store=needs_store(spec, mechanisms))
         res.task_runner = factory
-        spec = MetaRunSpec(
-            meta_run_id=meta_run_id or scheduled_id(name), name=name, generations=settings.generations,
-            iterations=settings.iterations, research_every=settings.research_every, levels=settings.levels.split(","),
-            tracks=settings.tracks, budget=BudgetSpec(mode=settings.budget_mode, value=settings.budget),
-            seed=settings.seed, search=SearchConfig(temperature=settings.llm_temperature),
-            mechanisms=resolve_mechanisms(mechanisms, res), propose_attempts=settings.propose_attempts,
-        )
-        summary = meta_run(spec, res)
+        spec = spec.model_copy(update={"mechanisms": resolve_mechanisms(mechanisms, res)})
+        summary = res.with_task_runner(meta_run)(spec, res)
     print(f"{spec.meta_run_id}: best val_bpb {summary.best_val_bpb:.4f} (Δ {summary.delta:+.4f})")
     return summary.model_dump(mode="json")
 
@@ -52,12 +45,11 @@ def nightly(name: str = "nightly", meta_run_id: str | None = None, mechanisms: s
 def scheduled_ablation(ablation_id: str | None = None, arms: str = "A,C,random", repeats: int = 5,
                        generations: int = 2, iterations: int = 6, budget: float | None = None) -> dict[str, Any]:
     """An ablation with the machine's settings (model, budget mode, runner)."""
-    settings = load_settings(budget=budget)
-    spec = AblationSpec(ablation_id=ablation_id or scheduled_id("ablation"), arms=arms.split(","), repeats=repeats,
-                        generations=generations, iterations=iterations,
-                        budget=BudgetSpec(mode=settings.budget_mode, value=settings.budget))
+    settings = load_settings(generations=generations, iterations=iterations, budget=budget)
+    spec = AblationSpec.from_settings(settings, ablation_id=ablation_id or scheduled_id("ablation"),
+                                      arms=arms.split(","), repeats=repeats)
     with runner_for(settings) as factory:
-        res = build_resources(settings, with_store=any(a in ("C", "D") for a in spec.arms))
+        res = build_resources(settings, with_store=spec.needs_store)
         res.task_runner = factory
         manifest = ablation(spec, res)
     return manifest.model_dump(mode="json")

@@ -96,9 +96,7 @@ def research(spec: MetaRunSpec, res: Resources, *, generation: int, trace: Trace
             report = validate_candidate(ValidationRequest(meta_run_id=spec.meta_run_id, generation=generation,
                                                           attempt=attempt, name=spec_answer.name, source=generated.code),
                                         trace, specs, config)
-            status = "accepted" if report["ok"] else "rejected"
-            tracker.log_text(run_id, generated.code, f"candidates/attempt_{attempt}.py")
-            tracker.log_dict(run_id, report, f"candidates/attempt_{attempt}_validation.json")
+            status = "accepted" if report["ok"] else "rejected"  # code and report go to its mechanism run
             stored = publish_mechanism(res.store, tracker, spec, generation=generation, name=spec_answer.name,
                                        source=generated.code, status=status, parents=parents, model=res.llm.model,
                                        report=report, research_run_id=run_id, attempt=attempt)

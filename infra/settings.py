@@ -165,6 +165,11 @@ class Settings(BaseSettings):
     def logs_dir(self) -> Path:
         return self.state_path / "logs"
 
+    @property
+    def launch_log(self) -> Path:
+        """One JSON line per training launch (what resume tests count)."""
+        return self.logs_dir / "launches.jsonl"
+
 
 def load_settings(**overrides: object) -> Settings:
     """Build settings from the environment and bilevel.toml, with explicit overrides on top."""

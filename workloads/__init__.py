@@ -14,5 +14,5 @@ def get_workload(settings: Settings) -> Workload:
     if settings.workload == "tinygpt":
         from workloads.tinygpt.workload import TinyGPT
 
-        return TinyGPT.from_settings(settings, launch_log=settings.logs_dir / "launches.jsonl")
+        return TinyGPT.from_settings(settings)
     raise ValueError(f"unknown workload {settings.workload!r}; available: tinygpt")

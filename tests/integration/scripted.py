@@ -30,18 +30,17 @@ def scripted_settings(tmp_path: Path, script: Path, **overrides: Any) -> Setting
 
 def wired_resources(settings: Settings, store: Any = None) -> Resources:
     """Real training (tinygpt, tiny eval slice), real MLflow on SQLite, the scripted LLM."""
-    workload = TinyGPT(settings.cache_dir, device="cpu", eval_bytes=EVAL_BYTES,
-                       launch_log=settings.logs_dir / "launches.jsonl")
+    workload = TinyGPT(settings.cache_dir, device="cpu", eval_bytes=EVAL_BYTES, launch_log=settings.launch_log)
     workload.prepare()
     llm = build_llm(settings)
     llm.backoff_s = 0.0
     return Resources(settings=settings, workload=workload, llm=llm,
                      tracker=Tracker(settings.resolved_tracking_uri, settings.mlflow_artifact_root),
-                     store=store, launch_log=settings.logs_dir / "launches.jsonl")
+                     store=store)
 
 
 def launches(settings: Settings) -> list[dict[str, Any]]:
-    path = settings.logs_dir / "launches.jsonl"
+    path = settings.launch_log
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 

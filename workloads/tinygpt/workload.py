@@ -132,10 +132,10 @@ class TinyGPT(Workload):
         self._source = preset_source(TRAIN_PATH.read_text(), preset)
 
     @classmethod
-    def from_settings(cls, settings: Settings, launch_log: Path | None = None) -> TinyGPT:
+    def from_settings(cls, settings: Settings) -> TinyGPT:
         """The CPU preset unless the device is explicitly cuda (then the H100 preset)."""
         preset = "h100" if settings.device == "cuda" else "cpu"
-        return cls(settings.cache_dir, device=settings.device, preset=preset, launch_log=launch_log)
+        return cls(settings.cache_dir, device=settings.device, preset=preset, launch_log=settings.launch_log)
 
     @property
     def data_dir(self) -> Path:
