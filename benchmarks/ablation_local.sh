@@ -8,5 +8,5 @@
 #   ./benchmarks/ablation_local.sh [ABLATION_ID]        # the report lands in .bilevel/reports/<id>/
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BILEVEL_MAX_WORKERS=1 .venv/bin/bilevel ablate --arms A,C,random --repeats 7 --generations 2 --iterations 6 \
+BILEVEL_MAX_WORKERS=1 BILEVEL_BUDGET_MODE=flops .venv/bin/bilevel ablate --arms A,C,random --repeats 7 --generations 2 --iterations 6 \
     --budget 1.2e11 --id "${1:-bench-local}"

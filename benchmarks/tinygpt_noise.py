@@ -22,7 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from infra.settings import load_settings  # noqa: E402
 from search.trace import RunOutcome  # noqa: E402
 from workloads.base import Budget  # noqa: E402
-from workloads.tinygpt.summary import SummaryError, parse_summary  # noqa: E402
 from workloads.tinygpt.workload import TinyGPT  # noqa: E402
 
 # A budget for a mode other than the settings' one: the README's recommended CPU budgets.
@@ -38,14 +37,6 @@ TUNED = {
 CONFIGS = {"baseline": {}, "tuned": TUNED}
 
 
-def train_flops(outcome: RunOutcome) -> int | None:
-    """The summary's train_flops (RunOutcome has no field for it; the summary block is in the log tail)."""
-    try:
-        return parse_summary(outcome.log_tail).train_flops
-    except SummaryError:
-        return None
-
-
 def describe(name: str, outcomes: list[RunOutcome]) -> str:
     ok = [o for o in outcomes if o.ok]
     if len(ok) < len(outcomes):
@@ -55,7 +46,7 @@ def describe(name: str, outcomes: list[RunOutcome]) -> str:
     std = statistics.stdev(values) if len(values) > 1 else float("nan")
     steps_per_s = statistics.fmean(o.steps / o.train_seconds for o in ok)
     tokens_per_s = statistics.fmean(o.tokens / o.train_seconds for o in ok)
-    flops = train_flops(ok[0])
+    flops = ok[0].train_flops
     return (
         f"{name}: val_bpb {statistics.fmean(values):.4f} ± {std:.4f} (std over {len(values)} seeds; "
         f"{', '.join(f'{v:.4f}' for v in values)}) | {ok[0].steps} steps, "
