@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 try:
     from search.pyast import parse_python
-except ImportError:  # inside the sandbox worker: our packages are not importable, and it is single-threaded
+except ModuleNotFoundError:  # inside the sandbox worker: our packages are not importable, and it is single-threaded
     def parse_python(source: str, filename: str = "<unknown>") -> ast.Module:
         return ast.parse(source, filename=filename, mode="exec")
 

@@ -3,23 +3,37 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import search.pyast as pyast
-import workloads.hyperblock  # noqa: F401 - importing our parser installs the lock
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_importing_our_parser_routes_every_ast_parse_through_the_lock() -> None:
-    assert ast.parse is pyast._locked_parse
-    assert isinstance(ast.parse("x = 1", mode="exec"), ast.Module)
+def test_importing_our_parser_alone_routes_every_ast_parse_through_the_lock() -> None:
+    check = ("import ast; original = ast.parse; import workloads.hyperblock; "
+             "assert ast.parse is not original and ast.parse.__wrapped__ is original; "
+             "assert isinstance(ast.parse('x = 1'), ast.Module)")
+    done = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
 
 
 def test_a_parse_waits_while_another_thread_holds_the_lock() -> None:
-    finished = threading.Event()
+    started, finished = threading.Event(), threading.Event()
+
+    def parse() -> None:
+        started.set()
+        ast.parse("y = 2")
+        finished.set()
+
     with pyast._PARSE_LOCK:
-        worker = threading.Thread(target=lambda: (ast.parse("y = 2"), finished.set()))
+        worker = threading.Thread(target=parse)
         worker.start()
-        assert not finished.wait(0.05)  # blocked behind the lock held here
+        assert started.wait(5)
+        assert not finished.wait(0.2)  # without the lock this parse takes microseconds
     worker.join(5)
     assert finished.is_set()
 
