@@ -59,7 +59,8 @@ def _wait_healthy(server: subprocess.Popen, url: str, log_file: Path) -> None:
         if server.poll() is not None:
             raise RuntimeError(f"the Prefect server exited with code {server.returncode}; see {log_file}")
         try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+            # trust_env=False: a configured HTTP(S)_PROXY must not swallow requests to 127.0.0.1
+            if httpx.get(f"{url}/health", timeout=2, trust_env=False).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
