@@ -70,7 +70,7 @@ def _control_proposal(spec: MetaRunSpec, specs: list[ParamSpec], trace: Trace, s
                       config: SearchConfig, seed: int) -> tuple[Proposal | None, LLMUsage, int, list[str], str]:
     """Control arms: random search or Optuna TPE over the same space, no LLM."""
     if spec.proposer == "random":
-        proposal = random_proposal(specs, state.current.config, config.frozen, seed)
+        proposal = random_proposal(specs, state.current.config, config.frozen, seed, trace.tried_configs())
     else:
         proposal = tpe_proposal(specs, trace, state.current.config, config.frozen, seed)
     return (proposal if proposal.changes else None), LLMUsage(), 0, [], spec.proposer
