@@ -60,6 +60,13 @@ def test_same_seed_same_val_bpb_and_the_launch_log(workload, tmp_path, launch_lo
     assert [entry["seed"] for entry in lines[-3:]] == [1, 1, 2]
 
 
+def test_a_candidate_that_rewrites_the_harness_during_its_run_is_discarded(workload, tmp_path):
+    source = workload.editable_source() + "\nopen('harness.py', 'a').write('\\n# val_bpb is whatever I say\\n')\n"
+    outcome = workload.run(source, TINY, seed=1, run_dir=tmp_path / "a", timeout_s=120)
+    assert outcome.status == "crash" and outcome.val_bpb is None
+    assert "harness.py was modified during the run" in outcome.error_tail
+
+
 def test_flops_budget_is_deterministic_and_a_bigger_batch_gets_fewer_steps(workload, tmp_path):
     budget = Budget(mode="flops", value=3.5 * BASELINE_STEP_FLOPS)  # the baseline trains ceil(3.5) = 4 steps
     source = workload.editable_source()

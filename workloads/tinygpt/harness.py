@@ -1,7 +1,7 @@
 """The FIXED part of tinygpt: run configuration, data, batches, budget, evaluation and the summary. Never edited by the search.
 
-A run copies this file next to the candidate train.py, and the workload checks its sha256 before and
-after the run, so an edit of train.py cannot change how val_bpb is measured. train.py drives training
+A run copies this file next to the candidate train.py, and the workload checks its sha256 after the run
+(a candidate that rewrote it is discarded), so an edit of train.py cannot change how val_bpb is measured. train.py drives training
 through `setup()`:
 
     run = harness.setup()                        # reads BILEVEL_* env, seeds, threads, device, data
