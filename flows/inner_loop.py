@@ -89,7 +89,7 @@ def run_iteration(
     ctx["iteration"] = index
     advice = runtime.plan(ctx) if runtime is not None else PlanAdvice()
     messages = proposal_messages(
-        workload_text=res.workload.describe(), specs=specs, state=state, trace=visible, config=config,
+        workload_text=res.workload.describe(spec.budget.mode), specs=specs, state=state, trace=visible, config=config,
         plan_guidance=advice.guidance, focus=advice.focus, avoid=advice.avoid,
     )
     seq = generation * spec.iterations + iteration

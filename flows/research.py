@@ -61,7 +61,7 @@ def research(spec: MetaRunSpec, res: Resources, *, generation: int, trace: Trace
     stats = failure_modes(trace, specs)
     messages = explore_messages(api_text=API_TEXT or "", loop_source=loop_source_excerpt(),
                                 active=[(m.name, m.source) for m in active.mechanisms], stats=stats,
-                                workload_text=res.workload.describe())
+                                workload_text=res.workload.describe(spec.budget.mode))
     verdict, accepted = "no mechanism", None
 
     explore = research_round(res.llm, spec, generation=generation, round_name="explore", messages=messages)

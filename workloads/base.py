@@ -55,6 +55,6 @@ class Workload(ABC):
     def run(self, source: str, budget: Budget, seed: int, run_dir: Path, timeout_s: float) -> RunOutcome:
         """Train `source` in a subprocess under a hard timeout; never raises for a bad candidate."""
 
-    def describe(self) -> str:
-        """One paragraph for prompts: what is trained and what the metric means."""
+    def describe(self, budget_mode: str = "flops") -> str:
+        """One paragraph for prompts: what is trained under this budget mode, and what the metric means."""
         return f"{self.name}: minimise {self.metric}."

@@ -175,6 +175,8 @@ def test_describe_and_settings(tmp_path):
     assert current_values(cpu.editable_source())["DEPTH"] == 4
     assert current_values(gpu.editable_source())["DEPTH"] == 8
     assert "val_bpb" in cpu.describe() and "bits per byte" in cpu.describe()
+    assert "cannot buy more compute" in cpu.describe("flops") and "cannot buy" not in cpu.describe("steps")
+    assert "gets it" in cpu.describe("steps") and "wall-clock" in cpu.describe("time")
     assert cpu.data_dir == tmp_path / "data" / "tinygpt-django-5.1.4"
 
 

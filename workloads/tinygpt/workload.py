@@ -25,6 +25,14 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 HARNESS_PATH = PACKAGE_DIR / "harness.py"
 TRAIN_PATH = PACKAGE_DIR / "train.py"
 TAIL_LINES = 40
+# What the budget means for a search, in the prompt: in steps mode a bigger model or batch really is bought.
+BUDGET_MEANING = {
+    "flops": "The budget is training compute: 6 x trainable parameters x tokens per step (TOTAL_BATCH_SIZE), summed "
+             "over steps. So a bigger model or batch trains for proportionally fewer steps; it cannot buy more compute.",
+    "steps": "The budget is a fixed number of optimizer steps, so a bigger model or batch costs more compute per "
+             "step and gets it.",
+    "time": "The budget is wall-clock training time, so a bigger or slower model trains for fewer steps.",
+}
 Device = Literal["auto", "cpu", "cuda"]
 
 
@@ -129,13 +137,11 @@ class TinyGPT(Workload):
     def prepare(self) -> None:
         data.prepare_corpus(self.cache_dir, self.sdist)
 
-    def describe(self) -> str:
+    def describe(self, budget_mode: str = "flops") -> str:
         return (
             "tinygpt: a small byte-level GPT (vocabulary = the 256 byte values) is pretrained from scratch on "
-            "Django's documentation (reStructuredText prose and code) for a fixed budget, by default of training "
-            "compute: 6 x trainable parameters x tokens per step (TOTAL_BATCH_SIZE), summed over steps. So a "
-            "bigger model or batch trains for proportionally fewer steps; it cannot buy more compute. val_bpb is "
-            "the cross-entropy on a fixed 32 KiB slice of held-out documents in bits per byte: 8 is a uniform "
+            f"Django's documentation (reStructuredText prose and code) for a fixed budget. {BUDGET_MEANING[budget_mode]} "
+            "val_bpb is the cross-entropy on a fixed 32 KiB slice of held-out documents in bits per byte: 8 is a uniform "
             "guess, lower is better. Seed-to-seed noise is about 0.05 near the baseline and 0.01 near good "
             "configurations. A run that exceeds the time limit counts as failed."
         )
