@@ -434,7 +434,10 @@ def main() -> None:
             ValueError) as error:
         if os.environ.get("BILEVEL_DEBUG"):
             raise
-        err.print(f"[red]error:[/] {error}  [dim](BILEVEL_DEBUG=1 shows the traceback)[/]")
+        # Our own errors are written for users; a builtin one may be a bug, so it keeps its type name.
+        ours = isinstance(error, (UserError, LLMError, BaselineFailed, ServiceError, StoreError))
+        message = str(error) if ours else f"{type(error).__name__}: {error}"
+        err.print(f"[red]error:[/] {message}  [dim](BILEVEL_DEBUG=1 shows the traceback)[/]")
         sys.exit(1)
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: resume with `bilevel resume <id>` (see `bilevel runs`)")
