@@ -10,13 +10,11 @@ Prints figures; asserts nothing. Usage:
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import math
 import os
 import random
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -31,9 +29,11 @@ from infra.llm import LLMClient  # noqa: E402
 from infra.local_llm import register_local_provider, runtime_for  # noqa: E402
 from infra.local_model import ensure_model  # noqa: E402
 from infra.settings import Settings, load_settings  # noqa: E402
+from mechanisms.sandbox import SandboxError, SandboxHost  # noqa: E402
 from search.config import SearchConfig  # noqa: E402
 from search.params import ParamSpec  # noqa: E402
 from search.prompts import proposal_messages, reask_messages  # noqa: E402
+from search.research import extract_code  # noqa: E402
 from search.proposal import Proposal, ProposalError, parse_proposal, proposal_schema  # noqa: E402
 from search.state import state_from_trace  # noqa: E402
 from search.trace import Experiment, RunOutcome, Trace, config_with  # noqa: E402
@@ -235,23 +235,6 @@ MECHANISM_TASK = (
     "to a value that crashed before, and otherwise prefers the candidate whose changed parameters have the lowest "
     "mean val_bpb in the trace. Answer with the code only."
 )
-MECHANISM_RUNNER = r'''
-import json, resource, sys
-resource.setrlimit(resource.RLIMIT_AS, (512 * 2**20, 512 * 2**20))
-resource.setrlimit(resource.RLIMIT_CPU, (5, 5))
-payload = json.loads(sys.stdin.read())
-namespace = {}
-exec(compile(payload["source"], "<mechanism>", "exec"), namespace)
-classes = [v for v in namespace.values() if isinstance(v, type)]
-mechanism = classes[-1]()
-answers = []
-for case in payload["cases"]:
-    try:
-        answers.append(mechanism.screen(case["ctx"], case["candidates"]))
-    except Exception as error:
-        answers.append({"error": f"{type(error).__name__}: {error}"[:160]})
-print(json.dumps(answers))
-'''
 MECHANISM_CASES = [
     {   # candidate 0 repeats a crashed value: choose 1 (best mean for its parameter) or at least not 0
         "ctx": {"best_val_bpb": 2.6, "trace": [
@@ -275,42 +258,33 @@ MECHANISM_CASES = [
 ]  # fmt: skip
 
 
-def code_block(text: str) -> str:
-    if "```" not in text:
-        return text.strip()
-    body = text.split("```", 2)[1]
-    return body[body.find("\n") + 1 :].strip() if body.startswith(("python", "py")) else body.strip()
-
-
 def probe_mechanism(client: LLMClient, trial: int) -> dict[str, Any]:
     messages = [{"role": "system", "content": MECHANISM_SYSTEM}, {"role": "user", "content": MECHANISM_TASK}]
     started = time.perf_counter()
     answer = client.complete(messages, purpose="mechanism_probe", call_key=f"bench/mechanism/{trial}", max_tokens=700, temperature=0.3)
     report: dict[str, Any] = {"seconds": round(time.perf_counter() - started, 1), "completion_tokens": answer.usage.completion_tokens}
-    source = code_block(answer.text)
+    source = extract_code(answer.text)
     report["lines"] = len(source.splitlines())
-    try:
-        tree = ast.parse(source)
-    except SyntaxError as error:
-        report["compiles"] = f"no: {error.msg} (line {error.lineno})"
-        report["source"] = source
-        return report
-    report["compiles"] = "yes"
-    imports = sorted({alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-                     | {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)})  # fmt: skip
-    report["imports"] = imports
-    payload = json.dumps({"source": source, "cases": MECHANISM_CASES})
-    completed = subprocess.run([sys.executable, "-I", "-c", MECHANISM_RUNNER], input=payload, capture_output=True, text=True, timeout=20, check=False)
-    if completed.returncode != 0:
-        report["runs"] = "no: " + completed.stderr.strip().splitlines()[-1][:200] if completed.stderr.strip() else f"exit {completed.returncode}"
-    else:
-        results = json.loads(completed.stdout)
-        report["runs"] = "yes"
-        report["answers"] = results
-        report["sensible"] = [
-            (result.get("choose", "error") if isinstance(result, dict) else result) in case["sensible"]
-            for result, case in zip(results, MECHANISM_CASES)
-        ]
+    # LLM-written code runs only in the project's sandbox (policy check, lockdown, limits), as in Level 2.
+    with SandboxHost(call_timeout_s=5.0) as sandbox:
+        try:
+            sandbox.load("probe", source)
+        except SandboxError as error:
+            report["runs"] = f"no ({error.kind}): {str(error).splitlines()[0][:200]}"
+            report["source"] = source
+            return report
+        results = []
+        for case in MECHANISM_CASES:
+            try:
+                results.append(sandbox.call("probe", "screen", [case["ctx"], case["candidates"]]))
+            except SandboxError as error:
+                results.append({"error": f"{error.kind}: {error}"[:160]})
+    report["runs"] = "yes"
+    report["answers"] = results
+    report["sensible"] = [
+        (result.get("choose", "error") if isinstance(result, dict) else result) in case["sensible"]
+        for result, case in zip(results, MECHANISM_CASES)
+    ]
     report["source"] = source
     return report
 
