@@ -13,7 +13,7 @@ from bilevel.wiring import Resources, meta_run_spec_from_settings
 from flows.meta_run import meta_run
 from infra.runs import write_json_atomic
 from infra.settings import Settings
-from search.ablation import STANDARD_ARMS, AblationManifest, ArmRuns, ArmSpec
+from search.ablation import STANDARD_ARMS, AblationManifest, ArmRuns, ArmSpec, manifest_path
 from search.config import SearchConfig
 from search.run_spec import BudgetSpec, MetaRunSpec
 
@@ -74,10 +74,6 @@ class AblationSpec(BaseModel):
         )
 
 
-def manifest_path(res: Resources, ablation_id: str):
-    return res.settings.state_path / "ablations" / ablation_id / "manifest.json"
-
-
 @flow(name="ablation", flow_run_name="{spec.ablation_id}", validate_parameters=False)
 def ablation(spec: AblationSpec, res: Resources) -> AblationManifest:
     """Every (arm, repeat) meta-run, concurrently up to settings.max_workers; a failed meta-run is reported and
@@ -91,7 +87,7 @@ def ablation(spec: AblationSpec, res: Resources) -> AblationManifest:
         arms=[ArmRuns(arm=arm, meta_run_ids=[spec.meta_run_spec(arm, r).meta_run_id for r in range(spec.repeats)])
               for arm in arms],
     )
-    path = manifest_path(res, spec.ablation_id)
+    path = manifest_path(res.settings.state_path, spec.ablation_id)
     write_json_atomic(path, manifest.model_dump(mode="json"))
     jobs = [spec.meta_run_spec(arm, repeat) for repeat in range(spec.repeats) for arm in arms]
     runner = res.with_task_runner(meta_run)

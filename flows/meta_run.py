@@ -8,10 +8,10 @@ from bilevel.wiring import Resources
 from flows.generation import generation
 from flows.steps import source_for, train
 from infra.runs import meta_run_dir, write_json_atomic, write_mechanisms, write_trace
-from mechanisms.active import ActiveSet, resolve_initial_set
+from mechanisms.active import resolve_initial_set
 from search.iteration import baseline_experiment
-from search.params import json_value, same_value, values_of
-from search.run_spec import MetaRunSpec, MetaRunSummary
+from search.params import json_value, values_of
+from search.run_spec import MetaRunSpec, MetaRunSummary, summarize
 from search.state import state_from_trace
 from search.trace import LLMUsage, Trace
 from tasks.record import close_run, open_meta_run, record_experiment
@@ -29,34 +29,6 @@ def _baseline(spec: MetaRunSpec, res: Resources, run_id: str) -> Trace:
                       best_val_bpb=state.best.val_bpb)
     res.emit("baseline", experiment=trace.experiments[0])
     return trace
-
-
-def summarize(spec: MetaRunSpec, trace: Trace, run_id: str | None, trace_path: str | None, active: ActiveSet,
-              outer_llm: LLMUsage) -> MetaRunSummary:
-    """The outcome of a meta-run; LLM usage sums the proposals and the outer levels."""
-    state = state_from_trace(trace)
-    experiments = trace.experiments[1:]
-    usage = outer_llm
-    for experiment in experiments:
-        usage = usage + experiment.llm
-    return MetaRunSummary(
-        meta_run_id=spec.meta_run_id,
-        name=spec.name,
-        baseline_val_bpb=state.baseline.val_bpb,
-        best_val_bpb=state.best.val_bpb,
-        best_config=state.best.config,
-        best_changes={k: v for k, v in state.best.config.items() if not same_value(v, state.baseline.config.get(k))},
-        best_index=state.best.index,
-        experiments=len(experiments),
-        kept=sum(e.kept for e in experiments),
-        crashes=sum(e.outcome.status in ("crash", "timeout") for e in experiments),
-        invalid=sum(e.outcome.status == "invalid" for e in experiments),
-        llm=usage,
-        mlflow_run_id=run_id,
-        mlflow_experiment=f"bilevel/{spec.name}",
-        trace_path=trace_path,
-        mechanisms=[m.model_dump(exclude={"source"}) for m in active.mechanisms],
-    )
 
 
 @flow(name="meta-run", flow_run_name="{spec.meta_run_id}", validate_parameters=False)
@@ -88,7 +60,8 @@ def meta_run(spec: MetaRunSpec, res: Resources) -> MetaRunSummary:
             write_trace(res.settings.runs_dir, spec.meta_run_id, trace)
             write_mechanisms(res.settings.runs_dir, spec.meta_run_id, list(seen.values()))
         trace_path = write_trace(res.settings.runs_dir, spec.meta_run_id, trace)
-        summary = summarize(spec, trace, run_id, str(trace_path), active, outer_llm)
+        summary = summarize(spec, trace, run_id=run_id, trace_path=str(trace_path), outer_llm=outer_llm,
+                            mechanisms=[m.model_dump(exclude={"source"}) for m in active.mechanisms])
         write_json_atomic(trace_path.parent / "summary.json", summary.model_dump(mode="json"))
         best_source = source_for(res, summary.best_config)
         res.tracker.log_text(run_id, best_source, "best_train.py")

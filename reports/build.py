@@ -18,7 +18,7 @@ from reports.plots import plot_best_so_far, plot_deltas, plot_run
 from reports.run_data import RunData, load_run
 from reports.run_page import run_page
 from reports.stats import ablation_statistics
-from search.ablation import AblationManifest
+from search.ablation import AblationManifest, manifest_path
 from search.trace import Trace, best_so_far_curve
 
 if TYPE_CHECKING:
@@ -27,10 +27,6 @@ if TYPE_CHECKING:
 PAGE = "index.html"
 STATISTICS = "statistics.json"
 ARTIFACT_FOLDER = "report"
-
-
-def manifest_path(state_dir: Path, ablation_id: str) -> Path:
-    return state_dir / "ablations" / ablation_id / "manifest.json"
 
 
 def build_meta_run_report(runs_dir: Path, meta_run_id: str, out_dir: Path) -> Path:

@@ -10,6 +10,7 @@ from reports.html import (Markup, badge, cards, code_block, details, esc, figure
 from reports.influence import MechanismInfluence
 from reports.mechanism_section import mechanisms_section
 from reports.run_data import RunData
+from search.params import same_value
 from search.trace import Experiment
 
 HYPOTHESIS_CHARS = 400
@@ -85,7 +86,7 @@ def _best_config(run: RunData) -> Markup:
     if run.state is None:
         return Markup("")
     baseline, best = run.state.baseline.config, run.state.best.config
-    changed = [name for name in best if baseline.get(name) != best.get(name)]
+    changed = [name for name in best if not same_value(baseline.get(name), best.get(name))]
     if not changed:
         return section("Best configuration", tag("p", "The best val_bpb is the baseline's: no change helped."))
     rows = [[tag("code", name), _value(baseline.get(name)), _value(best.get(name))] for name in changed]

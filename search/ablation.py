@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -40,7 +41,7 @@ class ArmRuns(BaseModel):
 
 
 class AblationManifest(BaseModel):
-    """Written when an ablation starts and updated as its meta-runs finish: the report reads it."""
+    """Written when an ablation starts (it lists every meta-run id up front): the report reads it."""
 
     ablation_id: str
     created: str
@@ -53,3 +54,8 @@ class AblationManifest(BaseModel):
     seeds: list[int]
     reference_arm: str = "A"
     arms: list[ArmRuns]
+
+
+def manifest_path(state_dir: Path, ablation_id: str) -> Path:
+    """Where an ablation's manifest lives under a state directory (the flow writes it, the report reads it)."""
+    return state_dir / "ablations" / ablation_id / "manifest.json"

@@ -7,7 +7,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from search.config import SearchConfig
-from search.trace import LLMUsage
+from search.params import same_value
+from search.state import state_from_trace
+from search.trace import LLMUsage, Trace
 
 Level = Literal["1", "1.5", "2"]
 
@@ -65,3 +67,31 @@ class MetaRunSummary(BaseModel):
     @property
     def delta(self) -> float:
         return self.best_val_bpb - self.baseline_val_bpb
+
+
+def summarize(spec: MetaRunSpec, trace: Trace, *, run_id: str | None = None, trace_path: str | None = None,
+              outer_llm: LLMUsage | None = None, mechanisms: list[dict[str, Any]] | None = None) -> MetaRunSummary:
+    """The outcome of a meta-run; LLM usage sums the proposals and the outer levels."""
+    state = state_from_trace(trace)
+    experiments = trace.experiments[1:]
+    usage = outer_llm or LLMUsage()
+    for experiment in experiments:
+        usage = usage + experiment.llm
+    return MetaRunSummary(
+        meta_run_id=spec.meta_run_id,
+        name=spec.name,
+        baseline_val_bpb=state.baseline.val_bpb,
+        best_val_bpb=state.best.val_bpb,
+        best_config=state.best.config,
+        best_changes={k: v for k, v in state.best.config.items() if not same_value(v, state.baseline.config.get(k))},
+        best_index=state.best.index,
+        experiments=len(experiments),
+        kept=sum(e.kept for e in experiments),
+        crashes=sum(e.outcome.status in ("crash", "timeout") for e in experiments),
+        invalid=sum(e.outcome.status == "invalid" for e in experiments),
+        llm=usage,
+        mlflow_run_id=run_id,
+        mlflow_experiment=f"bilevel/{spec.name}",
+        trace_path=trace_path,
+        mechanisms=mechanisms or [],
+    )

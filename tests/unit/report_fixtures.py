@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from search.ablation import STANDARD_ARMS, AblationManifest, ArmRuns
-from search.run_spec import MetaRunSummary
+from search.ablation import STANDARD_ARMS, AblationManifest, ArmRuns, manifest_path
+from infra.runs import write_json_atomic, write_trace
+from search.run_spec import BudgetSpec, MetaRunSpec, summarize
 from search.state import state_from_trace
 from search.trace import Experiment, LLMUsage, MechanismActivity, RunOutcome, Trace, config_with
 
@@ -84,34 +85,18 @@ def synthetic_trace(seed: int, *, experiments: int = 24, gain: float = 0.0, gene
     return trace
 
 
-def summary_of(meta_run_id: str, trace: Trace) -> MetaRunSummary:
-    state = state_from_trace(trace)
-    searched = trace.experiments[1:]
-    llm = LLMUsage()
-    for experiment in trace.experiments:
-        llm = llm + experiment.llm
-    return MetaRunSummary(
-        meta_run_id=meta_run_id, name="synthetic", baseline_val_bpb=state.baseline.val_bpb,
-        best_val_bpb=state.best.val_bpb, best_config=state.best.config, best_index=state.best.index,
-        experiments=len(searched), kept=sum(1 for e in searched if e.kept),
-        crashes=sum(1 for e in searched if e.outcome.status in ("crash", "timeout")),
-        invalid=sum(1 for e in searched if e.outcome.status == "invalid"), llm=llm,
-    )
-
-
 def write_run(runs_dir: Path, meta_run_id: str, trace: Trace, *, finished: bool = True, seed: int = 0,
               levels: Sequence[str] = ("1",), sources: list[dict[str, str]] | None = None) -> Path:
     """A meta-run folder as the meta-run flow leaves it: spec.json, trace.json, summary.json (when finished)
     and mechanisms.json (when sources are given)."""
     folder = runs_dir / meta_run_id
     folder.mkdir(parents=True, exist_ok=True)
-    spec = {"meta_run_id": meta_run_id, "name": "synthetic", "generations": 3, "iterations": 8,
-            "levels": list(levels), "tracks": 1, "budget": {"mode": "steps", "value": 300}, "seed": seed,
-            "mechanisms": []}
-    (folder / "spec.json").write_text(json.dumps(spec))
-    (folder / "trace.json").write_text(trace.model_dump_json())
+    spec = MetaRunSpec(meta_run_id=meta_run_id, name="synthetic", generations=3, iterations=8, levels=list(levels),
+                       budget=BudgetSpec(mode="steps", value=300), seed=seed)
+    write_json_atomic(folder / "spec.json", spec.model_dump(mode="json"))
+    write_trace(runs_dir, meta_run_id, trace)
     if finished:
-        (folder / "summary.json").write_text(summary_of(meta_run_id, trace).model_dump_json())
+        write_json_atomic(folder / "summary.json", summarize(spec, trace).model_dump(mode="json"))
     if sources is not None:
         (folder / "mechanisms.json").write_text(json.dumps(sources))
     return folder
@@ -157,7 +142,6 @@ def write_ablation(state_dir: Path, ablation_id: str = "abl-1", *, repeats: int 
     manifest = AblationManifest(ablation_id=ablation_id, created="2025-01-01T00:00:00", workload="tinygpt",
                                 model="local/qwen2.5-coder-1.5b", budget_mode="steps", budget=300, generations=3,
                                 iterations=8, seeds=seeds, reference_arm="A", arms=arms)
-    path = state_dir / "ablations" / ablation_id / "manifest.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(manifest.model_dump_json(indent=1))
+    path = manifest_path(state_dir, ablation_id)
+    write_json_atomic(path, manifest.model_dump(mode="json"))
     return path
