@@ -11,7 +11,7 @@ from infra.runs import read_trace
 from infra.store import MechanismStore
 from search.run_spec import BudgetSpec, MetaRunSpec
 from tests.fixtures_s3 import s3_server  # noqa: F401  (fixture)
-from tests.integration.scripted import launches, proposal, scripted_settings, wired_resources, write_script
+from tests.integration.scripted import launches, llm_calls, proposal, scripted_settings, wired_resources, write_script
 
 pytestmark = pytest.mark.integration
 
@@ -122,4 +122,6 @@ def test_level_15_updated_the_config_and_the_trace_persisted(outer) -> None:
     assert len(launches(settings)) == 5
     assert summary.mechanisms and summary.mechanisms[0]["name"] == "prefer_second"
     proposals = sum(e.llm.calls for e in trace.experiments)
-    assert summary.llm.calls > proposals  # Level 1.5 and Level 2 calls are accounted too
+    answered = [call for call in llm_calls(settings) if "error" not in call]
+    assert summary.llm.calls > proposals  # Level 1.5 and Level 2 calls are accounted too...
+    assert summary.llm.calls == len(answered)  # ...each exactly once

@@ -115,13 +115,13 @@ def test_timeout_kills_the_run(workload, tmp_path):
     outcome = workload.run(workload.editable_source(), Budget(mode="steps", value=10_000), seed=0, run_dir=tmp_path, timeout_s=1.0)
     assert outcome.status == "timeout" and outcome.val_bpb is None
     assert "timeout" in outcome.error_tail
-    assert time.perf_counter() - started < 10
+    assert time.perf_counter() - started < 60  # 10,000 steps would take minutes: the 1 s timeout stopped it
 
 
 def test_time_budget_counts_training_seconds(workload, tmp_path):
     outcome = workload.run(workload.editable_source(), Budget(mode="time", value=1.0), seed=0, run_dir=tmp_path, timeout_s=120)
     assert outcome.ok, outcome.error_tail
-    assert 1.0 <= outcome.train_seconds < 3.0  # stops at the first step past the budget
+    assert 1.0 <= outcome.train_seconds < 10.0  # stops at the first step past the budget (a step is ~0.1 s)
     assert outcome.wall_seconds > outcome.train_seconds  # startup and evaluation are not training time
 
 
