@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from bilevel.wiring import store_service
 from infra.settings import Settings, load_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Bilevel autoresearch: an LLM improves a training "
@@ -48,18 +49,6 @@ def _prepare_process(settings: Settings) -> None:
 def new_meta_run_id(name: str) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     return f"{name}-{stamp}-{secrets.token_hex(2)}"
-
-
-@contextlib.contextmanager
-def store_service(settings: Settings, needed: bool = True) -> Iterator[None]:
-    """The embedded S3 server for the duration of a command, when needed and no endpoint is configured."""
-    if not needed or settings.s3_endpoint_url:
-        yield
-        return
-    from infra.services import embedded_s3
-
-    with embedded_s3(settings):
-        yield
 
 
 def _store(settings: Settings):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from infra.llm import LLMClient
@@ -105,6 +106,19 @@ def build_store(settings: Settings) -> MechanismStore:
     store = MechanismStore.from_endpoint(endpoint, bucket=settings.s3_bucket)
     store.ensure_bucket()
     return store
+
+
+@contextlib.contextmanager
+def store_service(settings: Settings, needed: bool = True) -> Iterator[None]:
+    """The embedded S3 server for the duration of a command or flow, when needed and no endpoint is configured;
+    a server started here is stopped on exit (one that was already running is left running)."""
+    if not needed or settings.s3_endpoint_url:
+        yield
+        return
+    from infra.services import embedded_s3
+
+    with embedded_s3(settings):
+        yield
 
 
 def build_resources(settings: Settings, *, with_store: bool | None = None) -> Resources:

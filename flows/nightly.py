@@ -10,7 +10,8 @@ from typing import Any
 
 from prefect import flow
 
-from bilevel.wiring import build_resources, meta_run_spec_from_settings, needs_store, resolve_mechanisms
+from bilevel.wiring import (build_resources, meta_run_spec_from_settings, needs_store, resolve_mechanisms,
+                            store_service)
 from flows.ablation import AblationSpec, ablation
 from flows.meta_run import meta_run
 from infra.runners import runner_for
@@ -32,7 +33,7 @@ def nightly(name: str = "nightly", meta_run_id: str | None = None, mechanisms: s
     """One meta-run on the settings of the machine it runs on; starts from the best mechanisms so far."""
     settings = load_settings(generations=generations, iterations=iterations, levels=levels, budget=budget)
     spec = meta_run_spec_from_settings(settings, meta_run_id or scheduled_id(name), name)
-    with runner_for(settings) as factory:
+    with runner_for(settings) as factory, store_service(settings, needs_store(spec, mechanisms)):
         res = build_resources(settings, with_store=needs_store(spec, mechanisms))
         res.task_runner = factory
         spec = spec.model_copy(update={"mechanisms": resolve_mechanisms(mechanisms, res)})
@@ -48,7 +49,7 @@ def scheduled_ablation(ablation_id: str | None = None, arms: str = "A,C,random",
     settings = load_settings(generations=generations, iterations=iterations, budget=budget)
     spec = AblationSpec.from_settings(settings, ablation_id=ablation_id or scheduled_id("ablation"),
                                       arms=arms.split(","), repeats=repeats)
-    with runner_for(settings) as factory:
+    with runner_for(settings) as factory, store_service(settings, spec.needs_store):
         res = build_resources(settings, with_store=spec.needs_store)
         res.task_runner = factory
         manifest = ablation(spec, res)
