@@ -32,7 +32,7 @@ def main() -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
 
     from flows.meta_run import meta_run
-    from search.run_spec import BudgetSpec, MetaRunSpec
+    from search.run_spec import Budget, MetaRunSpec
     from tests.integration.scripted import proposal, scripted_settings, wired_resources, write_script
 
     learning_rates = [0.001 * (k + 2) for k in range(args.iterations)]
@@ -44,7 +44,7 @@ def main() -> None:
     res.on_event = lambda event, data: stamps.append((time.perf_counter(), data.get("experiment"))) \
         if event in ("baseline", "experiment") else None
     spec = MetaRunSpec(meta_run_id="bench", generations=1, iterations=args.iterations, levels=["1"],
-                       budget=BudgetSpec(mode="steps", value=args.steps))
+                       budget=Budget(mode="steps", value=args.steps))
     started = time.perf_counter()
     meta_run(spec, res)
     total = time.perf_counter() - started

@@ -10,7 +10,7 @@ from infra.llm import LLMClient
 from infra.settings import LOCAL_MODEL, Settings
 from infra.tracking import Tracker
 from search.config import SearchConfig
-from search.run_spec import BudgetSpec, MetaRunSpec
+from search.run_spec import Budget, MetaRunSpec
 
 if TYPE_CHECKING:
     from infra.store import MechanismStore
@@ -154,7 +154,7 @@ def meta_run_spec_from_settings(settings: Settings, meta_run_id: str, name: str,
         research_every=settings.research_every,
         levels=settings.levels.split(","),
         tracks=settings.tracks,
-        budget=BudgetSpec(mode=settings.budget_mode, value=settings.budget),
+        budget=Budget(mode=settings.budget_mode, value=settings.budget),
         seed=settings.seed,
         search=search_config_from_settings(settings),
         mechanisms=mechanisms or [],

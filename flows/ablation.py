@@ -15,7 +15,7 @@ from infra.runs import write_json_atomic
 from infra.settings import Settings
 from search.ablation import STANDARD_ARMS, AblationManifest, ArmRuns, ArmSpec, manifest_path
 from search.config import SearchConfig
-from search.run_spec import BudgetSpec, MetaRunSpec
+from search.run_spec import Budget, MetaRunSpec
 
 
 class AblationSpec(BaseModel):
@@ -27,7 +27,7 @@ class AblationSpec(BaseModel):
     generations: int = Field(2, ge=1, le=100)
     iterations: int = Field(6, ge=1, le=1000)
     research_every: int = Field(1, ge=1)
-    budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    budget: Budget = Field(default_factory=Budget)
     first_seed: int = Field(0, ge=0)
     search: SearchConfig = Field(default_factory=SearchConfig)
     tracks: int = Field(1, ge=1, le=64)

@@ -8,7 +8,6 @@ from bilevel.wiring import Resources
 from search.run_spec import MetaRunSpec
 from search.trace import RunOutcome
 from tasks.train import RunPurpose, TrainRequest, train_and_evaluate
-from workloads.base import Budget
 
 
 def source_for(res: Resources, config: dict[str, Any]) -> str:
@@ -26,7 +25,7 @@ def train(res: Resources, spec: MetaRunSpec, *, generation: int, track: int, ite
         iteration=iteration,
         purpose=purpose,
         source=source,
-        budget=Budget(mode=spec.budget.mode, value=spec.budget.value),
+        budget=spec.budget,
         seed=seed,
         timeout_s=res.settings.train_timeout_s,
         workload=res.workload.name,

@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
+from search.run_spec import BudgetMode
+
 # Telemetry of the libraries we use reaches the internet unless switched off (DESIGN §11).
 # Applied at import time, before any of those libraries is imported, and never overriding a user's choice.
 TELEMETRY_OPT_OUTS = {
@@ -83,7 +85,7 @@ class Settings(BaseSettings):
 
     # -- workload -------------------------------------------------------------------------------
     workload: str = "tinygpt"
-    budget_mode: Literal["steps", "time", "flops"] = Field(
+    budget_mode: BudgetMode = Field(
         "flops", description="flops: training compute, 6 x params x tokens (deterministic and the same for every "
         "model and batch); steps: optimizer steps (deterministic); time: seconds of training.")
     budget: float = Field(9.9e11, gt=0, description="FLOPs (flops mode; 9.9e11 = 352 steps of tinygpt's CPU baseline), "

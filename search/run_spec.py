@@ -14,9 +14,20 @@ from search.trace import LLMUsage, Trace
 Level = Literal["1", "1.5", "2"]
 
 
-class BudgetSpec(BaseModel):
-    mode: Literal["steps", "time", "flops"] = "steps"
+BudgetMode = Literal["steps", "time", "flops"]
+
+
+class Budget(BaseModel):
+    """How long one training runs: a number of optimizer steps (deterministic), seconds of training, or
+    training compute in FLOPs (deterministic, and the same for every model and batch size)."""
+
+    mode: BudgetMode = "steps"
     value: float = Field(300, gt=0)
+
+    def describe(self) -> str:
+        if self.mode == "flops":
+            return f"{self.value:g} FLOPs"
+        return f"{int(self.value)} steps" if self.mode == "steps" else f"{self.value:g} s"
 
 
 class MetaRunSpec(BaseModel):
@@ -31,7 +42,7 @@ class MetaRunSpec(BaseModel):
     research_every: int = Field(1, ge=1, le=1000, description="M: Level 2 every M generations.")
     levels: list[Level] = Field(default_factory=lambda: ["1", "1.5", "2"])
     tracks: int = Field(1, ge=1, le=64)
-    budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    budget: Budget = Field(default_factory=Budget)
     seed: int = Field(0, ge=0)
     search: SearchConfig = Field(default_factory=SearchConfig)
     mechanisms: list[str] = Field(default_factory=list, description="Mechanisms active from the start: name@version.")

@@ -12,7 +12,8 @@ from pydantic import BaseModel
 
 from search.trace import RunOutcome
 from tasks.cache import cache_key_from
-from workloads.base import Budget, Workload
+from search.run_spec import Budget
+from workloads.base import Workload
 
 RunPurpose = Literal["baseline", "candidate", "confirm"]
 

@@ -5,28 +5,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, Field
+from typing import Any
 
 from search.params import ParamSpec
+from search.run_spec import Budget
 from search.trace import RunOutcome
 from workloads.hyperblock import apply_changes, parse_params
-
-BudgetMode = Literal["steps", "time", "flops"]
-
-
-class Budget(BaseModel):
-    """How long one training runs: a number of optimizer steps (deterministic), seconds of training, or
-    training compute in FLOPs (deterministic, and the same for every model and batch size)."""
-
-    mode: BudgetMode = "steps"
-    value: float = Field(300, gt=0)
-
-    def describe(self) -> str:
-        if self.mode == "flops":
-            return f"{self.value:g} FLOPs"
-        return f"{int(self.value)} steps" if self.mode == "steps" else f"{self.value:g} s"
 
 
 class Workload(ABC):

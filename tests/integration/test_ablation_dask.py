@@ -11,7 +11,7 @@ import pytest
 
 from flows.ablation import AblationSpec, ablation
 from infra.runners import local_dask_cluster, task_runner_factory
-from search.run_spec import BudgetSpec
+from search.run_spec import Budget
 from tests.integration.scripted import launches, proposal, scripted_settings, wired_resources, write_script
 
 pytestmark = pytest.mark.integration
@@ -26,7 +26,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory):
         proposal({"MATRIX_LR": 0.006}), proposal({"EMBEDDING_LR": 0.01}), proposal({"UNEMBEDDING_LR": 0.01})]})
     settings = scripted_settings(tmp, script, task_runner="dask", max_workers=2)
     spec = AblationSpec(ablation_id="abl-test", arms=["A", "random"], repeats=REPEATS, generations=1, iterations=2,
-                        budget=BudgetSpec(mode="steps", value=6))
+                        budget=Budget(mode="steps", value=6))
     with local_dask_cluster(2) as address:
         worker_pids = {p.pid for p in psutil.Process(os.getpid()).children(recursive=True)}
         res = wired_resources(settings)

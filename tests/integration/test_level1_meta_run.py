@@ -9,7 +9,7 @@ import pytest
 
 from flows.meta_run import meta_run
 from search.config import SearchConfig
-from search.run_spec import BudgetSpec, MetaRunSpec
+from search.run_spec import Budget, MetaRunSpec
 from tests.integration.scripted import launches, llm_calls, proposal, scripted_settings, wired_resources, write_script
 
 pytestmark = pytest.mark.integration
@@ -31,7 +31,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory):
     )
     settings = scripted_settings(tmp, script)
     spec = MetaRunSpec(meta_run_id="level1-test", generations=1, iterations=3, levels=["1"],
-                       budget=BudgetSpec(mode="steps", value=8), seed=0, search=SearchConfig(confirm_seed=1))
+                       budget=Budget(mode="steps", value=8), seed=0, search=SearchConfig(confirm_seed=1))
     res = wired_resources(settings)
     summary = meta_run(spec, res)
     return spec, settings, res, summary

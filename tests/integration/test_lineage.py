@@ -8,7 +8,7 @@ import pytest
 from flows.meta_run import meta_run
 from infra.lineage import best_versions, influence_of, mechanism_lineage, run_lineage
 from infra.store import MechanismStore
-from search.run_spec import BudgetSpec, MetaRunSpec
+from search.run_spec import Budget, MetaRunSpec
 from tests.fixtures_s3 import s3_server  # noqa: F401  (fixture)
 from tests.integration.scripted import proposal, scripted_settings, wired_resources, write_script
 
@@ -44,7 +44,7 @@ def _night(tmp, store, meta_run_id: str, code: str, mechanisms: list[str], offse
     by_key = {"propose/*/c1/*": proposal({"FINAL_LR_FRAC": 0.05 + offset})}
     settings = scripted_settings(tmp, write_script(tmp / f"{meta_run_id}.json", answers, by_key))
     spec = MetaRunSpec(meta_run_id=meta_run_id, name="nightly", generations=2, iterations=1, levels=["1", "2"],
-                       budget=BudgetSpec(mode="steps", value=5), mechanisms=mechanisms)
+                       budget=Budget(mode="steps", value=5), mechanisms=mechanisms)
     res = wired_resources(settings, store=store)
     return meta_run(spec, res), res
 

@@ -9,7 +9,7 @@ import pytest
 from flows.meta_run import meta_run
 from infra.runs import read_trace
 from infra.store import MechanismStore
-from search.run_spec import BudgetSpec, MetaRunSpec
+from search.run_spec import Budget, MetaRunSpec
 from tests.fixtures_s3 import s3_server  # noqa: F401  (fixture)
 from tests.integration.scripted import launches, llm_calls, proposal, scripted_settings, wired_resources, write_script
 
@@ -72,7 +72,7 @@ def outer(tmp_path_factory: pytest.TempPathFactory, s3_server):  # noqa: F811
     store = MechanismStore.from_endpoint(endpoint, "outer-loop-test", connect_timeout_s=1.0, read_timeout_s=5.0)
     store.ensure_bucket()
     spec = MetaRunSpec(meta_run_id="outer-test", generations=2, iterations=2, levels=["1", "1.5", "2"],
-                       budget=BudgetSpec(mode="steps", value=6), seed=0)
+                       budget=Budget(mode="steps", value=6), seed=0)
     res = wired_resources(settings, store=store)
     summary = meta_run(spec, res)
     return spec, settings, res, store, summary

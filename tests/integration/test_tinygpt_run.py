@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from infra.settings import load_settings
-from workloads.base import Budget
+from search.run_spec import Budget
 from workloads.subprocess_run import run_script
 from workloads.tinygpt import data
 from workloads.tinygpt.summary import parse_summary

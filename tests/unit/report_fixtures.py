@@ -10,7 +10,7 @@ from typing import Any
 
 from search.ablation import STANDARD_ARMS, AblationManifest, ArmRuns, manifest_path
 from infra.runs import write_json_atomic, write_trace
-from search.run_spec import BudgetSpec, MetaRunSpec, summarize
+from search.run_spec import Budget, MetaRunSpec, summarize
 from search.state import state_from_trace
 from search.trace import Experiment, LLMUsage, MechanismActivity, RunOutcome, Trace, config_with
 
@@ -92,7 +92,7 @@ def write_run(runs_dir: Path, meta_run_id: str, trace: Trace, *, finished: bool 
     folder = runs_dir / meta_run_id
     folder.mkdir(parents=True, exist_ok=True)
     spec = MetaRunSpec(meta_run_id=meta_run_id, name="synthetic", generations=3, iterations=8, levels=list(levels),
-                       budget=BudgetSpec(mode="steps", value=300), seed=seed)
+                       budget=Budget(mode="steps", value=300), seed=seed)
     write_json_atomic(folder / "spec.json", spec.model_dump(mode="json"))
     write_trace(runs_dir, meta_run_id, trace)
     if finished:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from infra.settings import Settings
-from workloads.base import Budget
+from search.run_spec import Budget
 from workloads.tinygpt.workload import run_environment
 
 BASELINE_PARAMS = 229_384  # train.py's baseline: DEPTH 4, width 64, byte vocabulary, embedding and lm_head included

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from search.params import ParamError, ParamKind
-from workloads.base import Budget
+from search.run_spec import Budget
 from workloads.hyperblock import current_values, parse_params
 from workloads.subprocess_run import ProcessResult, scrubbed_environment
 from workloads.tinygpt.presets import H100, apply_preset, param_line, preset_source

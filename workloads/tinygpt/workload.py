@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from search.trace import RunOutcome
-from workloads.base import Budget, Workload
+from search.run_spec import Budget
+from workloads.base import Workload
 from workloads.subprocess_run import ProcessResult, run_script, scrubbed_environment
 from workloads.tinygpt import data
 from workloads.tinygpt.presets import preset_source
