@@ -50,8 +50,8 @@ class ParamSpec(BaseModel):
         if self.kind is ParamKind.BOOL:
             return "true or false"
         if self.kind is ParamKind.FLOAT_TUPLE:
-            return f"{self.length} floats, each in [{_fmt(self.low)}, {_fmt(self.high)}]"
-        return f"{self.kind.value} in [{_fmt(self.low)}, {_fmt(self.high)}]"
+            return f"{self.length} floats, each in [{number_text(self.low)}, {number_text(self.high)}]"
+        return f"{self.kind.value} in [{number_text(self.low)}, {number_text(self.high)}]"
 
     def to_json(self) -> dict[str, Any]:
         data = self.model_dump(mode="json", exclude_none=True)
@@ -60,7 +60,8 @@ class ParamSpec(BaseModel):
         return data
 
 
-def _fmt(number: float | None) -> str:
+def number_text(number: float | None) -> str:
+    """A range bound as written in a block line and in messages: 3 rather than 3.0, '?' when unknown."""
     if number is None:
         return "?"
     return repr(int(number)) if float(number).is_integer() and abs(number) < 1e15 else repr(number)
@@ -84,7 +85,7 @@ def _as_finite_number(spec: ParamSpec, value: Any) -> float:
 def _check_range(spec: ParamSpec, number: float, original: Any, label: str | None = None) -> None:
     name = label or spec.name
     if spec.low is not None and number < spec.low or spec.high is not None and number > spec.high:
-        raise ParamError(f"{name}: {shown(original)} is outside the allowed range [{_fmt(spec.low)}, {_fmt(spec.high)}]")
+        raise ParamError(f"{name}: {shown(original)} is outside the allowed range [{number_text(spec.low)}, {number_text(spec.high)}]")
 
 
 def validate_value(spec: ParamSpec, value: Any) -> ParamValue:

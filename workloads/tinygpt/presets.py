@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from search.params import ParamKind, ParamSpec, literal_source
+from search.params import ParamKind, ParamSpec, literal_source, number_text
 from workloads.hyperblock import ScriptError, parse_params
 
 
@@ -48,10 +48,6 @@ H100: dict[str, Setting] = {
 PRESETS: dict[str, dict[str, Setting]] = {"cpu": {}, "h100": H100}
 
 
-def _number_text(number: float) -> str:
-    return repr(int(number)) if float(number).is_integer() and abs(number) < 1e15 else repr(float(number))
-
-
 def param_line(spec: ParamSpec) -> str:
     """The block line of `spec`, in the format workloads/hyperblock.py parses."""
     if spec.kind is ParamKind.CHOICE:
@@ -59,7 +55,7 @@ def param_line(spec: ParamSpec) -> str:
     elif spec.kind is ParamKind.BOOL:
         bracket = ""
     else:
-        bracket = f" [{_number_text(spec.low)}, {_number_text(spec.high)}]"  # type: ignore[arg-type]
+        bracket = f" [{number_text(spec.low)}, {number_text(spec.high)}]"  # type: ignore[arg-type]
     assignment = f"{spec.name} = {literal_source(spec.value)}"
     return f"{assignment:<27} # {spec.kind.value}{bracket}{' log' if spec.log else ''}: {spec.description}"
 
