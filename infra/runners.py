@@ -33,7 +33,7 @@ def task_runner_factory(settings: Settings, dask_address: str | None = None) -> 
             from prefect_ray import RayTaskRunner
         except ImportError as error:
             raise ValueError("task_runner=ray needs prefect-ray: pip install -e '.[ray]'") from error
-        return lambda: RayTaskRunner(address=settings.dask_address) if settings.dask_address else RayTaskRunner()
+        return lambda: RayTaskRunner(address=settings.ray_address) if settings.ray_address else RayTaskRunner()
     raise ValueError(f"unknown task runner {kind!r}")
 
 

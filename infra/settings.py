@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     # -- orchestration ----------------------------------------------------------------------------
     task_runner: Literal["threads", "dask", "ray"] = "threads"
     dask_address: str | None = Field(None, description="An existing Dask scheduler; default: a local cluster.")
+    ray_address: str | None = Field(None, description="An existing Ray cluster (ray://...); default: a local Ray.")
     max_workers: int = Field(2, ge=1, le=1024, description="Bound on concurrent tasks (trainings, tracks).")
 
     # -- workload -------------------------------------------------------------------------------
