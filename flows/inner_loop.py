@@ -21,7 +21,7 @@ from search.run_spec import MetaRunSpec
 from search.state import SearchState, state_from_trace
 from search.trace import Experiment, LLMUsage, Trace, config_with
 from tasks.propose import ProposalRequest, propose
-from tasks.propose_tpe import tpe_proposal
+from search.tpe_proposal import tpe_proposal
 from flows.steps import source_for, train
 from tasks.record import record_experiment
 

@@ -55,7 +55,7 @@ def tpe_proposal(specs: list[ParamSpec], trace: Trace, current: dict[str, Any], 
         state = optuna.trial.TrialState.COMPLETE if experiment.measured is not None else optuna.trial.TrialState.FAIL
         study.add_trial(optuna.trial.create_trial(params=_flatten(experiment.config, distributions),
                                                   distributions=distributions, state=state,
-                                                  value=experiment.measured if experiment.measured is not None else None))
+                                                  value=experiment.measured))
     trial = study.ask(distributions)
     changes: dict[str, Any] = {}
     for spec in specs:
