@@ -73,6 +73,9 @@ def _store(settings: Settings) -> list[Check]:
         return [Check("S3 store", "ok", f"external endpoint {status['endpoint']}, bucket {status['bucket']}")]
     if not status.get("binary"):
         return [Check("S3 store", "fail", "the embedded server's `weed` binary is missing: run the setup again")]
+    if status.get("running") and not status.get("answers"):
+        return [Check("S3 store", "fail", f"embedded SeaweedFS (pid {status.get('pid')}) runs but does not answer on "
+                                          f"{status['endpoint']}; see {status['log_file']}")]
     state = "running" if status.get("running") else "started on demand by the commands that need it"
     return [Check("S3 store", "ok", f"embedded SeaweedFS {status['endpoint']} ({state}), data in {status['data_dir']}")]
 
