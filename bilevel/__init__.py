@@ -1,1 +1,1 @@
-"""bilevel: the command line and the wiring of resources from settings."""
+"""bilevel: the command line (the wiring of resources lives in infra/resources.py, below the flows)."""

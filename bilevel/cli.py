@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from bilevel.wiring import store_service
+from infra.resources import store_service
 from infra.settings import Settings, load_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Bilevel autoresearch: an LLM improves a training "
@@ -52,7 +52,7 @@ def new_meta_run_id(name: str) -> str:
 
 
 def _store(settings: Settings):
-    from bilevel.wiring import build_store
+    from infra.resources import build_store
 
     return build_store(settings)
 
@@ -66,16 +66,13 @@ def _tracker(settings: Settings):
 def _execute(settings: Settings, spec, mechanisms: str | None = None) -> None:
     """Run (or resume) one meta-run with a live display, then print the summary."""
     from bilevel.progress import RunProgress, summary_table
-    from bilevel.wiring import build_resources, needs_store, resolve_mechanisms
     from flows.meta_run import meta_run
-    from infra.runners import runner_for
+    from infra.resources import needs_store, open_resources, resolve_mechanisms
 
     started = time.perf_counter()
-    with_store = needs_store(spec, mechanisms)
-    with runner_for(settings) as task_runner, store_service(settings, with_store):
+    with contextlib.ExitStack() as stack:
         with console.status("starting services (MLflow, S3 store, the workload's data, the LLM)..."):
-            res = build_resources(settings, with_store=with_store)
-            res.task_runner = task_runner
+            res = stack.enter_context(open_resources(settings, with_store=needs_store(spec, mechanisms)))
             if mechanisms is not None:
                 spec = spec.model_copy(update={"mechanisms": resolve_mechanisms(mechanisms, res)})
         console.print(f"[bold]meta-run[/] {spec.meta_run_id}: {spec.generations} generation(s) x {spec.iterations} "
@@ -113,7 +110,7 @@ def run(
     settings = _settings(iterations=iterations, generations=generations, levels=levels, budget_mode=budget_mode,
                          budget=budget, seed=seed, model=model, research_every=research_every, tracks=tracks)
     _prepare_process(settings)
-    from bilevel.wiring import meta_run_spec_from_settings
+    from infra.resources import meta_run_spec_from_settings
 
     spec = meta_run_spec_from_settings(settings, meta_run_id or new_meta_run_id(name), name)
     _execute(settings, spec, mechanisms)
@@ -204,17 +201,14 @@ def ablate(
     """Compare arms (levels and control arms) over paired repeats, then report statistics."""
     settings = _settings(generations=generations, iterations=iterations, budget=budget, model=model)
     _prepare_process(settings)
-    from bilevel.wiring import build_resources
     from flows.ablation import AblationSpec, ablation
-    from infra.runners import runner_for
+    from infra.resources import open_resources
 
     spec = AblationSpec.from_settings(settings, ablation_id=ablation_id or new_meta_run_id("ablation"),
                                       arms=[a.strip() for a in arms.split(",")], repeats=repeats)
     console.print(f"[bold]ablation[/] {spec.ablation_id}: arms {', '.join(spec.arms)} x {repeats} repeats, "
                   f"{spec.generations} x {spec.iterations} iterations, budget {spec.budget.value:g} {spec.budget.mode}")
-    with runner_for(settings) as task_runner, store_service(settings, spec.needs_store):
-        res = build_resources(settings, with_store=spec.needs_store)
-        res.task_runner = task_runner
+    with open_resources(settings, with_store=spec.needs_store) as res:
         done = {"n": 0}
         total = len(spec.arms) * repeats * spec.generations * spec.iterations
 

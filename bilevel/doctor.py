@@ -27,7 +27,7 @@ def _paths(settings: Settings) -> list[Check]:
 
 
 def _llm(settings: Settings) -> list[Check]:
-    from bilevel.wiring import build_llm
+    from infra.resources import build_llm
 
     checks = []
     if settings.model.startswith("local/"):

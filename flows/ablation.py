@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from prefect import flow
 from pydantic import BaseModel, Field
 
-from bilevel.wiring import Resources, meta_run_spec_from_settings
+from infra.resources import Resources, meta_run_spec_from_settings
 from flows.meta_run import meta_run
 from infra.runs import write_json_atomic
 from infra.settings import Settings

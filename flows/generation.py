@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from prefect import flow
 from pydantic import BaseModel
 
-from bilevel.wiring import Resources
+from infra.resources import Resources
 from flows.inner_loop import InnerLoopResult, inner_loop
 from mechanisms.active import ActiveSet, review_active_set
 from search.config import SearchConfig

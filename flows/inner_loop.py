@@ -7,7 +7,7 @@ from typing import Any
 from prefect import flow
 from pydantic import BaseModel, Field
 
-from bilevel.wiring import Resources
+from infra.resources import Resources
 from mechanisms.active import ActiveSet, open_runtime
 from mechanisms.api import PlanAdvice, build_context, candidate_view, experiment_view
 from search.acceptance import default_keep, needs_confirmation

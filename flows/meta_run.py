@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from bilevel.wiring import Resources
+from infra.resources import Resources
 from flows.generation import generation
 from flows.steps import source_for, train
 from infra.runs import meta_run_dir, write_json_atomic, write_mechanisms, write_trace

@@ -10,11 +10,9 @@ from typing import Any
 
 from prefect import flow
 
-from bilevel.wiring import (build_resources, meta_run_spec_from_settings, needs_store, resolve_mechanisms,
-                            store_service)
+from infra.resources import meta_run_spec_from_settings, needs_store, open_resources, resolve_mechanisms
 from flows.ablation import AblationSpec, ablation
 from flows.meta_run import meta_run
-from infra.runners import runner_for
 from infra.settings import load_settings
 
 
@@ -33,9 +31,7 @@ def nightly(name: str = "nightly", meta_run_id: str | None = None, mechanisms: s
     """One meta-run on the settings of the machine it runs on; starts from the best mechanisms so far."""
     settings = load_settings(generations=generations, iterations=iterations, levels=levels, budget=budget)
     spec = meta_run_spec_from_settings(settings, meta_run_id or scheduled_id(name), name)
-    with runner_for(settings) as factory, store_service(settings, needs_store(spec, mechanisms)):
-        res = build_resources(settings, with_store=needs_store(spec, mechanisms))
-        res.task_runner = factory
+    with open_resources(settings, with_store=needs_store(spec, mechanisms)) as res:
         spec = spec.model_copy(update={"mechanisms": resolve_mechanisms(mechanisms, res)})
         summary = res.with_task_runner(meta_run)(spec, res)
     print(f"{spec.meta_run_id}: best val_bpb {summary.best_val_bpb:.4f} (Δ {summary.delta:+.4f})")
@@ -49,8 +45,6 @@ def scheduled_ablation(ablation_id: str | None = None, arms: str = "A,C,random",
     settings = load_settings(generations=generations, iterations=iterations, budget=budget)
     spec = AblationSpec.from_settings(settings, ablation_id=ablation_id or scheduled_id("ablation"),
                                       arms=arms.split(","), repeats=repeats)
-    with runner_for(settings) as factory, store_service(settings, spec.needs_store):
-        res = build_resources(settings, with_store=spec.needs_store)
-        res.task_runner = factory
+    with open_resources(settings, with_store=spec.needs_store) as res:
         manifest = ablation(spec, res)
     return manifest.model_dump(mode="json")

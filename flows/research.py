@@ -6,7 +6,7 @@ from __future__ import annotations
 from prefect import flow
 from pydantic import BaseModel
 
-from bilevel.wiring import Resources
+from infra.resources import Resources
 from infra.tracking import run_key
 from mechanisms.active import ActiveMechanism, ActiveSet
 from mechanisms.api import __doc__ as API_TEXT

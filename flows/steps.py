@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bilevel.wiring import Resources
+from infra.resources import Resources
 from search.run_spec import MetaRunSpec
 from search.trace import RunOutcome
 from tasks.train import RunPurpose, TrainRequest, train_and_evaluate

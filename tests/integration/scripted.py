@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bilevel.wiring import Resources, build_llm
+from infra.resources import Resources, build_llm
 from infra.settings import Settings
 from infra.tracking import Tracker
 from workloads.tinygpt.workload import TinyGPT

@@ -1,4 +1,4 @@
-"""The one place where resources are built from settings (like Dagster's definitions): tests pass their own."""
+"""The one place where resources are built from settings (like Dagster's definitions): flows take them, tests pass their own."""
 
 from __future__ import annotations
 
@@ -135,6 +135,22 @@ def build_resources(settings: Settings, *, with_store: bool | None = None) -> Re
         tracker=Tracker(settings.resolved_tracking_uri, settings.mlflow_artifact_root),
         store=build_store(settings) if need_store else None,
     )
+
+
+@contextlib.contextmanager
+def open_resources(settings: Settings, *, with_store: bool | None = None,
+                   on_event: Callable[[str, dict[str, Any]], None] | None = None) -> Iterator[Resources]:
+    """Resources for one command or scheduled flow: the task runner (a local Dask cluster when asked for), the
+    embedded S3 server when the store is needed, and everything `build_resources` makes; services started here
+    are stopped on exit."""
+    from infra.runners import runner_for
+
+    need_store = "2" in settings.level_set if with_store is None else with_store
+    with runner_for(settings) as task_runner, store_service(settings, need_store):
+        res = build_resources(settings, with_store=need_store)
+        res.task_runner = task_runner
+        res.on_event = on_event
+        yield res
 
 
 def search_config_from_settings(settings: Settings) -> SearchConfig:
