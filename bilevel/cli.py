@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import sys
@@ -17,6 +16,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from infra.resources import store_service
 from infra.settings import Settings, load_settings
@@ -63,7 +63,22 @@ def _tracker(settings: Settings):
     return Tracker(settings.resolved_tracking_uri, settings.mlflow_artifact_root)
 
 
-def _execute(settings: Settings, spec, mechanisms: str | None = None) -> None:
+WorkloadOption = Annotated[Optional[str], typer.Option(
+    help="What to optimise: tinygpt (default), toy, an installed entry point, package.module:Class, or a path to a "
+         "training script.")]
+MetricOption = Annotated[Optional[str], typer.Option(help="A script's metric: the `NAME: value` line it prints after "
+                                                          "`---`, or the key it writes to metrics.json.")]
+GoalOption = Annotated[Optional[str], typer.Option(help="minimize (default) or maximize.")]
+FixedOption = Annotated[Optional[str], typer.Option(help="Comma list of parameters no level may change.")]
+
+
+def _workload_overrides(workload: str | None, metric: str | None, goal: str | None, fixed: str | None,
+                        budget_param: str | None, seed_param: str | None, command: str | None) -> dict[str, Any]:
+    return {"workload": workload, "metric": metric, "goal": goal, "fixed": fixed, "budget_param": budget_param,
+            "seed_param": seed_param, "command": command}
+
+
+def _execute(settings: Settings, spec, workload, mechanisms: str | None = None) -> None:
     """Run (or resume) one meta-run with a live display, then print the summary."""
     from bilevel.progress import RunProgress, summary_table
     from flows.meta_run import meta_run
@@ -72,16 +87,18 @@ def _execute(settings: Settings, spec, mechanisms: str | None = None) -> None:
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         with console.status("starting services (MLflow, S3 store, the workload's data, the LLM)..."):
-            res = stack.enter_context(open_resources(settings, with_store=needs_store(spec, mechanisms)))
+            res = stack.enter_context(open_resources(settings, with_store=needs_store(spec, mechanisms),
+                                                     workload=workload))
             if mechanisms is not None:
                 spec = spec.model_copy(update={"mechanisms": resolve_mechanisms(mechanisms, res)})
-        console.print(f"[bold]meta-run[/] {spec.meta_run_id}: {spec.generations} generation(s) x {spec.iterations} "
-                      f"iteration(s), levels {','.join(spec.levels)}, budget {spec.budget.value:g} {spec.budget.mode}, "
-                      f"model {settings.model}, mechanisms {', '.join(spec.mechanisms) or 'none'}")
-        console.print(f"state: {settings.state_path}   (resume after a failure: bilevel resume {spec.meta_run_id})")
+        console.print(Text.assemble(("meta-run ", "bold"), (
+            f"{spec.meta_run_id}: {workload.name}, {workload.objective.describe()}; {spec.generations} generation(s) x "
+            f"{spec.iterations} iteration(s), levels {','.join(spec.levels)}, budget {spec.budget.describe()}, "
+            f"model {settings.model}, mechanisms {', '.join(spec.mechanisms) or 'none'}")))
+        console.print(Text(f"state: {settings.state_path}   (resume after a failure: bilevel resume {spec.meta_run_id})"))
         total = spec.generations * spec.iterations * spec.tracks
         flow = res.with_task_runner(meta_run)
-        with RunProgress(console, total) as progress:
+        with RunProgress(console, total, workload.objective) as progress:
             res.on_event = progress.on_event
             summary = flow(spec, res)
     console.print()
@@ -105,46 +122,77 @@ def run(
     meta_run_id: Annotated[Optional[str], typer.Option("--id", help="Meta-run id (default: generated).")] = None,
     mechanisms: Annotated[Optional[str], typer.Option(help="Mechanisms active from the start: none, best, or a "
                                                            "comma list of name, name@VersionId, library:name.")] = None,
+    workload: WorkloadOption = None,
+    metric: MetricOption = None,
+    goal: GoalOption = None,
+    fixed: FixedOption = None,
+    budget_param: Annotated[Optional[str], typer.Option(help="A script's literal set from the budget (steps).")] = None,
+    seed_param: Annotated[Optional[str], typer.Option(help="A script's literal set from the run's seed.")] = None,
+    command: Annotated[Optional[str], typer.Option(help="How a script runs, e.g. '{python} {script} --fast'.")] = None,
+    program: Annotated[Optional[Path], typer.Option(help="A text file of research direction for every prompt.")] = None,
+    max_llm_cost: Annotated[Optional[float], typer.Option(help="Stop cleanly once LLM calls cost this many USD.")] = None,
+    max_hours: Annotated[Optional[float], typer.Option(help="Stop cleanly after this many hours.")] = None,
 ) -> None:
     """Run a meta-run on the embedded defaults (or what settings and options say)."""
     settings = _settings(iterations=iterations, generations=generations, levels=levels, budget_mode=budget_mode,
-                         budget=budget, seed=seed, model=model, research_every=research_every, tracks=tracks)
+                         budget=budget, seed=seed, model=model, research_every=research_every, tracks=tracks,
+                         program=program, max_llm_cost_usd=max_llm_cost, max_hours=max_hours,
+                         **_workload_overrides(workload, metric, goal, fixed, budget_param, seed_param, command))
     _prepare_process(settings)
-    from infra.resources import meta_run_spec_from_settings
+    from infra.resources import build_workload, meta_run_spec_from_settings
 
-    spec = meta_run_spec_from_settings(settings, meta_run_id or new_meta_run_id(name), name)
-    _execute(settings, spec, mechanisms)
+    chosen = build_workload(settings)
+    spec = meta_run_spec_from_settings(settings, chosen, meta_run_id or new_meta_run_id(name), name)
+    _execute(settings, spec, chosen, mechanisms)
 
 
 @app.command()
-def resume(meta_run_id: Annotated[str, typer.Argument(help="The id of the meta-run to resume.")]) -> None:
-    """Re-run a failed or interrupted meta-run: finished trainings and LLM answers are reused, the rest runs."""
-    from search.run_spec import MetaRunSpec
+def resume(
+    meta_run_id: Annotated[str, typer.Argument(help="The id of the meta-run to resume.")],
+    max_llm_cost: Annotated[Optional[float], typer.Option(help="A new LLM cost limit (USD) for the rest.")] = None,
+    max_hours: Annotated[Optional[float], typer.Option(help="A new time limit (hours) for the rest.")] = None,
+) -> None:
+    """Re-run a failed, interrupted or limit-stopped meta-run: finished trainings and LLM answers are reused, the rest
+    runs. Its recorded spec (workload, budget, knobs) is used as it was."""
+    from infra.resources import build_workload
 
     base = _settings()
-    run_dir = base.runs_dir / meta_run_id
-    if not (run_dir / "spec.json").is_file():
+    folder = _run_folder(base, meta_run_id)
+    if not folder.exists():
         raise UserError(f"no meta-run {meta_run_id!r} under {base.runs_dir} (see: bilevel runs)")
-    saved = json.loads((run_dir / "settings.json").read_text())
+    saved = folder.read_settings()
     # The run's own settings win, except where this process's environment names the services differently
     # (an embedded S3 server is found through its pid file, wherever its port moved).
-    keep = {k: v for k, v in saved.items()
-            if k not in ("state_dir", "cache_dir", "mlflow_tracking_uri", "s3_endpoint_url", "s3_port")}
+    keep = {k: v for k, v in saved.items() if k in Settings.model_fields
+            and k not in ("state_dir", "cache_dir", "mlflow_tracking_uri", "s3_endpoint_url", "s3_port")}
     settings = _settings(**keep)
     _prepare_process(settings)
-    spec = MetaRunSpec.model_validate_json((run_dir / "spec.json").read_text())
-    _execute(settings, spec)
+    spec = folder.read_spec()
+    limits = {k: v for k, v in {"max_llm_cost_usd": max_llm_cost, "max_hours": max_hours}.items() if v is not None}
+    if limits:
+        spec = spec.model_validate({**spec.model_dump(), **limits})
+    _execute(settings, spec, build_workload(settings, spec.workload))
+
+
+def _run_folder(settings: Settings, meta_run_id: str):
+    """The folder of a meta-run id, refusing anything that is not a plain id (a path would leave the state dir)."""
+    from infra.runs import RunFolder
+
+    try:
+        return RunFolder(settings.runs_dir, meta_run_id)
+    except ValueError as error:
+        raise UserError(str(error)) from None
 
 
 @app.command()
-def setup() -> None:
+def setup(workload: WorkloadOption = None, metric: MetricOption = None) -> None:
     """Provision the workload's data and the local model (idempotent; the README's run command calls it)."""
-    settings = _settings()
+    settings = _settings(workload=workload, metric=metric)
     _prepare_process(settings)
-    from workloads import get_workload
+    from infra.resources import build_workload
 
     with console.status("preparing the workload's data..."):
-        get_workload(settings).prepare()
+        build_workload(settings).prepare()
     console.print("[green]data ready[/]")
     if settings.model.startswith("local/"):
         from infra.local_model import ensure_model
@@ -179,17 +227,19 @@ def runs() -> None:
 
     settings = _settings()
     table = Table(title=f"meta-runs under {settings.runs_dir}")
-    for column in ("id", "state", "experiments", "baseline", "best", "Δ", "started"):
+    for column in ("id", "state", "objective", "experiments", "baseline", "best", "Δ", "started"):
         table.add_column(column)
     for item in list_meta_runs(settings.runs_dir):
-        table.add_row(item["id"], item["state"], str(item["experiments"]), _fmt(item["baseline"]), _fmt(item["best"]),
-                      _fmt(item["delta"], sign=True), item["started"])
+        state = item.state if not item.problem else f"{item.state}: {item.problem}"
+        table.add_row(Text(item.id), Text(state), Text(item.objective.describe()), str(item.experiments),
+                      _fmt(item.baseline), _fmt(item.best), _fmt(item.delta, sign=True), item.started)
     console.print(table)
 
 
 @app.command()
 def ablate(
-    arms: Annotated[str, typer.Option(help="Comma list of arms: A, B, C, D, restart, random, tpe.")] = "A,C,random",
+    arms: Annotated[str, typer.Option(help="Comma list of arms: A, B, C, D, restart, random, tpe, cmaes, hybrid, "
+                                           "library.")] = "A,C,random",
     repeats: Annotated[int, typer.Option(help="Paired repeats per arm (seeds first_seed..).")] = 3,
     generations: Annotated[Optional[int], typer.Option()] = None,
     iterations: Annotated[Optional[int], typer.Option()] = None,
@@ -197,27 +247,38 @@ def ablate(
     model: Annotated[Optional[str], typer.Option(help="litellm model string (default: the local model).")] = None,
     ablation_id: Annotated[Optional[str], typer.Option("--id", help="Ablation id; the same id resumes it.")] = None,
     report: Annotated[bool, typer.Option(help="Build the HTML report at the end.")] = True,
+    reference: Annotated[Optional[str], typer.Option(help="Comma list of arms every other arm is tested against "
+                                                          "(default: the first arm).")] = None,
+    workload: WorkloadOption = None,
+    metric: MetricOption = None,
+    goal: GoalOption = None,
+    fixed: FixedOption = None,
 ) -> None:
     """Compare arms (levels and control arms) over paired repeats, then report statistics."""
-    settings = _settings(generations=generations, iterations=iterations, budget=budget, model=model)
+    settings = _settings(generations=generations, iterations=iterations, budget=budget, model=model,
+                         **_workload_overrides(workload, metric, goal, fixed, None, None, None))
     _prepare_process(settings)
     from flows.ablation import AblationSpec, ablation
-    from infra.resources import open_resources
+    from infra.resources import build_workload, open_resources
 
-    spec = AblationSpec.from_settings(settings, ablation_id=ablation_id or new_meta_run_id("ablation"),
-                                      arms=[a.strip() for a in arms.split(",")], repeats=repeats)
-    console.print(f"[bold]ablation[/] {spec.ablation_id}: arms {', '.join(spec.arms)} x {repeats} repeats, "
-                  f"{spec.generations} x {spec.iterations} iterations, budget {spec.budget.value:g} {spec.budget.mode}")
-    with open_resources(settings, with_store=spec.needs_store) as res:
+    chosen = build_workload(settings)
+    spec = AblationSpec.from_settings(settings, chosen, ablation_id=ablation_id or new_meta_run_id("ablation"),
+                                      arms=[a.strip() for a in arms.split(",")], repeats=repeats,
+                                      reference_arms=[a.strip() for a in reference.split(",")] if reference else None)
+    template = spec.template
+    console.print(Text(f"ablation {spec.ablation_id}: arms {', '.join(spec.arms)} x {repeats} repeats, "
+                       f"{template.generations} x {template.iterations} iterations, budget {template.budget.describe()}, "
+                       f"tested against {', '.join(spec.reference_arms)}"))
+    with open_resources(settings, with_store=spec.needs_store, workload=chosen) as res:
         done = {"n": 0}
-        total = len(spec.arms) * repeats * spec.generations * spec.iterations
+        total = len(spec.arms) * repeats * template.generations * template.iterations
 
         def on_event(event: str, data: dict) -> None:
             if event == "experiment":
                 done["n"] += 1
                 experiment = data["experiment"]
-                console.log(f"[{done['n']}/{total}] #{experiment.index} {experiment.outcome.status} "
-                            f"{experiment.measured if experiment.measured is not None else '-'} best {data['best']:.4f}")
+                console.log(Text(f"[{done['n']}/{total}] #{experiment.index} {experiment.outcome.status} "
+                                 f"{experiment.measured if experiment.measured is not None else '-'} best {data['best']:.4f}"))
 
         res.on_event = on_event
         ablation(spec, res)
@@ -234,20 +295,23 @@ def report(target: Annotated[str, typer.Argument(help="A meta-run id or an ablat
 
 
 def _report_target(settings: Settings, target: str) -> None:
+    from infra.mlflow_schema import ablation_experiment_name, run_tags
     from reports.build import build_report, log_report
+    from search.ablation import manifest_path
 
-    is_ablation = (settings.state_path / "ablations" / target / "manifest.json").is_file()
-    if not is_ablation and not (settings.runs_dir / target / "trace.json").is_file():
+    folder = _run_folder(settings, target)  # ids only: a path outside the state directory is refused here
+    is_ablation = manifest_path(settings.state_path, target).is_file()
+    if not is_ablation and not folder.trace_path.is_file():
         raise UserError(f"{target!r} is neither a meta-run nor an ablation under {settings.state_path} (see: bilevel runs)")
     out = settings.state_path / "reports" / target
     page = build_report(settings.state_path, target, out)
     tracker = _tracker(settings)
     if is_ablation:  # an ablation gets its own MLflow run to carry the report
-        run_id, _ = tracker.ensure_run(f"bilevel/ablation-{target}", f"{target}/ablation", run_name=f"ablation {target}",
-                                       tags={"meta_run_id": target, "kind": "ablation", "generation": "-", "track": "-"})
+        run_id, _ = tracker.ensure_run(ablation_experiment_name(target), f"{target}/ablation", run_name=f"ablation {target}",
+                                       tags=run_tags("ablation", target))
     else:
-        summary = settings.runs_dir / target / "summary.json"
-        run_id = json.loads(summary.read_text()).get("mlflow_run_id") if summary.is_file() else None
+        summary = folder.read_summary()
+        run_id = summary.mlflow_run_id if summary is not None else None
     if run_id:
         log_report(tracker, run_id, page.parent)
     console.print(f"report: {page}")
@@ -311,7 +375,9 @@ def lineage(target: Annotated[str, typer.Argument(help="MECHANISM, MECHANISM@VER
     with store_service(settings):
         store, tracker = _store(settings), _tracker(settings)
         is_run = (settings.runs_dir / target).is_dir() or "@" not in target and target not in store.names()
-        root = run_lineage(store, tracker, target) if is_run else mechanism_lineage(store, tracker, target)
+        runs_dir = settings.runs_dir
+        root = (run_lineage(store, tracker, runs_dir, target) if is_run
+                else mechanism_lineage(store, tracker, runs_dir, target))
 
     def grow(tree: Tree, node: LineageNode) -> None:
         details = ", ".join(f"{k}={v}" for k, v in node.details.items() if v not in (None, ""))
@@ -332,17 +398,18 @@ app.add_typer(mechanisms_app, name="mechanisms")
 @mechanisms_app.command("list")
 def mechanisms_list(status: Annotated[str, typer.Option(help="accepted or rejected")] = "accepted") -> None:
     """Every mechanism and its versions: which run produced each, and its measured influence."""
-    from infra.lineage import influence_of
+    from infra.lineage import influence_index
 
     settings = _settings()
+    index = influence_index(settings.runs_dir)
     with store_service(settings):
-        store, tracker = _store(settings), _tracker(settings)
+        store = _store(settings)
         table = Table(title=f"{status} mechanisms in s3://{settings.s3_bucket}")
         for column in ("name", "version", "created", "meta-run / generation", "parents", "influenced", "credited Δ"):
             table.add_column(column)
         for name in store.names(status=status):
             for version in store.history(name, status=status):
-                influence = influence_of(tracker, name, version.version_id) if status == "accepted" else None
+                influence = index.get(f"{name}@{version.version_id}") if status == "accepted" else None
                 table.add_row(name, version.version_id, version.created_at.strftime("%Y-%m-%d %H:%M"),
                               f"{version.meta_run_id} / {version.generation}", ",".join(version.parents) or "-",
                               str(len(influence.iterations)) if influence else "-",
@@ -411,6 +478,9 @@ def main() -> None:
     from infra.store import StoreError
     from search.state import BaselineFailed
 
+    from infra.settings import apply_telemetry_opt_outs
+
+    apply_telemetry_opt_outs()
     try:
         app()
     except (UserError, LLMError, BaselineFailed, ServiceError, StoreError, FileNotFoundError, LookupError,

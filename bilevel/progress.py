@@ -1,4 +1,5 @@
-"""The live progress display of a meta-run and its final summary table (rich)."""
+"""The live progress display of a meta-run and its final summary table (rich). Text that comes from an LLM, a
+mechanism or a script (changes, notes, errors) is printed as plain text, never read as Rich markup."""
 
 from __future__ import annotations
 
@@ -10,21 +11,24 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
+from search.objective import Objective
 from search.run_spec import MetaRunSummary
 from search.trace import Experiment
 
-STATUS_STYLE = {"ok": "green", "crash": "red", "timeout": "yellow", "invalid": "magenta"}
+STATUS_STYLE = {"ok": "green", "crash": "red", "timeout": "yellow", "invalid": "magenta", "stopped": "cyan"}
 
 
 class RunProgress:
     """Receives the meta-run's events (Resources.on_event) and renders them live: a progress bar and the
-    last experiments (iteration, status, val_bpb, best so far)."""
+    last experiments (iteration, status, value, best so far)."""
 
-    def __init__(self, console: Console, total: int, show_rows: int = 12) -> None:
+    def __init__(self, console: Console, total: int, objective: Objective, show_rows: int = 12) -> None:
         self.console = console
+        self.objective = objective
         self.show_rows = show_rows
-        self.rows: list[tuple[str, ...]] = []
+        self.rows: list[tuple[Text, ...]] = []
         self._lock = threading.Lock()
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -45,7 +49,7 @@ class RunProgress:
 
     def _render(self) -> Group:
         table = Table(box=None, pad_edge=False, expand=False)
-        for column in ("#", "gen", "status", "val_bpb", "best", "decision", "changes"):
+        for column in ("#", "gen", "status", self.objective.name, "best", "decision", "changes"):
             table.add_column(column, no_wrap=column != "changes", overflow="fold")
         for row in self.rows[-self.show_rows :]:
             table.add_row(*row)
@@ -61,9 +65,9 @@ class RunProgress:
                 self.progress.advance(self.task)
             elif event == "generation":
                 active = ", ".join(data.get("active") or []) or "none"
-                self.console.log(f"generation {data['generation']} done: best {data['best']:.4f}; mechanisms: {active}")
+                self.console.log(Text(f"generation {data['generation']} done: best {data['best']:.4f}; mechanisms: {active}"))
                 for note in data.get("notes") or []:
-                    self.console.log(f"  {note}")
+                    self.console.log(Text(f"  {note}"))
             if self.console.is_terminal:
                 self.live.update(self._render())
 
@@ -73,34 +77,46 @@ class RunProgress:
         decision = "baseline" if experiment.is_baseline else ("kept" if experiment.kept else "discarded")
         if experiment.decided_by:
             decision += f" ({experiment.decided_by})"
-        row = (
-            str(experiment.index), str(experiment.generation), f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]",
+        if experiment.proposed_by and experiment.proposed_by not in ("llm", "baseline"):
+            decision += f" [{experiment.proposed_by}]"
+        cells = (
+            str(experiment.index), str(experiment.generation), status,
             f"{value:.4f}" if value is not None else "-", f"{best:.4f}" if best is not None else "-", decision,
             json.dumps(experiment.changes) if experiment.changes else "",
         )
+        row = tuple(Text(cell, style=STATUS_STYLE.get(status, "") if position == 2 else "")
+                    for position, cell in enumerate(cells))
         self.rows.append(row)
         if not self.console.is_terminal:  # a log file or a pipe gets one line per experiment instead of a live table
-            self.console.print("  ".join(cell for cell in row if cell), soft_wrap=True)
+            self.console.print(Text("  ".join(cell for cell in cells if cell)), soft_wrap=True)
 
 
 def summary_table(summary: MetaRunSummary, *, tracking_uri: str, prefect_home: str) -> Table:
     """The final table: baseline, best, Δ, keep rate, crashes, LLM tokens and cost, where to look."""
+    name = summary.objective.name
     table = Table(title=f"meta-run {summary.meta_run_id}", show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value")
-    keep_rate = summary.kept / summary.experiments if summary.experiments else 0.0
-    table.add_row("baseline val_bpb", f"{summary.baseline_val_bpb:.4f}")
-    table.add_row("best val_bpb", f"{summary.best_val_bpb:.4f} (experiment #{summary.best_index})")
-    table.add_row("Δ val_bpb", f"{summary.delta:+.4f}")
-    table.add_row("experiments", f"{summary.experiments} ({summary.kept} kept, keep rate {keep_rate:.0%})")
-    table.add_row("crashes / invalid", f"{summary.crashes} / {summary.invalid}")
-    table.add_row("LLM", f"{summary.llm.calls} calls, {summary.llm.total_tokens} tokens, ${summary.llm.cost_usd:.4f}, "
-                  f"{summary.llm.seconds:.0f} s")
-    table.add_row("best changes vs baseline", json.dumps(summary.best_changes) if summary.best_changes else "none")
+    counts = summary.counts
+
+    def row(label: str, value: str) -> None:
+        table.add_row(label, Text(value))
+
+    row("objective", summary.objective.describe())
+    row(f"baseline {name}", f"{summary.baseline_value:.4f}")
+    row(f"best {name}", f"{summary.best_value:.4f} (experiment #{summary.best_index})")
+    row("Δ (negative is better)", f"{summary.delta:+.4f}")
+    row("experiments", f"{counts.experiments} ({counts.kept} kept, keep rate {counts.keep_rate:.0%})")
+    row("crashes / invalid", f"{counts.crashes} / {counts.invalid}" + (f" / {counts.stopped} stopped early" if counts.stopped else ""))
+    row("LLM", f"{summary.llm.calls} calls, {summary.llm.total_tokens} tokens, ${summary.llm.cost_usd:.4f}, "
+               f"{summary.llm.seconds:.0f} s")
+    row("best changes vs baseline", json.dumps(summary.best_changes) if summary.best_changes else "none")
+    if summary.stop_reason != "finished":
+        row("stopped early", f"{summary.stop_detail} (resume with `bilevel resume {summary.meta_run_id}`)")
     if summary.mechanisms:
-        table.add_row("mechanisms at the end", ", ".join(f"{m['name']}@{str(m['version'])[:12]}" for m in summary.mechanisms))
-    table.add_row("trace", summary.trace_path or "-")
-    table.add_row("MLflow", f"{tracking_uri}  experiment '{summary.mlflow_experiment}', run {summary.mlflow_run_id}")
-    table.add_row("", "UI: bilevel ui   (MLflow on http://127.0.0.1:5000)")
-    table.add_row("Prefect", f"flow run '{summary.meta_run_id}' (PREFECT_HOME={prefect_home})")
+        row("mechanisms at the end", ", ".join(f"{m['name']}@{str(m['version'])[:12]}" for m in summary.mechanisms))
+    row("trace", summary.trace_path or "-")
+    row("MLflow", f"{tracking_uri}  experiment '{summary.mlflow_experiment}', run {summary.mlflow_run_id}")
+    row("", "UI: bilevel ui   (MLflow on http://127.0.0.1:5000)")
+    row("Prefect", f"flow run '{summary.meta_run_id}' (PREFECT_HOME={prefect_home})")
     return table

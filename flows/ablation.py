@@ -9,39 +9,36 @@ from datetime import datetime, timezone
 from prefect import flow
 from pydantic import BaseModel, Field
 
-from infra.resources import Resources, meta_run_spec_from_settings
 from flows.meta_run import meta_run
+from infra.resources import Resources, meta_run_spec_from_settings
 from infra.runs import write_json_atomic
 from infra.settings import Settings
 from search.ablation import STANDARD_ARMS, AblationManifest, ArmRuns, ArmSpec, manifest_path
-from search.config import SearchConfig
-from search.run_spec import Budget, MetaRunSpec
+from search.run_spec import MetaRunSpec
+from workloads.base import Workload
 
 
 class AblationSpec(BaseModel):
-    """What to compare: arms (standard names), n repeats, and the shared budget of every meta-run."""
+    """What to compare: arms (standard names), n repeats, and what every meta-run shares (the workload, budget,
+    search rules, knobs), so that the arms differ only in what they are."""
 
     ablation_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     arms: list[str] = Field(default_factory=lambda: ["A", "C", "random"], min_length=1)
     repeats: int = Field(3, ge=1, le=100)
-    generations: int = Field(2, ge=1, le=100)
-    iterations: int = Field(6, ge=1, le=1000)
-    research_every: int = Field(1, ge=1)
-    budget: Budget = Field(default_factory=Budget)
-    first_seed: int = Field(0, ge=0)
-    search: SearchConfig = Field(default_factory=SearchConfig)
-    tracks: int = Field(1, ge=1, le=64)
-    propose_attempts: int = Field(3, ge=1, le=10)
-    reference_arm: str = "A"
+    template: MetaRunSpec = Field(description="The meta-run every arm and repeat starts from (its id is unused).")
+    reference_arms: list[str] = Field(default_factory=lambda: ["A"], description="Arms every other arm is tested against.")
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, ablation_id: str, arms: list[str], repeats: int) -> AblationSpec:
+    def from_settings(cls, settings: Settings, workload: Workload, *, ablation_id: str, arms: list[str], repeats: int,
+                      reference_arms: list[str] | None = None) -> AblationSpec:
         """An ablation whose meta-runs follow the settings (budget, search rules, tracks, seeds) like `bilevel run`."""
-        template = meta_run_spec_from_settings(settings, meta_run_id="template", name="template")
-        spec = cls(ablation_id=ablation_id, arms=arms, repeats=repeats, first_seed=template.seed,
-                   **template.model_dump(include={"generations", "iterations", "research_every", "budget", "search",
-                                                  "tracks", "propose_attempts"}))
+        template = meta_run_spec_from_settings(settings, workload, meta_run_id="template", name="template")
+        spec = cls(ablation_id=ablation_id, arms=arms, repeats=repeats, template=template,
+                   reference_arms=reference_arms or [arms[0]])
         spec.arm_specs()  # unknown arm names fail here, before anything starts
+        unknown = [arm for arm in spec.reference_arms if arm not in spec.arms]
+        if unknown:
+            raise ValueError(f"reference arms {unknown} are not among the arms {spec.arms}")
         return spec
 
     @property
@@ -56,22 +53,16 @@ class AblationSpec(BaseModel):
         return [STANDARD_ARMS[arm] for arm in self.arms]
 
     def meta_run_spec(self, arm: ArmSpec, repeat: int) -> MetaRunSpec:
-        """Repeat r of every arm uses seed first_seed + r: the arms are paired by seed."""
-        return MetaRunSpec(
-            meta_run_id=f"{self.ablation_id}-{arm.name}-r{repeat}",
-            name=f"ablation-{self.ablation_id}",
-            generations=self.generations,
-            iterations=self.iterations,
-            research_every=self.research_every,
-            levels=list(arm.levels),
-            budget=self.budget,
-            seed=self.first_seed + repeat,
-            search=self.search,
-            tracks=self.tracks,
-            propose_attempts=self.propose_attempts,
-            restart_each_generation=arm.restart_each_generation,
-            proposer=arm.proposer,
-        )
+        """Repeat r of every arm uses seed template.seed + r: the arms are paired by seed."""
+        return self.template.model_copy(update={
+            "meta_run_id": f"{self.ablation_id}-{arm.name}-r{repeat}",
+            "name": f"ablation-{self.ablation_id}",
+            "levels": list(arm.levels),
+            "seed": self.template.seed + repeat,
+            "restart_each_generation": arm.restart_each_generation,
+            "proposer": arm.proposer,
+            "mechanisms": list(arm.mechanisms),
+        })
 
 
 @flow(name="ablation", flow_run_name="{spec.ablation_id}", validate_parameters=False)
@@ -79,11 +70,13 @@ def ablation(spec: AblationSpec, res: Resources) -> AblationManifest:
     """Every (arm, repeat) meta-run, concurrently up to settings.max_workers; a failed meta-run is reported and
     left resumable (same ids), the others carry on."""
     arms = spec.arm_specs()
+    template = spec.template
     manifest = AblationManifest(
         ablation_id=spec.ablation_id, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        workload=res.workload.name, model=res.llm.model, budget_mode=spec.budget.mode, budget=spec.budget.value,
-        generations=spec.generations, iterations=spec.iterations,
-        seeds=[spec.first_seed + r for r in range(spec.repeats)], reference_arm=spec.reference_arm,
+        workload=res.workload.name, objective=res.workload.objective, model=res.llm.model,
+        budget_mode=template.budget.mode, budget=template.budget.value, generations=template.generations,
+        iterations=template.iterations, seeds=[template.seed + r for r in range(spec.repeats)],
+        reference_arm=spec.reference_arms[0], reference_arms=spec.reference_arms,
         arms=[ArmRuns(arm=arm, meta_run_ids=[spec.meta_run_spec(arm, r).meta_run_id for r in range(spec.repeats)])
               for arm in arms],
     )

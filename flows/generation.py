@@ -8,14 +8,14 @@ from concurrent.futures import ThreadPoolExecutor
 from prefect import flow
 from pydantic import BaseModel
 
+from infra.mlflow_schema import MetricNames
 from infra.resources import Resources
 from flows.inner_loop import InnerLoopResult, inner_loop
 from mechanisms.active import ActiveSet, review_active_set
 from search.config import SearchConfig
 from search.iteration import merge_tracks
-from search.run_spec import MetaRunSpec
-from search.state import state_from_trace
-from search.trace import LLMUsage, Trace
+from search.run_spec import MetaRunSpec, RunLimits, StopReason
+from search.trace import GenerationStart, LLMUsage, Trace
 from tasks.adjust_config import adjust_config
 from tasks.record import close_run, open_generation
 from tasks.report_artifacts import publish_generation_table
@@ -25,16 +25,17 @@ class GenerationOutcome(BaseModel):
     trace: Trace
     config: SearchConfig
     active: ActiveSet
-    liveness: dict[str, dict]
     notes: list[str] = []
     outer_llm: LLMUsage = LLMUsage()  # what Level 1.5 and Level 2 cost (experiments carry their own)
+    stop_reason: StopReason = "finished"
+    stop_detail: str = ""
 
 
-def _run_track(spec: MetaRunSpec, res: Resources, generation: int, track: int, trace: Trace, config: SearchConfig,
-               active: ActiveSet, run_ids: dict[str, str], visible_from: int) -> InnerLoopResult:
+def _run_track(spec: MetaRunSpec, res: Resources, generation: int, track: int, trace: Trace, active: ActiveSet,
+               run_ids: dict[str, str], limits: RunLimits, outer_spent_usd: float) -> InnerLoopResult:
     loop = res.with_task_runner(inner_loop)
-    return loop(spec, res, generation=generation, track=track, trace=trace, config=config, active=active,
-                run_ids=run_ids, visible_from=visible_from)
+    return loop(spec, res, generation=generation, track=track, trace=trace, active=active, run_ids=run_ids,
+                limits=limits, outer_spent_usd=outer_spent_usd)
 
 
 @flow(name="generation", flow_run_name="{spec.meta_run_id}-g{generation}", validate_parameters=False)
@@ -47,62 +48,52 @@ def generation(
     config: SearchConfig,
     active: ActiveSet,
     meta_run_run_id: str,
+    limits: RunLimits,
+    outer_spent_usd: float = 0.0,
 ) -> GenerationOutcome:
-    """Tracks run in parallel threads (bounded by max_workers); their experiments merge deterministically."""
+    """Tracks run in parallel threads (bounded by max_workers); their experiments merge deterministically. A run
+    limit reached during the tracks ends the generation there (no Level 1.5 or 2)."""
     generation_run_id = open_generation(res.tracker, spec, meta_run_run_id, generation)
     run_ids = {"meta_run": meta_run_run_id, "generation": generation_run_id}
     # The restart-only control arm hides earlier generations from prompts and hooks (it still starts from best).
-    visible_from = len(trace) if spec.restart_each_generation else 0
+    start = GenerationStart(generation=generation, start=len(trace), config=config,
+                            visible_from=len(trace) if spec.restart_each_generation else 0)
+    trace = trace.with_generation(start)
+    args = (trace, active, run_ids, limits, outer_spent_usd)
     if spec.tracks == 1:
-        results = [_run_track(spec, res, generation, 0, trace, config, active, run_ids, visible_from)]
+        results = [_run_track(spec, res, generation, 0, *args)]
     else:
         with ThreadPoolExecutor(max_workers=min(spec.tracks, res.settings.max_workers)) as pool:
-            futures = [
-                pool.submit(contextvars.copy_context().run, _run_track, spec, res, generation, track, trace, config,
-                            active, run_ids, visible_from)
-                for track in range(spec.tracks)
-            ]
+            futures = [pool.submit(contextvars.copy_context().run, _run_track, spec, res, generation, track, *args)
+                       for track in range(spec.tracks)]
             results = [future.result() for future in futures]
     trace = merge_tracks(trace, [result.experiments for result in results])
-    liveness = _merge_liveness([result.liveness for result in results])
-    active, notes = review_active_set(active, liveness)
-    outer_llm = LLMUsage()
-    if spec.has_level("1.5"):
-        adjusted = adjust_config(res.llm, spec, trace=trace, config=config, specs=res.workload.params(),
+    active, notes = review_active_set(active, trace.mechanism_liveness(generation))
+    outcome = GenerationOutcome(trace=trace, config=config, active=active, notes=notes)
+    stopped = next((r for r in results if r.stop_reason != "finished"), None)
+    if stopped is not None:
+        outcome.stop_reason, outcome.stop_detail = stopped.stop_reason, stopped.stop_detail
+        notes.append(f"stopped: {stopped.stop_detail}")
+    elif spec.has_level("1.5"):
+        adjusted = adjust_config(res.llm, spec, trace=trace, config=config, space=res.workload.space,
                                  generation=generation)
-        config = adjusted.config
-        outer_llm = outer_llm + adjusted.usage
+        outcome.config = adjusted.config
+        outcome.outer_llm = outcome.outer_llm + adjusted.usage
         notes.append(f"level 1.5 ({adjusted.source}): {adjusted.change}; {adjusted.reason}")
         res.tracker.log(generation_run_id, tags={"level15.source": adjusted.source, "level15.change": adjusted.change[:500],
                                                  "level15.reason": adjusted.reason[:500]},
                         metrics={"level15_llm_tokens": adjusted.usage.total_tokens})
     is_last = generation == spec.generations - 1
-    if spec.has_level("2") and (generation + 1) % spec.research_every == 0 and not is_last:
+    if stopped is None and spec.has_level("2") and (generation + 1) % spec.research_every == 0 and not is_last:
         from flows.research import research
 
-        researched = research(spec, res, generation=generation, trace=trace, config=config, active=active,
+        researched = research(spec, res, generation=generation, trace=trace, config=outcome.config, active=active,
                               parent_run_id=generation_run_id)
-        active, outer_llm = researched.active, outer_llm + researched.usage
+        outcome.active, outcome.outer_llm = researched.active, outcome.outer_llm + researched.usage
         notes.append(f"level 2: {researched.verdict}")
-    state = state_from_trace(trace)
-    publish_generation_table(spec, generation, trace, active, liveness, notes)
-    close_run(res.tracker, generation_run_id, metrics={"best_val_bpb": state.best.val_bpb})
-    res.emit("generation", generation=generation, best=state.best.val_bpb, active=[m.label for m in active.mechanisms],
-             notes=notes)
-    return GenerationOutcome(trace=trace, config=config, active=active, liveness=liveness, notes=notes,
-                             outer_llm=outer_llm)
-
-
-def _merge_liveness(per_track: list[dict[str, dict]]) -> dict[str, dict]:
-    """Sum hook calls and changed decisions of each mechanism over the tracks."""
-    merged: dict[str, dict] = {}
-    for liveness in per_track:
-        for name, counts in liveness.items():
-            target = merged.setdefault(name, {"calls": {}, "changed": {}, "quarantined": False, "reason": ""})
-            for field in ("calls", "changed"):
-                for hook, count in counts.get(field, {}).items():
-                    target[field][hook] = target[field].get(hook, 0) + count
-            if counts.get("quarantined"):
-                target["quarantined"] = True
-                target["reason"] = counts.get("reason", "")
-    return merged
+    state = trace.state()
+    publish_generation_table(spec, generation, trace, outcome.active, notes)
+    close_run(res.tracker, generation_run_id, metrics={MetricNames(trace.objective).best: state.best.value})
+    res.emit("generation", generation=generation, best=state.best.value,
+             active=[m.label for m in outcome.active.mechanisms], notes=notes)
+    return outcome

@@ -1,33 +1,36 @@
-"""The top-level flow: one meta-run = the baseline, then G generations, then the summary."""
+"""The top-level flow: one meta-run = the baseline, then G generations (or fewer at a run limit), then the summary."""
 
 from __future__ import annotations
 
+import time
+
 from prefect import flow
 
+from infra.mlflow_schema import MetricNames, experiment_name
 from infra.resources import Resources
+from infra.runs import RunFolder
 from flows.generation import generation
-from flows.steps import source_for, train
-from infra.runs import meta_run_dir, write_json_atomic, write_mechanisms, write_trace
+from flows.steps import train
 from mechanisms.active import resolve_initial_set
 from search.iteration import baseline_experiment
-from search.params import json_value, values_of
-from search.run_spec import MetaRunSpec, MetaRunSummary, summarize
-from search.state import state_from_trace
+from search.run_spec import MetaRunSpec, MetaRunSummary, RunLimits, StopReason, llm_usage, summarize
 from search.trace import LLMUsage, Trace
 from tasks.record import close_run, open_meta_run, record_experiment
+
+SECRET_SETTINGS = {"s3_access_key", "s3_secret_key"}
 
 
 def _baseline(spec: MetaRunSpec, res: Resources, run_id: str) -> Trace:
     """Train the unedited script once: the reference every keep/discard is measured against."""
     source = res.workload.editable_source()
     outcome = train(res, spec, generation=0, track=0, iteration=0, purpose="baseline", source=source, seed=spec.seed)
-    config = {name: json_value(value) for name, value in values_of(res.workload.params()).items()}
-    trace = Trace(experiments=[baseline_experiment(outcome, config)])
-    state = state_from_trace(trace)  # raises BaselineFailed with the traceback tail if the baseline crashed
-    record_experiment(res.tracker, spec, meta_run_run_id=run_id, generation_run_id=run_id,
-                      experiment=trace.experiments[0], source=source, best_source=source,
-                      best_val_bpb=state.best.val_bpb)
-    res.emit("baseline", experiment=trace.experiments[0])
+    trace = Trace(objective=res.workload.objective,
+                  experiments=[baseline_experiment(outcome, res.workload.space.baseline_config())])
+    state = trace.state()  # raises BaselineFailed with the traceback tail if the baseline crashed
+    record_experiment(res.tracker, spec, trace.objective, meta_run_run_id=run_id, generation_run_id=run_id,
+                      experiment=trace.experiments[0], source=source, best_source=source, best_value=state.best.value,
+                      script_name=res.workload.script_name)
+    res.emit("baseline", experiment=trace.experiments[0], objective=trace.objective)
     return trace
 
 
@@ -36,13 +39,11 @@ def meta_run(spec: MetaRunSpec, res: Resources) -> MetaRunSummary:
     """Run (or resume: same meta_run_id) a whole meta-run. Expensive tasks are cached by deterministic keys,
     so re-running a failed meta-run re-executes only what had not finished. Deployments enter through
     flows/nightly.py, which builds the resources."""
-    # What `bilevel resume` and `bilevel runs` read: the spec, and the settings (no secrets) it ran with.
-    folder = meta_run_dir(res.settings.runs_dir, spec.meta_run_id)
-    write_json_atomic(folder / "spec.json", spec.model_dump(mode="json"))
-    write_json_atomic(folder / "settings.json",
-                      res.settings.model_dump(mode="json", exclude={"s3_access_key", "s3_secret_key"}))
+    folder = RunFolder(res.settings.runs_dir, spec.meta_run_id)
+    folder.write_spec(spec, res.settings.model_dump(mode="json", exclude=SECRET_SETTINGS))
     res.workload.prepare()
-    run_id = open_meta_run(res.tracker, spec, {"workload": res.workload.name, "model": res.llm.model})
+    limits = RunLimits.for_spec(spec, started=time.time())
+    run_id = open_meta_run(res.tracker, spec, {"model": res.llm.model, "objective": res.workload.objective.describe()})
     try:
         trace = _baseline(spec, res, run_id)
         config = spec.search
@@ -51,22 +52,32 @@ def meta_run(spec: MetaRunSpec, res: Resources) -> MetaRunSummary:
         res.tracker.log(run_id, tags={"seed_mechanisms": ",".join(f"{m.name}@{m.version}" for m in active.mechanisms) or "none"})
         seen = {m.label: m for m in active.mechanisms}
         outer_llm = LLMUsage()
+        stop_reason: StopReason = "finished"
+        stop_detail = ""
         for index in range(spec.generations):
             outcome = generation(spec, res, generation=index, trace=trace, config=config, active=active,
-                                 meta_run_run_id=run_id)
+                                 meta_run_run_id=run_id, limits=limits, outer_spent_usd=outer_llm.cost_usd)
             trace, config, active = outcome.trace, outcome.config, outcome.active
             outer_llm = outer_llm + outcome.outer_llm
             seen.update({m.label: m for m in active.mechanisms})
-            write_trace(res.settings.runs_dir, spec.meta_run_id, trace)
-            write_mechanisms(res.settings.runs_dir, spec.meta_run_id, list(seen.values()))
-        trace_path = write_trace(res.settings.runs_dir, spec.meta_run_id, trace)
+            folder.write_trace(trace)
+            folder.write_mechanisms(list(seen.values()))
+            if outcome.stop_reason != "finished":
+                stop_reason, stop_detail = outcome.stop_reason, outcome.stop_detail
+                break
+            reached = limits.reached(llm_usage(trace, outer_llm).cost_usd, time.time())
+            if reached is not None and index < spec.generations - 1:
+                stop_reason, stop_detail = reached
+                break
+        trace_path = folder.write_trace(trace)
         summary = summarize(spec, trace, run_id=run_id, trace_path=str(trace_path), outer_llm=outer_llm,
-                            mechanisms=[m.model_dump(exclude={"source"}) for m in active.mechanisms])
-        write_json_atomic(trace_path.parent / "summary.json", summary.model_dump(mode="json"))
-        best_source = source_for(res, summary.best_config)
-        res.tracker.log_text(run_id, best_source, "best_train.py")
-        close_run(res.tracker, run_id, "FINISHED", metrics={"delta_val_bpb": summary.delta,
-                                                            "final_best_val_bpb": summary.best_val_bpb})
+                            mechanisms=[m.model_dump(exclude={"source"}) for m in active.mechanisms],
+                            experiment_name=experiment_name(spec.name), stop_reason=stop_reason,
+                            stop_detail=stop_detail)
+        folder.write_summary(summary)
+        res.tracker.log_text(run_id, res.workload.source_for(summary.best_config), f"best_{res.workload.script_name}")
+        names = MetricNames(trace.objective)
+        close_run(res.tracker, run_id, "FINISHED", metrics={names.delta: summary.delta, names.final_best: summary.best_value},)
         return summary
     except BaseException:
         res.tracker.finish(run_id, "FAILED")

@@ -10,9 +10,10 @@ from typing import Any
 
 from prefect import flow
 
-from infra.resources import meta_run_spec_from_settings, needs_store, open_resources, resolve_mechanisms
 from flows.ablation import AblationSpec, ablation
 from flows.meta_run import meta_run
+from infra.resources import build_workload, meta_run_spec_from_settings, needs_store, open_resources, resolve_mechanisms
+from infra.runs import RunFolder
 from infra.settings import load_settings
 
 
@@ -27,14 +28,23 @@ def scheduled_id(prefix: str) -> str:
 @flow(name="nightly-meta-run", log_prints=True)
 def nightly(name: str = "nightly", meta_run_id: str | None = None, mechanisms: str = "best",
             generations: int | None = None, iterations: int | None = None, levels: str | None = None,
-            budget: float | None = None) -> dict[str, Any]:
-    """One meta-run on the settings of the machine it runs on; starts from the best mechanisms so far."""
-    settings = load_settings(generations=generations, iterations=iterations, levels=levels, budget=budget)
-    spec = meta_run_spec_from_settings(settings, meta_run_id or scheduled_id(name), name)
-    with open_resources(settings, with_store=needs_store(spec, mechanisms)) as res:
-        spec = spec.model_copy(update={"mechanisms": resolve_mechanisms(mechanisms, res)})
+            budget: float | None = None, workload: str | None = None) -> dict[str, Any]:
+    """One meta-run on the settings of the machine it runs on; starts from the best mechanisms so far. A re-run of
+    the same scheduled run resumes it with the spec it recorded (its workload, budget and seed mechanisms)."""
+    settings = load_settings(generations=generations, iterations=iterations, levels=levels, budget=budget,
+                             workload=workload)
+    run_id = meta_run_id or scheduled_id(name)
+    folder = RunFolder(settings.runs_dir, run_id)
+    resumed = folder.exists()
+    spec = folder.read_spec() if resumed else None
+    chosen = build_workload(settings, spec.workload if spec else None)
+    spec = spec or meta_run_spec_from_settings(settings, chosen, run_id, name)
+    with open_resources(settings, with_store=needs_store(spec, None if resumed else mechanisms), workload=chosen) as res:
+        if not resumed:
+            spec = spec.model_copy(update={"mechanisms": resolve_mechanisms(mechanisms, res)})
         summary = res.with_task_runner(meta_run)(spec, res)
-    print(f"{spec.meta_run_id}: best val_bpb {summary.best_val_bpb:.4f} (Δ {summary.delta:+.4f})")
+    print(f"{spec.meta_run_id}: best {summary.objective.name} {summary.best_value:.4f} (Δ {summary.delta:+.4f}, "
+          f"{summary.objective.direction})")
     return summary.model_dump(mode="json")
 
 
@@ -43,8 +53,9 @@ def scheduled_ablation(ablation_id: str | None = None, arms: str = "A,C,random",
                        generations: int = 2, iterations: int = 6, budget: float | None = None) -> dict[str, Any]:
     """An ablation with the machine's settings (model, budget mode, runner)."""
     settings = load_settings(generations=generations, iterations=iterations, budget=budget)
-    spec = AblationSpec.from_settings(settings, ablation_id=ablation_id or scheduled_id("ablation"),
+    chosen = build_workload(settings)
+    spec = AblationSpec.from_settings(settings, chosen, ablation_id=ablation_id or scheduled_id("ablation"),
                                       arms=arms.split(","), repeats=repeats)
-    with open_resources(settings, with_store=spec.needs_store) as res:
+    with open_resources(settings, with_store=spec.needs_store, workload=chosen) as res:
         manifest = ablation(spec, res)
     return manifest.model_dump(mode="json")

@@ -6,19 +6,19 @@ from __future__ import annotations
 from prefect import flow
 from pydantic import BaseModel
 
+from flows.inner_loop import replay_source
+from infra.mlflow_schema import experiment_name, run_key, run_tags
 from infra.resources import Resources
-from infra.tracking import run_key
 from mechanisms.active import ActiveMechanism, ActiveSet
-from mechanisms.api import __doc__ as API_TEXT
+from mechanisms.api import API_TEXT
 from mechanisms.library import list_library
 from search.config import SearchConfig
-from search.research import (CritiqueAnswer, ExploreAnswer, SpecifyAnswer, critique_messages, explore_messages,
-                             failure_modes, generate_messages, repair_messages, specify_messages)
+from search.research import (LOOP_TEXT, CritiqueAnswer, ExploreAnswer, SpecifyAnswer, critique_messages,
+                             explore_messages, failure_modes, generate_messages, repair_messages, specify_messages)
 from search.run_spec import MetaRunSpec
 from search.trace import LLMUsage, Trace
-from tasks.record import close_run, experiment_name
-from tasks.research import (ValidationRequest, generate_code, loop_source_excerpt, publish_mechanism, research_round,
-                            validate_candidate)
+from tasks.record import close_run
+from tasks.research import ValidationRequest, generate_code, publish_mechanism, research_round, validate_candidate
 
 class ResearchOutcome(BaseModel):
     active: ActiveSet
@@ -50,16 +50,15 @@ def research(spec: MetaRunSpec, res: Resources, *, generation: int, trace: Trace
         raise RuntimeError("Level 2 needs the mechanism store; build resources with the store")
     tracker = res.tracker
     run_id, _ = tracker.ensure_run(
-        experiment_name(spec), run_key(spec.meta_run_id, f"g{generation}", "research"),
-        run_name=f"research g{generation}",
-        tags={"meta_run_id": spec.meta_run_id, "kind": "research", "generation": generation, "track": "-"},
+        experiment_name(spec.name), run_key(spec.meta_run_id, f"g{generation}", "research"),
+        run_name=f"research g{generation}", tags=run_tags("research", spec.meta_run_id, generation=generation),
         parent_run_id=parent_run_id,
     )
-    specs = res.workload.params()
+    space = res.workload.space
     usage = LLMUsage()
     transcript: list[dict] = []
-    stats = failure_modes(trace, specs)
-    messages = explore_messages(api_text=API_TEXT or "", loop_source=loop_source_excerpt(),
+    stats = failure_modes(trace, space)
+    messages = explore_messages(api_text=API_TEXT, loop_source=LOOP_TEXT,
                                 active=[(m.name, m.source) for m in active.mechanisms], stats=stats,
                                 workload_text=res.workload.describe(spec.budget.mode))
     verdict, accepted = "no mechanism", None
@@ -70,7 +69,7 @@ def research(spec: MetaRunSpec, res: Resources, *, generation: int, trace: Trace
     if explore.answer is not None:
         ideas = ExploreAnswer.model_validate(explore.answer)
         critique = research_round(res.llm, spec, generation=generation, round_name="critique",
-                                  messages=critique_messages(explore.messages, ideas))
+                                  messages=critique_messages(explore.messages, ideas, trace.objective.describe()))
         usage, transcript = usage + critique.usage, transcript + critique.transcript
         choice = CritiqueAnswer.model_validate(critique.answer).choice if critique.answer else 0
         idea = ideas.ideas[min(choice, len(ideas.ideas) - 1)]
@@ -83,7 +82,7 @@ def research(spec: MetaRunSpec, res: Resources, *, generation: int, trace: Trace
         verdict = "research rounds gave no usable specification"
     else:
         parents = [m.version for m in active.mechanisms if m.version != "library"]
-        code_messages = generate_messages(api_text=API_TEXT or "", example_source=_example_source(spec_answer.hooks),
+        code_messages = generate_messages(api_text=API_TEXT, example_source=_example_source(spec_answer.hooks),
                                           spec=spec_answer)
         for attempt in range(REPAIRS + 1):
             generated = generate_code(res.llm, spec, generation=generation, attempt=attempt, messages=code_messages)
@@ -95,7 +94,7 @@ def research(spec: MetaRunSpec, res: Resources, *, generation: int, trace: Trace
                 continue
             report = validate_candidate(ValidationRequest(meta_run_id=spec.meta_run_id, generation=generation,
                                                           attempt=attempt, name=spec_answer.name, source=generated.code),
-                                        trace, specs, config)
+                                        trace, space, replay_source(spec, trace, generation))
             status = "accepted" if report["ok"] else "rejected"  # code and report go to its mechanism run
             stored = publish_mechanism(res.store, tracker, spec, generation=generation, name=spec_answer.name,
                                        source=generated.code, status=status, parents=parents, model=res.llm.model,

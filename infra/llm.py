@@ -29,7 +29,9 @@ class LLMAnswer:
 
 def import_litellm():
     """Import litellm lazily: it costs seconds, and many commands never call an LLM."""
-    import infra.settings  # noqa: F401  (telemetry opt-outs before the import)
+    from infra.settings import apply_telemetry_opt_outs
+
+    apply_telemetry_opt_outs()  # before litellm is imported: it reads them then
     import litellm
 
     logging.getLogger("LiteLLM").setLevel(logging.ERROR)  # its warnings about cost maps are noise here

@@ -10,7 +10,7 @@ from infra.llm import LLMClient
 from infra.settings import LOCAL_MODEL, Settings
 from infra.tracking import Tracker
 from search.config import SearchConfig
-from search.run_spec import Budget, MetaRunSpec
+from search.run_spec import Budget, MetaRunSpec, WorkloadRef
 
 if TYPE_CHECKING:
     from infra.store import MechanismStore
@@ -121,12 +121,17 @@ def store_service(settings: Settings, needed: bool = True) -> Iterator[None]:
         yield
 
 
-def build_resources(settings: Settings, *, with_store: bool | None = None) -> Resources:
-    """All resources of a meta-run from settings. The store is built only when Level 2 or a seed needs it."""
-    from workloads import get_workload
+def build_workload(settings: Settings, ref: WorkloadRef | None = None) -> Workload:
+    """The workload `ref` (default: the one the settings name); WorkloadError (one line) when it cannot be found."""
+    from workloads.registry import load_workload
 
+    return load_workload(ref or settings.workload_ref, settings)
+
+
+def build_resources(settings: Settings, *, with_store: bool | None = None, workload: Workload | None = None) -> Resources:
+    """All resources of a meta-run from settings. The store is built only when Level 2 or a seed needs it."""
     settings.state_path.mkdir(parents=True, exist_ok=True)
-    workload = get_workload(settings)
+    workload = workload or build_workload(settings)
     need_store = "2" in settings.level_set if with_store is None else with_store
     return Resources(
         settings=settings,
@@ -138,7 +143,7 @@ def build_resources(settings: Settings, *, with_store: bool | None = None) -> Re
 
 
 @contextlib.contextmanager
-def open_resources(settings: Settings, *, with_store: bool | None = None,
+def open_resources(settings: Settings, *, with_store: bool | None = None, workload: Workload | None = None,
                    on_event: Callable[[str, dict[str, Any]], None] | None = None) -> Iterator[Resources]:
     """Resources for one command or scheduled flow: the task runner (a local Dask cluster when asked for), the
     embedded S3 server when the store is needed, and everything `build_resources` makes; services started here
@@ -147,7 +152,7 @@ def open_resources(settings: Settings, *, with_store: bool | None = None,
 
     need_store = "2" in settings.level_set if with_store is None else with_store
     with runner_for(settings) as task_runner, store_service(settings, need_store):
-        res = build_resources(settings, with_store=need_store)
+        res = build_resources(settings, with_store=need_store, workload=workload)
         res.task_runner = task_runner
         res.on_event = on_event
         yield res
@@ -159,22 +164,39 @@ def search_config_from_settings(settings: Settings) -> SearchConfig:
                         confirm_seed=settings.confirm_seed)
 
 
-def meta_run_spec_from_settings(settings: Settings, meta_run_id: str, name: str,
+def budget_from_settings(settings: Settings, workload: Workload) -> Budget:
+    """The settings' budget, or the workload's default for what they leave open; checked against the workload."""
+    default = workload.default_budget()
+    mode = settings.budget_mode or default.mode
+    value = settings.budget if settings.budget is not None else (default.value if mode == default.mode else None)
+    if value is None:
+        raise ValueError(f"budget mode {mode!r} needs a budget value (--budget); the workload's default is "
+                         f"{default.describe()}")
+    budget = Budget(mode=mode, value=value)
+    workload.check_budget(budget)
+    return budget
+
+
+def meta_run_spec_from_settings(settings: Settings, workload: Workload, meta_run_id: str, name: str,
                                 mechanisms: list[str] | None = None) -> MetaRunSpec:
     """One meta-run as the settings describe it: the single source for `bilevel run` and the nightly flow."""
     return MetaRunSpec(
         meta_run_id=meta_run_id,
         name=name,
+        workload=workload.ref,
         generations=settings.generations,
         iterations=settings.iterations,
         research_every=settings.research_every,
         levels=settings.levels.split(","),
         tracks=settings.tracks,
-        budget=Budget(mode=settings.budget_mode, value=settings.budget),
+        budget=budget_from_settings(settings, workload),
         seed=settings.seed,
         search=search_config_from_settings(settings),
         mechanisms=mechanisms or [],
         propose_attempts=settings.propose_attempts,
+        program=settings.program_text(),
+        max_llm_cost_usd=settings.max_llm_cost_usd,
+        max_hours=settings.max_hours,
     )
 
 
@@ -194,5 +216,5 @@ def resolve_mechanisms(requested: str | None, res: Resources) -> list[str]:
             return []
         from infra.lineage import best_versions
 
-        return best_versions(res.store, res.tracker)
+        return best_versions(res.store, res.settings.runs_dir)
     return [item.strip() for item in requested.split(",") if item.strip()]

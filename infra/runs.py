@@ -1,18 +1,26 @@
-"""Files of a meta-run under state_dir/runs/<id>/: the trace (single source of truth) and the summary."""
+"""The folder of a meta-run under state_dir/runs/<id>/ (the one place that knows its layout): the spec and settings
+it ran with, the trace (the single source of truth), the summary, the mechanisms it used, and one folder per
+training. Also the listing of all meta-runs, which reports an unreadable run as failed instead of stopping."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
+from search.objective import Objective
+from search.run_spec import MetaRunSpec, MetaRunSummary
+from search.state import BaselineFailed
 from search.trace import Trace
 
-
-def meta_run_dir(runs_dir: Path, meta_run_id: str) -> Path:
-    return runs_dir / meta_run_id
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -24,57 +32,143 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(temp, path)
 
 
-def write_trace(runs_dir: Path, meta_run_id: str, trace: Trace) -> Path:
-    path = meta_run_dir(runs_dir, meta_run_id) / "trace.json"
-    write_json_atomic(path, trace.model_dump(mode="json"))
-    return path
+@dataclass(frozen=True)
+class RunFolder:
+    """One meta-run's files. Its id is checked, so the folder always lies inside the runs directory."""
+
+    runs_dir: Path
+    meta_run_id: str
+
+    def __post_init__(self) -> None:
+        if not RUN_ID_PATTERN.match(self.meta_run_id):
+            raise ValueError(f"{self.meta_run_id!r} is not a meta-run id (letters, digits, _ . -; at most 80)")
+
+    @property
+    def root(self) -> Path:
+        return self.runs_dir / self.meta_run_id
+
+    @property
+    def spec_path(self) -> Path:
+        return self.root / "spec.json"
+
+    @property
+    def settings_path(self) -> Path:
+        return self.root / "settings.json"
+
+    @property
+    def trace_path(self) -> Path:
+        return self.root / "trace.json"
+
+    @property
+    def summary_path(self) -> Path:
+        return self.root / "summary.json"
+
+    @property
+    def mechanisms_path(self) -> Path:
+        return self.root / "mechanisms.json"
+
+    def training_dir(self, label: str) -> Path:
+        return self.root / label
+
+    def exists(self) -> bool:
+        return self.spec_path.is_file()
+
+    # -- writing -------------------------------------------------------------------------------------
+
+    def write_spec(self, spec: MetaRunSpec, settings: dict[str, Any]) -> None:
+        """What `bilevel resume` and `bilevel runs` read: the spec, and the settings (no secrets) it ran with."""
+        write_json_atomic(self.spec_path, spec.model_dump(mode="json"))
+        write_json_atomic(self.settings_path, settings)
+
+    def write_trace(self, trace: Trace) -> Path:
+        write_json_atomic(self.trace_path, trace.model_dump(mode="json"))
+        return self.trace_path
+
+    def write_summary(self, summary: MetaRunSummary) -> None:
+        write_json_atomic(self.summary_path, summary.model_dump(mode="json"))
+
+    def write_mechanisms(self, mechanisms: list[BaseModel]) -> None:
+        """Every mechanism version that was active during the meta-run, with its source (for reports)."""
+        write_json_atomic(self.mechanisms_path, [m.model_dump(mode="json") for m in mechanisms])
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    def read_spec(self) -> MetaRunSpec:
+        return MetaRunSpec.model_validate_json(self.spec_path.read_text())
+
+    def read_settings(self) -> dict[str, Any]:
+        data = json.loads(self.settings_path.read_text()) if self.settings_path.is_file() else {}
+        return data if isinstance(data, dict) else {}
+
+    def read_trace(self) -> Trace:
+        if not self.trace_path.is_file():
+            raise FileNotFoundError(f"no trace for meta-run {self.meta_run_id!r} at {self.trace_path}")
+        return Trace.model_validate_json(self.trace_path.read_text())
+
+    def read_summary(self) -> MetaRunSummary | None:
+        return MetaRunSummary.model_validate_json(self.summary_path.read_text()) if self.summary_path.is_file() else None
 
 
-def write_mechanisms(runs_dir: Path, meta_run_id: str, mechanisms: list[Any]) -> Path:
-    """Every mechanism version that was active during the meta-run, with its source (for reports)."""
-    path = meta_run_dir(runs_dir, meta_run_id) / "mechanisms.json"
-    write_json_atomic(path, [m.model_dump(mode="json") for m in mechanisms])
-    return path
+class RunListing(BaseModel):
+    """One line of `bilevel runs`."""
+
+    id: str
+    state: str  # finished | stopped (a run limit) | incomplete | failed
+    objective: Objective = Objective()
+    experiments: int = 0
+    baseline: float | None = None
+    best: float | None = None
+    delta: float | None = None
+    started: str = ""
+    problem: str = ""
 
 
-def read_trace(runs_dir: Path, meta_run_id: str) -> Trace:
-    path = meta_run_dir(runs_dir, meta_run_id) / "trace.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"no trace for meta-run {meta_run_id!r} at {path}")
-    return Trace.model_validate_json(path.read_text())
-
-
-def list_meta_runs(runs_dir: Path) -> list[dict[str, Any]]:
-    """Every meta-run under runs_dir, newest first, with its state read from its files."""
+def list_meta_runs(runs_dir: Path) -> list[RunListing]:
+    """Every meta-run under runs_dir, newest first, with its state read from its files; a run whose files cannot
+    be read is listed as failed, with the reason."""
     items = []
     if not runs_dir.is_dir():
         return items
-    for folder in runs_dir.iterdir():
-        spec_path = folder / "spec.json"
-        if not spec_path.is_file():
+    for path in runs_dir.iterdir():
+        if not RUN_ID_PATTERN.match(path.name) or not (path / "spec.json").is_file():
             continue
-        summary_path, trace_path = folder / "summary.json", folder / "trace.json"
-        item: dict[str, Any] = {"id": folder.name, "experiments": 0, "baseline": None, "best": None, "delta": None,
-                                "started": _mtime(spec_path)}
-        if summary_path.is_file():
-            summary = json.loads(summary_path.read_text())
-            item.update(state="finished", experiments=summary["experiments"], baseline=summary["baseline_val_bpb"],
-                        best=summary["best_val_bpb"])
-        else:
-            item["state"] = "incomplete"
-            if trace_path.is_file():
-                trace = Trace.model_validate_json(trace_path.read_text())
-                values = [e.measured for e in trace.experiments if e.measured is not None]
-                if values:
-                    item.update(experiments=len(trace.experiments) - 1, baseline=trace.experiments[0].measured,
-                                best=min(values))
-        if item["best"] is not None and item["baseline"] is not None:
-            item["delta"] = item["best"] - item["baseline"]
-        items.append(item)
-    return sorted(items, key=lambda i: i["started"], reverse=True)
+        items.append(_listing(RunFolder(runs_dir, path.name)))
+    return sorted(items, key=lambda i: i.started, reverse=True)
+
+
+def _listing(folder: RunFolder) -> RunListing:
+    item = RunListing(id=folder.meta_run_id, state="incomplete", started=_mtime(folder.spec_path))
+    try:
+        summary = folder.read_summary()
+        if summary is not None:
+            item.state = "finished" if summary.stop_reason == "finished" else f"stopped ({summary.stop_reason})"
+            item.objective, item.experiments = summary.objective, summary.experiments
+            item.baseline, item.best, item.delta = summary.baseline_value, summary.best_value, summary.delta
+            return item
+        if folder.trace_path.is_file():
+            trace = folder.read_trace()
+            state = trace.state()
+            item.objective, item.experiments = trace.objective, len(trace.decided)
+            item.baseline, item.best, item.delta = state.baseline.value, state.best.value, state.delta
+    except (ValidationError, ValueError, OSError, BaselineFailed) as error:
+        item.state, item.problem = "failed", f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
+    return item
 
 
 def _mtime(path: Path) -> str:
-    from datetime import datetime
-
     return datetime.fromtimestamp(path.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+
+
+def read_traces(runs_dir: Path) -> dict[str, Trace]:
+    """The trace of every meta-run under runs_dir that has a readable one (for influence and lineage)."""
+    traces: dict[str, Trace] = {}
+    if not runs_dir.is_dir():
+        return traces
+    for path in sorted(runs_dir.iterdir()):
+        if not RUN_ID_PATTERN.match(path.name) or not (path / "trace.json").is_file():
+            continue
+        try:
+            traces[path.name] = RunFolder(runs_dir, path.name).read_trace()
+        except (ValidationError, ValueError, OSError):
+            continue  # `bilevel runs` reports it as failed; influence comes from the readable ones
+    return traces

@@ -1,15 +1,21 @@
-"""One settings object for the whole system (BILEVEL_* env vars, optional bilevel.toml), plus telemetry opt-outs."""
+"""One settings object for the whole system (BILEVEL_* env vars, optional bilevel.toml), plus telemetry opt-outs.
+
+Importing this module changes nothing: `apply_telemetry_opt_outs()` is called by the entry points (the CLI) and
+right before the libraries that phone home are imported (infra/llm.py, infra/tracking.py)."""
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
-from search.run_spec import BudgetMode
+from search.objective import Goal
+from search.run_spec import (PROGRAM_MAX_CHARS, BudgetMode, Generations, Iterations, MaxHours, MaxLLMCost,
+                             ProposeAttempts, ResearchEvery, Seed, Tracks, WorkloadRef)
 
 # Telemetry of the libraries we use reaches the internet unless switched off (DESIGN §11).
 # Applied at import time, before any of those libraries is imported, and never overriding a user's choice.
@@ -31,9 +37,6 @@ def apply_telemetry_opt_outs() -> None:
     """Switch off library telemetry in this process (and its children) unless the user set the variable."""
     for key, value in TELEMETRY_OPT_OUTS.items():
         os.environ.setdefault(key, value)
-
-
-apply_telemetry_opt_outs()
 
 LOCAL_MODEL = "local/qwen2.5-coder-1.5b"
 LEVEL_CHOICES = ("1", "1.5", "2")
@@ -85,25 +88,35 @@ class Settings(BaseSettings):
     max_workers: int = Field(2, ge=1, le=1024, description="Bound on concurrent tasks (trainings, tracks).")
 
     # -- workload -------------------------------------------------------------------------------
-    workload: str = "tinygpt"
-    budget_mode: BudgetMode = Field(
-        "flops", description="flops: training compute, 6 x params x tokens (deterministic and the same for every "
-        "model and batch); steps: optimizer steps (deterministic); time: seconds of training.")
-    budget: float = Field(9.9e11, gt=0, description="FLOPs (flops mode; 9.9e11 = 352 steps of tinygpt's CPU baseline), "
-                          "training steps (steps mode) or seconds (time mode).")
+    workload: str = Field("tinygpt", min_length=1, description="A registered name (tinygpt, toy, an entry point), "
+                          "package.module:Class, or a path to a script.")
+    metric: str | None = Field(None, description="A script workload's metric (its `NAME: value` summary line).")
+    goal: Goal | None = Field(None, description="minimize (default) or maximize.")
+    fixed: list[str] = Field(default_factory=list, description="Parameters no level may change (comma list).")
+    budget_param: str | None = Field(None, description="A script's literal set from the budget (steps).")
+    seed_param: str | None = Field(None, description="A script's literal set from the run's seed.")
+    command: str | None = Field(None, description="How a script runs: {python} and {script} are replaced.")
+    budget_mode: BudgetMode | None = Field(
+        None, description="Default: the workload's (tinygpt: flops, deterministic and compute-fair; time on cuda). "
+        "steps: optimizer steps (deterministic); time: seconds of training; fixed: the script's own budget.")
+    budget: float | None = Field(None, gt=0, description="FLOPs, steps or seconds per experiment; default: the "
+                                 "workload's (tinygpt: 9.9e11 FLOPs = 352 steps of its CPU baseline).")
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    train_timeout_s: float = Field(600.0, gt=0, description="Hard wall-clock limit of one training subprocess.")
-    seed: int = Field(0, ge=0)
+    train_timeout_s: float = Field(600.0, gt=0, le=7 * 24 * 3600, description="Hard wall-clock limit of one training.")
+    seed: Seed = 0
 
     # -- search -------------------------------------------------------------------------------
-    iterations: int = Field(6, ge=1, le=10000, description="Inner iterations per generation (K).")
-    generations: int = Field(2, ge=1, le=1000)
-    research_every: int = Field(1, ge=1, le=1000, description="Level 2 every M generations (M).")
+    iterations: Iterations = 6
+    generations: Generations = 2
+    research_every: ResearchEvery = 1
     levels: str = Field("1,1.5,2", description="Comma list of levels: 1, 1.5, 2.")
-    tracks: int = Field(1, ge=1, le=64)
+    tracks: Tracks = 1
     min_improvement: float = Field(0.0, ge=0.0, le=10.0)
     confirm_seed: int | None = Field(None, ge=0, description="If set, a kept candidate is re-run with this seed first.")
-    propose_attempts: int = Field(3, ge=1, le=10, description="Re-asks of the LLM after an invalid proposal.")
+    propose_attempts: ProposeAttempts = 3
+    program: Path | None = Field(None, description="A text file of research direction every level's prompt includes.")
+    max_llm_cost_usd: MaxLLMCost = None
+    max_hours: MaxHours = None
 
     @field_validator("levels")
     @classmethod
@@ -114,17 +127,41 @@ class Settings(BaseSettings):
             raise ValueError(f"levels must be a comma list of {LEVEL_CHOICES} including 1, got {value!r}")
         return ",".join(p for p in LEVEL_CHOICES if p in parts)
 
-    @model_validator(mode="after")
-    def _gpu_budget(self) -> Settings:
-        # The CPU default (9.9e11 FLOPs) is one step of the GPU preset: on cuda the paper's 300 s of training is
-        # the default instead, unless the user chose a budget.
-        if self.device == "cuda" and not {"budget", "budget_mode"} & self.model_fields_set:
-            self.budget_mode, self.budget = "time", 300.0
-        return self
+    @field_validator("fixed", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("budget")
+    @classmethod
+    def _finite_budget(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"the budget must be a finite number, got {value!r}")
+        return value
 
     @property
     def level_set(self) -> frozenset[str]:
         return frozenset(self.levels.split(","))
+
+    @property
+    def workload_ref(self) -> WorkloadRef:
+        """The workload these settings name, with the script options."""
+        return WorkloadRef(reference=self.workload, metric=self.metric, goal=self.goal, fixed=tuple(self.fixed),
+                           budget_param=self.budget_param, seed_param=self.seed_param, command=self.command)
+
+    def program_text(self) -> str:
+        """The research-direction text, read from its file ('' when none); ValueError for a missing or huge file."""
+        if self.program is None:
+            return ""
+        path = self.program.expanduser()
+        if not path.is_file():
+            raise ValueError(f"program file {path} not found")
+        text = path.read_text(encoding="utf-8", errors="replace").strip()
+        if len(text) > PROGRAM_MAX_CHARS:
+            raise ValueError(f"program file {path} has {len(text)} characters; keep it under {PROGRAM_MAX_CHARS}")
+        return text
 
     @classmethod
     def settings_customise_sources(

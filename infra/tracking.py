@@ -13,23 +13,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-import infra.settings  # noqa: F401  (telemetry opt-outs before mlflow is imported)
+from infra.mlflow_schema import KEY_TAG, tag
 
-TAG_PREFIX = "bilevel."
 TERMINAL = ("FINISHED", "FAILED", "KILLED")
 MAX_PARAM_CHARS = 500
+SEARCH_PAGE = 1000
 
 
 def _mlflow():
+    from infra.settings import apply_telemetry_opt_outs
+
+    apply_telemetry_opt_outs()  # before mlflow is imported: it reads them then
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
     return MlflowClient, Metric, Param, RunTag
-
-
-def run_key(meta_run_id: str, *parts: object) -> str:
-    """The unique key of a run inside a meta-run, e.g. `abc/g1/t0/i5`."""
-    return "/".join([meta_run_id, *(str(p) for p in parts)])
 
 
 class Tracker:
@@ -64,7 +62,7 @@ class Tracker:
 
     def find_run(self, experiment_id: str, key: str) -> Any | None:
         runs = self.client.search_runs(
-            [experiment_id], filter_string=f"tags.`{TAG_PREFIX}key` = '{key}'", max_results=2
+            [experiment_id], filter_string=f"tags.`{KEY_TAG}` = '{key}'", max_results=2
         )
         if len(runs) > 1:
             raise RuntimeError(f"MLflow holds {len(runs)} runs with key {key}: the store was written outside bilevel")
@@ -85,8 +83,8 @@ class Tracker:
             existing = self.find_run(experiment_id, key)
             if existing is not None:
                 return existing.info.run_id, existing.info.status in TERMINAL
-            all_tags = {_tag_name(k): str(v) for k, v in tags.items()}
-            all_tags[f"{TAG_PREFIX}key"] = key
+            all_tags = {tag(k): str(v) for k, v in tags.items()}
+            all_tags[KEY_TAG] = key
             if parent_run_id:
                 all_tags["mlflow.parentRunId"] = parent_run_id
             run = self.client.create_run(experiment_id, run_name=run_name, tags=all_tags)
@@ -111,7 +109,7 @@ class Tracker:
         now = int(time.time() * 1000)
         metric_list = [metric_cls(k, float(v), now, step) for k, v in (metrics or {}).items() if v is not None]
         param_list = [param_cls(k, _param_text(v)) for k, v in (params or {}).items()]
-        tag_list = [tag_cls(_tag_name(k), str(v)) for k, v in (tags or {}).items()]
+        tag_list = [tag_cls(tag(k), str(v)) for k, v in (tags or {}).items()]
         if metric_list or param_list or tag_list:
             with self._lock:
                 self.client.log_batch(run_id, metrics=metric_list, params=param_list, tags=tag_list)
@@ -129,30 +127,23 @@ class Tracker:
             self.client.log_artifact(run_id, str(path), artifact_path)
 
     # -- queries ------------------------------------------------------------------------------------
-    def runs_of(self, experiment_name: str, meta_run_id: str, kind: str | None = None) -> list[Any]:
-        """All runs of one meta-run (optionally of one kind), oldest first."""
-        experiment = self.client.get_experiment_by_name(experiment_name)
-        if experiment is None:
-            return []
-        query = f"tags.`{TAG_PREFIX}meta_run_id` = '{meta_run_id}'"
-        if kind:
-            query += f" and tags.`{TAG_PREFIX}kind` = '{kind}'"
-        return list(reversed(self.client.search_runs([experiment.experiment_id], filter_string=query, max_results=5000)))
-
-    def search(self, filter_string: str, experiment_names: list[str] | None = None, max_results: int = 1000) -> list[Any]:
-        """Runs across experiments (all bilevel experiments by default) matching an MLflow filter."""
+    def search(self, filter_string: str, experiment_names: list[str] | None = None) -> list[Any]:
+        """Every run across experiments (all bilevel experiments by default) matching an MLflow filter, page by page."""
         if experiment_names is None:
-            ids = [e.experiment_id for e in self.client.search_experiments() if e.name.startswith("bilevel")]
+            ids = [e.experiment_id for e in self.client.search_experiments(max_results=SEARCH_PAGE)
+                   if e.name.startswith("bilevel")]
         else:
             ids = [e.experiment_id for name in experiment_names if (e := self.client.get_experiment_by_name(name))]
         if not ids:
             return []
-        return self.client.search_runs(ids, filter_string=filter_string, max_results=max_results)
-
-
-def _tag_name(key: str) -> str:
-    """Our tags live under `bilevel.`; MLflow's own (`mlflow.*`) are passed through."""
-    return key if key.startswith(("mlflow.", TAG_PREFIX)) else TAG_PREFIX + key
+        runs: list[Any] = []
+        token = None
+        while True:
+            page = self.client.search_runs(ids, filter_string=filter_string, max_results=SEARCH_PAGE, page_token=token)
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
 
 
 def _param_text(value: Any) -> str:

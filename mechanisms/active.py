@@ -4,17 +4,16 @@ after each generation that deactivates quarantined or inert mechanisms."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
 if TYPE_CHECKING:
     from infra.store import MechanismStore
+    from mechanisms.replay import ReplaySource
     from mechanisms.runtime import MechanismRuntime
-    from search.config import SearchConfig
-    from search.params import ParamSpec
-    from search.trace import Trace
+    from search.space import SearchSpace
+    from search.trace import MechanismLiveness, Trace
 
 
 class ActiveMechanism(BaseModel):
@@ -55,36 +54,33 @@ class ActiveSet(BaseModel):
         return ActiveSet(mechanisms=[m for m in self.mechanisms if m.name != name], previous=self.previous)
 
 
-def changed_decisions(counts: dict[str, Any]) -> int:
-    return sum(int(v) for v in (counts.get("changed") or {}).values())
-
-
-def review_active_set(active: ActiveSet, liveness: dict[str, dict[str, Any]]) -> tuple[ActiveSet, list[str]]:
-    """Deactivate (revert) every mechanism that was quarantined, or changed no decision in the generation."""
+def review_active_set(active: ActiveSet, liveness: dict[str, MechanismLiveness]) -> tuple[ActiveSet, list[str]]:
+    """Deactivate (revert) every mechanism that was quarantined, or changed no decision in the generation
+    (`liveness` is the generation's, from the trace: Trace.mechanism_liveness(generation))."""
     notes = []
     for mechanism in list(active.mechanisms):
-        counts = liveness.get(mechanism.name, {})
-        if counts.get("quarantined"):
-            notes.append(f"{mechanism.label} quarantined ({counts.get('reason', '')}): reverted")
-        elif changed_decisions(counts) == 0:
-            notes.append(f"{mechanism.label} inert (changed no decision in {sum((counts.get('calls') or {}).values())} calls): reverted")
+        entry = liveness.get(mechanism.name)
+        if entry is not None and entry.quarantined:
+            notes.append(f"{mechanism.label} quarantined ({entry.reason}): reverted")
+        elif entry is None or entry.decisions_changed == 0:
+            calls = entry.total_calls if entry is not None else 0
+            notes.append(f"{mechanism.label} inert (changed no decision in {calls} calls): reverted")
         else:
             continue
         active = active.reverted(mechanism.name)
     return active, notes
 
 
-def open_runtime(active: ActiveSet, trace: Trace, specs: list[ParamSpec], config: SearchConfig,
-                 seed_for: Callable[[int, int], int] | None = None) -> MechanismRuntime | None:
-    """A sandboxed runtime for the active set with state rebuilt by replaying `observe` over the trace,
-    with the same per-decision seeds the live loop used (`seed_for(index, track)`)."""
+def open_runtime(active: ActiveSet, trace: Trace, space: SearchSpace, source: ReplaySource) -> MechanismRuntime | None:
+    """A sandboxed runtime for the active set, with state rebuilt by replaying `observe` over the trace with the
+    contexts the live loop built (same seeds, tracks, windows and configs)."""
     if not active.mechanisms:
         return None
     from mechanisms.replay import replay_history
     from mechanisms.runtime import MechanismRef, MechanismRuntime
 
     runtime = MechanismRuntime([MechanismRef(name=m.name, version=m.version, source=m.source) for m in active.mechanisms])
-    runtime.rebuild(replay_history(trace, specs, config, seed_for=seed_for))
+    runtime.rebuild(replay_history(trace, space, source))
     return runtime
 
 

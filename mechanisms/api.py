@@ -1,88 +1,87 @@
-"""The mechanism API: the four hooks, the JSON-able views they receive, and the answers they may give.
+"""The mechanism API (version 2): the hooks, what they receive and may return, and the trusted side's parsers.
 
-A mechanism is the source text of ONE top-level class with any subset of these methods (valid Python;
-every hook may return None, meaning "no opinion"):
-
-    class Example:
-        name = "example"
-
-        def __init__(self):
-            self.seen = []  # the mechanism's own state
-
-        def plan(self, ctx):  # before proposing: advice for the LLM's next proposal
-            return {"guidance": "try the learning rates", "focus": ["MATRIX_LR"], "avoid": ["DEPTH"],
-                    "n_candidates": 2, "temperature": 0.9}
-
-        def screen(self, ctx, candidates):  # after proposing: pick a candidate, or reject them all
-            return {"choose": 1}  # or {"reject": True, "reason": "all repeat a recent move"}, or None
-
-        def accept(self, ctx, result, default):  # after training: override the keep/discard decision
-            return None  # or True (keep) / False (discard); `default` is the decision without you
-
-        def observe(self, ctx, result):  # after the decision: update your state, return nothing
-            self.seen.append(result["changes"])
-
-What the hooks receive (plain dicts and lists):
-    ctx["iteration"], ctx["generation"], ctx["seed"]: ints (seed your `random.Random(ctx["seed"])` with it)
-    ctx["params"]: list of {"name", "kind": int|float|bool|choice|float_tuple, "value", "low", "high", "choices"}
-    ctx["frozen"]: list of parameter names the search may not change
-    ctx["best"], ctx["current"], ctx["baseline"]: {"config": {NAME: value}, "val_bpb": float, "index": int}
-    ctx["trace"]: list of past experiments, oldest first, each
-        {"index", "changes": {NAME: value}, "config": {NAME: value}, "status": "ok"|"crash"|"timeout"|"invalid",
-         "val_bpb": float or None, "kept": bool}
-    candidates: list of {"changes": {NAME: value}, "hypothesis": str, "config": {NAME: value}}
-    result: {"index", "changes", "config", "status", "val_bpb", "kept"} (accept sees "default_kept" instead of "kept")
-Lower val_bpb is better. Configs are dicts (unhashable): compare them, or use json.dumps(config, sort_keys=True).
-
-Hooks are pure functions of their arguments and the mechanism's own state, so the state is rebuilt by
-replaying `observe` over the trace. Mechanism code runs only in the sandbox (mechanisms/sandbox.py); this
-module is the trusted side's contract.
+A mechanism is the source text of ONE top-level class with any subset of the hooks below; every hook may return
+None ("no opinion"). Hooks are pure functions of their arguments and the mechanism's own state, so the state is
+rebuilt by replaying `observe` over the trace. Mechanism code runs only in the sandbox (mechanisms/sandbox.py).
+`API_TEXT` is what Level 2 shows the LLM; `HOOK_DOCS` holds each hook's exact contract (the generation skeleton
+uses it). Version 1 mechanisms (no `propose`, values read as ctx["best"]["val_bpb"]) keep working: every view
+carries the value under "value" and under the metric's own name.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
-from search.config import SearchConfig
-from search.params import ParamSpec
-from search.state import SearchState
-from search.trace import Experiment, Trace
+from search.hooks import (
+    HOOKS,
+    MAX_GUIDANCE_CHARS,
+    MAX_REASON_CHARS,
+    PlanAdvice,
+    ProposeAnswer,
+    ScreenVerdict,
+)
 
-HOOKS = ("plan", "screen", "accept", "observe")
-MAX_GUIDANCE_CHARS = 400
-MAX_REASON_CHARS = 300
-CONTEXT_TRACE_LIMIT = 200  # experiments shown to a hook; mechanisms keep longer memories in their own state
+__all__ = ["API_TEXT", "API_VERSION", "CONTEXT_TEXT", "HOOKS", "HOOK_DOCS", "HookAnswerError", "MAX_GUIDANCE_CHARS",
+           "MAX_REASON_CHARS", "PlanAdvice", "ProposeAnswer", "ScreenVerdict", "parse_accept", "parse_plan",
+           "parse_propose", "parse_screen"]
+
+API_VERSION = 2
+
+CONTEXT_TEXT = """\
+What the hooks receive (plain dicts and lists; the same keys every call):
+  ctx["iteration"], ctx["generation"], ctx["seed"]: ints (use random.Random(ctx["seed"]) for randomness)
+  ctx["objective"]: {"name": "val_bpb", "goal": "minimize" or "maximize"}
+  ctx["params"]: list of {"name", "kind": "int"|"float"|"bool"|"choice"|"float_tuple", "value", "low", "high",
+                 "choices", "log"}; ctx["frozen"]: names that may not change now
+  ctx["best"], ctx["current"], ctx["baseline"]: {"config": {NAME: value}, "value": float, "index": int}
+  ctx["trace"]: past experiments, oldest first, each {"index", "changes": {NAME: value}, "config": {NAME: value},
+                "status": "ok"|"crash"|"timeout"|"invalid"|"stopped", "value": float or None, "kept": bool}
+  candidates (screen): list of {"changes": {NAME: value}, "hypothesis": str, "config": {...}, "proposed_by": str}
+  result (accept, observe): one experiment like those in ctx["trace"]; accept sees "default_kept" instead of "kept"
+Better means lower "value" when the goal is "minimize", higher when "maximize": use h.is_better(ctx, a, b).
+Configs are dicts (unhashable): use h.config_key(config) as a set or dict key."""
+
+HOOK_DOCS: dict[str, tuple[str, str]] = {
+    "plan": ("def plan(self, ctx):",
+             'Before the LLM proposes. Return None, or a dict with any of: "guidance": str (advice for the LLM), '
+             '"focus": [NAME, ...], "avoid": [NAME, ...], "n_candidates": int 1-4, "temperature": float 0-1.5.'),
+    "propose": ("def propose(self, ctx):",
+                'Put concrete candidates on the table. Return None, or a list of up to 4 candidates, each made with '
+                'h.candidate(NAME, value, "reason") (a dict {"changes": {NAME: value}, "reason": str}), or '
+                '{"candidates": [...], "skip_llm": True} to skip the LLM this iteration. Values must be valid for '
+                "the parameter (use h.neighbour or h.random_value); invalid or already-tried ones are dropped."),
+    "screen": ("def screen(self, ctx, candidates):",
+               'After proposing, pick which candidate trains. Return None (train candidates[0]), or {"choose": i} with '
+               'an int i in range(len(candidates)), or {"reject": True, "reason": str} to ask for new candidates.'),
+    "accept": ("def accept(self, ctx, result, default):",
+               "After training, override keep/discard. `default` is the decision without you (True = keep). "
+               "Return None (agree), True (keep) or False (discard). Never return a dict."),
+    "observe": ("def observe(self, ctx, result):",
+                "After the decision: update self's state from `result`. Return None."),
+}
+
+API_TEXT = "\n".join([
+    "A mechanism is ONE Python class with a `name` attribute and any of these hook methods:",
+    *(f"  {signature}\n      {text}" for signature, text in HOOK_DOCS.values()),
+    "Inside a mechanism, `import helpers as h` gives pure functions: h.untried(ctx) (editable parameters never "
+    "changed yet), h.editable(ctx), h.neighbour(ctx, NAME, rng) (a valid nearby value), h.random_value(ctx, NAME, rng), "
+    "h.param_stats(ctx) ({NAME: {'tries', 'kept', 'crashes', 'best_gain', 'last_value'}}), h.best_configs(ctx, k), "
+    "h.tried(ctx, config), h.config_key(config), h.is_better(ctx, a, b), h.value_of(view), "
+    "h.candidate(NAME, value, reason).",
+    CONTEXT_TEXT,
+])
 
 
 class HookAnswerError(ValueError):
     """A hook answered something outside the API (garbage): the mechanism is quarantined."""
 
 
-class PlanAdvice(BaseModel):
-    """What `plan` may say about the next proposal. Empty advice changes nothing."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    guidance: str = Field("", max_length=MAX_GUIDANCE_CHARS)
-    focus: list[str] = Field(default_factory=list, max_length=32)
-    avoid: list[str] = Field(default_factory=list, max_length=32)
-    n_candidates: int | None = Field(None, ge=1, le=4)
-    temperature: float | None = Field(None, ge=0.0, le=1.5)
-
-    def is_empty(self) -> bool:
-        return not (self.guidance or self.focus or self.avoid or self.n_candidates or self.temperature is not None)
-
-
-class ScreenVerdict(BaseModel):
-    """What `screen` may say about the candidates: pick one, or reject them all (the LLM is asked again)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    choose: int | None = Field(None, ge=0, le=16)
-    reject: bool = False
-    reason: str = Field("", max_length=MAX_REASON_CHARS)
+def _first_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return f"{where}: {first['msg']}" if where else first["msg"]
 
 
 def parse_plan(answer: Any) -> PlanAdvice | None:
@@ -93,7 +92,26 @@ def parse_plan(answer: Any) -> PlanAdvice | None:
     try:
         return PlanAdvice.model_validate(answer)
     except ValidationError as error:
-        raise HookAnswerError(f"plan returned an invalid dict: {error.errors()[0]['msg']}") from error
+        raise HookAnswerError(f"plan returned an invalid dict ({_first_error(error)})") from error
+
+
+def parse_propose(answer: Any) -> ProposeAnswer | None:
+    """A list of candidates, one candidate dict, or {"candidates": [...], "skip_llm": bool}."""
+    if answer is None:
+        return None
+    if isinstance(answer, dict) and "changes" in answer:
+        answer = {"candidates": [answer]}
+    elif isinstance(answer, list):
+        answer = {"candidates": answer}
+    if not isinstance(answer, dict):
+        raise HookAnswerError(f"propose must return a list of candidates, a candidate dict or None, got "
+                              f"{type(answer).__name__}")
+    try:
+        parsed = ProposeAnswer.model_validate(answer)
+    except ValidationError as error:
+        raise HookAnswerError(f"propose returned {_shown(answer)}: {_first_error(error)}; each candidate must be "
+                              '{"changes": {NAME: value}, "reason": str} (use h.candidate(NAME, value, reason))') from error
+    return parsed if parsed.candidates else None
 
 
 def parse_screen(answer: Any, n_candidates: int) -> ScreenVerdict | None:
@@ -104,9 +122,10 @@ def parse_screen(answer: Any, n_candidates: int) -> ScreenVerdict | None:
     try:
         verdict = ScreenVerdict.model_validate(answer)
     except ValidationError as error:
-        raise HookAnswerError(f"screen returned an invalid dict: {error.errors()[0]['msg']}") from error
+        raise HookAnswerError(f"screen returned {_shown(answer)}: {_first_error(error)}; choose must be an int index "
+                              f"in [0, {n_candidates - 1}]") from error
     if verdict.choose is not None and verdict.choose >= n_candidates:
-        raise HookAnswerError(f"screen chose candidate {verdict.choose} of {n_candidates}")
+        raise HookAnswerError(f"screen returned {_shown(answer)}: choose must be an int index in [0, {n_candidates - 1}]")
     if verdict.choose is None and not verdict.reject:
         return None
     return verdict
@@ -115,55 +134,9 @@ def parse_screen(answer: Any, n_candidates: int) -> ScreenVerdict | None:
 def parse_accept(answer: Any) -> bool | None:
     if answer is None or isinstance(answer, bool):
         return answer
-    raise HookAnswerError(f"accept must return True, False or None, got {type(answer).__name__}")
+    raise HookAnswerError(f"accept returned {_shown(answer)}: it must return True, False or None")
 
 
-def experiment_view(experiment: Experiment) -> dict[str, Any]:
-    """The JSON view of one experiment that hooks see (as `result`, and in `ctx["trace"]`)."""
-    return {
-        "index": experiment.index,
-        "generation": experiment.generation,
-        "track": experiment.track,
-        "changes": experiment.changes,
-        "config": experiment.config,
-        "hypothesis": experiment.hypothesis,
-        "status": experiment.outcome.status,
-        "val_bpb": experiment.measured,
-        "kept": experiment.kept,
-        "default_kept": experiment.default_kept,
-    }
-
-
-def build_context(
-    *,
-    trace: Trace,
-    state: SearchState,
-    specs: list[ParamSpec],
-    config: SearchConfig,
-    generation: int,
-    track: int,
-    seed: int,
-) -> dict[str, Any]:
-    """The read-only JSON view a hook receives. `iteration` is the index of the experiment being decided."""
-
-    def point(p: Any) -> dict[str, Any]:
-        return {"config": p.config, "val_bpb": p.val_bpb, "index": p.index}
-
-    return {
-        "iteration": len(trace),
-        "generation": generation,
-        "track": track,
-        "seed": seed,
-        "params": [spec.to_json() for spec in specs],
-        "frozen": list(config.frozen),
-        "config": config.model_dump(mode="json"),
-        "baseline": point(state.baseline),
-        "current": point(state.current),
-        "best": point(state.best),
-        "trace": [experiment_view(e) for e in trace.experiments[-CONTEXT_TRACE_LIMIT:]],
-    }
-
-
-def candidate_view(changes: dict[str, Any], hypothesis: str, config: dict[str, Any]) -> dict[str, Any]:
-    """The JSON view of one proposed candidate that `screen` sees."""
-    return {"changes": changes, "hypothesis": hypothesis, "config": config}
+def _shown(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,29 +1,25 @@
-"""Turn a trace into what mechanisms saw: per past experiment the ctx before it, its result view and its candidates.
+"""Turn a trace into what mechanisms saw: per past experiment the ctx before it, its result view and candidates.
 
-The inner loop uses `replay_history` to rebuild mechanism state (MechanismRuntime.rebuild), and the
-validation pipeline uses `replay_steps` to drive a new mechanism through a real trace. Both build
-contexts with mechanisms.api.build_context, exactly as the inner loop does before each experiment.
-Known approximation: the search config of the past is not in the trace, so the current one is used.
-The ctx seed is `seed`, or `seed_for(index, track)` when the inner loop derives one per experiment:
-pass the same function it uses, so replayed contexts equal the ones the hooks saw.
+The inner loop uses `replay_history` to rebuild mechanism state (MechanismRuntime.rebuild), and validation uses
+`replay_steps` to drive a new mechanism through a real trace. Both rebuild each decision's context with the same
+builder the live loop uses (search/context.py): tracks numbered as they ran, restart windows, each generation's
+search config and the per-decision seeds. States are folded once per track, so a replay is linear in the trace.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mechanisms.api import build_context, candidate_view, experiment_view
 from search.config import SearchConfig
+from search.context import DecisionPoint, build_context, candidate_view, decision_points, experiment_view, local_history
 from search.params import ParamError, ParamKind, ParamSpec, json_value, same_value, validate_value
-from search.state import BaselineFailed, state_from_trace
+from search.space import SearchSpace
+from search.state import BaselineFailed, SearchState
 from search.trace import Trace, config_with, same_config
-
-
-SeedFor = Callable[[int, int], int]  # (experiment index, track) -> the ctx seed the hooks saw
 
 
 @dataclass(frozen=True)
@@ -35,60 +31,54 @@ class ReplayStep:
     candidates: list[dict[str, Any]]
 
 
-def replay_history(
-    trace: Trace, specs: list[ParamSpec], config: SearchConfig, *, seed: int = 0, seed_for: SeedFor | None = None
-) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+@dataclass(frozen=True)
+class ReplaySource:
+    """What identifies a meta-run's decisions: its id and seed (hook seeds), and the config for old traces."""
+
+    meta_run_id: str = "replay"
+    run_seed: int = 0
+    fallback_config: SearchConfig = SearchConfig()
+    restart_each_generation: bool = False
+
+
+def contexts(trace: Trace, space: SearchSpace, source: ReplaySource) -> Iterator[tuple[DecisionPoint, dict[str, Any], dict[str, Any]]]:
+    """(point, ctx, result view) of every decided experiment, exactly as the live loop built them."""
+    try:
+        states = list(trace.states())
+    except BaselineFailed:
+        return  # without a measured baseline the inner loop never decided anything
+    running: dict[tuple[int, int], SearchState] = {}
+    for experiment, point in decision_points(trace, source.meta_run_id, source.run_seed, source.fallback_config,
+                                             source.restart_each_generation):
+        key = (point.generation, point.track)
+        state = running.get(key) or states[point.start - 1]
+        local = local_history(trace, point)
+        yield point, build_context(local, state, space, point), experiment_view(experiment, trace.objective)
+        running[key] = state.after(experiment.model_copy(update={"index": point.index}))
+
+
+def replay_history(trace: Trace, space: SearchSpace, source: ReplaySource | None = None) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(ctx, result) per experiment after the baseline, for MechanismRuntime.rebuild."""
-    return list(_contexts(trace, specs, config, seed_for or _constant(seed)))
+    return [(ctx, result) for _, ctx, result in contexts(trace, space, source or ReplaySource())]
 
 
-def replay_steps(
-    trace: Trace,
-    specs: list[ParamSpec],
-    config: SearchConfig,
-    *,
-    seed: int = 0,
-    seed_for: SeedFor | None = None,
-    alternatives: int = 2,
-) -> list[ReplayStep]:
-    """Replay steps for validation: candidates are the experiment's own changes first, then
-    `alternatives` synthetic one-parameter moves from the current point (deterministic per step)."""
+def replay_steps(trace: Trace, space: SearchSpace, source: ReplaySource | None = None, *, alternatives: int = 2) -> list[ReplayStep]:
+    """Replay steps for validation: candidates are the experiment's own changes first, then `alternatives`
+    synthetic one-parameter moves from the current point (deterministic per step)."""
+    source = source or ReplaySource()
     steps = []
-    for ctx, result in _contexts(trace, specs, config, seed_for or _constant(seed)):
-        actual = candidate_view(result["changes"], result["hypothesis"], result["config"])
-        rng = random.Random(seed * 1_000_003 + ctx["iteration"])
+    for point, ctx, result in contexts(trace, space, source):
+        actual = candidate_view(result["changes"], result["hypothesis"], result["config"], result["proposed_by"] or "llm")
+        rng = random.Random(source.run_seed * 1_000_003 + ctx["iteration"])
         current = ctx["current"]["config"]
-        synthetic = synthetic_candidates(specs, current, config.frozen, rng, alternatives, exclude=[result["config"]])
+        synthetic = synthetic_candidates(space.params, current, point.config.frozen, rng, alternatives,
+                                         exclude=[result["config"]])
         steps.append(ReplayStep(ctx=ctx, result=result, candidates=[actual, *synthetic]))
     return steps
 
 
-def _constant(seed: int) -> SeedFor:
-    return lambda _index, _track: seed
-
-
-def _contexts(trace: Trace, specs: list[ParamSpec], config: SearchConfig, seed_for: SeedFor) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
-    for position in range(1, len(trace.experiments)):
-        experiment = trace.experiments[position]
-        prefix = Trace(experiments=trace.experiments[:position])
-        try:
-            state = state_from_trace(prefix)
-        except BaselineFailed:
-            return  # without a measured baseline the inner loop never decided anything
-        ctx = build_context(
-            trace=prefix,
-            state=state,
-            specs=specs,
-            config=config,
-            generation=experiment.generation,
-            track=experiment.track,
-            seed=seed_for(experiment.index, experiment.track),
-        )
-        yield ctx, experiment_view(experiment)
-
-
 def synthetic_candidates(
-    specs: list[ParamSpec],
+    specs: Sequence[ParamSpec],
     current: dict[str, Any],
     frozen: tuple[str, ...] | list[str],
     rng: random.Random,
@@ -103,7 +93,7 @@ def synthetic_candidates(
     for spec in editable:
         if len(candidates) >= count:
             break
-        value = _neighbour(spec, current.get(spec.name, spec.value), rng)
+        value = neighbour_value(spec, current.get(spec.name, spec.value), rng)
         if value is None:
             continue
         changes = {spec.name: json_value(value)}
@@ -111,11 +101,11 @@ def synthetic_candidates(
         if any(same_config(config, other) for other in [*exclude, *(c["config"] for c in candidates)]):
             continue
         hypothesis = f"synthetic alternative: move {spec.name} to {json_value(value)!r}"
-        candidates.append(candidate_view(changes, hypothesis, config))
+        candidates.append(candidate_view(changes, hypothesis, config, "synthetic"))
     return candidates
 
 
-def _neighbour(spec: ParamSpec, value: Any, rng: random.Random) -> Any:
+def neighbour_value(spec: ParamSpec, value: Any, rng: random.Random) -> Any:
     """A valid value near `value` (double/halve on log scales, a tenth of the range otherwise), or None."""
     try:
         if spec.kind is ParamKind.BOOL:
@@ -145,4 +135,3 @@ def _step(spec: ParamSpec, value: float, rng: random.Random) -> float:
         span = (high - low) / 10 or 1.0
         moved = value + span if up else value - span
     return min(max(moved, low), high) if math.isfinite(moved) else value
-

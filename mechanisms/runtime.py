@@ -23,9 +23,11 @@ from mechanisms.api import (
     ScreenVerdict,
     parse_accept,
     parse_plan,
+    parse_propose,
     parse_screen,
 )
 from mechanisms.sandbox import MechanismMissing, SandboxError, SandboxHost
+from search.hooks import MechanismCandidates
 from search.trace import MechanismActivity
 
 logger = logging.getLogger(__name__)
@@ -170,6 +172,26 @@ class MechanismRuntime:
                     slot.record_change("plan")
                     advices.append(advice)
             return merge_advice(advices)
+
+    def propose(self, ctx: dict[str, Any]) -> list[MechanismCandidates]:
+        """Every active mechanism's own candidates (validated by the inner loop like any proposal)."""
+        with self._lock:
+            found = []
+            for slot in self._callable_slots("propose"):
+                answered, value = self._call(slot, "propose", [ctx], ctx)
+                if not answered:
+                    continue
+                answer = self._parsed(slot, "propose", ctx, parse_propose, value)
+                if answer is not None:
+                    found.append(MechanismCandidates(mechanism=slot.ref.name, answer=answer))
+            return found
+
+    def credit(self, mechanism: str, hook: str) -> None:
+        """Count a changed decision the runtime could not see itself (the loop trained a mechanism's candidate)."""
+        with self._lock:
+            for slot in self._slots:
+                if slot.ref.name == mechanism:
+                    slot.record_change(hook)
 
     def screen(self, ctx: dict[str, Any], candidates: list[dict[str, Any]]) -> ScreenVerdict | None:
         """Ask the active mechanisms in order; the first that gives a verdict decides."""

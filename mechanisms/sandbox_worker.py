@@ -32,8 +32,8 @@ import time
 import traceback
 import types
 
-HOOKS = ("plan", "screen", "accept", "observe")
-HOOK_ARITY = {"plan": 1, "screen": 2, "accept": 3, "observe": 2}
+HOOKS = ("plan", "propose", "screen", "accept", "observe")
+HOOK_ARITY = {"plan": 1, "propose": 1, "screen": 2, "accept": 3, "observe": 2}
 NOBODY = 65534
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from reports.html import (Markup, badge, esc, figure, interval, join, number, p_value, page, section, table, tag)
-from reports.influence import MechanismInfluence
+from search.influence import MechanismInfluence
 from reports.mechanism_section import mechanisms_section, unique_sources
 from reports.run_data import RunData
 from reports.stats import MIN_CI_N, MIN_TEST_N, AblationStats, Comparison

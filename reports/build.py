@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reports.ablation_page import ablation_page
-from reports.influence import mechanism_influence
+from search.influence import mechanism_influence
 from reports.plots import plot_best_so_far, plot_deltas, plot_run
 from reports.run_data import RunData, load_run
 from reports.run_page import run_page
 from reports.stats import ablation_statistics
 from search.ablation import AblationManifest, manifest_path
-from search.trace import Trace, best_so_far_curve
+from search.trace import Trace
 
 if TYPE_CHECKING:
     from infra.tracking import Tracker
@@ -64,12 +64,12 @@ def build_ablation_report(state_dir: Path, ablation_id: str, out_dir: Path, *, r
     statistics = ablation_statistics(
         {arm: [(run.baseline, run.best) if run is not None and run.usable else None for run in runs]  # type: ignore[misc]
          for arm, runs in repeats.items()},
-        reference=manifest.reference_arm,
+        reference=manifest.reference_arm, objective=manifest.objective,
     )
     traces = _measured_traces(repeats)
     influence = mechanism_influence(traces)
     out_dir.mkdir(parents=True, exist_ok=True)
-    curves = {arm: [best_so_far_curve(run.trace) for run in runs if run is not None and run.usable and run.trace]
+    curves = {arm: [run.trace.best_so_far() for run in runs if run is not None and run.usable and run.trace]
               for arm, runs in repeats.items()}
     curves_png = (plot_best_so_far(curves, out_dir / "best_so_far.png", reference=manifest.reference_arm)
                   if any(curves.values()) else None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from reports.html import Markup, badge, code_block, details, join, number, section, table, tag
-from reports.influence import GroupStats, MechanismInfluence
+from search.influence import GroupStats, MechanismInfluence
 from reports.run_data import MechanismSource
 
 INFLUENCE_NOTE = (
@@ -70,7 +70,7 @@ def _group(group: GroupStats) -> str:
     if not group.experiments:
         return "none"
     failed = f", {group.failed} failed" if group.failed else ""
-    return (f"n={group.experiments}{failed}; median {number(group.median_val_bpb)}; "
+    return (f"n={group.experiments}{failed}; median {number(group.median_value)}; "
             f"mean Δ {number(group.mean_delta, sign=True)}; kept {group.kept}")
 
 

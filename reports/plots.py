@@ -16,7 +16,7 @@ from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
 from reports.stats import ArmStats
-from search.trace import Experiment, Trace, best_so_far_curve
+from search.trace import Experiment, Trace
 
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")
 REFERENCE_COLOUR = "#000000"
@@ -160,7 +160,7 @@ def plot_run(trace: Trace, path: Path, *, title: str = "") -> Path:
             label=f"above {high:.3f} (off scale)")
     _points(axes, [(i, high) for i in failed], marker="X", size=50, face=CRASH_COLOUR, edge="white",
             label="no val_bpb (crash, timeout, invalid)")
-    curve = best_so_far_curve(trace)
+    curve = trace.best_so_far()
     xs = [i for i, v in enumerate(curve) if v is not None]
     axes.step(xs, [curve[i] for i in xs], where="post", color="black", linewidth=1.8, label="best so far")
     if baseline is not None:

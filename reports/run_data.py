@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from search.run_spec import MetaRunSummary
-from search.state import BaselineFailed, SearchState, state_from_trace
+from search.state import BaselineFailed, SearchState
 from search.trace import LLMUsage, Trace
 
 RunStatus = Literal["finished", "incomplete", "failed", "missing"]
@@ -48,11 +48,11 @@ class RunData:
 
     @property
     def baseline(self) -> float | None:
-        return self.state.baseline.val_bpb if self.state else None
+        return self.state.baseline.value if self.state else None
 
     @property
     def best(self) -> float | None:
-        return self.state.best.val_bpb if self.state else None
+        return self.state.best.value if self.state else None
 
     @property
     def delta(self) -> float | None:
@@ -92,7 +92,7 @@ def load_run(runs_dir: Path, meta_run_id: str) -> RunData:
         run.status, run.problem = "failed", f"summary.json is unreadable: {_first_line(error)}"
         return run
     try:
-        run.state = state_from_trace(run.trace)
+        run.state = run.trace.state()
     except BaselineFailed as error:
         run.status, run.problem = "failed", _first_line(error)
         return run

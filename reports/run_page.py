@@ -7,7 +7,7 @@ from typing import Any
 
 from reports.html import (Markup, badge, cards, code_block, details, esc, figure, join, number, page, section, table,
                           tag)
-from reports.influence import MechanismInfluence
+from search.influence import MechanismInfluence
 from reports.mechanism_section import mechanisms_section
 from reports.run_data import RunData
 from search.params import same_value

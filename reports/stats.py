@@ -30,6 +30,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 from scipy import stats as scipy_stats
 
+from search.objective import Objective
+
 ALPHA = 0.05
 CONFIDENCE = 0.95
 RESAMPLES = 10_000
@@ -105,8 +107,10 @@ class AblationStats(BaseModel):
         raise KeyError(name)
 
 
-def deltas_of(repeats: Sequence[Repeat]) -> list[float | None]:
-    """Δ = best − baseline per repeat, keeping the seed positions (None stays None)."""
+def deltas_of(repeats: Sequence[Repeat], objective: Objective | None = None) -> list[float | None]:
+    """Δ = best − baseline per repeat, sign-corrected by the goal (negative is better), keeping the seed
+    positions (None stays None)."""
+    objective = objective or Objective()
     deltas: list[float | None] = []
     for repeat in repeats:
         if repeat is None:
@@ -115,7 +119,7 @@ def deltas_of(repeats: Sequence[Repeat]) -> list[float | None]:
         baseline, best = repeat
         if not (math.isfinite(baseline) and math.isfinite(best)):
             raise ValueError(f"baseline and best must be finite numbers, got {repeat}")
-        deltas.append(best - baseline)
+        deltas.append(objective.delta(baseline, best))
     return deltas
 
 
@@ -254,13 +258,13 @@ def with_verdict(comparison: Comparison, p_holm: float | None, alpha: float = AL
 
 def ablation_statistics(repeats: Mapping[str, Sequence[Repeat]], reference: str, *, alpha: float = ALPHA,
                         confidence: float = CONFIDENCE, resamples: int = RESAMPLES,
-                        seed: int = BOOTSTRAP_SEED) -> AblationStats:
+                        seed: int = BOOTSTRAP_SEED, objective: Objective | None = None) -> AblationStats:
     """Per-arm Δ statistics and each other arm against `reference`, Holm-corrected across the tested arms.
     `repeats` maps an arm to its (baseline, best) per seed index, in the same seed order for every arm."""
     if reference not in repeats:
         raise ValueError(f"reference arm {reference!r} is not among the arms {sorted(repeats)}")
     options = {"resamples": resamples, "seed": seed, "confidence": confidence}
-    arms = [arm_stats(name, deltas_of(values), **options) for name, values in repeats.items()]
+    arms = [arm_stats(name, deltas_of(values, objective), **options) for name, values in repeats.items()]
     reference_stats = next(a for a in arms if a.arm == reference)
     raw = [compare_with_reference(a, reference_stats, **options) for a in arms if a.arm != reference]
     tested = [c for c in raw if c.p_value is not None]

@@ -7,7 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Proposer = Literal["llm", "random", "tpe"]
+from search.objective import Objective
+from search.run_spec import Proposer
 
 
 class ArmSpec(BaseModel):
@@ -19,6 +20,7 @@ class ArmSpec(BaseModel):
     levels: tuple[str, ...] = ("1",)
     proposer: Proposer = "llm"
     restart_each_generation: bool = False
+    mechanisms: tuple[str, ...] = Field((), description="Mechanisms active from the start (library:<name>).")
     description: str = ""
 
 
@@ -31,7 +33,13 @@ STANDARD_ARMS: dict[str, ArmSpec] = {
                        description="control: inner loop restarted from the best config every generation"),
     "random": ArmSpec(name="random", levels=("1",), proposer="random",
                       description="control: random search over the same parameter space"),
-    "tpe": ArmSpec(name="tpe", levels=("1",), proposer="tpe", description="control: Optuna TPE (optional)"),
+    "tpe": ArmSpec(name="tpe", levels=("1",), proposer="tpe", description="control: Optuna TPE"),
+    "cmaes": ArmSpec(name="cmaes", levels=("1",), proposer="cmaes", description="control: Optuna CMA-ES"),
+    "hybrid": ArmSpec(name="hybrid", levels=("1",), proposer="hybrid",
+                      description="control: TPE's suggestions offered to the LLM, which picks, edits or overrides"),
+    "library": ArmSpec(name="library", levels=("1",),
+                       mechanisms=("library:one_factor", "library:tabu", "library:ucb_bandit"),
+                       description="Level 1 with the reference mechanisms active from the start"),
 }
 
 
@@ -46,6 +54,7 @@ class AblationManifest(BaseModel):
     ablation_id: str
     created: str
     workload: str
+    objective: Objective = Field(default_factory=Objective)
     model: str
     budget_mode: str
     budget: float
@@ -53,6 +62,7 @@ class AblationManifest(BaseModel):
     iterations: int
     seeds: list[int]
     reference_arm: str = "A"
+    reference_arms: list[str] = Field(default_factory=list, description="Every arm the others are tested against.")
     arms: list[ArmRuns]
 
 

@@ -1,5 +1,6 @@
-"""Level 1.5 in pure Python: the trace summary the LLM reads, validation of its config update, and the
-deterministic fallback rule (freeze a parameter after k futile tries) used when the answer is invalid."""
+"""Level 1.5 in pure Python: the trace summary the LLM reads, validation of its config update (including rules
+that make it read the trace: no freezing a parameter it has barely tried, or the one that made the last
+improvement), and the deterministic fallback rule (freeze after k futile tries) used when no answer is valid."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from search.answers import extract_json
 from search.config import SearchConfig, Strategy
-from search.params import ParamSpec
-from search.trace import ParamStats, Trace, param_stats
+from search.space import SearchSpace
+from search.trace import ParamStats, Trace
 
 FUTILE_TRIES = 3
+MIN_TRIES_TO_FREEZE = 2  # a parameter tried fewer times than this has shown nothing yet
 MIN_ACTIVE_SHARE = 0.4  # at least this share of parameters stays unfrozen
 MIN_ACTIVE = 3
 
@@ -21,6 +23,9 @@ SYSTEM = (
     "You supervise an automated hyperparameter search. You read its statistics and adjust how it searches. "
     "You answer with one JSON object and nothing else."
 )
+# The worked answer uses names that belong to no workload, so a small model cannot copy it verbatim.
+EXAMPLE = ('Answer with JSON like: {"freeze": ["PARAM_A"], "unfreeze": [], "strategy": "exploit", '
+           '"guidance": "refine PARAM_B around its best value", "reason": "PARAM_A was tried 4 times and never helped"}')
 
 
 class ConfigUpdate(BaseModel):
@@ -37,8 +42,8 @@ class ConfigUpdate(BaseModel):
     reason: str = Field("", max_length=400)
 
 
-def update_schema(specs: list[ParamSpec]) -> dict[str, Any]:
-    names = [spec.name for spec in specs]
+def update_schema(space: SearchSpace) -> dict[str, Any]:
+    names = space.names
     return {
         "type": "object",
         "properties": {
@@ -59,17 +64,22 @@ def max_frozen(n_params: int) -> int:
     return max(0, n_params - keep_active)
 
 
-def apply_update(config: SearchConfig, update: ConfigUpdate, specs: list[ParamSpec]) -> SearchConfig:
-    """The new config, or ValueError naming what is wrong (unknown names, contradictions, the cap)."""
-    names = {spec.name for spec in specs}
+def apply_update(config: SearchConfig, update: ConfigUpdate, space: SearchSpace, trace: Trace | None = None) -> SearchConfig:
+    """The new config, or ValueError naming what is wrong: unknown names, contradictions, the cap, and (given the
+    trace) freezing a parameter tried fewer than MIN_TRIES_TO_FREEZE times or one that made the last improvement."""
+    names = set(space.names)
     unknown = sorted((set(update.freeze) | set(update.unfreeze)) - names)
     if unknown:
         raise ValueError(f"unknown parameters {unknown}; known: {sorted(names)}")
     both = sorted(set(update.freeze) & set(update.unfreeze))
     if both:
         raise ValueError(f"{both} cannot be frozen and unfrozen at once")
+    if trace is not None:
+        refused = freeze_refusals(trace, space, [n for n in update.freeze if n not in config.frozen])
+        if refused:
+            raise ValueError("; ".join(refused))
     frozen = (set(config.frozen) | set(update.freeze)) - set(update.unfreeze)
-    cap = max_frozen(len(specs))
+    cap = max_frozen(len(space.params))
     if len(frozen) > cap:
         raise ValueError(f"{len(frozen)} parameters would be frozen; at most {cap} may be, so the search can move")
     changes: dict[str, Any] = {"frozen": tuple(sorted(frozen))}
@@ -78,6 +88,20 @@ def apply_update(config: SearchConfig, update: ConfigUpdate, specs: list[ParamSp
         if value is not None:
             changes[field] = value
     return config.model_copy(update=changes)
+
+
+def freeze_refusals(trace: Trace, space: SearchSpace, names: list[str]) -> list[str]:
+    """Why freezing each of `names` is not backed by the trace (empty: every freeze is fine)."""
+    stats = trace.param_stats(space.names)
+    last = trace.experiments[trace.last_improvement()]
+    refused = []
+    for name in names:
+        tries = stats[name].tries if name in stats else 0
+        if tries < MIN_TRIES_TO_FREEZE:
+            refused.append(f"{name} was tried {tries} time(s), too few to judge it: do not freeze it yet")
+        elif not last.is_baseline and name in last.changes:
+            refused.append(f"{name} made the last improvement (#{last.index}): do not freeze it")
+    return refused
 
 
 def parse_update(text: str) -> ConfigUpdate:
@@ -92,15 +116,16 @@ def parse_update(text: str) -> ConfigUpdate:
         raise ValueError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from error
 
 
-def rule_update(config: SearchConfig, trace: Trace, specs: list[ParamSpec], generation: int) -> ConfigUpdate:
+def rule_update(config: SearchConfig, trace: Trace, space: SearchSpace, generation: int) -> ConfigUpdate:
     """The deterministic fallback: freeze parameters tried FUTILE_TRIES times in a row without a keep
     (most futile first, within the cap); explore when the last generation kept nothing."""
-    stats = param_stats(trace, [spec.name for spec in specs])
+    stats = trace.param_stats(space.names)
     futile = sorted(
         (s for s in stats.values() if s.futile_streak >= FUTILE_TRIES and s.name not in config.frozen),
         key=lambda s: (-s.futile_streak, s.name),
     )
-    room = max_frozen(len(specs)) - len(config.frozen)
+    futile = [s for s in futile if not freeze_refusals(trace, space, [s.name])]
+    room = max_frozen(len(space.params)) - len(config.frozen)
     freeze = [s.name for s in futile[: max(0, room)]]
     recent = trace.in_generation(generation)
     kept = sum(e.kept for e in recent)
@@ -116,27 +141,32 @@ def _stats_line(stats: ParamStats) -> str:
             f"best gain {stats.best_gain:.4f}, futile streak {stats.futile_streak}")
 
 
-def adjust_messages(config: SearchConfig, trace: Trace, specs: list[ParamSpec], generation: int) -> list[dict[str, str]]:
+def adjust_messages(config: SearchConfig, trace: Trace, space: SearchSpace, generation: int,
+                    program: str = "") -> list[dict[str, str]]:
     """The Level-1.5 prompt: per-parameter statistics, the last generation's outcome, the current config."""
-    stats = param_stats(trace, [spec.name for spec in specs])
-    recent = trace.in_generation(generation)
-    kept = sum(e.kept for e in recent)
-    crashes = sum(e.outcome.status in ("crash", "timeout") for e in recent)
-    best = min((e.measured for e in trace.experiments if e.measured is not None), default=None)
+    stats = trace.param_stats(space.names)
+    counts = trace.counts(trace.in_generation(generation))
+    objective = trace.objective
+    best = objective.best(e.measured for e in trace.experiments)
+    last = trace.experiments[trace.last_improvement()]
     lines = [
-        f"Generation {generation} finished: {len(recent)} experiments, {kept} kept, {crashes} crashed.",
-        f"Best val_bpb so far: {best:.4f}." if best is not None else "No successful run yet.",
+        *([f"Research direction from the user: {program.strip()[:1500]}", ""] if program.strip() else []),
+        f"The search tries to {objective.describe()}.",
+        f"Generation {generation} finished: {counts.experiments} experiments, {counts.kept} kept, {counts.crashes} crashed.",
+        f"Best {objective.name} so far: {best:.4f}." if best is not None else "No successful run yet.",
+        f"The last improvement came from #{last.index}: {json.dumps(last.changes)}." if not last.is_baseline
+        else "No experiment has improved on the baseline yet.",
         "",
         "Per-parameter statistics:",
         *[_stats_line(s) for s in stats.values()],
         "",
         f"Current search config: frozen={list(config.frozen)}, strategy={config.strategy}, guidance={config.guidance!r}",
-        f"At most {max_frozen(len(specs))} parameters may be frozen in total.",
+        f"At most {max_frozen(len(space.params))} parameters may be frozen in total. Freeze only parameters "
+        f"tried at least {MIN_TRIES_TO_FREEZE} times that never helped.",
         "",
         "Freeze parameters that keep failing, unfreeze ones worth another look, choose a strategy "
         "(explore, exploit or balanced), and write one sentence of guidance for the next generation.",
-        'Answer with JSON like: {"freeze": ["WEIGHT_DECAY"], "unfreeze": [], "strategy": "exploit", '
-        '"guidance": "refine the learning rates around the best values", "reason": "weight decay never helped"}',
+        EXAMPLE,
     ]
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n".join(lines)}]
 

@@ -53,6 +53,32 @@ class ParamSpec(BaseModel):
             return f"{self.length} floats, each in [{number_text(self.low)}, {number_text(self.high)}]"
         return f"{self.kind.value} in [{number_text(self.low)}, {number_text(self.high)}]"
 
+    def distance(self, a: Any, b: Any) -> float:
+        """How far apart two values of this parameter are, as a fraction of its range (log range for log-scale
+        parameters); 1.0 for a different choice or bool, 0.0 for equal values."""
+        if same_value(a, b):
+            return 0.0
+        if self.kind in (ParamKind.CHOICE, ParamKind.BOOL):
+            return 1.0
+        left = list(a) if isinstance(a, (list, tuple)) else [a]
+        right = list(b) if isinstance(b, (list, tuple)) else [b]
+        if len(left) != len(right):
+            return 1.0
+        return max(self._scalar_distance(x, y) for x, y in zip(left, right))
+
+    def _scalar_distance(self, a: Any, b: Any) -> float:
+        try:
+            x, y = float(a), float(b)
+        except (TypeError, ValueError):
+            return 1.0
+        low, high = self.low, self.high
+        if self.log and low is not None and high is not None and low > 0 and x > 0 and y > 0 and high > low:
+            return abs(math.log(x) - math.log(y)) / (math.log(high) - math.log(low))
+        if low is not None and high is not None and high > low:
+            return abs(x - y) / (high - low)
+        scale = max(abs(x), abs(y), 1e-12)
+        return abs(x - y) / scale
+
     def to_json(self) -> dict[str, Any]:
         data = self.model_dump(mode="json", exclude_none=True)
         if self.kind is ParamKind.FLOAT_TUPLE:
@@ -131,10 +157,6 @@ def literal_source(value: ParamValue) -> str:
     if isinstance(value, str):
         return json.dumps(value)  # validated choices are short ASCII: a double-quoted Python literal
     return repr(value)
-
-
-def schema_by_name(specs: list[ParamSpec]) -> dict[str, ParamSpec]:
-    return {spec.name: spec for spec in specs}
 
 
 def values_of(specs: list[ParamSpec]) -> dict[str, ParamValue]:

@@ -1,29 +1,21 @@
-"""Proposals from the LLM: the JSON schema asked for, and the validation every answer goes through again."""
+"""Proposals from the LLM: the JSON schema asked for, and the decoding every answer goes through before the one
+candidate validation (search/space.py) checks its values."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from pydantic import BaseModel, Field
-
 from search.answers import extract_json
-from search.trace import same_config
-from search.params import ParamError, ParamKind, ParamSpec, ParamValue, json_value, same_value, shown, validate_changes
+from search.iteration import Candidate
+from search.params import ParamKind, ParamSpec, shown
+from search.space import CandidateError
 
 MAX_HYPOTHESIS_CHARS = 400
-MAX_CHANGES = 3
 
 
 class ProposalError(ValueError):
     """An answer that is not a usable proposal; the message is fed back to the LLM on the re-ask."""
-
-
-class Proposal(BaseModel):
-    """1-3 validated changes of hyperparameter values, and why."""
-
-    changes: dict[str, Any] = Field(description="NAME -> canonical value (JSON form)")
-    hypothesis: str = ""
 
 
 def _value_schema(spec: ParamSpec) -> dict[str, Any]:
@@ -43,10 +35,9 @@ def _value_schema(spec: ParamSpec) -> dict[str, Any]:
     }
 
 
-def proposal_schema(specs: Iterable[ParamSpec], frozen: Iterable[str] = ()) -> dict[str, Any]:
-    """JSON schema of a proposal over the editable (non-frozen) parameters, for constrained decoding."""
-    frozen_set = set(frozen)
-    properties = {spec.name: _value_schema(spec) for spec in specs if spec.name not in frozen_set}
+def proposal_schema(editable: Iterable[ParamSpec], max_changes: int) -> dict[str, Any]:
+    """JSON schema of a proposal over the editable parameters, for constrained decoding."""
+    properties = {spec.name: _value_schema(spec) for spec in editable}
     return {
         "type": "object",
         "properties": {
@@ -55,7 +46,7 @@ def proposal_schema(specs: Iterable[ParamSpec], frozen: Iterable[str] = ()) -> d
                 "properties": properties,
                 "additionalProperties": False,
                 "minProperties": 1,
-                "maxProperties": MAX_CHANGES,
+                "maxProperties": max_changes,
             },
             "hypothesis": {"type": "string", "maxLength": MAX_HYPOTHESIS_CHARS},
         },
@@ -64,15 +55,10 @@ def proposal_schema(specs: Iterable[ParamSpec], frozen: Iterable[str] = ()) -> d
     }
 
 
-def parse_proposal(
-    text: str,
-    specs: list[ParamSpec],
-    current: dict[str, Any],
-    frozen: Iterable[str] = (),
-    tried: Iterable[dict[str, Any]] = (),
-) -> Proposal:
-    """Validate an LLM answer into a Proposal, or raise ProposalError with a message the LLM can act on.
-    A configuration already in `tried` is refused: under a deterministic budget it would measure the same."""
+def parse_proposal(text: str, check: Callable[[dict[str, Any]], dict[str, Any]], *, max_changes: int,
+                   proposed_by: str = "llm") -> Candidate:
+    """Decode an LLM answer into a Candidate, or raise ProposalError with a message the LLM can act on. `check` is
+    the candidate validation of the decision point (ranges, frozen and fixed names, constraints, repeats)."""
     try:
         data = extract_json(text)
     except ValueError as error:
@@ -85,22 +71,13 @@ def parse_proposal(
     changes = data.get("changes")
     if not isinstance(changes, dict) or not changes:
         raise ProposalError("'changes' must be a non-empty object of PARAM: value")
-    if len(changes) > MAX_CHANGES:
-        raise ProposalError(f"{len(changes)} changes proposed; propose 1 to {MAX_CHANGES}")
+    if len(changes) > max_changes:
+        raise ProposalError(f"{len(changes)} changes proposed; propose 1 to {max_changes}")
     hypothesis = data.get("hypothesis", "")
     if not isinstance(hypothesis, str):
         raise ProposalError("'hypothesis' must be a string")
     try:
-        clean: dict[str, ParamValue] = validate_changes(specs, changes, frozen)
-    except ParamError as error:
+        effective = check(changes)
+    except CandidateError as error:
         raise ProposalError(str(error)) from error
-    effective = {name: json_value(value) for name, value in clean.items() if not same_value(value, current.get(name))}
-    if not effective:
-        raise ProposalError("every proposed value equals the current one; propose a different value")
-    candidate = {**current, **effective}
-    if any(same_config(candidate, seen) for seen in tried):
-        shown_changes = ", ".join(f"{k}={v}" for k, v in effective.items())
-        raise ProposalError(f"{shown_changes} from the current point gives a configuration that was already tried; "
-                            "propose a configuration that has not been run")
-    return Proposal(changes=effective, hypothesis=hypothesis.strip()[:MAX_HYPOTHESIS_CHARS])
-
+    return Candidate(changes=effective, hypothesis=hypothesis.strip()[:MAX_HYPOTHESIS_CHARS], proposed_by=proposed_by)

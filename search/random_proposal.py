@@ -1,4 +1,5 @@
-"""The random-search control arm: proposals drawn at random from the same space, 1-3 changes per iteration."""
+"""The random-search control arm: candidates drawn at random from the same space (1 to max_changes changes), valid
+under the same rules as every other proposal (ranges, constraints, no repeats)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ import math
 import random
 from typing import Any
 
+from search.iteration import Candidate, ProposalBatch, ProposalRequest
 from search.params import ParamKind, ParamSpec, json_value, same_value
-from search.proposal import MAX_CHANGES, Proposal
-from search.trace import same_config
+from search.space import CandidateError
 
-MAX_DRAWS = 50  # redraws to avoid an already-tried config (a tiny space may have none left)
+MAX_DRAWS = 200  # redraws to find a valid, untried configuration (a tiny or tightly constrained space may have none)
 
 
 def random_value(spec: ParamSpec, rng: random.Random) -> Any:
@@ -29,30 +30,41 @@ def random_value(spec: ParamSpec, rng: random.Random) -> Any:
     return int(round(value)) if spec.kind is ParamKind.INT else value
 
 
-def random_proposal(specs: list[ParamSpec], current: dict[str, Any], frozen: tuple[str, ...], seed: int,
-                    tried: list[dict[str, Any]] = ()) -> Proposal:
-    """1-3 random changes of non-frozen parameters, each different from the current value, leading to a config
-    not in `tried` when one can be found in a bounded number of draws (deterministic in seed). The LLM arms get
-    already-tried configs refused too, so the control arm does not spend its budget on repeats either."""
+def random_proposal(request: ProposalRequest, seed: int) -> ProposalBatch:
+    """One random candidate from the current point, deterministic in `seed`; refusals are counted, not fatal."""
     rng = random.Random(seed)
-    editable = [spec for spec in specs if spec.name not in frozen]
-    changes: dict[str, Any] = {}
+    editable = request.space.editable(request.point.config.frozen)
+    batch = ProposalBatch()
+    if not editable:
+        batch.errors.append("every parameter is frozen")
+        return batch
+    cap = min(request.point.config.max_changes, len(editable))
+    current = request.state.current.config
+    last_error = ""
     for _ in range(MAX_DRAWS):
-        changes = _draw(editable, current, rng)
-        if changes and not any(same_config({**current, **changes}, seen) for seen in tried):
-            break
-    if not changes:
-        raise ValueError("no parameter could take a value different from the current one")
-    return Proposal(changes=changes, hypothesis="random search")
+        changes = _draw(editable, current, rng, cap)
+        try:
+            effective = request.check(changes)
+        except CandidateError as error:
+            last_error = str(error)
+            continue
+        batch.candidates.append(Candidate(changes=effective, hypothesis="random search", proposed_by="random"))
+        return batch
+    batch.errors.append(f"no valid untried configuration in {MAX_DRAWS} random draws (last: {last_error[:200]})")
+    return batch
 
 
-def _draw(editable: list[ParamSpec], current: dict[str, Any], rng: random.Random) -> dict[str, Any]:
-    count = rng.randint(1, min(MAX_CHANGES, len(editable)))
+def _draw(editable: list[ParamSpec], current: dict[str, Any], rng: random.Random, cap: int) -> dict[str, Any]:
     changes: dict[str, Any] = {}
-    for spec in rng.sample(editable, count):
+    for spec in rng.sample(editable, rng.randint(1, cap)):
         for _ in range(20):  # a different value is almost always found at once; bounded for tiny choice sets
             value = random_value(spec, rng)
             if not same_value(value, current.get(spec.name)):
                 changes[spec.name] = json_value(value)
                 break
     return changes
+
+
+def random_proposer(request: ProposalRequest) -> ProposalBatch:
+    """The random arm as a Proposer: its draws are seeded by the decision point (the same on resume)."""
+    return random_proposal(request, request.point.hook_seed + request.screen_round)

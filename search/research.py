@@ -11,11 +11,26 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from search.answers import extract_json
-from search.params import ParamSpec
-from search.trace import Trace, param_stats, same_config
+from search.hooks import HOOKS
+from search.space import SearchSpace
+from search.trace import Trace, same_config
 
 MAX_CODE_CHARS = 8_000
-HOOK_NAMES = ("plan", "screen", "accept", "observe")
+HOOK_NAMES = HOOKS
+# Where the inner loop calls the hooks, as Level 2 reads it. A maintained text (not the live source), so a
+# refactor of the loop does not silently change this prompt and invalidate cached answers.
+LOOP_TEXT = """\
+for each iteration of a generation (the trace and best config persist across generations):
+    ctx = context(trace, state)                  # read-only JSON, see the API
+    advice = plan(ctx)                           # every mechanism; advice is merged into the LLM prompt
+    offered = propose(ctx)                       # every mechanism; candidates validated like LLM proposals
+    llm_candidates = LLM(prompt + advice)        # skipped when a mechanism said skip_llm and offered some
+    choice = screen(ctx, offered + llm_candidates)   # first mechanism with a verdict decides; reject = ask again
+    result = train(choice)                       # the script trains for the fixed budget; its value is measured
+    keep = accept(ctx, result, default_rule(result))  # default: keep if better than the current point
+    observe(ctx, result)                         # every mechanism updates its own state
+A mechanism that changes no decision in a generation is reverted; one that raises, hangs or answers outside
+the API is quarantined and the loop carries on."""
 SYSTEM = (
     "You are a research engineer improving an automated hyperparameter search loop. You design small search "
     "mechanisms (ideas from combinatorial optimisation, bandits, design of experiments) that plug into the loop "
@@ -24,31 +39,30 @@ SYSTEM = (
 
 
 # -- trace statistics ------------------------------------------------------------------------------
-def failure_modes(trace: Trace, specs: list[ParamSpec]) -> dict[str, Any]:
+def failure_modes(trace: Trace, space: SearchSpace) -> dict[str, Any]:
     """Numbers that show how the search is failing: repeats, untouched parameters, crashes, stagnation."""
-    experiments = trace.experiments[1:]
+    experiments = trace.decided
     # An invalid proposal changes nothing (its config is the incumbent's): invalid_rate counts those, not this.
     proposed = [e for e in trace.experiments if e.is_baseline or e.changes]
     repeated_configs = sum(any(same_config(e.config, earlier.config) for earlier in proposed[:i])
                            for i, e in enumerate(proposed))
     moves = Counter(f"{k}={json.dumps(v)}" for e in experiments for k, v in e.changes.items())
-    stats = param_stats(trace, [spec.name for spec in specs])
-    best, last_improvement = None, 0
-    for experiment in trace.experiments:
-        if experiment.measured is not None and (best is None or experiment.measured < best):
-            best, last_improvement = experiment.measured, experiment.index
-    count = max(1, len(experiments))
+    stats = trace.param_stats(space.names)
+    last_improvement = trace.last_improvement()
+    counts = trace.counts()
+    count = max(1, counts.experiments)
     return {
-        "experiments": len(experiments),
-        "keep_rate": round(sum(e.kept for e in experiments) / count, 3),
-        "crash_rate": round(sum(e.outcome.status in ("crash", "timeout") for e in experiments) / count, 3),
-        "invalid_rate": round(sum(e.outcome.status == "invalid" for e in experiments) / count, 3),
+        "objective": trace.objective.describe(),
+        "experiments": counts.experiments,
+        "keep_rate": round(counts.kept / count, 3),
+        "crash_rate": round(counts.crashes / count, 3),
+        "invalid_rate": round(counts.invalid / count, 3),
         "repeated_configs": repeated_configs,
         "repeated_moves": {move: n for move, n in moves.most_common(5) if n > 1},
         "untouched_params": [name for name, s in stats.items() if s.tries == 0],
         "most_tried_params": [name for name, s in sorted(stats.items(), key=lambda kv: -kv[1].tries)[:4] if s.tries],
         "experiments_since_improvement": len(trace.experiments) - 1 - last_improvement,
-        "best_val_bpb": best,
+        "best_value": trace.experiments[last_improvement].measured,
     }
 
 
@@ -149,9 +163,9 @@ def explore_messages(*, api_text: str, loop_source: str, active: list[tuple[str,
     return [_system(), {"role": "user", "content": content}]
 
 
-def critique_messages(history: list[dict[str, str]], explore: ExploreAnswer) -> list[dict[str, str]]:
+def critique_messages(history: list[dict[str, str]], explore: ExploreAnswer, objective_text: str) -> list[dict[str, str]]:
     listed = "\n".join(f"{i}. {idea.idea} (fixes: {idea.problem})" for i, idea in enumerate(explore.ideas))
-    content = (f"Critique these ideas. Which one is most likely to lower val_bpb within a few dozen experiments, "
+    content = (f"Critique these ideas. Which one is most likely to {objective_text} within a few dozen experiments, "
                f"and simple enough to implement in one small class?\n{listed}\n"
                'Answer with JSON: {"choice": 0, "reason": "..."}')
     return [*history, {"role": "user", "content": content}]

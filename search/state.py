@@ -1,58 +1,64 @@
-"""Where the search stands: the baseline, the current point and the best point, rebuilt from the trace alone."""
+"""Where the search stands: the baseline, the current point and the best point, folded from the trace alone."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
-from search.trace import Trace
+from search.objective import Objective
+
+if TYPE_CHECKING:
+    from search.trace import Experiment
 
 
 class Point(BaseModel):
-    """A configuration and the val_bpb measured for it."""
+    """A configuration and the objective value measured for it."""
+
+    model_config = ConfigDict(frozen=True)
 
     config: dict[str, Any]
-    val_bpb: float
+    value: float
     index: int
 
 
 class BaselineFailed(RuntimeError):
-    """The unedited script did not produce a val_bpb, so there is nothing to improve on."""
+    """The unedited script did not produce a measurement, so there is nothing to improve on."""
 
 
 class SearchState(BaseModel):
     """`current` is where the search stands (an accept hook may move it to a worse point on purpose);
-    `best` is the best val_bpb ever measured. No mechanism can write `best`: it follows from measurements."""
+    `best` is the best value ever measured. No mechanism can write `best`: it follows from measurements."""
 
+    model_config = ConfigDict(frozen=True)
+
+    objective: Objective = Objective()
     baseline: Point
     current: Point
     best: Point
 
     @property
     def delta(self) -> float:
-        """Improvement so far in val_bpb (negative is better, as in the paper's Δval_bpb)."""
-        return self.best.val_bpb - self.baseline.val_bpb
+        """Improvement so far, sign-corrected by the goal (negative is better, as in the paper's Δval_bpb)."""
+        return self.objective.delta(self.baseline.value, self.best.value)
 
+    @classmethod
+    def start(cls, baseline: Experiment, objective: Objective) -> SearchState:
+        """The state right after the baseline run; BaselineFailed with its error tail if it measured nothing."""
+        if baseline.measured is None:
+            tail = baseline.outcome.error_tail or baseline.outcome.log_tail
+            raise BaselineFailed(f"the baseline run ended with status {baseline.outcome.status}: {tail[-500:]}")
+        point = Point(config=baseline.config, value=baseline.measured, index=baseline.index)
+        return cls(objective=objective, baseline=point, current=point, best=point)
 
-def state_from_trace(trace: Trace) -> SearchState:
-    """Replay the trace: the baseline starts everything, kept experiments move `current`, any better
-    measurement moves `best`."""
-    if not trace.experiments:
-        raise BaselineFailed("the trace is empty: run the baseline first")
-    first = trace.experiments[0]
-    if first.measured is None:
-        tail = first.outcome.error_tail or first.outcome.log_tail
-        raise BaselineFailed(f"the baseline run ended with status {first.outcome.status}: {tail[-500:]}")
-    baseline = Point(config=first.config, val_bpb=first.measured, index=0)
-    current = best = baseline
-    for experiment in trace.experiments[1:]:
+    def after(self, experiment: Experiment) -> SearchState:
+        """The state once `experiment` is decided: a kept one moves `current`, a better measurement moves `best`."""
         value = experiment.measured
         if value is None:
-            continue
-        point = Point(config=experiment.config, val_bpb=value, index=experiment.index)
-        if value < best.val_bpb:
-            best = point
-        if experiment.kept:
-            current = point
-    return SearchState(baseline=baseline, current=current, best=best)
+            return self
+        point = Point(config=experiment.config, value=value, index=experiment.index)
+        best = point if self.objective.better(value, self.best.value) else self.best
+        current = point if experiment.kept else self.current
+        if best is self.best and current is self.current:
+            return self
+        return self.model_copy(update={"best": best, "current": current})

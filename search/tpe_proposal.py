@@ -1,22 +1,34 @@
-"""The Optuna TPE control arm (optional dependency): a full configuration proposed by TPE from the trace."""
+"""Classical optimisers as proposers (Optuna, an optional dependency): TPE and CMA-ES rebuild their study from the
+trace at every decision (so resumes and repeats are deterministic), under the objective's direction, and their
+suggestions go through the same candidate validation as everyone's (constraints, repeats)."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
+from search.iteration import Candidate, ProposalBatch, ProposalRequest
 from search.params import ParamKind, ParamSpec, json_value, same_value
-from search.proposal import Proposal
-from search.trace import Trace
+from search.space import CandidateError
+
+Sampler = Literal["tpe", "cmaes"]
+MAX_ASKS = 30  # suggestions refused by the candidate validation (constraints, repeats) are told to the study as failed
+STARTUP_TRIALS = 5
 
 
-def _distributions(specs: list[ParamSpec], frozen: tuple[str, ...]) -> dict[str, Any]:
-    import optuna
+def _optuna() -> Any:
+    try:
+        import optuna
+    except ImportError as error:
+        raise RuntimeError("the tpe, cmaes and hybrid proposers need Optuna: pip install -e '.[optuna]'") from error
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
 
+
+def _distributions(specs: list[ParamSpec]) -> dict[str, Any]:
+    optuna = _optuna()
     distributions: dict[str, Any] = {}
     for spec in specs:
-        if spec.name in frozen:
-            continue
         if spec.kind is ParamKind.INT:
             distributions[spec.name] = optuna.distributions.IntDistribution(int(spec.low), int(spec.high), log=spec.log and spec.low > 0)
         elif spec.kind is ParamKind.FLOAT:
@@ -31,40 +43,103 @@ def _distributions(specs: list[ParamSpec], frozen: tuple[str, ...]) -> dict[str,
     return distributions
 
 
-def _flatten(config: dict[str, Any], distributions: dict[str, Any]) -> dict[str, Any]:
+def _flatten(config: dict[str, Any], distributions: dict[str, Any]) -> dict[str, Any] | None:
+    """The trial parameters of a config, or None when a value lies outside the distributions (older ranges)."""
     flat = {}
-    for name in distributions:
+    for name, distribution in distributions.items():
         if name.endswith("]"):
             base, position = name[:-1].split("[")
-            flat[name] = float(config[base][int(position)])
+            value: Any = float(config[base][int(position)])
         else:
-            flat[name] = config[name]
+            value = config[name]
+        try:
+            distribution.to_internal_repr(value)
+        except Exception:  # a value the distribution cannot hold: leave this experiment out of the study
+            return None
+        if hasattr(distribution, "low") and not (distribution.low <= value <= distribution.high):
+            return None
+        flat[name] = value
     return flat
 
 
-def tpe_proposal(specs: list[ParamSpec], trace: Trace, current: dict[str, Any], frozen: tuple[str, ...], seed: int) -> Proposal:
-    """Rebuild a TPE study from the trace (so resumes and repeats are deterministic) and ask it for a config."""
-    try:
-        import optuna
-    except ImportError as error:
-        raise RuntimeError("the tpe arm needs Optuna: pip install -e '.[optuna]'") from error
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    distributions = _distributions(specs, frozen)
-    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=5))
-    for experiment in trace.experiments:
-        state = optuna.trial.TrialState.COMPLETE if experiment.measured is not None else optuna.trial.TrialState.FAIL
-        study.add_trial(optuna.trial.create_trial(params=_flatten(experiment.config, distributions),
-                                                  distributions=distributions, state=state,
-                                                  value=experiment.measured))
-    trial = study.ask(distributions)
-    changes: dict[str, Any] = {}
-    for spec in specs:
-        if spec.name in frozen:
+def _sampler(kind: Sampler, seed: int) -> Any:
+    optuna = _optuna()
+    if kind == "cmaes":
+        # Categorical parameters are sampled independently (CMA-ES is continuous); warn_independent off: expected.
+        return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=STARTUP_TRIALS, warn_independent_sampling=False)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=STARTUP_TRIALS)
+
+
+def study_from_trace(request: ProposalRequest, kind: Sampler, seed: int) -> tuple[Any, dict[str, Any], list[ParamSpec]]:
+    """An Optuna study holding every visible experiment of the trace (failed runs as FAIL), over the editable
+    parameters; returns the study, its distributions and the parameters they cover."""
+    optuna = _optuna()
+    editable = request.space.editable(request.point.config.frozen)
+    distributions = _distributions(editable)
+    objective = request.state.objective
+    study = optuna.create_study(direction="minimize" if objective.minimize else "maximize", sampler=_sampler(kind, seed))
+    for experiment in request.visible.experiments:
+        params = _flatten(experiment.config, distributions)
+        if params is None:
             continue
+        measured = experiment.measured
+        state = optuna.trial.TrialState.COMPLETE if measured is not None else optuna.trial.TrialState.FAIL
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, state=state,
+                                                  value=measured))
+    return study, distributions, editable
+
+
+def _changes(trial_params: dict[str, Any], editable: list[ParamSpec], current: dict[str, Any]) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    for spec in editable:
         if spec.kind is ParamKind.FLOAT_TUPLE:
-            value = [trial.params[f"{spec.name}[{i}]"] for i in range(spec.length or 0)]
+            value: Any = [trial_params[f"{spec.name}[{i}]"] for i in range(spec.length or 0)]
         else:
-            value = trial.params[spec.name]
+            value = trial_params[spec.name]
         if not same_value(value, current.get(spec.name)) and not (isinstance(value, float) and math.isnan(value)):
             changes[spec.name] = json_value(value)
-    return Proposal(changes=changes, hypothesis="optuna TPE")
+    return changes
+
+
+def optimiser_suggestions(request: ProposalRequest, kind: Sampler, seed: int, count: int = 1) -> ProposalBatch:
+    """Up to `count` valid, untried suggestions of the optimiser from the current point. A suggestion the
+    validation refuses is told to the study as failed before the next ask (bounded)."""
+    optuna = _optuna()
+    study, distributions, editable = study_from_trace(request, kind, seed)
+    batch = ProposalBatch()
+    current = request.state.current.config
+    label = "optuna TPE" if kind == "tpe" else "optuna CMA-ES"
+    last_error = ""
+    for _ in range(MAX_ASKS):
+        if len(batch.candidates) >= count:
+            break
+        trial = study.ask(distributions)
+        changes = _changes(trial.params, editable, current)
+        try:
+            effective = request.model_copy(update={"offered": [*request.offered, *batch.candidates]}).check(changes)
+        except CandidateError as error:
+            last_error = str(error)
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            continue
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)  # pending: the next ask must not repeat it
+        batch.candidates.append(Candidate(changes=effective, hypothesis=label, proposed_by=kind))
+    if not batch.candidates:
+        batch.errors.append(f"{label} found no valid untried configuration in {MAX_ASKS} asks (last: {last_error[:200]})")
+    return batch
+
+
+def optimiser_note(request: ProposalRequest, kind: Sampler) -> str:
+    """One line on the optimiser's state for the hybrid's prompt: what it has fitted, and its best so far."""
+    measured = [e.measured for e in request.visible.experiments if e.measured is not None]
+    best = request.state.objective.best(measured)
+    label = "TPE" if kind == "tpe" else "CMA-ES"
+    best_text = f", best {request.state.objective.name} {best:.4f}" if best is not None else ""
+    return f"{label} fitted to {len(request.visible.experiments)} experiments ({len(measured)} measured{best_text})"
+
+
+def tpe_proposer(request: ProposalRequest) -> ProposalBatch:
+    return optimiser_suggestions(request, "tpe", request.point.hook_seed + request.screen_round)
+
+
+def cmaes_proposer(request: ProposalRequest) -> ProposalBatch:
+    return optimiser_suggestions(request, "cmaes", request.point.hook_seed + request.screen_round)

@@ -1,24 +1,36 @@
-"""The trace of a meta-run: every experiment, its outcome, the decision and who made it. The single source of truth."""
+"""The trace of a meta-run: every experiment, its outcome, the decision and who made it. The single source of truth:
+everything derived from it (state, counts, best-so-far, per-parameter and per-mechanism statistics) is a method here."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from statistics import fmean
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+from search.config import SearchConfig
+from search.objective import Objective
 from search.params import ParamValue, json_value, same_value
+from search.state import BaselineFailed, SearchState
 
 # "invalid": no valid proposal came out of the LLM, so nothing was trained.
-RunStatus = Literal["ok", "crash", "timeout", "invalid"]
+# "stopped": early stopping ended a training that could not win; it measured nothing final.
+RunStatus = Literal["ok", "crash", "timeout", "invalid", "stopped"]
+CRASH_STATUSES = ("crash", "timeout")
+MAX_EXTRA_METRICS = 32
 
 
 class RunOutcome(BaseModel):
     """What one training subprocess measured (or why it measured nothing)."""
 
+    model_config = ConfigDict(populate_by_name=True)
+
     status: RunStatus
-    val_bpb: float | None = None
+    # `val_bpb` is how traces written before objectives existed name the value.
+    value: float | None = Field(None, validation_alias=AliasChoices("value", "val_bpb"))
+    metrics: dict[str, float] = Field(default_factory=dict, description="Other numbers the run reported.")
     seed: int = 0
     steps: int | None = None
     tokens: int | None = None
@@ -28,12 +40,17 @@ class RunOutcome(BaseModel):
     train_flops: float | None = None
     budget_mode: str | None = None
     peak_memory_mb: float | None = None
+    curve: list[tuple[float, float]] = Field(default_factory=list, description="(budget fraction, loss) checkpoints.")
     log_tail: str = ""
     error_tail: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok" and self.val_bpb is not None
+        return self.status == "ok" and self.value is not None
+
+    @property
+    def crashed(self) -> bool:
+        return self.status in CRASH_STATUSES
 
 
 class LLMUsage(BaseModel):
@@ -79,6 +96,7 @@ class Experiment(BaseModel):
     iteration: int = Field(0, description="Position within its generation and track.")
     changes: dict[str, Any] = Field(default_factory=dict)
     hypothesis: str = ""
+    proposed_by: str = Field("", description="Who put the trained candidate on the table: llm, a mechanism, an arm.")
     config: dict[str, Any] = Field(default_factory=dict, description="All hyperparameter values of the run.")
     outcome: RunOutcome
     confirm: RunOutcome | None = None
@@ -97,39 +115,40 @@ class Experiment(BaseModel):
 
     @property
     def measured(self) -> float | None:
-        """The val_bpb this experiment is credited with: the mean over its successful runs."""
-        values = [run.val_bpb for run in (self.outcome, self.confirm) if run is not None and run.ok]
+        """The value this experiment is credited with: the mean over its successful runs."""
         if not self.outcome.ok:
             return None
+        values = [run.value for run in (self.outcome, self.confirm) if run is not None and run.ok]
         return fmean(values)  # type: ignore[arg-type]
 
-
-class Trace(BaseModel):
-    """An append-only list of experiments, with the queries the search and the outer levels need."""
-
-    experiments: list[Experiment] = Field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.experiments)
-
-    def appended(self, experiment: Experiment) -> Trace:
-        if experiment.index != len(self.experiments):
-            raise ValueError(f"experiment index {experiment.index} does not follow trace length {len(self.experiments)}")
-        return Trace(experiments=[*self.experiments, experiment])
-
-    def in_generation(self, generation: int) -> list[Experiment]:
-        return [e for e in self.experiments if e.generation == generation and not e.is_baseline]
-
-    def tried_configs(self) -> list[dict[str, Any]]:
-        return [e.config for e in self.experiments]
-
-    def has_tried(self, config: dict[str, Any]) -> bool:
-        return any(same_config(config, seen) for seen in self.tried_configs())
+    @property
+    def crashed(self) -> bool:
+        return self.outcome.crashed
 
 
-def same_config(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Two configurations are the same across JSON round trips (tuples vs lists, 3 vs 3.0)."""
-    return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
+class GenerationStart(BaseModel):
+    """How a generation began: what its inner loops saw. Replay rebuilds every hook context from this."""
+
+    model_config = ConfigDict(frozen=True)
+
+    generation: int
+    start: int = Field(description="Trace length when it began: experiments of every track are numbered from here.")
+    config: SearchConfig
+    visible_from: int = Field(0, description="Experiments before this index are hidden from prompts and hooks.")
+
+
+class TraceCounts(BaseModel):
+    """How many experiments did what (the baseline is not counted)."""
+
+    experiments: int = 0
+    kept: int = 0
+    crashes: int = 0
+    invalid: int = 0
+    stopped: int = 0
+
+    @property
+    def keep_rate(self) -> float:
+        return self.kept / self.experiments if self.experiments else 0.0
 
 
 class ParamStats(BaseModel):
@@ -139,51 +158,180 @@ class ParamStats(BaseModel):
     tries: int = 0
     kept: int = 0
     crashes: int = 0
-    best_gain: float = 0.0
+    best_gain: float = Field(0.0, description="Largest improvement of a kept change (positive is better).")
     futile_streak: int = Field(0, description="Tries since this parameter last contributed to a kept change.")
     last_values: list[Any] = Field(default_factory=list)
 
 
-def param_stats(trace: Trace, names: Iterable[str]) -> dict[str, ParamStats]:
-    """Per-parameter tries, keeps, crashes and gains, from the trace alone (pure)."""
-    stats = {name: ParamStats(name=name) for name in names}
-    reference = None
-    for experiment in trace.experiments:
-        if experiment.is_baseline:
-            reference = experiment.measured
-            continue
-        gain = 0.0
-        if reference is not None and experiment.measured is not None:
-            gain = reference - experiment.measured
-        for name, value in experiment.changes.items():
-            if name not in stats:
+class MechanismLiveness(BaseModel):
+    """What one mechanism version did over a stretch of the trace: calls and changed decisions per hook."""
+
+    name: str
+    version: str
+    experiments: int = 0
+    calls: dict[str, int] = Field(default_factory=dict)
+    changed: dict[str, int] = Field(default_factory=dict)
+    quarantined: bool = False
+    reason: str = ""
+
+    @property
+    def decisions_changed(self) -> int:
+        return sum(self.changed.values())
+
+    @property
+    def total_calls(self) -> int:
+        return sum(self.calls.values())
+
+
+class Trace(BaseModel):
+    """An append-only list of experiments under one objective, with the queries the search and the outer levels need."""
+
+    objective: Objective = Field(default_factory=Objective)
+    generations: list[GenerationStart] = Field(default_factory=list)
+    experiments: list[Experiment] = Field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.experiments)
+
+    def appended(self, experiment: Experiment) -> Trace:
+        if experiment.index != len(self.experiments):
+            raise ValueError(f"experiment index {experiment.index} does not follow trace length {len(self.experiments)}")
+        return self.model_copy(update={"experiments": [*self.experiments, experiment]})
+
+    def with_experiments(self, experiments: list[Experiment]) -> Trace:
+        return self.model_copy(update={"experiments": experiments})
+
+    def with_generation(self, start: GenerationStart) -> Trace:
+        """The trace with `start` recorded (replacing an earlier record of the same generation, e.g. on resume)."""
+        kept = [g for g in self.generations if g.generation != start.generation]
+        return self.model_copy(update={"generations": sorted([*kept, start], key=lambda g: g.generation)})
+
+    def generation_start(self, generation: int) -> GenerationStart | None:
+        return next((g for g in self.generations if g.generation == generation), None)
+
+    # -- state and counts --------------------------------------------------------------------------
+
+    def states(self) -> Iterator[SearchState]:
+        """The state after each experiment, in order (raises BaselineFailed for an unmeasured baseline)."""
+        if not self.experiments:
+            raise BaselineFailed("the trace is empty: run the baseline first")
+        state = SearchState.start(self.experiments[0], self.objective)
+        yield state
+        for experiment in self.experiments[1:]:
+            state = state.after(experiment)
+            yield state
+
+    def state(self) -> SearchState:
+        """Where the search stands after the last experiment."""
+        state = None
+        for state in self.states():
+            pass
+        assert state is not None
+        return state
+
+    @property
+    def decided(self) -> list[Experiment]:
+        """Every experiment after the baseline."""
+        return self.experiments[1:]
+
+    def in_generation(self, generation: int) -> list[Experiment]:
+        return [e for e in self.decided if e.generation == generation]
+
+    def counts(self, experiments: Iterable[Experiment] | None = None) -> TraceCounts:
+        """Kept, crashed, invalid and stopped experiments (of the given ones, default all after the baseline)."""
+        chosen = list(self.decided if experiments is None else experiments)
+        statuses = Counter(e.outcome.status for e in chosen)
+        return TraceCounts(experiments=len(chosen), kept=sum(e.kept for e in chosen),
+                           crashes=sum(statuses[s] for s in CRASH_STATUSES), invalid=statuses["invalid"],
+                           stopped=statuses["stopped"])
+
+    def best_so_far(self) -> list[float | None]:
+        """The best value measured up to and including each experiment (None until one succeeded)."""
+        curve: list[float | None] = []
+        best: float | None = None
+        for experiment in self.experiments:
+            if self.objective.better(experiment.measured, best):
+                best = experiment.measured
+            curve.append(best)
+        return curve
+
+    def last_improvement(self) -> int:
+        """Index of the experiment that set the current best (0: the baseline)."""
+        best, index = None, 0
+        for experiment in self.experiments:
+            if self.objective.better(experiment.measured, best):
+                best, index = experiment.measured, experiment.index
+        return index
+
+    # -- configurations ----------------------------------------------------------------------------
+
+    def tried_configs(self) -> list[dict[str, Any]]:
+        return [e.config for e in self.experiments]
+
+    def has_tried(self, config: dict[str, Any]) -> bool:
+        return any(same_config(config, seen) for seen in self.tried_configs())
+
+    def best_configs(self, k: int) -> list[Experiment]:
+        """The k best measured experiments, best first (the baseline included)."""
+        measured = [e for e in self.experiments if e.measured is not None]
+        sign = 1.0 if self.objective.minimize else -1.0
+        return sorted(measured, key=lambda e: (sign * e.measured, e.index))[:k]  # type: ignore[operator]
+
+    # -- statistics --------------------------------------------------------------------------------
+
+    def param_stats(self, names: Iterable[str]) -> dict[str, ParamStats]:
+        """Per-parameter tries, keeps, crashes and gains (gains are improvements over the point the change was
+        made from, positive is better)."""
+        stats = {name: ParamStats(name=name) for name in names}
+        reference: float | None = None
+        for experiment in self.experiments:
+            if experiment.is_baseline:
+                reference = experiment.measured
                 continue
-            entry = stats[name]
-            entry.tries += 1
-            entry.last_values = [*entry.last_values[-4:], value]
-            if experiment.outcome.status != "ok":
-                entry.crashes += 1
-            if experiment.kept:
-                entry.kept += 1
-                entry.best_gain = max(entry.best_gain, gain)
-                entry.futile_streak = 0
-            else:
-                entry.futile_streak += 1
-        if experiment.kept and experiment.measured is not None:
-            reference = experiment.measured
-    return stats
+            gain = 0.0
+            if reference is not None and experiment.measured is not None:
+                gain = self.objective.gain(reference, experiment.measured)
+            for name, value in experiment.changes.items():
+                if name not in stats:
+                    continue
+                entry = stats[name]
+                entry.tries += 1
+                entry.last_values = [*entry.last_values[-4:], value]
+                if experiment.crashed:
+                    entry.crashes += 1
+                if experiment.kept:
+                    entry.kept += 1
+                    entry.best_gain = max(entry.best_gain, gain)
+                    entry.futile_streak = 0
+                else:
+                    entry.futile_streak += 1
+            if experiment.kept and experiment.measured is not None:
+                reference = experiment.measured
+        return stats
+
+    def mechanism_liveness(self, generation: int | None = None) -> dict[str, MechanismLiveness]:
+        """Per mechanism name (the latest version seen): calls and changed decisions per hook, and quarantine,
+        over the whole trace or one generation."""
+        found: dict[str, MechanismLiveness] = {}
+        for experiment in self.decided:
+            if generation is not None and experiment.generation != generation:
+                continue
+            for activity in experiment.mechanisms:
+                entry = found.get(activity.name)
+                if entry is None or entry.version != activity.version:
+                    entry = found[activity.name] = MechanismLiveness(name=activity.name, version=activity.version)
+                entry.experiments += 1
+                entry.calls = dict(Counter(entry.calls) + Counter(activity.calls))
+                entry.changed = dict(Counter(entry.changed) + Counter(activity.changed))
+                if activity.quarantined:
+                    entry.quarantined = True
+                    entry.reason = entry.reason or activity.note
+        return found
 
 
-def best_so_far_curve(trace: Trace) -> list[float | None]:
-    """The best val_bpb measured up to and including each experiment (None until one succeeded)."""
-    curve: list[float | None] = []
-    best: float | None = None
-    for experiment in trace.experiments:
-        value = experiment.measured
-        if value is not None and (best is None or value < best):
-            best = value
-        curve.append(best)
-    return curve
+def same_config(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Two configurations are the same across JSON round trips (tuples vs lists, 3 vs 3.0)."""
+    return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
 
 
 def config_with(config: dict[str, Any], changes: dict[str, ParamValue]) -> dict[str, Any]:

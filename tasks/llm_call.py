@@ -1,15 +1,22 @@
-"""The `ask` task: one LLM call, cached by its call key and prompt hash, so a resumed run never asks twice."""
+"""LLM calls as tasks: `ask` (one call, cached by its call key and prompt hash, so a resumed run never asks twice)
+and `converse`, the one ask -> validate -> re-ask-with-the-error loop every level uses (bounded; the caller falls
+back when it ends without a valid answer)."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 from prefect import task
 from pydantic import BaseModel, Field
 
 from infra.llm import LLMClient
+from search.prompts import reask_messages
 from search.trace import LLMUsage
 from tasks.cache import content_hash
+
+T = TypeVar("T")
 
 
 class LLMCall(BaseModel):
@@ -53,3 +60,54 @@ def ask(llm: LLMClient, call: LLMCall) -> LLMReply:
         max_tokens=call.max_tokens,
     )
     return LLMReply(text=answer.text, usage=answer.usage, model=answer.model)
+
+
+@dataclass
+class Exchange(Generic[T]):
+    """The outcome of one conversation: the parsed answer (None if every attempt was refused), what it cost,
+    every refusal, the transcript and the messages as they ended (for a follow-up round)."""
+
+    value: T | None = None
+    usage: LLMUsage = field(default_factory=LLMUsage)
+    attempts: int = 0
+    errors: list[str] = field(default_factory=list)
+    transcript: list[dict[str, Any]] = field(default_factory=list)
+    messages: list[dict[str, str]] = field(default_factory=list)
+
+
+def converse(
+    llm: LLMClient,
+    *,
+    meta_run_id: str,
+    call_key: str,
+    purpose: str,
+    messages: list[dict[str, str]],
+    parse: Callable[[str], T],
+    attempts: int,
+    seq: int = 0,
+    json_schema: dict[str, Any] | None = None,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+) -> Exchange[T]:
+    """Ask, parse (a ValueError refuses the answer), re-ask with the refusal, at most `attempts` times. Each
+    ask is its own cached call `<call_key>/a<attempt>`, so a resumed conversation replays its answers."""
+    exchange: Exchange[T] = Exchange(messages=list(messages))
+    for attempt in range(attempts):
+        reply = ask(llm, LLMCall(meta_run_id=meta_run_id, call_key=f"{call_key}/a{attempt}", purpose=purpose,
+                                 messages=exchange.messages, seq=seq, json_schema=json_schema,
+                                 temperature=temperature, max_tokens=max_tokens))
+        exchange.usage = exchange.usage + reply.usage
+        exchange.attempts += 1
+        entry: dict[str, Any] = {"purpose": purpose, "attempt": attempt, "answer": reply.text}
+        try:
+            exchange.value = parse(reply.text)
+        except ValueError as error:
+            reason = str(error)[:300]
+            exchange.errors.append(reason)
+            exchange.transcript.append({**entry, "refused": reason})
+            exchange.messages = reask_messages(exchange.messages, reply.text, reason)
+            continue
+        exchange.transcript.append(entry)
+        exchange.messages = [*exchange.messages, {"role": "assistant", "content": reply.text[:3000]}]
+        return exchange
+    return exchange

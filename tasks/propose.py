@@ -1,84 +1,93 @@
-"""The `propose` task: ask the LLM for candidate edits, validate each answer, re-ask with the error (bounded)."""
+"""The LLM proposer: ask for candidate edits at a decision point, validate each answer, re-ask with the error."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, Field
 
 from infra.llm import LLMClient
-from search.params import ParamSpec
-from search.prompts import reask_messages
-from search.proposal import Proposal, ProposalError, parse_proposal, proposal_schema
-from search.trace import LLMUsage
-from tasks.llm_call import LLMCall, ask
+from search.iteration import Candidate, ProposalBatch, ProposalRequest
+from search.params import same_value
+from search.prompts import proposal_messages
+from search.proposal import parse_proposal, proposal_schema
+from tasks.llm_call import converse
+
+TEMPERATURE_STEP = 0.15  # later candidates of one round sample hotter, so that they differ
 
 
-class ProposalRequest(BaseModel):
-    """Everything that determines the proposals of one iteration (and so their cache keys)."""
-
-    meta_run_id: str
-    generation: int
-    track: int
-    iteration: int
-    seq: int = Field(description="Ordinal of this iteration in the meta-run (the scripted provider keys on it).")
-    screen_round: int = 0
-    messages: list[dict[str, str]]
-    specs: list[ParamSpec]
-    current: dict[str, Any]
-    tried: list[dict[str, Any]] = Field(default_factory=list, description="Configurations already run.")
-    frozen: list[str] = Field(default_factory=list)
-    n_candidates: int = Field(1, ge=1, le=4)
-    attempts: int = Field(3, ge=1, le=10)
-    temperature: float = 0.7
-
-    def call_key(self, candidate: int, attempt: int) -> str:
-        return f"propose/g{self.generation}/t{self.track}/i{self.iteration}/r{self.screen_round}/c{candidate}/a{attempt}"
+def call_key(request: ProposalRequest, candidate: int) -> str:
+    point = request.point
+    return f"propose/g{point.generation}/t{point.track}/i{point.iteration}/r{request.screen_round}/c{candidate}"
 
 
-class ProposalBatch(BaseModel):
-    """The valid candidates (possibly none), what they cost, and every refusal on the way."""
-
-    candidates: list[Proposal] = Field(default_factory=list)
-    usage: LLMUsage = Field(default_factory=LLMUsage)
-    attempts: int = 0
-    errors: list[str] = Field(default_factory=list)
-
-
-def _one_candidate(llm: LLMClient, request: ProposalRequest, candidate: int, batch: ProposalBatch) -> Proposal | None:
-    messages = request.messages
-    schema = proposal_schema(request.specs, request.frozen)
-    # Later candidates sample a little hotter, so that several candidates differ.
-    temperature = min(1.5, request.temperature + 0.15 * candidate)
-    for attempt in range(request.attempts):
-        call = LLMCall(
-            meta_run_id=request.meta_run_id,
-            call_key=request.call_key(candidate, attempt),
-            purpose="propose",
-            messages=messages,
-            seq=request.seq,
-            json_schema=schema,
-            temperature=temperature,
-        )
-        reply = ask(llm, call)
-        batch.usage = batch.usage + reply.usage
-        batch.attempts += 1
-        try:
-            return parse_proposal(reply.text, request.specs, request.current, request.frozen, request.tried)
-        except ProposalError as error:
-            batch.errors.append(str(error)[:300])
-            messages = reask_messages(messages, reply.text, str(error))
-    return None
-
-
-@task(name="propose", cache_policy=NO_CACHE, task_run_name="propose g{request.generation} i{request.iteration}")
-def propose(llm: LLMClient, request: ProposalRequest) -> ProposalBatch:
-    """Up to `n_candidates` validated proposals. Each LLM call is its own cached `ask`."""
+@task(name="propose", cache_policy=NO_CACHE, task_run_name="propose g{request.point.generation} i{request.point.iteration}")
+def propose(llm: LLMClient, request: ProposalRequest, workload_text: str, program: str, attempts: int) -> ProposalBatch:
+    """Up to `request.n_candidates` validated candidates. Each LLM call is its own cached `ask`."""
     batch = ProposalBatch()
+    config = request.point.config
+    schema = proposal_schema(request.space.editable(config.frozen), config.max_changes)
     for candidate in range(request.n_candidates):
-        proposal = _one_candidate(llm, request, candidate, batch)
-        if proposal is not None:
-            batch.candidates.append(proposal)
+        asked = request.model_copy(update={"offered": [*request.offered, *batch.candidates]})
+        exchange = converse(
+            llm, meta_run_id=request.point.meta_run_id, call_key=call_key(request, candidate), purpose="propose",
+            messages=proposal_messages(asked, workload_text=workload_text, program=program),
+            parse=lambda text, asked=asked: parse_proposal(text, asked.check, max_changes=config.max_changes),
+            attempts=attempts, seq=request.seq, json_schema=schema,
+            temperature=min(1.5, request.temperature + TEMPERATURE_STEP * candidate),
+        )
+        batch.usage, batch.attempts = batch.usage + exchange.usage, batch.attempts + exchange.attempts
+        batch.errors += exchange.errors
+        if exchange.value is not None:
+            batch.candidates.append(exchange.value)
     return batch
+
+
+@dataclass(frozen=True)
+class LLMProposer:
+    """The inner loop's proposer when the LLM proposes (the `propose` task bound to the meta-run's LLM and texts)."""
+
+    llm: LLMClient
+    workload_text: str
+    program: str = ""
+    attempts: int = 3
+
+    def __call__(self, request: ProposalRequest) -> ProposalBatch:
+        return propose(self.llm, request, self.workload_text, self.program, self.attempts)
+
+
+@dataclass(frozen=True)
+class HybridProposer:
+    """The published winner: a classical optimiser (TPE or CMA-ES, in this trusted process) keeps its own state over
+    the trace; its suggestions are offered to the LLM, which picks, edits or overrides them. The batch is the LLM's
+    candidates first, then the suggestions it did not take (a screen hook may still choose those)."""
+
+    llm: LLMProposer
+    sampler: str = "tpe"
+    suggestions: int = 2
+
+    def __call__(self, request: ProposalRequest) -> ProposalBatch:
+        from search.tpe_proposal import optimiser_note, optimiser_suggestions
+
+        kind = "cmaes" if self.sampler == "cmaes" else "tpe"
+        suggested = optimiser_suggestions(request, kind, request.point.hook_seed + request.screen_round,
+                                          count=self.suggestions)
+        asked = request.model_copy(update={"suggested": suggested.candidates,
+                                           "optimiser_note": optimiser_note(request, kind)})
+        batch = self.llm(asked)
+        picked = [_label_pick(c, suggested.candidates, kind) for c in batch.candidates]
+        untaken = [s for s in suggested.candidates if not any(_same(s, c) for c in batch.candidates)]
+        return ProposalBatch(candidates=[*picked, *untaken], usage=batch.usage, attempts=batch.attempts,
+                             errors=[*suggested.errors, *batch.errors])
+
+
+def _same(a: Candidate, b: Candidate) -> bool:
+    return a.changes.keys() == b.changes.keys() and all(same_value(a.changes[k], b.changes[k]) for k in a.changes)
+
+
+def _label_pick(candidate: Candidate, suggested: list[Candidate], kind: str) -> Candidate:
+    """An LLM answer that repeats a suggestion as it is: credited to both."""
+    if any(_same(candidate, s) for s in suggested):
+        return candidate.model_copy(update={"proposed_by": f"llm+{kind}"})
+    return candidate

@@ -11,8 +11,7 @@ from prefect.cache_policies import NO_CACHE
 
 from mechanisms.active import ActiveSet
 from search.run_spec import MetaRunSpec
-from search.state import state_from_trace
-from search.trace import Trace
+from search.trace import MechanismLiveness, Trace
 
 
 def artifact_key(*parts: object) -> str:
@@ -20,35 +19,35 @@ def artifact_key(*parts: object) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", "-".join(str(p) for p in parts).lower()).strip("-")[:100]
 
 
-def mechanism_rows(active: ActiveSet, liveness: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def mechanism_rows(active: ActiveSet, liveness: dict[str, MechanismLiveness]) -> list[dict[str, Any]]:
     rows = []
     names = {m.name: m for m in active.mechanisms}
     for name in sorted(set(names) | set(liveness)):
-        counts = liveness.get(name, {})
+        entry = liveness.get(name)
         rows.append({
             "mechanism": names[name].label if name in names else name,
             "active_next": name in names,
-            "calls": sum((counts.get("calls") or {}).values()),
-            "decisions_changed": sum((counts.get("changed") or {}).values()),
-            "quarantined": bool(counts.get("quarantined")),
+            "calls": entry.total_calls if entry else 0,
+            "decisions_changed": entry.decisions_changed if entry else 0,
+            "quarantined": bool(entry and entry.quarantined),
         })
     return rows
 
 
 @task(name="publish-generation-table", cache_policy=NO_CACHE)
-def publish_generation_table(spec: MetaRunSpec, generation: int, trace: Trace, active: ActiveSet,
-                             liveness: dict[str, dict[str, Any]], notes: list[str]) -> None:
-    state = state_from_trace(trace)
-    recent = trace.in_generation(generation)
+def publish_generation_table(spec: MetaRunSpec, generation: int, trace: Trace, active: ActiveSet, notes: list[str]) -> None:
+    state = trace.state()
+    counts = trace.counts(trace.in_generation(generation))
+    name = trace.objective.name
     lines = [
         f"### {spec.meta_run_id}: generation {generation}",
-        f"best val_bpb **{state.best.val_bpb:.4f}** (baseline {state.baseline.val_bpb:.4f}, "
-        f"Δ {state.best.val_bpb - state.baseline.val_bpb:+.4f}); this generation: {len(recent)} experiments, "
-        f"{sum(e.kept for e in recent)} kept, {sum(e.outcome.status in ('crash', 'timeout') for e in recent)} crashed",
+        f"best {name} **{state.best.value:.4f}** (baseline {state.baseline.value:.4f}, Δ {state.delta:+.4f}, "
+        f"{trace.objective.direction}); this generation: {counts.experiments} experiments, {counts.kept} kept, "
+        f"{counts.crashes} crashed",
         *[f"- {note}" for note in notes],
     ]
     create_markdown_artifact("\n".join(lines), key=artifact_key(spec.meta_run_id, "g", generation, "summary"))
-    rows = mechanism_rows(active, liveness)
+    rows = mechanism_rows(active, trace.mechanism_liveness(generation))
     if rows:
         create_table_artifact(rows, key=artifact_key(spec.meta_run_id, "g", generation, "mechanisms"),
                               description="Active mechanisms and their liveness (hook calls, decisions changed)")

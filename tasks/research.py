@@ -4,7 +4,6 @@ validation of a candidate (cached by its sha), and publication to the store and 
 from __future__ import annotations
 
 import hashlib
-import inspect
 from typing import Any
 
 from prefect import task
@@ -12,14 +11,14 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
 from infra.llm import LLMClient
-from infra.tracking import Tracker, run_key
-from search.config import SearchConfig
-from search.params import ParamSpec
+from infra.mlflow_schema import experiment_name, run_key, run_tags
+from infra.tracking import Tracker
+from mechanisms.replay import ReplaySource
 from search.research import extract_code, parse_round, round_schema
 from search.run_spec import MetaRunSpec
+from search.space import SearchSpace
 from search.trace import LLMUsage, Trace
-from tasks.llm_call import LLMCall, ask
-from tasks.record import experiment_name
+from tasks.llm_call import LLMCall, ask, converse
 
 ROUND_ATTEMPTS = 2
 
@@ -37,26 +36,13 @@ class RoundResult(BaseModel):
 def research_round(llm: LLMClient, spec: MetaRunSpec, *, generation: int, round_name: str,
                    messages: list[dict[str, str]]) -> RoundResult:
     """One JSON round (explore, critique or specify). Each LLM call is a cached `ask`."""
-    result = RoundResult(answer=None, messages=messages)
-    for attempt in range(ROUND_ATTEMPTS):
-        reply = ask(llm, LLMCall(meta_run_id=spec.meta_run_id, call_key=f"research/g{generation}/{round_name}/a{attempt}",
-                                 purpose=f"research.{round_name}", messages=result.messages, seq=generation,
-                                 json_schema=round_schema(round_name), temperature=0.5, max_tokens=700))
-        result.usage = result.usage + reply.usage
-        entry: dict[str, Any] = {"round": round_name, "attempt": attempt, "answer": reply.text}
-        try:
-            parsed = parse_round(round_name, reply.text)
-        except ValueError as error:
-            entry["refused"] = str(error)
-            result.transcript.append(entry)
-            result.messages = [*result.messages, {"role": "assistant", "content": reply.text[:3000]},
-                               {"role": "user", "content": f"That answer was refused: {error}. Answer again."}]
-            continue
-        result.transcript.append(entry)
-        result.answer = parsed.model_dump()
-        result.messages = [*result.messages, {"role": "assistant", "content": reply.text[:3000]}]
-        return result
-    return result
+    exchange = converse(llm, meta_run_id=spec.meta_run_id, call_key=f"research/g{generation}/{round_name}",
+                        purpose=f"research.{round_name}", messages=messages,
+                        parse=lambda text: parse_round(round_name, text), attempts=ROUND_ATTEMPTS, seq=generation,
+                        json_schema=round_schema(round_name), temperature=0.5, max_tokens=700)
+    return RoundResult(answer=exchange.value.model_dump() if exchange.value is not None else None,
+                       messages=exchange.messages, usage=exchange.usage,
+                       transcript=[{"round": round_name, **entry} for entry in exchange.transcript])
 
 
 class CodeResult(BaseModel):
@@ -98,20 +84,13 @@ def _validation_key(_context: Any, parameters: dict[str, Any]) -> str:
 
 @task(name="validate-mechanism", cache_key_fn=_validation_key, persist_result=True,
       task_run_name="validate {request.name} a{request.attempt}")
-def validate_candidate(request: ValidationRequest, trace: Trace, specs: list[ParamSpec], config: SearchConfig) -> dict:
+def validate_candidate(request: ValidationRequest, trace: Trace, space: SearchSpace, source: ReplaySource) -> dict:
     """Policy -> sandbox import -> smoke test replaying the real trace -> liveness. Returns the JSON report."""
     from mechanisms.replay import replay_steps
     from mechanisms.validate import validate_mechanism
 
-    report = validate_mechanism(request.source, replay_steps(trace, specs, config), name=request.name)
+    report = validate_mechanism(request.source, replay_steps(trace, space, source), name=request.name)
     return report.model_dump(mode="json")
-
-
-def loop_source_excerpt() -> str:
-    """The real code of one inner iteration (where the hooks are called), shown to the researcher."""
-    from flows.inner_loop import run_iteration
-
-    return inspect.getsource(run_iteration)
 
 
 @task(name="publish-mechanism", cache_policy=NO_CACHE, task_run_name="publish {name} ({status})")
@@ -126,11 +105,11 @@ def publish_mechanism(res_store: Any, tracker: Tracker, spec: MetaRunSpec, *, ge
                                                       parents=tuple(parents), status=status, model=model[:120]))
     res_store.put_document(name, stored.version_id, "validation", report)
     run_id, finished = tracker.ensure_run(
-        experiment_name(spec), run_key(spec.meta_run_id, f"g{generation}", "mechanism", f"a{attempt}"),
+        experiment_name(spec.name), run_key(spec.meta_run_id, f"g{generation}", "mechanism", f"a{attempt}"),
         run_name=f"mechanism {name} ({status})",
-        tags={"meta_run_id": spec.meta_run_id, "kind": "mechanism", "generation": generation, "track": "-",
-              "mechanism": name, "status": status, "store_key": stored.key, "version_id": stored.version_id,
-              "sha256": stored.sha256, "parents": ",".join(parents) or "none"},
+        tags=run_tags("mechanism", spec.meta_run_id, generation=generation, mechanism=name, status=status,
+                      store_key=stored.key, version_id=stored.version_id, sha256=stored.sha256,
+                      parents=",".join(parents) or "none"),
         parent_run_id=research_run_id,
     )
     if not finished:

@@ -10,9 +10,10 @@ from typing import Literal
 from prefect import task
 from pydantic import BaseModel
 
+from infra.runs import RunFolder
+from search.run_spec import Budget
 from search.trace import RunOutcome
 from tasks.cache import cache_key_from
-from search.run_spec import Budget
 from workloads.base import Workload
 
 RunPurpose = Literal["baseline", "candidate", "confirm"]
@@ -50,7 +51,7 @@ class TrainRequest(BaseModel):
       task_run_name="train {request.label}")
 def train_and_evaluate(workload: Workload, request: TrainRequest, runs_dir: Path) -> RunOutcome:
     """Train in a fresh run directory (a leftover from a killed run is cleared first)."""
-    run_dir = runs_dir / request.meta_run_id / request.label
+    run_dir = RunFolder(runs_dir, request.meta_run_id).training_dir(request.label)
     if run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)

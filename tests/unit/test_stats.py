@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from reports.influence import mechanism_influence
+from search.influence import mechanism_influence
 from reports.stats import (AblationStats, ablation_statistics, arm_stats, bootstrap_mean_ci, deltas_of, holm_adjust)
 from search.trace import Experiment, MechanismActivity, RunOutcome, Trace
 

@@ -31,6 +31,9 @@ MUON_MOMENTUM = 0.95        # float [0.8, 0.99]: Nesterov momentum of Muon (used
 WARMUP_RATIO = 0.05         # float [0.0, 0.5]: fraction of the budget with a linear learning-rate warmup
 WARMDOWN_RATIO = 0.3        # float [0.0, 1.0]: fraction of the budget at the end with a linear decay to FINAL_LR_FRAC
 FINAL_LR_FRAC = 0.0         # float [0.0, 1.0]: learning rate at the end of the warmdown, as a fraction of the peak
+# constraint: TOTAL_BATCH_SIZE % (DEVICE_BATCH_SIZE * SEQ_LEN) == 0
+# constraint: HEAD_DIM % 2 == 0
+# constraint: WARMUP_RATIO + WARMDOWN_RATIO <= 1
 # --- end hyperparameters ---
 
 LOGIT_SOFTCAP = 15.0  # tanh cap on the logits, as in nanochat: keeps early training stable

@@ -1,20 +1,18 @@
-"""The tinygpt workload: writes a candidate train.py next to the fixed harness, runs it in a subprocess, parses the summary."""
+"""The tinygpt workload: a script workload whose train.py runs next to a fixed harness that owns data, budget and
+evaluation; the objective is val_bpb (minimised), read from the harness's summary block."""
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
-import json
-import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from search.run_spec import Budget, BudgetMode, WorkloadRef
 from search.trace import RunOutcome
-from search.run_spec import Budget
-from workloads.base import Workload
-from workloads.subprocess_run import ProcessResult, run_script, scrubbed_environment
+from workloads.script import ScriptWorkload, error_tail, failed_outcome
+from workloads.subprocess_run import ProcessResult, scrubbed_environment
 from workloads.tinygpt import data
 from workloads.tinygpt.presets import preset_source
 from workloads.tinygpt.summary import SummaryError, parse_summary
@@ -26,6 +24,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 HARNESS_PATH = PACKAGE_DIR / "harness.py"
 TRAIN_PATH = PACKAGE_DIR / "train.py"
 TAIL_LINES = 40
+DEFAULT_FLOPS = 9.9e11  # = harness.DEFAULT_FLOPS (352 steps of the CPU baseline); harness.py imports torch, so not from there
 # What the budget means for a search, in the prompt: in steps mode a bigger model or batch really is bought.
 BUDGET_MEANING = {
     "flops": "The budget is training compute: 6 x trainable parameters x tokens per step (TOTAL_BATCH_SIZE), summed "
@@ -37,7 +36,8 @@ BUDGET_MEANING = {
 Device = Literal["auto", "cpu", "cuda"]
 
 
-def run_environment(base: Mapping[str, str], *, budget: Budget, seed: int, data_dir: Path, device: Device, eval_bytes: int | None) -> dict[str, str]:
+def run_environment(base: Mapping[str, str], *, budget: Budget, seed: int, data_dir: Path, device: Device,
+                    eval_bytes: int | None) -> dict[str, str]:
     """The child's environment: the parent's minus secrets and BILEVEL_* settings, plus exactly the run's variables."""
     env = scrubbed_environment(base, drop_prefixes=("BILEVEL_",))
     env.update(
@@ -57,31 +57,19 @@ def run_environment(base: Mapping[str, str], *, budget: Budget, seed: int, data_
     return env
 
 
-def error_tail(text: str, lines: int = TAIL_LINES) -> str:
-    """The last `lines` lines of the output, starting at the last traceback when it fits."""
-    all_lines = text.splitlines()
-    starts = [i for i, line in enumerate(all_lines) if line.startswith("Traceback (most recent call last)")]
-    if starts and len(all_lines) - starts[-1] <= lines:
-        return "\n".join(all_lines[starts[-1] :])
-    return "\n".join(all_lines[-lines:])
-
-
 def outcome_from_process(result: ProcessResult, seed: int, timeout_s: float) -> RunOutcome:
     """Turn a finished subprocess into a RunOutcome: ok with the summary, crash with the traceback, or timeout."""
-    log_tail = result.tail_lines(TAIL_LINES)
-    common = dict(seed=seed, wall_seconds=round(result.wall_seconds, 3), log_tail=log_tail)
-    if result.timed_out:
-        message = f"killed after the {timeout_s:g} s timeout; last output:\n{error_tail(result.tail, TAIL_LINES - 2)}"
-        return RunOutcome(status="timeout", error_tail=message, **common)
-    if result.returncode != 0:
-        return RunOutcome(status="crash", error_tail=f"exit code {result.returncode}\n{error_tail(result.tail)}", **common)
+    failed = failed_outcome(result, seed, timeout_s)
+    if failed is not None:
+        return failed
+    common = dict(seed=seed, wall_seconds=round(result.wall_seconds, 3), log_tail=result.tail_lines(TAIL_LINES))
     try:
         summary = parse_summary(result.tail)
     except SummaryError as error:
         return RunOutcome(status="crash", error_tail=f"{error}\n{error_tail(result.tail)}", **common)
     return RunOutcome(
         status="ok",
-        val_bpb=summary.val_bpb,
+        value=summary.val_bpb,
         steps=summary.steps,
         tokens=summary.tokens,
         train_seconds=summary.train_seconds,
@@ -93,10 +81,10 @@ def outcome_from_process(result: ProcessResult, seed: int, timeout_s: float) -> 
     )
 
 
-class TinyGPT(Workload):
+class TinyGPT(ScriptWorkload):
     """Byte-level GPT pretraining on Django's documentation; the metric is val_bpb on a fixed 32 KiB slice."""
 
-    name = "tinygpt"
+    budget_modes: tuple[BudgetMode, ...] = ("flops", "steps", "time")  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -108,82 +96,75 @@ class TinyGPT(Workload):
         launch_log: Path | None = None,
         eval_bytes: int | None = None,
         sdist: Path | None = None,
+        fixed: tuple[str, ...] = (),
     ) -> None:
         """`eval_bytes` is a test knob (a smaller evaluation slice); leave it None for real measurements."""
         self.cache_dir = Path(cache_dir).expanduser()
         self.device = device
         self.preset = preset
-        self.python = python
-        self.launch_log = launch_log
         self.eval_bytes = eval_bytes
         self.sdist = sdist
         # Read once: every run of this workload uses these bytes, even if the file is edited meanwhile.
         self._harness = HARNESS_PATH.read_bytes()
         self.harness_sha256 = hashlib.sha256(self._harness).hexdigest()
-        self._source = preset_source(TRAIN_PATH.read_text(), preset)
+        super().__init__(TRAIN_PATH, metric="val_bpb", goal="minimize", fixed=fixed, python=python,
+                         launch_log=launch_log, source=preset_source(TRAIN_PATH.read_text(), preset))
+        self.name = "tinygpt"
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> TinyGPT:
+    def from_settings(cls, settings: Settings, ref: WorkloadRef | None = None) -> TinyGPT:
         """The CPU preset unless the device is explicitly cuda (then the H100 preset)."""
         preset = "h100" if settings.device == "cuda" else "cpu"
-        return cls(settings.cache_dir, device=settings.device, preset=preset, launch_log=settings.launch_log)
+        fixed = tuple(ref.fixed) if ref is not None else ()
+        return cls(settings.cache_dir, device=settings.device, preset=preset, launch_log=settings.launch_log,
+                   fixed=fixed)
+
+    @property
+    def ref(self) -> WorkloadRef:
+        return WorkloadRef(reference="tinygpt", fixed=self.user_fixed)
 
     @property
     def data_dir(self) -> Path:
         return data.corpus_dir(self.cache_dir)
 
-    def editable_source(self) -> str:
-        return self._source
+    def default_budget(self) -> Budget:
+        if self.device == "cuda":
+            return Budget(mode="time", value=300.0)  # the paper's 5 minutes of training
+        return Budget(mode="flops", value=DEFAULT_FLOPS)
 
     def prepare(self) -> None:
         data.prepare_corpus(self.cache_dir, self.sdist)
 
-    def describe(self, budget_mode: str = "flops") -> str:
+    def describe(self, budget_mode: str) -> str:
         return (
             "tinygpt: a small byte-level GPT (vocabulary = the 256 byte values) is pretrained from scratch on "
-            f"Django's documentation (reStructuredText prose and code) for a fixed budget. {BUDGET_MEANING[budget_mode]} "
+            f"Django's documentation (reStructuredText prose and code) for a fixed budget. {BUDGET_MEANING.get(budget_mode, '')} "
             "val_bpb is the cross-entropy on a fixed 32 KiB slice of held-out documents in bits per byte: 8 is a uniform "
             "guess, lower is better. Seed-to-seed noise is about 0.05 near the baseline and 0.01 near good "
             "configurations. A run that exceeds the time limit counts as failed."
         )
 
-    def _log_launch(self, run_dir: Path, source: str, budget: Budget, seed: int, timeout_s: float) -> None:
-        if self.launch_log is None:
-            return
-        entry = {
-            "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "workload": self.name,
-            "run_dir": str(run_dir),
-            "source_sha256": hashlib.sha256(source.encode()).hexdigest(),
-            "budget": budget.model_dump(),
-            "seed": seed,
-            "timeout_s": timeout_s,
-            "pid": os.getpid(),
-        }
-        self.launch_log.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.launch_log, "a", encoding="utf-8") as log:
-            log.write(json.dumps(entry) + "\n")
+    def runnable_source(self, source: str, budget: Budget, seed: int) -> str:
+        return source  # the harness reads budget and seed from the environment
 
-    def run(self, source: str, budget: Budget, seed: int, run_dir: Path, timeout_s: float) -> RunOutcome:
+    def environment(self, budget: Budget, seed: int, run_dir: Path) -> dict[str, str]:
+        import os
+
+        return run_environment(os.environ, budget=budget, seed=seed, data_dir=self.data_dir, device=self.device,
+                               eval_bytes=self.eval_bytes)
+
+    def write_run_files(self, run_dir: Path, source: str) -> Path:
         if not (self.data_dir / "train.bin").is_file():
             # A setup problem, not the candidate's: fail loudly instead of recording a crash.
             raise FileNotFoundError(f"tinygpt corpus not found in {self.data_dir}: call prepare() first")
-        run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "train.py").write_text(source, encoding="utf-8")
-        harness_copy = run_dir / "harness.py"
-        harness_copy.write_bytes(self._harness)  # the bytes loaded at construction, whatever happens to the package
-        env = run_environment(
-            os.environ, budget=budget, seed=seed, data_dir=self.data_dir, device=self.device, eval_bytes=self.eval_bytes
-        )
-        self._log_launch(run_dir, source, budget, seed, timeout_s)
-        result = run_script(
-            [self.python, "train.py"], cwd=run_dir, env=env, timeout_s=timeout_s, log_path=run_dir / "train.log"
-        )
+        script = super().write_run_files(run_dir, source)
+        (run_dir / "harness.py").write_bytes(self._harness)  # the bytes loaded at construction, whatever happens
+        return script
+
+    def outcome(self, result: ProcessResult, run_dir: Path, seed: int, timeout_s: float) -> RunOutcome:
         outcome = outcome_from_process(result, seed, timeout_s)
-        if outcome.status == "ok" and data.sha256_file(harness_copy) != self.harness_sha256:
+        if outcome.status == "ok" and data.sha256_file(run_dir / "harness.py") != self.harness_sha256:
             # The candidate rewrote the harness file while it ran: its numbers cannot be trusted.
-            return outcome.model_copy(
-                update=dict(status="crash", val_bpb=None, error_tail="harness.py was modified during the run; result discarded")
-            )
+            return outcome.model_copy(update=dict(status="crash", value=None,
+                                                  error_tail="harness.py was modified during the run; result discarded"))
         return outcome

@@ -1,5 +1,6 @@
-"""Mechanism liveness and influence from traces: hook calls, decisions changed, and the val_bpb of the
-experiments a mechanism influenced against those it did not (pure, no I/O).
+"""Mechanism liveness and influence from traces (the single source of truth): hook calls, decisions changed, and the
+objective's value of the experiments a mechanism influenced against those it did not (pure, no I/O). Reports and
+lineage both read it.
 
 Groups are drawn from the meta-runs in which the mechanism was active at least once, so each comparison
 shares seeds and baselines. They describe, they do not prove: a mechanism activated late in a run sees
@@ -15,21 +16,34 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from search.objective import Objective
 from search.trace import Experiment, MechanismActivity, Trace
 
 Liveness = Literal["live", "inert", "quarantined", "never called"]
 
 
 class GroupStats(BaseModel):
-    """val_bpb of a group of experiments; Δ is val_bpb − the baseline of the experiment's own meta-run."""
+    """Values of a group of experiments; Δ is the value against the baseline of the experiment's own meta-run,
+    sign-corrected by the goal (negative is better)."""
 
     experiments: int = 0
     measured: int = 0
-    failed: int = Field(0, description="Experiments with no val_bpb (crash, timeout, invalid proposal).")
-    mean_val_bpb: float | None = None
-    median_val_bpb: float | None = None
+    failed: int = Field(0, description="Experiments with no value (crash, timeout, invalid proposal, stopped).")
+    mean_value: float | None = None
+    median_value: float | None = None
     mean_delta: float | None = None
     kept: int = 0
+
+
+class InfluencedExperiment(BaseModel):
+    """One experiment a mechanism changed a decision of, and what it measured against the best it had to beat."""
+
+    meta_run_id: str
+    index: int
+    generation: int
+    value: float | None
+    delta: float | None = Field(None, description="Against the best before it, sign-corrected (negative is better).")
+    kept: bool
 
 
 class MechanismInfluence(BaseModel):
@@ -47,6 +61,12 @@ class MechanismInfluence(BaseModel):
     influenced: GroupStats = Field(default_factory=GroupStats)
     active_not_influenced: GroupStats = Field(default_factory=GroupStats)
     inactive: GroupStats = Field(default_factory=GroupStats, description="Same meta-runs, mechanism not active.")
+    iterations: list[InfluencedExperiment] = Field(default_factory=list)
+
+    @property
+    def credited_delta(self) -> float:
+        """The improvements (negative Δ against the best so far) of the kept experiments it influenced."""
+        return sum(i.delta for i in self.iterations if i.kept and i.delta is not None and i.delta < 0)
 
     @property
     def key(self) -> str:
@@ -73,11 +93,19 @@ def mechanism_influence(traces: Mapping[str, Trace]) -> list[MechanismInfluence]
     """One entry per mechanism version (name@version) seen in any trace, in order of first appearance."""
     found: dict[tuple[str, str], MechanismInfluence] = {}
     for meta_run_id, trace in traces.items():
+        best_before = [None, *trace.best_so_far()[:-1]]
         for experiment in trace.experiments:
             for activity in experiment.mechanisms:
                 entry = found.setdefault((activity.name, activity.version),
                                          MechanismInfluence(name=activity.name, version=activity.version))
                 _count(entry, activity, meta_run_id)
+                if activity.changed:
+                    before = best_before[experiment.index] if experiment.index < len(best_before) else None
+                    value = experiment.measured
+                    entry.iterations.append(InfluencedExperiment(
+                        meta_run_id=meta_run_id, index=experiment.index, generation=experiment.generation, value=value,
+                        delta=trace.objective.delta(before, value) if value is not None and before is not None else None,
+                        kept=experiment.kept))
     for entry in found.values():
         groups = _groups(entry, traces)
         entry.influenced, entry.active_not_influenced, entry.inactive = (group_stats(g) for g in groups)
@@ -99,7 +127,7 @@ def _count(entry: MechanismInfluence, activity: MechanismActivity, meta_run_id: 
             entry.quarantine_notes.append(activity.note)
 
 
-GroupMember = tuple[Experiment, float | None]  # an experiment and the baseline val_bpb of its meta-run
+GroupMember = tuple[Experiment, float | None, Objective]  # an experiment, its meta-run's baseline and objective
 
 
 def _groups(entry: MechanismInfluence, traces: Mapping[str, Trace]) -> tuple[list[GroupMember], ...]:
@@ -109,23 +137,24 @@ def _groups(entry: MechanismInfluence, traces: Mapping[str, Trace]) -> tuple[lis
     for meta_run_id in entry.meta_runs:
         trace = traces[meta_run_id]
         baseline = trace.experiments[0].measured if trace.experiments else None
+        objective = trace.objective
         for experiment in trace.experiments:
             if experiment.is_baseline:
                 continue  # the unedited script: no search decision was made
             activity = next((a for a in experiment.mechanisms if (a.name, a.version) == (entry.name, entry.version)), None)
             target = inactive if activity is None else influenced if activity.changed else quiet
-            target.append((experiment, baseline))
+            target.append((experiment, baseline, objective))
     return influenced, quiet, inactive
 
 
 def group_stats(members: list[GroupMember]) -> GroupStats:
-    values = [(e.measured, baseline) for e, baseline in members if e.measured is not None]
-    deltas = [value - baseline for value, baseline in values if baseline is not None]
+    values = [(e.measured, baseline, objective) for e, baseline, objective in members if e.measured is not None]
+    deltas = [objective.delta(baseline, value) for value, baseline, objective in values if baseline is not None]
     result = GroupStats(experiments=len(members), measured=len(values), failed=len(members) - len(values),
-                        kept=sum(1 for e, _ in members if e.kept))
+                        kept=sum(1 for e, _, _ in members if e.kept))
     if values:
-        result.mean_val_bpb = fmean(v for v, _ in values)
-        result.median_val_bpb = median(v for v, _ in values)
+        result.mean_value = fmean(v for v, _, _ in values)
+        result.median_value = median(v for v, _, _ in values)
     if deltas:
         result.mean_delta = fmean(deltas)
     return result

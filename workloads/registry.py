@@ -1,0 +1,114 @@
+"""Finding a workload by reference: a registered name (built in, or an entry point in the group
+`bilevel.workloads`), `package.module:Class`, or a path to a script. Every failure is one line naming what was tried."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from search.run_spec import WorkloadRef
+from workloads.base import Workload
+from workloads.script import ScriptWorkload, WorkloadError
+
+if TYPE_CHECKING:
+    from infra.settings import Settings
+
+ENTRY_POINT_GROUP = "bilevel.workloads"
+TOY_SCRIPT = Path(__file__).resolve().parent / "toy" / "toy.py"
+
+
+def _tinygpt(settings: Settings, ref: WorkloadRef) -> Workload:
+    from workloads.tinygpt.workload import TinyGPT
+
+    return TinyGPT.from_settings(settings, ref)
+
+
+def _toy(settings: Settings, ref: WorkloadRef) -> Workload:
+    return ScriptWorkload(TOY_SCRIPT, metric="loss", goal="minimize", fixed=ref.fixed, budget_param="STEPS",
+                          seed_param="SEED", launch_log=settings.launch_log)
+
+
+BUILTIN: dict[str, Callable[[Settings, WorkloadRef], Workload]] = {"tinygpt": _tinygpt, "toy": _toy}
+
+
+def registered_names() -> list[str]:
+    """Built-in names and those installed packages register."""
+    return sorted({*BUILTIN, *(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))})
+
+
+def load_workload(ref: WorkloadRef, settings: Settings) -> Workload:
+    """The workload `ref` names; WorkloadError (one line) when it cannot be found or built."""
+    reference = ref.reference.strip()
+    if reference in BUILTIN:
+        return _checked(BUILTIN[reference](settings, ref), ref)
+    installed = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    if reference in installed:
+        try:
+            target = installed[reference].load()
+        except Exception as error:  # an installed package's import failure: name it, in one line
+            raise WorkloadError(f"workload {reference!r} (entry point {installed[reference].value}) failed to import: "
+                                f"{type(error).__name__}: {error}") from None
+        return _checked(_instantiate(target, settings, ref, reference), ref)
+    if _looks_like_path(reference):
+        return _checked(_script(Path(reference), ref, settings), ref)
+    if ":" in reference:
+        module_name, _, attribute = reference.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as error:  # the user's module: any import failure becomes one line
+            raise WorkloadError(f"workload {reference!r}: importing {module_name!r} failed: "
+                                f"{type(error).__name__}: {error}") from None
+        target = getattr(module, attribute, None)
+        if target is None:
+            raise WorkloadError(f"workload {reference!r}: module {module_name!r} has no attribute {attribute!r}")
+        return _checked(_instantiate(target, settings, ref, reference), ref)
+    raise WorkloadError(f"unknown workload {reference!r}: not a registered name ({', '.join(registered_names())}), "
+                        "not package.module:Class, and no such script file")
+
+
+def _looks_like_path(reference: str) -> bool:
+    return reference.endswith(".py") or "/" in reference or Path(reference).expanduser().is_file()
+
+
+def _script(path: Path, ref: WorkloadRef, settings: Settings) -> Workload:
+    if not path.expanduser().is_file():
+        raise WorkloadError(f"workload script {path} not found")
+    if not ref.metric:
+        raise WorkloadError(f"a script workload needs its metric: --metric NAME (the `NAME: value` line {path.name} "
+                            "prints after `---`, or the key it writes to metrics.json)")
+    return ScriptWorkload(path, metric=ref.metric, goal=ref.goal or "minimize", fixed=ref.fixed,
+                          budget_param=ref.budget_param, seed_param=ref.seed_param, command=ref.command,
+                          launch_log=settings.launch_log)
+
+
+def _instantiate(target: Any, settings: Settings, ref: WorkloadRef, reference: str) -> Workload:
+    """A Workload subclass (built with `from_settings(settings, ref)` when it has one), or a factory returning one."""
+    try:
+        if inspect.isclass(target):
+            if not issubclass(target, Workload):
+                raise WorkloadError(f"workload {reference!r}: {target.__name__} is not a bilevel Workload subclass")
+            factory = getattr(target, "from_settings", None)
+            workload = factory(settings, ref) if callable(factory) else target()
+        elif callable(target):
+            workload = target(settings, ref)
+        else:
+            raise WorkloadError(f"workload {reference!r} is neither a Workload class nor a factory")
+    except WorkloadError:
+        raise
+    except Exception as error:  # the user's constructor: one line, not a traceback
+        raise WorkloadError(f"workload {reference!r} could not be built: {type(error).__name__}: {error}") from None
+    if not isinstance(workload, Workload):
+        raise WorkloadError(f"workload {reference!r} built a {type(workload).__name__}, not a Workload")
+    return workload
+
+
+def _checked(workload: Workload, ref: WorkloadRef) -> Workload:
+    """Refuse a script that changed since the meta-run that recorded `ref` started (resume must train the same)."""
+    if ref.script_sha256 and workload.ref.script_sha256 and ref.script_sha256 != workload.ref.script_sha256:
+        raise WorkloadError(f"the script of workload {ref.reference!r} changed since this meta-run started "
+                            "(its sha256 differs); resume needs the same script (restore it, or start a new run)")
+    return workload

@@ -1,0 +1,1 @@
+"""toy: a synthetic objective that runs in milliseconds, for flow and CLI tests (no torch, no data)."""
