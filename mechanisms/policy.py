@@ -35,6 +35,7 @@ ALLOWED_IMPORTS = frozenset(
         "typing",
         "re",
         "numpy",
+        "helpers",  # our trusted pure helpers (mechanisms/helpers.py), loaded by the worker from its file
     }
 )
 

@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 WORKER_PATH = Path(__file__).with_name("sandbox_worker.py")
 POLICY_PATH = Path(__file__).with_name("policy.py")
+# Trusted modules a mechanism may import inside the sandbox, loaded by the worker from these files.
+TRUSTED_MODULES = {"helpers": Path(__file__).with_name("helpers.py")}
 STDERR_TAIL_BYTES = 16 * 1024
 READ_CHUNK = 64 * 1024
 CPU_RESTART_FRACTION = 0.8
@@ -162,6 +164,7 @@ class _Worker:
         settings = {key: value for key, value in asdict(limits).items() if not key.endswith("timeout_s")}
         settings["allow_unchecked"] = allow_unchecked
         settings["module_paths"] = _third_party_paths()
+        settings["trusted_modules"] = {name: str(path) for name, path in TRUSTED_MODULES.items()}
         env = {key: os.environ[key] for key in WORKER_ENV_KEEP if key in os.environ}
         env.update(WORKER_ENV_FIXED)
         # -S: no site-packages (so none of our packages, nor .pth hooks); the directories of allowlisted

@@ -76,6 +76,7 @@ class _Settings:
         self.isolate_network = bool(raw.get("isolate_network", True))
         self.chroot = bool(raw.get("chroot", True))
         self.module_paths = [str(p) for p in raw.get("module_paths", [])]
+        self.trusted_modules = {str(k): str(v) for k, v in (raw.get("trusted_modules") or {}).items()}
 
 
 # -- modules and builtins a mechanism sees ---------------------------------------------------------
@@ -422,6 +423,22 @@ def serve(protocol_in: int, protocol_out: int, mechanisms: _Mechanisms, hello: d
         send(response)
 
 
+def _load_trusted_modules(paths: dict) -> dict:
+    """Our own pure helper modules (mechanisms/helpers.py), loaded by path; mechanisms see only their __all__."""
+    proxies = {}
+    for name, path in paths.items():
+        spec = importlib.util.spec_from_file_location(f"_bilevel_trusted_{name}", path)
+        if spec is None or spec.loader is None:
+            continue
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        proxy = types.ModuleType(name)
+        for attribute in getattr(module, "__all__", ()):
+            setattr(proxy, attribute, getattr(module, attribute))
+        proxies[name] = proxy
+    return proxies
+
+
 def _load_policy(path: str):
     spec = importlib.util.spec_from_file_location("_bilevel_mechanism_policy", path)
     if spec is None or spec.loader is None:
@@ -439,6 +456,7 @@ def main(argv: list) -> None:
     sys.path.extend(settings.module_paths)  # started without site-packages: only numpy's directory is added
     policy = _load_policy(argv[1])
     proxies = _import_allowed_modules(policy.ALLOWED_IMPORTS, policy.FORBIDDEN_NUMPY_ATTRIBUTES)
+    proxies.update(_load_trusted_modules(settings.trusted_modules))
     import random
 
     random.seed(0)  # the shared global RNG starts the same in every worker, so replays repeat

@@ -18,6 +18,9 @@ from mechanisms.policy import check_source
 from mechanisms.replay import ReplayStep
 from mechanisms.runtime import MechanismRef, MechanismRuntime
 from mechanisms.sandbox import SandboxError, SandboxHost
+from search.context import candidate_view
+from search.space import CandidateError, SearchSpace
+from search.trace import config_with
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +72,7 @@ def validate_mechanism(
     version: str = "unvalidated",
     host: SandboxHost | None = None,
     limits: ValidationLimits | None = None,
+    space: SearchSpace | None = None,
 ) -> ValidationReport:
     """Run the four stages in order and stop at the first failure. Never raises for a bad mechanism."""
     limits = limits or ValidationLimits()
@@ -87,7 +91,7 @@ def validate_mechanism(
             return report
         report.name = runtime.liveness()[name]["declared_name"]
         replayed = steps[-limits.max_steps :] if limits.max_steps else steps
-        if _run_stage(report, "smoke", lambda: _smoke_stage(runtime, name, replayed, limits)) is None:
+        if _run_stage(report, "smoke", lambda: _smoke_stage(runtime, name, replayed, limits, space)) is None:
             return report
         if _run_stage(report, "liveness", lambda: _liveness_stage(runtime, name, len(replayed))) is None:
             return report
@@ -147,11 +151,38 @@ def _import_stage(ref: MechanismRef, host: SandboxHost, limits: ValidationLimits
     return runtime, {"hooks": entry["hooks"], "declared_name": entry["declared_name"]}
 
 
-def _smoke_stage(runtime: MechanismRuntime, name: str, steps: list[ReplayStep], limits: ValidationLimits) -> tuple[bool, dict[str, Any]]:
+def _proposed(runtime: MechanismRuntime, name: str, step: ReplayStep, space: SearchSpace | None,
+              refusals: list[str]) -> list[dict[str, Any]]:
+    """The mechanism's valid proposed candidates at one step, as candidate views; a valid one would have been trained
+    (mechanism candidates come first), so it counts as a changed decision. Refusals are collected for the report."""
+    views = []
+    current = step.ctx["current"]["config"]
+    tried = [view["config"] for view in step.ctx["trace"]]
+    for answer in runtime.propose(step.ctx):
+        for proposed in answer.answer.candidates:
+            changes = dict(proposed.changes)
+            if space is not None:
+                try:
+                    changes = space.check(changes, current, frozen=step.ctx["frozen"], tried=tried)
+                except CandidateError as error:
+                    refusals.append(f"propose returned {_shown(proposed.changes)}: {error}")
+                    continue
+            views.append(candidate_view(changes, proposed.reason, config_with(current, changes), f"mechanism:{name}"))
+    if views:
+        runtime.credit(name, "propose")
+    return views
+
+
+def _smoke_stage(runtime: MechanismRuntime, name: str, steps: list[ReplayStep], limits: ValidationLimits,
+                 space: SearchSpace | None = None) -> tuple[bool, dict[str, Any]]:
     """Every hook on every replayed experiment, as the inner loop would call them."""
+    refusals: list[str] = []
+    proposed_valid = 0
     for step in steps:
         runtime.plan(step.ctx)
-        runtime.screen(step.ctx, step.candidates)
+        offered = _proposed(runtime, name, step, space, refusals)
+        proposed_valid += len(offered)
+        runtime.screen(step.ctx, [*offered, *step.candidates])
         runtime.accept(step.ctx, step.result, bool(step.result.get("default_kept")))
         runtime.observe(step.ctx, step.result)
         entry = runtime.liveness()[name]
@@ -159,7 +190,12 @@ def _smoke_stage(runtime: MechanismRuntime, name: str, steps: list[ReplayStep], 
             raise _StageFailed(str(entry["reason"]))
     entry = runtime.liveness()[name]
     slow = {hook: ms for hook, ms in entry["max_ms"].items() if ms > limits.slow_call_s * 1000}
-    detail = {"steps": len(steps), "calls": entry["calls"], "max_ms": entry["max_ms"], "mean_ms": entry["mean_ms"]}
+    detail = {"steps": len(steps), "calls": entry["calls"], "max_ms": entry["max_ms"], "mean_ms": entry["mean_ms"],
+              "proposed_valid": proposed_valid, "proposed_refused": len(refusals), "refusals": refusals[:5]}
+    if refusals and not proposed_valid:
+        raise _StageFailed(f"every candidate propose returned was refused, e.g. {refusals[0]}; return valid values "
+                           "(use h.neighbour(ctx, NAME, rng) or h.random_value(ctx, NAME, rng)) of editable parameters "
+                           "that differ from the current value and were not tried yet", detail)
     if slow:
         worst = max(slow, key=slow.get)  # type: ignore[arg-type]
         raise _StageFailed(
@@ -178,9 +214,16 @@ def _liveness_stage(runtime: MechanismRuntime, name: str, step_count: int) -> tu
     if entry["decisions_changed"] == 0:
         raise _StageFailed(
             f"the mechanism is inert: over {step_count} replayed experiments it never changed a decision "
-            "(plan always returned None or empty advice, screen always chose candidate 0 or nothing, accept always "
-            "agreed with the default). It must influence the search: e.g. plan returns focus/avoid/guidance, "
+            "(plan always returned None or empty advice, propose never offered a valid candidate, screen always chose "
+            "candidate 0 or nothing, accept always "
+            "agreed with the default). It must influence the search: e.g. propose returns a candidate, plan returns "
+            "focus/avoid/guidance, "
             "screen chooses a different candidate or rejects, or accept overrides the default.",
             detail,
         )
     return True, detail
+
+
+def _shown(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -89,7 +89,7 @@ def validate_candidate(request: ValidationRequest, trace: Trace, space: SearchSp
     from mechanisms.replay import replay_steps
     from mechanisms.validate import validate_mechanism
 
-    report = validate_mechanism(request.source, replay_steps(trace, space, source), name=request.name)
+    report = validate_mechanism(request.source, replay_steps(trace, space, source), name=request.name, space=space)
     return report.model_dump(mode="json")
 
 

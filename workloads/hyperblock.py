@@ -33,6 +33,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from search.constraints import Constraint, ConstraintError, parse_constraint
 from search.params import ParamError, ParamKind, ParamSpec, ParamValue, literal_source, validate_changes, validate_value
 from search.pyast import parse_python
@@ -132,10 +134,15 @@ def infer_spec(name: str, value: Any, kind: ParamKind | None = None, description
 
 def _float_range(value: float) -> tuple[float, float]:
     if value > 0:
-        return value / 10, value * 10
+        return _round(value / 10), _round(value * 10)
     if value < 0:
-        return value * 10, value / 10
+        return _round(value * 10), _round(value / 10)
     return 0.0, 1.0
+
+
+def _round(number: float) -> float:
+    """A bound as a user would write it (0.0003, not 0.00030000000000000003)."""
+    return float(f"{number:.6g}")
 
 
 def _kind_of(name: str, value: Any) -> ParamKind:
@@ -180,20 +187,28 @@ def _spec_of(node: ast.Assign, comment: str) -> ParamSpec:
         raise ScriptError(f"{name}: the value is not a literal (line {node.lineno})") from None
     match = _ANNOTATION.match(comment)
     description = comment.lstrip("#").strip() if match is None else (match["desc"] or "").strip()
-    if match is None or (match["range"] is None and match["kind"] != "bool"):
-        kind = ParamKind(match["kind"]) if match else None
-        spec = infer_spec(name, value, kind, description)
-    else:
-        kind = ParamKind(match["kind"])
-        extra = {} if kind is ParamKind.BOOL else _parse_range(kind, match["range"], name)
-        length = len(value) if kind is ParamKind.FLOAT_TUPLE and isinstance(value, tuple) else None
-        spec = ParamSpec(name=name, kind=kind, value=value, log=bool(match["log"]), description=description,
-                         length=length, **extra)
+    try:
+        spec = _declared_spec(name, value, match, description)
+    except (ValidationError, TypeError, ValueError) as error:
+        if isinstance(error, ScriptError):
+            raise
+        raise ScriptError(f"{name} (line {node.lineno}): {type(value).__name__} {value!r} does not fit its annotation") from None
     try:
         canonical = validate_value(spec, value)
     except ParamError as error:
         raise ScriptError(f"baseline value invalid: {error}") from error
     return spec.model_copy(update={"value": canonical})
+
+
+def _declared_spec(name: str, value: Any, match: re.Match[str] | None, description: str) -> ParamSpec:
+    if match is None or (match["range"] is None and match["kind"] != "bool"):
+        kind = ParamKind(match["kind"]) if match else None
+        return infer_spec(name, value, kind, description)
+    kind = ParamKind(match["kind"])
+    extra = {} if kind is ParamKind.BOOL else _parse_range(kind, match["range"], name)
+    length = len(value) if kind is ParamKind.FLOAT_TUPLE and isinstance(value, tuple) else None
+    return ParamSpec(name=name, kind=kind, value=value, log=bool(match["log"]), description=description,
+                     length=length, **extra)
 
 
 def parse_block(source: str) -> Block:

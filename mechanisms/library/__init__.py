@@ -12,7 +12,7 @@ from pathlib import Path
 
 from search.pyast import parse_python
 
-LIBRARY_FILES = ("tabu.py", "bandit.py", "doe.py")
+LIBRARY_FILES = ("tabu.py", "bandit.py", "doe.py", "annealing.py", "novelty.py")
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,16 @@
-"""UCB1 bandit over which parameter to explore next: parameters whose changes were kept are tried again."""
+"""UCB1 bandit over which parameter to change next: it proposes a nearby value of the parameter with the highest
+upper confidence bound (untried parameters first), rewarded when the change is kept."""
 
 import math
+import random
+
+import helpers as h
 
 EXPLORATION = 1.0  # weight of the UCB bonus; higher explores more
 
 
 class ParameterBandit:
-    """UCB1 bandit over parameters: plan focuses on the parameter with the highest upper confidence bound."""
+    """UCB1 bandit over parameters: propose a neighbouring value of the arm with the highest upper confidence bound."""
 
     name = "ucb_bandit"
 
@@ -22,15 +26,22 @@ class ParameterBandit:
         mean = self.wins.get(arm, 0) / pulls
         return mean + EXPLORATION * math.sqrt(2 * math.log(max(self.total, 1)) / pulls)
 
-    def plan(self, ctx):
-        frozen = set(ctx["frozen"])
-        arms = [p["name"] for p in ctx["params"] if p["name"] not in frozen]
+    def best_arm(self, ctx):
+        arms = h.editable(ctx)
         if not arms:
             return None
-        best = max(arms, key=lambda arm: (self.score(arm), -arms.index(arm)))
-        tries = self.pulls.get(best, 0)
-        kept = self.wins.get(best, 0)
-        return {"focus": [best], "guidance": f"Change {best} this time (kept {kept} of {tries} earlier tries)."}
+        return max(arms, key=lambda arm: (self.score(arm), -arms.index(arm)))
+
+    def propose(self, ctx):
+        arm = self.best_arm(ctx)
+        if arm is None:
+            return None
+        rng = random.Random(ctx["seed"])
+        value = h.neighbour(ctx, arm, rng)
+        if value is None:
+            return None
+        reason = "UCB bandit: " + arm + " kept " + str(self.wins.get(arm, 0)) + " of " + str(self.pulls.get(arm, 0))
+        return {"candidates": [h.candidate(arm, value, reason)], "skip_llm": True}
 
     def observe(self, ctx, result):
         reward = 1 if result["kept"] else 0

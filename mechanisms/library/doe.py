@@ -1,37 +1,31 @@
-"""One-factor-at-a-time design of experiments: explore the least-tried parameters, one change at a time."""
+"""One-factor-at-a-time design of experiments: put each untried parameter on the table once, at a chosen level."""
 
-FOCUS_SIZE = 2  # parameters named in each plan
-CANDIDATES = 2  # proposals asked for, so screen has a choice
+import random
+
+import helpers as h
 
 
 class OneFactorDesign:
-    """Orthogonal exploration: plan focuses on the least-explored parameters; screen prefers single-factor candidates."""
+    """Design of experiments: propose the next untried parameter alone, at a level away from its current value."""
 
     name = "one_factor"
 
     def __init__(self):
-        self.tries = {}  # parameter -> experiments that changed it
+        self.levels = {}  # parameter -> how many times this design has moved it
 
-    def least_explored(self, ctx):
-        frozen = set(ctx["frozen"])
-        names = [p["name"] for p in ctx["params"] if p["name"] not in frozen]
-        return sorted(names, key=lambda n: (self.tries.get(n, 0), names.index(n)))
-
-    def plan(self, ctx):
-        focus = self.least_explored(ctx)[:FOCUS_SIZE]
-        if not focus:
+    def propose(self, ctx):
+        untried = h.untried(ctx)
+        if not untried:
+            return None  # every factor has been tried once: the design is done, the LLM takes over
+        rng = random.Random(ctx["seed"])
+        name = untried[0]
+        # alternate directions across designs: doubled / halved on log scales, a tenth of the range otherwise
+        value = h.neighbour(ctx, name, rng, scale=2.0)
+        if value is None:
             return None
-        guidance = "Change exactly one parameter, preferably " + " or ".join(focus) + ", so its effect shows alone."
-        return {"focus": focus, "n_candidates": CANDIDATES, "guidance": guidance}
-
-    def screen(self, ctx, candidates):
-        rank = {name: i for i, name in enumerate(self.least_explored(ctx))}
-        singles = [i for i, c in enumerate(candidates) if len(c["changes"]) == 1]
-        if not singles:
-            return None
-        best = min(singles, key=lambda i: (rank.get(list(candidates[i]["changes"])[0], len(rank)), i))
-        return {"choose": best}
+        reason = "one factor at a time: " + name + " has never been tried"
+        return {"candidates": [h.candidate(name, value, reason)], "skip_llm": True}
 
     def observe(self, ctx, result):
         for name in result["changes"]:
-            self.tries[name] = self.tries.get(name, 0) + 1
+            self.levels[name] = self.levels.get(name, 0) + 1

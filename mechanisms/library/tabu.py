@@ -1,46 +1,35 @@
-"""Tabu search over recent proposals: never re-run a recent configuration or repeat a recent move."""
+"""Tabu search over recent proposals: never train a recent configuration or repeat a recent move; when every
+candidate is tabu, refuse them all so the proposers are asked again (resampling)."""
 
-import json
+import helpers as h
 
 TENURE = 12  # experiments a configuration or a move stays tabu
 
 
 class TabuSearch:
-    """Tabu search: screen skips candidates that repeat a recent configuration or move; plan names what to avoid."""
+    """Tabu search: screen skips candidates that repeat a recent configuration or move, and rejects when all do."""
 
     name = "tabu"
 
     def __init__(self):
-        self.configs = []  # canonical keys of recently run configurations
+        self.configs = []  # keys of recently run configurations
         self.moves = []  # "NAME=value" of recent single-parameter moves
         self.discarded = []  # parameters changed by recently discarded experiments
 
-    def canonical(self, value):
-        # 3 and 3.0 are the same value once they have been through JSON
-        if isinstance(value, bool) or isinstance(value, str):
-            return value
-        if isinstance(value, list):
-            return [self.canonical(v) for v in value]
-        return float(value)
-
-    def config_key(self, config):
-        return json.dumps({k: self.canonical(v) for k, v in config.items()}, sort_keys=True)
-
     def move_key(self, name, value):
-        return name + "=" + json.dumps(self.canonical(value))
+        return name + "=" + h.config_key({"v": value})
 
     def is_tabu(self, candidate):
-        if self.config_key(candidate["config"]) in self.configs:
+        if h.config_key(candidate["config"]) in self.configs:
             return True
         moves = [self.move_key(k, v) for k, v in candidate["changes"].items()]
         return len(moves) > 0 and all(m in self.moves for m in moves)
 
     def plan(self, ctx):
-        if not self.moves:
-            return None
         avoid = sorted({p for p in self.discarded if self.discarded.count(p) >= 3})
-        recent = ", ".join(self.moves[-5:])
-        return {"guidance": "Tabu, tried recently, do not repeat: " + recent + ".", "avoid": avoid}
+        if not avoid:
+            return None
+        return {"avoid": avoid, "guidance": "Recently discarded again and again, leave alone: " + ", ".join(avoid) + "."}
 
     def screen(self, ctx, candidates):
         allowed = [i for i, c in enumerate(candidates) if not self.is_tabu(c)]
@@ -49,7 +38,7 @@ class TabuSearch:
         return {"choose": allowed[0]} if allowed[0] != 0 else None
 
     def observe(self, ctx, result):
-        self.configs = (self.configs + [self.config_key(result["config"])])[-TENURE:]
+        self.configs = (self.configs + [h.config_key(result["config"])])[-TENURE:]
         moves = [self.move_key(k, v) for k, v in result["changes"].items()]
         self.moves = (self.moves + moves)[-TENURE:]
         if not result["kept"]:

@@ -9,12 +9,12 @@ import random
 from typing import Any
 
 from mechanisms.replay import synthetic_candidates
-from search.acceptance import default_keep
 from search.config import SearchConfig
+from search.iteration import default_keep
 from search.params import ParamSpec, json_value
-from search.state import state_from_trace
+from search.space import SearchSpace
 from search.trace import Experiment, RunOutcome, Trace, config_with
-from workloads.hyperblock import parse_params
+from workloads.hyperblock import parse_block, parse_params
 
 HYPERBLOCK = """
 # --- hyperparameters ---
@@ -42,6 +42,11 @@ def tinygpt_specs() -> list[ParamSpec]:
     return parse_params(HYPERBLOCK)
 
 
+def tinygpt_space() -> SearchSpace:
+    block = parse_block(HYPERBLOCK)
+    return SearchSpace(params=block.params, constraints=block.constraints)
+
+
 def _objective(config: dict[str, Any]) -> float | None:
     """val_bpb of a config without noise, or None for an out-of-memory crash."""
     if config["DEVICE_BATCH_SIZE"] * config["SEQ_LEN"] > 8192 or config["HEAD_DIM"] > config["DEPTH"] * config["ASPECT_RATIO"]:
@@ -63,7 +68,7 @@ def simulated_trace(experiments: int = 60, seed: int = 0) -> Trace:
     baseline = _run(0, {}, "baseline", baseline_config, rng, None)
     trace = Trace(experiments=[baseline])
     for index in range(1, experiments):
-        state = state_from_trace(trace)
+        state = trace.state()
         current = state.current.config
         earlier = [e for e in trace.experiments[1:] if e.changes]
         if earlier and rng.random() < 0.15:
@@ -86,13 +91,13 @@ def _run(index: int, changes: dict[str, Any], hypothesis: str, config: dict[str,
     if clean is None:
         outcome = RunOutcome(status="crash", seed=0, error_tail="RuntimeError: DefaultCPUAllocator: can't allocate memory")
     else:
-        outcome = RunOutcome(status="ok", val_bpb=round(clean + rng.gauss(0, 0.02), 4), seed=0, steps=390, wall_seconds=33.0)
-    measured = outcome.val_bpb if outcome.ok else None
+        outcome = RunOutcome(status="ok", value=round(clean + rng.gauss(0, 0.02), 4), seed=0, steps=390, wall_seconds=33.0)
+    measured = outcome.value if outcome.ok else None
     kept = state is not None and default_keep(state, measured)
     return Experiment(
         index=index,
-        generation=index // 10,
-        iteration=index % 10,
+        generation=max(0, index - 1) // 10,
+        iteration=max(0, index - 1) % 10,
         changes=changes,
         hypothesis=hypothesis,
         config=config,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from search.params import ParamKind, ParamSpec
 from search.research import failure_modes
+from search.space import SearchSpace
 from search.trace import RunOutcome
 from tests.unit.traces import build_trace, crash, ok
 
-SPECS = [ParamSpec(name="DEPTH", kind=ParamKind.INT, value=4, low=1, high=8),
-         ParamSpec(name="MATRIX_LR", kind=ParamKind.FLOAT, value=0.003, low=1e-5, high=0.3)]
+SPECS = SearchSpace(params=(ParamSpec(name="DEPTH", kind=ParamKind.INT, value=4, low=1, high=8),
+                            ParamSpec(name="MATRIX_LR", kind=ParamKind.FLOAT, value=0.003, low=1e-5, high=0.3)))
 INVALID = RunOutcome(status="invalid", error_tail="not JSON")
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from search.params import ParamError, ParamKind
 from tests.unit.script_fixture import SCRIPT
-from workloads.hyperblock import ScriptError, apply_changes, current_values, parse_params
+from workloads.hyperblock import ScriptError, apply_changes, current_values, parse_block, parse_params
 
 
 def test_schema_has_types_values_and_ranges() -> None:
@@ -77,7 +77,11 @@ def test_integral_float_is_accepted_as_int() -> None:
     [
         SCRIPT.replace("# --- end hyperparameters ---", ""),
         SCRIPT.replace("DEPTH = 4                 # int [1, 8]", "DEPTH = 2 + 2             # int [1, 8]"),
-        SCRIPT.replace("# int [1, 8]: transformer blocks", "# transformer blocks"),
+        SCRIPT.replace("# int [1, 8]: transformer blocks", "# int [1, x]: transformer blocks"),
+        SCRIPT.replace("USE_BIAS = False", "USE_BIAS = None"),
+        SCRIPT.replace("USE_BIAS = False", "DEPTH = 3"),
+        SCRIPT.replace("# --- end hyperparameters ---", "# constraint: DEPTH > 5\n# --- end hyperparameters ---"),
+        SCRIPT.replace("# --- end hyperparameters ---", "# constraint: NOPE > 5\n# --- end hyperparameters ---"),
         SCRIPT.replace("USE_BIAS = False", "print('side effect')"),
         SCRIPT.replace("DEPTH = 4  ", "DEPTH = 9  "),
     ],
@@ -85,3 +89,44 @@ def test_integral_float_is_accepted_as_int() -> None:
 def test_malformed_blocks_are_script_errors(broken: str) -> None:
     with pytest.raises(ScriptError):
         parse_params(broken)
+
+
+UNANNOTATED = """
+# --- hyperparameters ---
+LR = 0.01
+WIDTH = 64        # hidden units
+STEPS = 0
+USE_DROPOUT = True
+ACTIVATION = "relu"
+BETAS = (0.9, 0.99)
+SCALE = (2.0, 8.0)
+# constraint: WIDTH % 8 == 0
+# --- end hyperparameters ---
+"""
+
+
+def test_unannotated_literals_get_the_documented_kind_and_range() -> None:
+    block = parse_block(UNANNOTATED)
+    specs = {s.name: s for s in block.params}
+    assert (specs["LR"].kind, specs["LR"].low, specs["LR"].high, specs["LR"].log) == (ParamKind.FLOAT, 0.001, 0.1, True)
+    assert (specs["WIDTH"].low, specs["WIDTH"].high, specs["WIDTH"].log) == (16, 256, True)
+    assert specs["WIDTH"].description == "hidden units"  # a plain comment is a description
+    assert (specs["STEPS"].low, specs["STEPS"].high) == (0, 10)
+    assert specs["USE_DROPOUT"].kind is ParamKind.BOOL
+    assert specs["ACTIVATION"].choices == ("relu",)  # a choice the user widens with an annotation
+    assert (specs["BETAS"].low, specs["BETAS"].high, specs["BETAS"].length) == (0.0, 1.0, 2)
+    assert (specs["SCALE"].low, specs["SCALE"].high) == (0.2, 80.0)
+    assert [c.text for c in block.constraints] == ["WIDTH % 8 == 0"]
+
+
+def test_a_kind_without_a_range_is_inferred_within_that_kind() -> None:
+    block = parse_block(SCRIPT.replace("# float [1e-5, 0.3] log: learning rate", "# float: learning rate"))
+    spec = next(s for s in block.params if s.name == "MATRIX_LR")
+    assert (spec.low, spec.high, spec.log) == (0.0003, 0.03, True)
+
+
+def test_rewriting_an_inferred_value_keeps_the_baseline_range() -> None:
+    edited = apply_changes(UNANNOTATED, {"LR": 0.09})
+    assert current_values(edited)["LR"] == 0.09
+    with pytest.raises(ParamError, match="outside the allowed range"):
+        apply_changes(UNANNOTATED, {"LR": 0.5})

@@ -11,9 +11,10 @@ from search.level15 import (FUTILE_TRIES, ConfigUpdate, adjust_messages, apply_u
                             rule_update)
 from tests.unit.script_fixture import SCRIPT
 from tests.unit.traces import build_trace, ok
+from search.space import SearchSpace
 from workloads.hyperblock import parse_params
 
-SPECS = parse_params(SCRIPT)
+SPECS = SearchSpace(params=tuple(parse_params(SCRIPT)))
 
 
 def test_valid_update_applies() -> None:
@@ -32,7 +33,7 @@ def test_valid_update_applies() -> None:
     ],
 )
 def test_invalid_updates_are_refused(update: ConfigUpdate, message: str) -> None:
-    assert max_frozen(len(SPECS)) == 2
+    assert max_frozen(len(SPECS.params)) == 2
     with pytest.raises(ValueError, match=None) as caught:
         apply_update(SearchConfig(), update, SPECS)
     assert message in str(caught.value)
@@ -65,3 +66,24 @@ def test_prompt_holds_the_statistics() -> None:
     trace = build_trace([({"DEPTH": 2}, ok(2.5), True)])
     text = adjust_messages(SearchConfig(), trace, SPECS, generation=0)[1]["content"]
     assert "DEPTH: tried 1, kept 1" in text and "At most 2 parameters may be frozen" in text
+
+
+def test_a_freeze_the_trace_does_not_support_is_refused_with_the_reason() -> None:
+    trace = build_trace([({"DEPTH": 2}, ok(2.5), True), ({"MATRIX_LR": 0.01}, ok(2.6), False),
+                         ({"MATRIX_LR": 0.02}, ok(2.7), False)])
+    with pytest.raises(ValueError, match="USE_BIAS was tried 0 time"):
+        apply_update(SearchConfig(), ConfigUpdate(freeze=["USE_BIAS"]), SPECS, trace)
+    with pytest.raises(ValueError, match="DEPTH was tried 1 time"):
+        apply_update(SearchConfig(), ConfigUpdate(freeze=["DEPTH"]), SPECS, trace)
+    assert apply_update(SearchConfig(), ConfigUpdate(freeze=["MATRIX_LR"]), SPECS, trace).frozen == ("MATRIX_LR",)
+    improved = build_trace([({"DEPTH": 2}, ok(2.9), False), ({"DEPTH": 3}, ok(2.5), True)])
+    with pytest.raises(ValueError, match="DEPTH made the last improvement"):
+        apply_update(SearchConfig(), ConfigUpdate(freeze=["DEPTH"]), SPECS, improved)
+
+
+def test_the_prompt_names_no_parameter_of_the_workload_in_its_example() -> None:
+    from search.level15 import EXAMPLE
+
+    text = adjust_messages(SearchConfig(), build_trace([]), SPECS, generation=0)[1]["content"]
+    assert EXAMPLE in text and not any(spec.name in EXAMPLE for spec in SPECS.params)
+    assert "minimise val_bpb (lower is better)" in text

@@ -1,4 +1,5 @@
-"""Reference mechanisms: listed from source text, each validates on a realistic trace and does its job."""
+"""Reference mechanisms: listed from source text, each validates on a realistic trace, and each acts through the
+API v2 hooks (propose, screen, accept) with the trusted helpers."""
 
 from __future__ import annotations
 
@@ -6,16 +7,17 @@ import ast
 
 import pytest
 
-from mechanisms.library import list_library, library_source
-from mechanisms.replay import replay_steps
+from mechanisms.library import library_source, list_library
+from mechanisms.replay import ReplaySource, replay_steps
 from mechanisms.runtime import MechanismRef, MechanismRuntime
 from mechanisms.sandbox import SandboxHost
 from mechanisms.validate import validate_mechanism
-from tests.unit.mechanism_trace_fixtures import SEARCH_CONFIG, simulated_trace, tinygpt_specs
+from tests.unit.mechanism_trace_fixtures import SEARCH_CONFIG, simulated_trace, tinygpt_space
 
-SPECS = tinygpt_specs()
-STEPS = replay_steps(simulated_trace(60, seed=0), SPECS, SEARCH_CONFIG)
+SPACE = tinygpt_space()
+STEPS = replay_steps(simulated_trace(60, seed=0), SPACE, ReplaySource(fallback_config=SEARCH_CONFIG))
 CTX = STEPS[0].ctx
+NAMES = ["tabu", "ucb_bandit", "one_factor", "annealing", "novelty"]
 
 
 @pytest.fixture(scope="module")
@@ -28,43 +30,64 @@ def runtime(host: SandboxHost, name: str) -> MechanismRuntime:
     return MechanismRuntime([MechanismRef(name=name, version="library", source=library_source(name))], host=host)
 
 
-def view(changes: dict, config_overrides: dict | None = None, kept: bool = False) -> dict:
+def view(changes: dict, config_overrides: dict | None = None, kept: bool = False, value: float = 2.8) -> dict:
     config = {**CTX["current"]["config"], **changes, **(config_overrides or {})}
-    return {"changes": changes, "hypothesis": "", "config": config, "kept": kept, "status": "ok", "val_bpb": 2.8}
+    return {"changes": changes, "hypothesis": "", "config": config, "kept": kept, "status": "ok", "value": value,
+            "proposed_by": "llm"}
 
 
 def test_the_library_lists_names_descriptions_and_sources():
     entries = list_library()
-    assert [e.name for e in entries] == ["tabu", "ucb_bandit", "one_factor"]
+    assert [e.name for e in entries] == NAMES
     for entry in entries:
         assert entry.description and "\n" not in entry.description
         assert ast.parse(entry.source)
-        assert 20 <= len(entry.source.splitlines()) <= 70
+        assert 15 <= len(entry.source.splitlines()) <= 70
 
 
 def test_unknown_library_names_list_the_known_ones():
     with pytest.raises(KeyError, match="tabu"):
-        library_source("annealing")
+        library_source("simplex")
 
 
-@pytest.mark.parametrize("name", ["tabu", "ucb_bandit", "one_factor"])
+@pytest.mark.parametrize("name", NAMES)
 def test_each_reference_mechanism_passes_validation_on_a_realistic_trace(host, name):
-    report = validate_mechanism(library_source(name), STEPS, name=name, host=host)
+    report = validate_mechanism(library_source(name), STEPS, name=name, host=host, space=SPACE)
     assert report.ok, report.error
     assert report.liveness["decisions_changed"] > 0
 
 
+def test_one_factor_proposes_each_untried_parameter_alone_and_skips_the_llm(host):
+    untried_ctx = {**CTX, "trace": CTX["trace"][:1]}  # only the baseline: nothing tried yet
+    with runtime(host, "one_factor") as design:
+        [answer] = design.propose(untried_ctx)
+        assert answer.answer.skip_llm
+        [candidate] = answer.answer.candidates
+        editable = [p["name"] for p in CTX["params"] if p["name"] not in CTX["frozen"]]
+        assert list(candidate.changes) == [editable[0]] and "never been tried" in candidate.reason
+        everything_tried = {**CTX, "trace": [*CTX["trace"][:1], *(view({n: None}) for n in editable)]}
+        assert design.propose(everything_tried) == []  # the design is done: the LLM takes over
+
+
+def test_bandit_proposes_a_value_of_the_untried_arm_then_returns_to_what_was_kept(host):
+    editable = [p["name"] for p in CTX["params"] if p["name"] not in CTX["frozen"]]
+    with runtime(host, "ucb_bandit") as bandit:
+        for name in editable:
+            [answer] = bandit.propose(CTX)
+            assert list(answer.answer.candidates[0].changes) == [name]  # untried arms first, in order
+            bandit.observe(CTX, view({name: CTX["current"]["config"][name]}, kept=(name == "MATRIX_LR")))
+        [answer] = bandit.propose(CTX)
+        assert list(answer.answer.candidates[0].changes) == ["MATRIX_LR"]
+
+
 def test_tabu_rejects_a_recent_configuration_and_prefers_a_fresh_one(host):
     with runtime(host, "tabu") as tabu:
-        tried = view({"DEPTH": 3})
-        tabu.observe(CTX, tried)
-        fresh = view({"DEPTH": 5})
-        repeat = view({"DEPTH": 3})
+        tabu.observe(CTX, view({"DEPTH": 3}))
+        fresh, repeat = view({"DEPTH": 5}), view({"DEPTH": 3})
         assert tabu.screen(CTX, [repeat, fresh]).choose == 1
         verdict = tabu.screen(CTX, [repeat])
         assert verdict.reject and "recent" in verdict.reason
         assert tabu.screen(CTX, [fresh]) is None
-        assert "DEPTH=3" in tabu.plan(CTX).guidance
 
 
 def test_tabu_avoids_parameters_discarded_again_and_again(host):
@@ -74,23 +97,20 @@ def test_tabu_avoids_parameters_discarded_again_and_again(host):
         assert tabu.plan(CTX).avoid == ["DEPTH"]
 
 
-def test_bandit_tries_every_parameter_once_then_returns_to_what_was_kept(host):
-    editable = [p["name"] for p in CTX["params"] if p["name"] not in CTX["frozen"]]
-    with runtime(host, "ucb_bandit") as bandit:
-        for name in editable:
-            assert bandit.plan(CTX).focus == [name]  # untried parameters first, in order
-            bandit.observe(CTX, view({name: CTX["current"]["config"][name]}, kept=(name == "MATRIX_LR")))
-        assert bandit.plan(CTX).focus == ["MATRIX_LR"]
+def test_annealing_keeps_a_slightly_worse_run_early_and_never_a_much_worse_one(host):
+    current = CTX["current"]["value"]
+    slightly, much = view({"DEPTH": 3}, value=current + 0.001), view({"DEPTH": 3}, value=current + 5.0)
+    with runtime(host, "annealing") as annealing:
+        assert annealing.accept(CTX, {**slightly, "default_kept": False}, False) == (True, "annealing")
+        assert annealing.accept(CTX, {**much, "default_kept": False}, False) == (False, None)
+        assert annealing.accept(CTX, {**slightly, "default_kept": True}, True) == (True, None)
 
 
-def test_one_factor_focuses_on_the_least_explored_and_prefers_single_changes(host):
-    with runtime(host, "one_factor") as design:
-        advice = design.plan(CTX)
-        assert advice.focus == ["DEPTH", "ASPECT_RATIO"] and advice.n_candidates == 2
-        design.observe(CTX, view({"DEPTH": 3}))
-        assert design.plan(CTX).focus == ["ASPECT_RATIO", "HEAD_DIM"]
-        double = view({"DEPTH": 5, "HEAD_DIM": 16})
-        depth = view({"DEPTH": 5})
-        head = view({"HEAD_DIM": 16})
-        assert design.screen(CTX, [double, depth, head]).choose == 2  # single factor, and the less explored one
-        assert design.screen(CTX, [double]) is None
+def test_novelty_trains_the_most_novel_candidate_and_rejects_near_repeats(host):
+    tried = CTX["trace"][0]["config"]
+    near = {"changes": {}, "hypothesis": "", "config": dict(tried), "proposed_by": "llm"}
+    far = view({"DEPTH": 8, "MATRIX_LR": 0.3})
+    with runtime(host, "novelty") as novelty:
+        assert novelty.screen(CTX, [near, far]).choose == 1
+        verdict = novelty.screen(CTX, [near])
+        assert verdict.reject and "within 5%" in verdict.reason

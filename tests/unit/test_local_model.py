@@ -507,19 +507,20 @@ def _prompt_after(count: int, kept_every: int = 3) -> str:
     from search.config import SearchConfig
     from search.params import ParamKind, ParamSpec
     from search.prompts import proposal_messages
-    from search.state import state_from_trace
+    from search.space import SearchSpace
     from search.trace import Experiment, RunOutcome, Trace
+    from tests.unit.traces import request_for
 
-    specs = [ParamSpec(name="LR", kind=ParamKind.FLOAT, value=0.01, low=1e-4, high=1.0, log=True),
-             ParamSpec(name="DEPTH", kind=ParamKind.INT, value=4, low=1, high=12)]  # fmt: skip
-    experiments = [Experiment(index=0, config={"LR": 0.01, "DEPTH": 4}, outcome=RunOutcome(status="ok", val_bpb=3.0), kept=True)]
+    space = SearchSpace(params=(ParamSpec(name="LR", kind=ParamKind.FLOAT, value=0.01, low=1e-4, high=1.0, log=True),
+                                ParamSpec(name="DEPTH", kind=ParamKind.INT, value=4, low=1, high=12)))  # fmt: skip
+    experiments = [Experiment(index=0, config={"LR": 0.01, "DEPTH": 4}, outcome=RunOutcome(status="ok", value=3.0), kept=True)]
     for index in range(1, count + 1):
         value = round(0.01 * (1 + index / 10), 5)
         kept = index % kept_every == 0
         experiments.append(Experiment(index=index, changes={"LR": value}, config={"LR": value, "DEPTH": 4},
-                                      outcome=RunOutcome(status="ok", val_bpb=3.0 - index / 100), kept=kept))  # fmt: skip
+                                      outcome=RunOutcome(status="ok", value=3.0 - index / 100), kept=kept))  # fmt: skip
     trace = Trace(experiments=experiments)
-    messages = proposal_messages(workload_text="toy", specs=specs, state=state_from_trace(trace), trace=trace, config=SearchConfig(history_window=4))
+    messages = proposal_messages(request_for(trace, space, SearchConfig(history_window=4)), workload_text="toy")
     return messages[0]["content"] + "\n" + messages[1]["content"]
 
 
@@ -529,7 +530,7 @@ def _common_prefix(a: str, b: str) -> int:
 
 def test_consecutive_prompts_differ_only_after_the_history_they_share() -> None:
     shared_history = [_common_prefix(_prompt_after(n), _prompt_after(n + 1)) for n in range(1, 12)]
-    history_end = [_prompt_after(n).index("\n\nThe current configuration") for n in range(1, 12)]
+    history_end = [_prompt_after(n).index("\n\nPer parameter so far") for n in range(1, 12)]
     # Most steps keep every earlier line (even after a keep, which changes the current point); the window
     # moves by 2 (history_window 4 / 2) only every other step once the history is longer than 4.
     kept_whole_history = [shared >= end for shared, end in zip(shared_history, history_end)]

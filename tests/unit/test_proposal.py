@@ -1,4 +1,4 @@
-"""Proposal answers from the LLM: schema, decoding, validation, and the messages fed back on refusal."""
+"""Proposal answers from the LLM: schema, decoding, and the one candidate validation, with messages fed back."""
 
 from __future__ import annotations
 
@@ -6,27 +6,36 @@ import json
 
 import pytest
 
-from search.proposal import MAX_CHANGES, ProposalError, parse_proposal, proposal_schema
+from search.config import SearchConfig
+from search.proposal import ProposalError, parse_proposal, proposal_schema
+from search.space import SearchSpace
 from tests.unit.script_fixture import SCRIPT
-from workloads.hyperblock import current_values, parse_params
+from tests.unit.traces import build_trace, ok, request_for
+from workloads.hyperblock import parse_block
 
-SPECS = parse_params(SCRIPT)
-CURRENT = {k: list(v) if isinstance(v, tuple) else v for k, v in current_values(SCRIPT).items()}
+BLOCK = parse_block(SCRIPT)
+SPACE = SearchSpace(params=BLOCK.params)
+MAX_CHANGES = 3
 
 
 def answer(changes: dict, hypothesis: str = "why") -> str:
     return json.dumps({"changes": changes, "hypothesis": hypothesis})
 
 
-def test_valid_answer_becomes_canonical_proposal() -> None:
-    proposal = parse_proposal(answer({"DEPTH": 6.0, "ADAM_BETAS": [0.8, 0.99]}), SPECS, CURRENT)
-    assert proposal.changes == {"DEPTH": 6, "ADAM_BETAS": [0.8, 0.99]}
-    assert proposal.hypothesis == "why"
+def parse(text: str, trace=None, **config):
+    request = request_for(trace or build_trace([]), SPACE, SearchConfig(**config))
+    return parse_proposal(text, request.check, max_changes=MAX_CHANGES)
+
+
+def test_valid_answer_becomes_canonical_candidate() -> None:
+    candidate = parse(answer({"DEPTH": 6.0, "ADAM_BETAS": [0.8, 0.99]}))
+    assert candidate.changes == {"DEPTH": 6, "ADAM_BETAS": [0.8, 0.99]}
+    assert candidate.hypothesis == "why" and candidate.proposed_by == "llm"
 
 
 def test_markdown_fence_is_tolerated() -> None:
     text = "```json\n" + answer({"DEPTH": 2}) + "\n```"
-    assert parse_proposal(text, SPECS, CURRENT).changes == {"DEPTH": 2}
+    assert parse(text).changes == {"DEPTH": 2}
 
 
 @pytest.mark.parametrize(
@@ -45,18 +54,18 @@ def test_markdown_fence_is_tolerated() -> None:
     ],
 )
 def test_bad_answers_raise_actionable_errors(text: str, message: str) -> None:
-    with pytest.raises(ProposalError, match=None) as caught:
-        parse_proposal(text, SPECS, CURRENT)
+    with pytest.raises(ProposalError) as caught:
+        parse(text)
     assert message in str(caught.value)
 
 
 def test_frozen_parameter_in_answer_is_refused() -> None:
     with pytest.raises(ProposalError, match="frozen"):
-        parse_proposal(answer({"DEPTH": 2}), SPECS, CURRENT, frozen=["DEPTH"])
+        parse(answer({"DEPTH": 2}), frozen=("DEPTH",))
 
 
 def test_schema_lists_only_editable_params_with_ranges() -> None:
-    schema = proposal_schema(SPECS, frozen=["USE_BIAS"])
+    schema = proposal_schema(SPACE.editable(["USE_BIAS"]), MAX_CHANGES)
     properties = schema["properties"]["changes"]["properties"]
     assert "USE_BIAS" not in properties
     assert properties["DEPTH"] == {"type": "integer", "minimum": 1, "maximum": 8}
@@ -66,7 +75,7 @@ def test_schema_lists_only_editable_params_with_ranges() -> None:
 
 
 def test_a_configuration_already_tried_is_refused() -> None:
-    tried = [{**CURRENT, "DEPTH": 2}]
+    trace = build_trace([({"DEPTH": 2}, ok(2.9), False)])
     with pytest.raises(ProposalError, match="already tried"):
-        parse_proposal(answer({"DEPTH": 2}), SPECS, CURRENT, tried=tried)
-    assert parse_proposal(answer({"DEPTH": 3}), SPECS, CURRENT, tried=tried).changes == {"DEPTH": 3}
+        parse(answer({"DEPTH": 2}), trace)
+    assert parse(answer({"DEPTH": 3}), trace).changes == {"DEPTH": 3}

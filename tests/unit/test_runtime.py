@@ -135,7 +135,7 @@ def test_screen_choosing_a_missing_candidate_is_garbage(host):
     out_of_range = ref("out_of_range", hook("screen(self, ctx, candidates)", "return {'choose': 5}"))
     with runtime(host, out_of_range) as mechanisms:
         assert mechanisms.screen(CTX, CANDIDATES) is None
-        assert "chose candidate 5 of 2" in mechanisms.liveness()["out_of_range"]["reason"]
+        assert "screen returned {'choose': 5}: choose must be an int index in [0, 1]" in mechanisms.liveness()["out_of_range"]["reason"]
 
 
 def test_accept_chain_reports_who_changed_the_decision(host):

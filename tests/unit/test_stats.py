@@ -193,12 +193,12 @@ def test_mechanism_influence_counts_and_groups() -> None:
     assert anneal.changed == {"accept": 1, "plan": 1} and anneal.decisions_changed == 2
     assert (anneal.experiments_active, anneal.experiments_influenced) == (4, 2)
     assert anneal.influenced.experiments == 2 and anneal.influenced.failed == 1
-    assert anneal.influenced.mean_val_bpb == pytest.approx(2.8)
+    assert anneal.influenced.mean_value == pytest.approx(2.8)
     assert anneal.influenced.mean_delta == pytest.approx(-0.2)
     assert anneal.active_not_influenced.experiments == 2
-    assert anneal.active_not_influenced.median_val_bpb == pytest.approx((2.95 + 2.7) / 2)
+    assert anneal.active_not_influenced.median_value == pytest.approx((2.95 + 2.7) / 2)
     assert anneal.inactive.experiments == 1  # the baseline is no search decision and is left out
-    assert anneal.inactive.mean_val_bpb == pytest.approx(2.9)
+    assert anneal.inactive.mean_value == pytest.approx(2.9)
     assert anneal.liveness == "quarantined" and anneal.quarantine_notes == ["accept timed out"]
     assert focus.liveness == "inert" and focus.experiments_influenced == 0
 

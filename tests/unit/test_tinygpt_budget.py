@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 
-from infra.settings import Settings
 from search.run_spec import Budget
 from workloads.tinygpt.workload import run_environment
 
@@ -32,10 +31,13 @@ def test_steps_are_the_ceiling_of_budget_over_step_compute(harness, steps_of_bud
 
 
 def test_default_budget_gives_the_baseline_about_350_steps(harness):
+    from workloads.tinygpt.workload import DEFAULT_FLOPS, TinyGPT
+
     exact = 6 * BASELINE_PARAMS * BASELINE_TOKENS * 350
-    defaults = Settings.model_fields  # the declared defaults, whatever BILEVEL_* this machine sets
-    assert float(f"{exact:.2g}") == harness.DEFAULT_FLOPS == defaults["budget"].default == 9.9e11
-    assert defaults["budget_mode"].default == "flops"
+    default = TinyGPT(Path("/nonexistent-cache"), device="cpu").default_budget()  # what a run gets with no budget set
+    assert float(f"{exact:.2g}") == harness.DEFAULT_FLOPS == DEFAULT_FLOPS == default.value == 9.9e11
+    assert default.mode == "flops"
+    assert TinyGPT(Path("/nonexistent-cache"), device="cuda").default_budget().model_dump() == {"mode": "time", "value": 300.0}
     assert harness.steps_for_budget(harness.DEFAULT_FLOPS, BASELINE_PARAMS, BASELINE_TOKENS) == 352
 
 

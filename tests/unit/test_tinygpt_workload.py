@@ -140,14 +140,14 @@ SUMMARY = "---\nval_bpb: 2.5\neval_bytes: 32768\nsteps: 3\ntokens: 6144\ntrain_s
 
 def test_outcome_ok_carries_the_summary():
     outcome = outcome_from_process(_process("step 0\n" + SUMMARY), seed=3, timeout_s=60)
-    assert outcome.ok and outcome.val_bpb == 2.5 and outcome.steps == 3 and outcome.tokens == 6144
+    assert outcome.ok and outcome.value == 2.5 and outcome.steps == 3 and outcome.tokens == 6144
     assert outcome.seed == 3 and outcome.wall_seconds == 1.5 and "val_bpb" in outcome.log_tail
 
 
 def test_outcome_crash_carries_the_traceback_tail():
     log = "\n".join(f"noise {i}" for i in range(100)) + '\nTraceback (most recent call last):\n  File "train.py"\nAssertionError: HEAD_DIM must be even\n'
     outcome = outcome_from_process(_process(log, returncode=1), seed=0, timeout_s=60)
-    assert outcome.status == "crash" and outcome.val_bpb is None
+    assert outcome.status == "crash" and outcome.value is None
     assert outcome.error_tail.startswith("exit code 1\nTraceback")
     assert outcome.error_tail.endswith("HEAD_DIM must be even")
 
@@ -174,7 +174,7 @@ def test_describe_and_settings(tmp_path):
     gpu = TinyGPT.from_settings(Settings(cache_dir=tmp_path, device="cuda"))
     assert current_values(cpu.editable_source())["DEPTH"] == 4
     assert current_values(gpu.editable_source())["DEPTH"] == 8
-    assert "val_bpb" in cpu.describe() and "bits per byte" in cpu.describe()
+    assert "val_bpb" in cpu.describe("flops") and "bits per byte" in cpu.describe("flops")
     assert "cannot buy more compute" in cpu.describe("flops") and "cannot buy" not in cpu.describe("steps")
     assert "gets it" in cpu.describe("steps") and "wall-clock" in cpu.describe("time")
     assert cpu.data_dir == tmp_path / "data" / "tinygpt-django-5.1.4"

@@ -1,34 +1,55 @@
-"""The Optuna TPE control arm: deterministic from the trace and seed, within the space, never touching frozen names."""
+"""The Optuna arms (TPE, CMA-ES) and the hybrid's suggestions: deterministic from the trace and seed, within the
+space and its constraints, never touching frozen names, and under the objective's direction."""
 
 from __future__ import annotations
 
 import pytest
 
+from search.config import SearchConfig
+from search.constraints import parse_constraint
+from search.objective import Objective
 from search.params import ParamKind, ParamSpec
-from tests.unit.traces import BASE_CONFIG, build_trace, crash, ok
+from search.space import SearchSpace
+from tests.unit.traces import BASE_CONFIG, build_trace, crash, ok, request_for
 
 pytest.importorskip("optuna")
-from search.tpe_proposal import tpe_proposal  # noqa: E402
+from search.tpe_proposal import optimiser_note, optimiser_suggestions  # noqa: E402
 
-SPECS = [ParamSpec(name="DEPTH", kind=ParamKind.INT, value=4, low=1, high=8),
+SPECS = (ParamSpec(name="DEPTH", kind=ParamKind.INT, value=4, low=1, high=8),
          ParamSpec(name="MATRIX_LR", kind=ParamKind.FLOAT, value=0.003, low=1e-4, high=0.1, log=True),
          ParamSpec(name="OPTIMIZER", kind=ParamKind.CHOICE, value="adamw", choices=("adamw", "muon")),
          ParamSpec(name="ADAM_BETAS", kind=ParamKind.FLOAT_TUPLE, value=(0.9, 0.95), low=0.5, high=0.9999, length=2),
-         ParamSpec(name="USE_BIAS", kind=ParamKind.BOOL, value=False)]
-TRACE = build_trace([({"DEPTH": 6}, ok(2.9), True), ({"MATRIX_LR": 0.01}, crash(), False),
-                     ({"OPTIMIZER": "muon"}, ok(2.7), True), ({"USE_BIAS": True}, ok(2.8), False),
-                     ({"ADAM_BETAS": [0.8, 0.9]}, ok(2.75), False), ({"DEPTH": 3}, ok(2.95), False)])
+         ParamSpec(name="USE_BIAS", kind=ParamKind.BOOL, value=False))
+SPACE = SearchSpace(params=SPECS, constraints=(parse_constraint("DEPTH != 5", ["DEPTH"]),))
+STEPS = [({"DEPTH": 6}, ok(2.9), True), ({"MATRIX_LR": 0.01}, crash(), False), ({"OPTIMIZER": "muon"}, ok(2.7), True),
+         ({"USE_BIAS": True}, ok(2.8), False), ({"ADAM_BETAS": [0.8, 0.9]}, ok(2.75), False), ({"DEPTH": 3}, ok(2.95), False)]
 
 
-def test_same_trace_and_seed_give_the_same_proposal_and_frozen_names_stay_put() -> None:
-    current = {**BASE_CONFIG, "DEPTH": 6, "OPTIMIZER": "muon"}
-    first = tpe_proposal(SPECS, TRACE, current, ("DEPTH",), seed=3)
-    assert first == tpe_proposal(SPECS, TRACE, current, ("DEPTH",), seed=3)
-    assert first.changes and "DEPTH" not in first.changes
-    for name, value in first.changes.items():
-        spec = next(s for s in SPECS if s.name == name)
-        if spec.kind in (ParamKind.INT, ParamKind.FLOAT):
-            assert spec.low <= value <= spec.high
-        elif spec.kind is ParamKind.FLOAT_TUPLE:
-            assert len(value) == 2 and all(spec.low <= v <= spec.high for v in value)
-        assert value != current[name]
+@pytest.mark.parametrize("kind", ["tpe", "cmaes"])
+def test_same_trace_and_seed_give_the_same_valid_suggestions(kind: str) -> None:
+    request = request_for(build_trace(STEPS), SPACE, SearchConfig(frozen=("DEPTH",)))
+    first = optimiser_suggestions(request, kind, seed=3, count=2)
+    assert first == optimiser_suggestions(request, kind, seed=3, count=2)
+    assert len(first.candidates) == 2 and first.candidates[0].changes != first.candidates[1].changes
+    for candidate in first.candidates:
+        assert candidate.changes and "DEPTH" not in candidate.changes and candidate.proposed_by == kind
+        request.check(candidate.changes)  # raises if out of range, repeated or breaking the constraint
+
+
+def test_the_study_follows_the_goal() -> None:
+    from search.tpe_proposal import study_from_trace
+
+    steps = [({"MATRIX_LR": 0.01}, ok(0.9), True), ({"MATRIX_LR": 0.02}, ok(0.7), False)]
+    high = request_for(build_trace(steps, baseline=0.8, objective=Objective(name="acc", goal="maximize")), SPACE)
+    study, _, _ = study_from_trace(high, "tpe", seed=0)
+    assert study.direction.name == "MAXIMIZE" and study.best_value == 0.9
+    assert "best acc 0.9000" in optimiser_note(high, "tpe")
+
+
+def test_suggestions_that_break_a_constraint_are_told_to_the_study_and_skipped() -> None:
+    only_depth = SearchConfig(frozen=("MATRIX_LR", "OPTIMIZER", "ADAM_BETAS", "USE_BIAS"))
+    request = request_for(build_trace([]), SPACE, only_depth)
+    for seed in range(15):
+        for candidate in optimiser_suggestions(request, "tpe", seed=seed, count=3).candidates:
+            assert candidate.changes["DEPTH"] != 5
+    assert BASE_CONFIG["DEPTH"] == 4

@@ -7,16 +7,18 @@ import json
 import pytest
 
 from mechanisms.library import library_source
-from mechanisms.replay import replay_history, replay_steps
+from mechanisms.replay import ReplaySource, replay_history, replay_steps
 from mechanisms.sandbox import SandboxHost
 from mechanisms.validate import STAGES, ValidationLimits, validate_mechanism
 from search.params import same_value, validate_changes
 from search.trace import RunOutcome, Trace
-from tests.unit.mechanism_trace_fixtures import SEARCH_CONFIG, simulated_trace, tinygpt_specs
+from tests.unit.mechanism_trace_fixtures import SEARCH_CONFIG, simulated_trace, tinygpt_space
 
-SPECS = tinygpt_specs()
+SPACE = tinygpt_space()
+SPECS = list(SPACE.params)
 TRACE = simulated_trace(30, seed=3)
-STEPS = replay_steps(TRACE, SPECS, SEARCH_CONFIG, seed=11)
+SOURCE = ReplaySource(run_seed=11, fallback_config=SEARCH_CONFIG)
+STEPS = replay_steps(TRACE, SPACE, SOURCE)
 
 
 @pytest.fixture(scope="module")
@@ -57,19 +59,20 @@ def test_replay_candidates_are_the_real_change_then_valid_synthetic_moves():
 
 
 def test_replay_is_deterministic_and_history_matches_steps():
-    again = replay_steps(TRACE, SPECS, SEARCH_CONFIG, seed=11)
+    again = replay_steps(TRACE, SPACE, SOURCE)
     assert [s.candidates for s in again] == [s.candidates for s in STEPS]
-    assert replay_history(TRACE, SPECS, SEARCH_CONFIG, seed=11) == [(s.ctx, s.result) for s in STEPS]
+    assert replay_history(TRACE, SPACE, SOURCE) == [(s.ctx, s.result) for s in STEPS]
 
 
-def test_replay_can_use_the_per_experiment_seed_of_the_inner_loop():
-    history = replay_history(TRACE, SPECS, SEARCH_CONFIG, seed_for=lambda index, track: 1000 * track + index)
-    assert [ctx["seed"] for ctx, _ in history] == [e.index for e in TRACE.experiments[1:]]
+def test_replay_seeds_are_the_per_decision_seeds_of_the_inner_loop():
+    other = replay_history(TRACE, SPACE, ReplaySource(meta_run_id="other", run_seed=11, fallback_config=SEARCH_CONFIG))
+    seeds = [ctx["seed"] for ctx, _ in replay_history(TRACE, SPACE, SOURCE)]
+    assert len(set(seeds)) == len(seeds) and seeds != [ctx["seed"] for ctx, _ in other]
 
 
 def test_no_replay_without_a_measured_baseline():
     crashed = TRACE.experiments[0].model_copy(update={"outcome": RunOutcome(status="crash")})
-    assert replay_steps(Trace(experiments=[crashed, *TRACE.experiments[1:]]), SPECS, SEARCH_CONFIG) == []
+    assert replay_steps(Trace(experiments=[crashed, *TRACE.experiments[1:]]), SPACE, SOURCE) == []
 
 
 # -- validation stages ------------------------------------------------------------------------------
@@ -115,7 +118,7 @@ def test_a_hook_that_raises_on_some_experiment_fails_the_smoke_test(host):
 def test_an_answer_outside_the_api_fails_the_smoke_test(host):
     screen = "    def screen(self, ctx, candidates):\n        return {'choose': len(candidates)}\n"
     report = validate_mechanism(mechanism(screen), STEPS, host=host)
-    assert report.stage_failed == "smoke" and "screen chose candidate" in report.error
+    assert report.stage_failed == "smoke" and "screen returned {'choose': 3}: choose must be an int index in [0, 2]" in report.error
 
 
 def test_a_slow_hook_fails_the_smoke_test(host):
