@@ -87,7 +87,7 @@ def generation(
     if stopped is None and spec.has_level("2") and (generation + 1) % spec.research_every == 0 and not is_last:
         from flows.research import research
 
-        researched = research(spec, res, generation=generation, trace=trace, config=outcome.config, active=active,
+        researched = research(spec, res, generation=generation, trace=trace, active=active,
                               parent_run_id=generation_run_id)
         outcome.active, outcome.outer_llm = researched.active, outcome.outer_llm + researched.usage
         notes.append(f"level 2: {researched.verdict}")

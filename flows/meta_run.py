@@ -39,6 +39,9 @@ def meta_run(spec: MetaRunSpec, res: Resources) -> MetaRunSummary:
     """Run (or resume: same meta_run_id) a whole meta-run. Expensive tasks are cached by deterministic keys,
     so re-running a failed meta-run re-executes only what had not finished. Deployments enter through
     flows/nightly.py, which builds the resources."""
+    if spec.workload.reference != res.workload.ref.reference:
+        raise ValueError(f"meta-run {spec.meta_run_id} names workload {spec.workload.reference!r}, but the resources "
+                         f"hold {res.workload.ref.reference!r}")
     folder = RunFolder(res.settings.runs_dir, spec.meta_run_id)
     folder.write_spec(spec, res.settings.model_dump(mode="json", exclude=SECRET_SETTINGS))
     res.workload.prepare()

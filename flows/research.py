@@ -1,24 +1,29 @@
-"""Level 2: a four-round research session (explore, critique, specify, generate), then validation with bounded
-repairs; only a valid, live mechanism is activated. Every attempt is stored and logged."""
+"""Level 2: a research session (explore, critique, specify), then code generation from a skeleton, best-of-N at mixed
+temperatures, validation of every sample, and bounded repairs from the sample that got furthest. The valid, live
+sample that changed the most decisions on replay is activated; every sample is stored and logged."""
 
 from __future__ import annotations
 
+import ast
+
 from prefect import flow
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from flows.inner_loop import replay_source
 from infra.mlflow_schema import experiment_name, run_key, run_tags
 from infra.resources import Resources
 from mechanisms.active import ActiveMechanism, ActiveSet
-from mechanisms.api import API_TEXT
+from mechanisms.api import API_TEXT, HOOK_DOCS
 from mechanisms.library import list_library
-from search.config import SearchConfig
+from mechanisms.validate import STAGES
 from search.research import (LOOP_TEXT, CritiqueAnswer, ExploreAnswer, SpecifyAnswer, critique_messages,
                              explore_messages, failure_modes, generate_messages, repair_messages, specify_messages)
 from search.run_spec import MetaRunSpec
 from search.trace import LLMUsage, Trace
 from tasks.record import close_run
-from tasks.research import ValidationRequest, generate_code, publish_mechanism, research_round, validate_candidate
+from tasks.research import (CodeResult, ValidationRequest, generate_samples, publish_mechanism, research_round,
+                            validate_candidate)
+
 
 class ResearchOutcome(BaseModel):
     active: ActiveSet
@@ -26,25 +31,88 @@ class ResearchOutcome(BaseModel):
     usage: LLMUsage
 
 
-REPAIRS = 3  # generate once, then up to REPAIRS repairs with the validation error fed back
+class Attempt(BaseModel):
+    """One validated sample: how far it got, and on replay how many decisions it changed."""
+
+    round_index: int
+    sample: int
+    code: str
+    report: dict = Field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.report.get("ok"))
+
+    @property
+    def progress(self) -> int:
+        """Stages passed (all of them for a valid sample): what "got furthest" means for a repair."""
+        failed = self.report.get("stage_failed")
+        return len(STAGES) if failed is None else STAGES.index(failed) if failed in STAGES else 0
+
+    @property
+    def decisions_changed(self) -> int:
+        return int((self.report.get("liveness") or {}).get("decisions_changed") or 0)
 
 
 def _example_source(hooks: list[str]) -> str:
-    """The reference mechanism closest to the specification (most shared hooks, then the shortest): a small
-    model imitates structure, so the example should have the structure wanted."""
-    entries = list_library()
+    """The reference mechanism closest to the specification (most shared hooks, then the shortest): a small model
+    imitates structure, so the example should have the structure wanted."""
 
     def closeness(entry) -> tuple[int, int]:
         shared = sum(f"def {hook}(self" in entry.source for hook in hooks)
         return (-shared, len(entry.source))
 
-    return min(entries, key=closeness).source
+    return min(list_library(), key=closeness).source
+
+
+def copied_example(code: str) -> str | None:
+    """The name of the reference mechanism `code` copies verbatim (same syntax tree), if any."""
+    try:
+        tree = ast.dump(ast.parse(code))
+    except SyntaxError:
+        return None
+    for entry in list_library():
+        if ast.dump(ast.parse(entry.source)) == tree:
+            return entry.name
+    return None
+
+
+def _copy_report(name: str) -> dict:
+    error = (f"static stage failed: this is the worked example `{name}` copied verbatim; write the mechanism "
+             "that was specified")
+    return {"ok": False, "stage_failed": "static", "error": error, "stages": [], "liveness": {}}
+
+
+def _specification(spec: MetaRunSpec, res: Resources, generation: int, trace: Trace, active: ActiveSet,
+                   transcript: list[dict]) -> tuple[SpecifyAnswer | None, LLMUsage, dict]:
+    """The three JSON rounds: weaknesses from the trace statistics, the chosen idea, its specification."""
+    stats = failure_modes(trace, res.workload.space)
+    usage = LLMUsage()
+    messages = explore_messages(api_text=API_TEXT, loop_source=LOOP_TEXT,
+                                active=[(m.name, m.source) for m in active.mechanisms], stats=stats,
+                                workload_text=res.workload.describe(spec.budget.mode))
+    if spec.program.strip():
+        messages[-1]["content"] = f"Research direction from the user: {spec.program.strip()[:1500]}\n\n" + messages[-1]["content"]
+    explore = research_round(res.llm, spec, generation=generation, round_name="explore", messages=messages)
+    usage, transcript[:] = usage + explore.usage, [*transcript, *explore.transcript]
+    if explore.answer is None:
+        return None, usage, stats
+    ideas = ExploreAnswer.model_validate(explore.answer)
+    critique = research_round(res.llm, spec, generation=generation, round_name="critique",
+                              messages=critique_messages(explore.messages, ideas, trace.objective.describe()))
+    usage, transcript[:] = usage + critique.usage, [*transcript, *critique.transcript]
+    choice = CritiqueAnswer.model_validate(critique.answer).choice if critique.answer else 0
+    idea = ideas.ideas[min(choice, len(ideas.ideas) - 1)]
+    specify = research_round(res.llm, spec, generation=generation, round_name="specify",
+                             messages=specify_messages(critique.messages, idea))
+    usage, transcript[:] = usage + specify.usage, [*transcript, *specify.transcript]
+    return (SpecifyAnswer.model_validate(specify.answer) if specify.answer else None), usage, stats
 
 
 @flow(name="research", flow_run_name="{spec.meta_run_id}-g{generation}-research", validate_parameters=False)
-def research(spec: MetaRunSpec, res: Resources, *, generation: int, trace: Trace, config: SearchConfig,
-             active: ActiveSet, parent_run_id: str) -> ResearchOutcome:
-    """The active set for the next generation (with the new mechanism if one passed validation), the verdict
+def research(spec: MetaRunSpec, res: Resources, *, generation: int, trace: Trace, active: ActiveSet,
+             parent_run_id: str) -> ResearchOutcome:
+    """The active set for the next generation (with the new mechanism if a sample passed validation), the verdict
     and what the session cost."""
     if res.store is None:
         raise RuntimeError("Level 2 needs the mechanism store; build resources with the store")
@@ -54,66 +122,71 @@ def research(spec: MetaRunSpec, res: Resources, *, generation: int, trace: Trace
         run_name=f"research g{generation}", tags=run_tags("research", spec.meta_run_id, generation=generation),
         parent_run_id=parent_run_id,
     )
-    space = res.workload.space
-    usage = LLMUsage()
     transcript: list[dict] = []
-    stats = failure_modes(trace, space)
-    messages = explore_messages(api_text=API_TEXT, loop_source=LOOP_TEXT,
-                                active=[(m.name, m.source) for m in active.mechanisms], stats=stats,
-                                workload_text=res.workload.describe(spec.budget.mode))
-    verdict, accepted = "no mechanism", None
-
-    explore = research_round(res.llm, spec, generation=generation, round_name="explore", messages=messages)
-    usage, transcript = usage + explore.usage, transcript + explore.transcript
-    spec_answer = None
-    if explore.answer is not None:
-        ideas = ExploreAnswer.model_validate(explore.answer)
-        critique = research_round(res.llm, spec, generation=generation, round_name="critique",
-                                  messages=critique_messages(explore.messages, ideas, trace.objective.describe()))
-        usage, transcript = usage + critique.usage, transcript + critique.transcript
-        choice = CritiqueAnswer.model_validate(critique.answer).choice if critique.answer else 0
-        idea = ideas.ideas[min(choice, len(ideas.ideas) - 1)]
-        specify = research_round(res.llm, spec, generation=generation, round_name="specify",
-                                 messages=specify_messages(critique.messages, idea))
-        usage, transcript = usage + specify.usage, transcript + specify.transcript
-        if specify.answer is not None:
-            spec_answer = SpecifyAnswer.model_validate(specify.answer)
-    if spec_answer is None:
-        verdict = "research rounds gave no usable specification"
-    else:
+    specification, usage, stats = _specification(spec, res, generation, trace, active, transcript)
+    verdict, accepted = "research rounds gave no usable specification", None
+    attempts: list[Attempt] = []
+    if specification is not None:
         parents = [m.version for m in active.mechanisms if m.version != "library"]
-        code_messages = generate_messages(api_text=API_TEXT, example_source=_example_source(spec_answer.hooks),
-                                          spec=spec_answer)
-        for attempt in range(REPAIRS + 1):
-            generated = generate_code(res.llm, spec, generation=generation, attempt=attempt, messages=code_messages)
-            usage = usage + generated.usage
-            transcript.append({"round": "generate", "attempt": attempt, "answer": generated.text})
-            if generated.code is None:
-                code_messages = [*code_messages, {"role": "assistant", "content": generated.text[:3000]},
-                                 {"role": "user", "content": f"{generated.error}. Answer with one ```python block."}]
-                continue
-            report = validate_candidate(ValidationRequest(meta_run_id=spec.meta_run_id, generation=generation,
-                                                          attempt=attempt, name=spec_answer.name, source=generated.code),
-                                        trace, space, replay_source(spec, trace, generation))
-            status = "accepted" if report["ok"] else "rejected"  # code and report go to its mechanism run
-            stored = publish_mechanism(res.store, tracker, spec, generation=generation, name=spec_answer.name,
-                                       source=generated.code, status=status, parents=parents, model=res.llm.model,
-                                       report=report, research_run_id=run_id, attempt=attempt)
-            transcript.append({"round": "validate", "attempt": attempt, "ok": report["ok"],
-                               "stage_failed": report.get("stage_failed"), "error": report.get("error"),
-                               "version_id": stored["version_id"]})
-            if report["ok"]:
-                accepted = ActiveMechanism(name=spec_answer.name, version=stored["version_id"],
-                                           sha256=stored["sha256"], source=generated.code, parents=parents,
-                                           origin=f"{spec.meta_run_id}/g{generation}")
-                verdict = f"accepted {accepted.label} after {attempt} repair(s)"
+        prompt = generate_messages(api_text=API_TEXT, example_source=_example_source(specification.hooks),
+                                   spec=specification, hook_docs=HOOK_DOCS)
+        messages = prompt
+        source = replay_source(spec, trace, generation)
+        for round_index in range(spec.research_repairs + 1):
+            samples = spec.research_samples if round_index == 0 else max(1, spec.research_samples // 2)
+            results = generate_samples(res.llm, spec, generation=generation, round_index=round_index,
+                                       messages=messages, samples=samples)
+            round_attempts = [_validated(spec, generation, specification.name, result, trace, res, source, round_index)
+                              for result in results]
+            usage = sum((r.usage for r in results), usage)
+            for result, attempt in zip(results, round_attempts):
+                transcript.append({"round": "generate", "repair_round": round_index, "sample": result.sample,
+                                   "temperature": result.temperature, "answer": result.text,
+                                   "stage_failed": attempt.report.get("stage_failed") if attempt else "no code",
+                                   "error": (attempt.report.get("error") if attempt else result.error)})
+            valid = [a for a in round_attempts if a is not None]
+            attempts += valid
+            live = [a for a in valid if a.ok]
+            best = max(live, key=lambda a: (a.decisions_changed, -a.sample), default=None)
+            for attempt in valid:
+                status = "accepted" if attempt is best else "rejected"
+                stored = publish_mechanism(res.store, tracker, spec, generation=generation, name=specification.name,
+                                           source=attempt.code, status=status, parents=parents, model=res.llm.model,
+                                           report=attempt.report, research_run_id=run_id,
+                                           attempt=round_index * 10 + attempt.sample)
+                if attempt is best:
+                    accepted = ActiveMechanism(name=specification.name, version=stored["version_id"],
+                                               sha256=stored["sha256"], source=attempt.code, parents=parents,
+                                               origin=f"{spec.meta_run_id}/g{generation}")
+            if accepted is not None:
+                verdict = (f"accepted {accepted.label} (round {round_index}, {len(live)} of {len(valid)} samples valid, "
+                           f"{best.decisions_changed if best else 0} decisions changed on replay)")
                 break
-            verdict = f"rejected at {report.get('stage_failed')}: {(report.get('error') or '')[:200]}"
-            code_messages = repair_messages(code_messages, generated.code, report.get("stage_failed") or "?",
-                                            report.get("error") or "")
+            if not attempts:
+                verdict = "no sample held a usable class"
+                messages = [*prompt, {"role": "user", "content": "Answer with the complete class in one ```python block."}]
+                continue
+            furthest = max(attempts, key=lambda a: (a.progress, -a.round_index, -a.sample))
+            verdict = f"rejected at {furthest.report.get('stage_failed')}: {(furthest.report.get('error') or '')[:200]}"
+            messages = repair_messages(prompt, furthest.code, furthest.report.get("stage_failed") or "?",
+                                       furthest.report.get("error") or "")
     tracker.log_dict(run_id, {"transcript": transcript, "stats": stats, "verdict": verdict}, "transcript.json")
-    tracker.log(run_id, tags={"verdict": verdict[:500]}, metrics={"llm_tokens": usage.total_tokens,
-                                                                   "llm_seconds": usage.seconds})
+    tracker.log(run_id, tags={"verdict": verdict[:500]},
+                metrics={"llm_tokens": usage.total_tokens, "llm_seconds": usage.seconds, "samples": len(attempts),
+                         "valid_samples": sum(a.ok for a in attempts)})
     close_run(res.tracker, run_id, "FINISHED" if accepted else "FAILED")
     return ResearchOutcome(active=active.with_added(accepted) if accepted is not None else active, verdict=verdict,
                            usage=usage)
+
+
+def _validated(spec: MetaRunSpec, generation: int, name: str, result: CodeResult, trace: Trace, res: Resources,
+               source, round_index: int) -> Attempt | None:
+    """The sample's validation report (cached by its code), or None when it held no class."""
+    if result.code is None:
+        return None
+    copied = copied_example(result.code)
+    report = _copy_report(copied) if copied else validate_candidate(
+        ValidationRequest(meta_run_id=spec.meta_run_id, generation=generation, attempt=round_index * 10 + result.sample,
+                          name=name, source=result.code),
+        trace, res.workload.space, source)
+    return Attempt(round_index=round_index, sample=result.sample, code=result.code, report=report)

@@ -194,6 +194,8 @@ def meta_run_spec_from_settings(settings: Settings, workload: Workload, meta_run
         search=search_config_from_settings(settings),
         mechanisms=mechanisms or [],
         propose_attempts=settings.propose_attempts,
+        research_samples=settings.research_samples,
+        research_repairs=settings.research_repairs,
         program=settings.program_text(),
         max_llm_cost_usd=settings.max_llm_cost_usd,
         max_hours=settings.max_hours,

@@ -15,7 +15,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from search.objective import Goal
 from search.run_spec import (PROGRAM_MAX_CHARS, BudgetMode, Generations, Iterations, MaxHours, MaxLLMCost,
-                             ProposeAttempts, ResearchEvery, Seed, Tracks, WorkloadRef)
+                             ProposeAttempts, ResearchEvery, ResearchRepairs, ResearchSamples, Seed, Tracks,
+                             WorkloadRef)
 
 # Telemetry of the libraries we use reaches the internet unless switched off (DESIGN §11).
 # Applied at import time, before any of those libraries is imported, and never overriding a user's choice.
@@ -114,6 +115,8 @@ class Settings(BaseSettings):
     min_improvement: float = Field(0.0, ge=0.0, le=10.0)
     confirm_seed: int | None = Field(None, ge=0, description="If set, a kept candidate is re-run with this seed first.")
     propose_attempts: ProposeAttempts = 3
+    research_samples: ResearchSamples = 4
+    research_repairs: ResearchRepairs = 2
     program: Path | None = Field(None, description="A text file of research direction every level's prompt includes.")
     max_llm_cost_usd: MaxLLMCost = None
     max_hours: MaxHours = None

@@ -16,6 +16,8 @@ from pydantic import BaseModel, Field
 
 from mechanisms.policy import check_source
 from mechanisms.replay import ReplayStep
+from mechanisms.static_check import check_mechanism
+from mechanisms.static_check import summary as static_summary
 from mechanisms.runtime import MechanismRef, MechanismRuntime
 from mechanisms.sandbox import SandboxError, SandboxHost
 from search.context import candidate_view
@@ -24,7 +26,7 @@ from search.trace import config_with
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("policy", "import", "smoke", "liveness")
+STAGES = ("policy", "static", "import", "smoke", "liveness")
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ def validate_mechanism(
     host: SandboxHost | None = None,
     limits: ValidationLimits | None = None,
     space: SearchSpace | None = None,
+    metric_name: str | None = None,
 ) -> ValidationReport:
     """Run the four stages in order and stop at the first failure. Never raises for a bad mechanism."""
     limits = limits or ValidationLimits()
@@ -85,6 +88,8 @@ def validate_mechanism(
         if policy is None:
             return report
         report.class_name = policy["class_name"]
+        if _run_stage(report, "static", lambda: _static_stage(source, metric_name)) is None:
+            return report
         ref = MechanismRef(name=name, version=version, source=source)
         runtime = _run_stage(report, "import", lambda: _import_stage(ref, host, limits))
         if runtime is None:
@@ -139,6 +144,14 @@ def _policy_stage(source: str) -> tuple[dict[str, Any], dict[str, Any]]:
             {"violations": policy.to_json()["violations"]},
         )
     return {"class_name": policy.class_name}, {"class_name": policy.class_name}
+
+
+def _static_stage(source: str, metric_name: str | None) -> tuple[bool, dict[str, Any]]:
+    findings = check_mechanism(source, metric_name)
+    if findings:
+        raise _StageFailed("the code has problems to fix before it can run:\n" + static_summary(findings),
+                           {"findings": [{"line": f.line, "message": f.message} for f in findings]})
+    return True, {}
 
 
 def _import_stage(ref: MechanismRef, host: SandboxHost, limits: ValidationLimits) -> tuple[MechanismRuntime, dict[str, Any]]:

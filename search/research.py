@@ -173,38 +173,78 @@ def critique_messages(history: list[dict[str, str]], explore: ExploreAnswer, obj
 
 def specify_messages(history: list[dict[str, str]], idea: Idea) -> list[dict[str, str]]:
     content = (f"Specify the mechanism for: {idea.idea}\nGive it a snake_case name, list the hooks it implements "
-               f"({', '.join(HOOK_NAMES)}), the state it keeps, and exactly what each hook returns.\n"
-               'Answer with JSON: {"name": "...", "hooks": ["screen", "observe"], "state": "...", "behaviour": "..."}')
+               f"({', '.join(HOOK_NAMES)}: propose puts concrete candidates on the table, screen picks among "
+               "candidates, plan advises the LLM, accept overrides keep/discard, observe updates state), the state "
+               "it keeps, and exactly what each hook returns.\n"
+               'Answer with JSON: {"name": "...", "hooks": ["propose", "observe"], "state": "...", "behaviour": "..."}')
     return [*history, {"role": "user", "content": content}]
 
 
-def generate_messages(*, api_text: str, example_source: str, spec: SpecifyAnswer) -> list[dict[str, str]]:
-    """A fresh, short conversation for the code: API, one worked example, the specification."""
+HOOK_ORDER = ("plan", "propose", "screen", "accept", "observe")
+SAMPLE_TEMPERATURES = (0.2, 0.5, 0.8, 1.0)
+
+
+def class_name(name: str) -> str:
+    """`one_factor` -> `OneFactor`."""
+    return "".join(part.capitalize() for part in name.split("_") if part) or "Mechanism"
+
+
+def skeleton(spec: SpecifyAnswer, hook_docs: dict[str, tuple[str, str]]) -> str:
+    """The class to complete: imports, name, __init__ and the chosen hooks, each documented and returning None."""
+    hooks = [hook for hook in HOOK_ORDER if hook in spec.hooks]
+    if "observe" not in hooks and spec.state.strip():
+        hooks.append("observe")  # state is kept up to date in observe
+    lines = ["import random", "", "import helpers as h", "", "", f"class {class_name(spec.name)}:",
+             f'    """{spec.behaviour.strip()[:200].replace(chr(34) * 3, "")}"""', "", f'    name = "{spec.name}"', "",
+             "    def __init__(self):", f"        # state: {spec.state.strip()[:200] or 'none'}", "        pass"]
+    for hook in hooks:
+        signature, doc = hook_docs[hook]
+        lines += ["", f"    {signature}", f'        """{doc}"""', "        return None"]
+    return "\n".join(lines) + "\n"
+
+
+def generate_messages(*, api_text: str, example_source: str, spec: SpecifyAnswer,
+                      hook_docs: dict[str, tuple[str, str]]) -> list[dict[str, str]]:
+    """A fresh, short conversation for the code: fill in the bodies of a skeleton that is already written."""
     content = "\n".join([
-        "Write a search mechanism as ONE Python class.",
-        "Rules: only the hooks below; imports only from math, random, statistics, collections, itertools, "
-        "functools, heapq, bisect, json, re; no files, no os, no eval; no names with double underscores "
-        "except __init__; keep it under 40 lines; every hook may return None.",
+        "Fill in the method bodies of the Python class below so that it does what the specification says.",
+        "Rules: keep the class name, `name` and every method signature; imports only random, math, collections and "
+        "helpers; no files, no os, no eval; bound every loop (iterate over a list or a range, never `while True`); "
+        "each hook returns exactly what its docstring says, or None; keep it under 40 lines.",
         "",
-        "The hooks:",
+        f"Specification of `{spec.name}`:",
+        f"Behaviour: {spec.behaviour}",
+        f"State: {spec.state or 'none'}",
+        "It must change at least one decision of the loop when the trace gives it a reason to.",
+        "",
         api_text.strip(),
         "",
-        "A worked example of a complete mechanism:",
+        "A worked example of a DIFFERENT complete mechanism (learn the style, do not copy it):",
         "```python", example_source.strip(), "```",
         "",
-        f"Now write the mechanism `{spec.name}` implementing hooks {spec.hooks}.",
-        f"State: {spec.state}",
-        f"Behaviour: {spec.behaviour}",
-        "It must change at least one decision of the loop when the trace gives it a reason to.",
-        f'Set name = "{spec.name}". Answer with the code only, in one ```python block.',
+        "The class to complete:",
+        "```python", skeleton(spec, hook_docs).strip(), "```",
+        "Answer with the complete class in one ```python block.",
     ])
     return [_system(), {"role": "user", "content": content}]
 
 
+def failing_line(code: str, error: str) -> str:
+    """`line N: <code of line N>` for the last line number an error names, or '' when it names none."""
+    numbers = [int(n) for n in re.findall(r"line (\d+)", error)]
+    lines = code.splitlines()
+    if numbers and 0 < numbers[-1] <= len(lines):
+        return f"line {numbers[-1]}: `{lines[numbers[-1] - 1].strip()[:160]}`"
+    return ""
+
+
 def repair_messages(messages: list[dict[str, str]], code: str, stage: str, error: str) -> list[dict[str, str]]:
+    """The generation prompt, the candidate that got furthest, and exactly why it failed (with the failing line)."""
+    where = failing_line(code, error)
     return [
         *messages,
         {"role": "assistant", "content": f"```python\n{code[:MAX_CODE_CHARS]}```"},
         {"role": "user", "content": f"Validation failed at stage '{stage}': {error[:800]}\n"
-                                    "Fix the class. Answer with the complete corrected code in one ```python block."},
+                                    + (f"The failing {where}\n" if where else "")
+                                    + "Fix exactly that. Answer with the complete corrected class in one ```python block."},
     ]

@@ -26,6 +26,8 @@ Seed = Annotated[int, Field(ge=0, le=2**31 - 1, description="Training seed.")]
 ProposeAttempts = Annotated[int, Field(ge=1, le=10, description="Asks of the LLM per candidate (re-asks after an "
                                                                 "invalid proposal).")]
 ScreenRounds = Annotated[int, Field(ge=1, le=5, description="Proposal rounds when a screen hook rejects them all.")]
+ResearchSamples = Annotated[int, Field(ge=1, le=8, description="Level 2 best-of-N: code samples per attempt.")]
+ResearchRepairs = Annotated[int, Field(ge=0, le=5, description="Level 2 repair rounds after a failed attempt.")]
 MaxLLMCost = Annotated[float | None, Field(None, ge=0, description="Stop cleanly once LLM calls cost this many USD.")]
 MaxHours = Annotated[float | None, Field(None, gt=0, le=24 * 365, description="Stop cleanly after this many hours.")]
 PROGRAM_MAX_CHARS = 4000
@@ -90,6 +92,8 @@ class MetaRunSpec(BaseModel):
     mechanisms: list[str] = Field(default_factory=list, description="Mechanisms active from the start: name@version.")
     propose_attempts: ProposeAttempts = 3
     screen_rounds: ScreenRounds = 2
+    research_samples: ResearchSamples = 4
+    research_repairs: ResearchRepairs = 2
     restart_each_generation: bool = Field(False, description="Control arm: restart the inner loop from the best config.")
     proposer: Proposer = Field("llm", description="Who proposes: the LLM, a control arm, or the hybrid.")
     program: str = Field("", max_length=PROGRAM_MAX_CHARS, description="Research direction every prompt includes.")

@@ -14,13 +14,14 @@ from infra.llm import LLMClient
 from infra.mlflow_schema import experiment_name, run_key, run_tags
 from infra.tracking import Tracker
 from mechanisms.replay import ReplaySource
-from search.research import extract_code, parse_round, round_schema
+from search.research import SAMPLE_TEMPERATURES, extract_code, parse_round, round_schema
 from search.run_spec import MetaRunSpec
 from search.space import SearchSpace
 from search.trace import LLMUsage, Trace
 from tasks.llm_call import LLMCall, ask, converse
 
 ROUND_ATTEMPTS = 2
+GENERATE_MAX_TOKENS = 1000
 
 
 class RoundResult(BaseModel):
@@ -46,23 +47,36 @@ def research_round(llm: LLMClient, spec: MetaRunSpec, *, generation: int, round_
 
 
 class CodeResult(BaseModel):
+    """One generated sample: its code (None if the answer held no usable class), the temperature it was drawn at."""
+
+    sample: int
+    temperature: float
     code: str | None
     error: str | None = None
     text: str = ""
     usage: LLMUsage = Field(default_factory=LLMUsage)
 
 
-@task(name="research-generate", cache_policy=NO_CACHE, task_run_name="level-2 generate g{generation} a{attempt}")
-def generate_code(llm: LLMClient, spec: MetaRunSpec, *, generation: int, attempt: int,
-                  messages: list[dict[str, str]]) -> CodeResult:
-    """Ask for the mechanism's code (attempt 0) or its repair (attempt > 0)."""
-    reply = ask(llm, LLMCall(meta_run_id=spec.meta_run_id, call_key=f"research/g{generation}/generate/a{attempt}",
-                             purpose="research.generate", messages=messages, seq=generation * 10 + attempt,
-                             temperature=0.3, max_tokens=1200))
-    try:
-        return CodeResult(code=extract_code(reply.text), text=reply.text, usage=reply.usage)
-    except ValueError as error:
-        return CodeResult(code=None, error=str(error), text=reply.text, usage=reply.usage)
+@task(name="research-generate", cache_policy=NO_CACHE, task_run_name="level-2 generate g{generation} r{round_index}")
+def generate_samples(llm: LLMClient, spec: MetaRunSpec, *, generation: int, round_index: int,
+                     messages: list[dict[str, str]], samples: int) -> list[CodeResult]:
+    """Best-of-N: `samples` completions of the same prompt at mixed temperatures (round 0 generates, later rounds
+    repair). Each is its own cached `ask`; a local model reuses the prompt's KV cache across them."""
+    results = []
+    for sample in range(samples):
+        temperature = SAMPLE_TEMPERATURES[sample % len(SAMPLE_TEMPERATURES)]
+        reply = ask(llm, LLMCall(meta_run_id=spec.meta_run_id, call_key=f"research/g{generation}/generate/r{round_index}/n{sample}",
+                                 purpose="research.generate", messages=messages,
+                                 seq=generation * 100 + round_index * 10 + sample, temperature=temperature,
+                                 max_tokens=GENERATE_MAX_TOKENS))
+        try:
+            code: str | None = extract_code(reply.text)
+            error = None
+        except ValueError as problem:
+            code, error = None, str(problem)
+        results.append(CodeResult(sample=sample, temperature=temperature, code=code, error=error, text=reply.text,
+                                  usage=reply.usage))
+    return results
 
 
 class ValidationRequest(BaseModel):
@@ -85,11 +99,12 @@ def _validation_key(_context: Any, parameters: dict[str, Any]) -> str:
 @task(name="validate-mechanism", cache_key_fn=_validation_key, persist_result=True,
       task_run_name="validate {request.name} a{request.attempt}")
 def validate_candidate(request: ValidationRequest, trace: Trace, space: SearchSpace, source: ReplaySource) -> dict:
-    """Policy -> sandbox import -> smoke test replaying the real trace -> liveness. Returns the JSON report."""
+    """Policy -> static checks -> sandbox import -> smoke test replaying the real trace -> liveness. JSON report."""
     from mechanisms.replay import replay_steps
     from mechanisms.validate import validate_mechanism
 
-    report = validate_mechanism(request.source, replay_steps(trace, space, source), name=request.name, space=space)
+    report = validate_mechanism(request.source, replay_steps(trace, space, source), name=request.name, space=space,
+                                metric_name=trace.objective.name)
     return report.model_dump(mode="json")
 
 

@@ -29,7 +29,7 @@ def _tinygpt(settings: Settings, ref: WorkloadRef) -> Workload:
 
 def _toy(settings: Settings, ref: WorkloadRef) -> Workload:
     return ScriptWorkload(TOY_SCRIPT, metric="loss", goal="minimize", fixed=ref.fixed, budget_param="STEPS",
-                          seed_param="SEED", launch_log=settings.launch_log)
+                          seed_param="SEED", launch_log=settings.launch_log, reference="toy")
 
 
 BUILTIN: dict[str, Callable[[Settings, WorkloadRef], Workload]] = {"tinygpt": _tinygpt, "toy": _toy}

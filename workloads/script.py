@@ -152,15 +152,18 @@ class ScriptWorkload(Workload):
         python: str = sys.executable,
         launch_log: Path | None = None,
         source: str | None = None,
+        reference: str | None = None,
     ) -> None:
-        """`source` replaces the file's text (a preset of a packaged script); the file still names it."""
+        """`source` replaces the file's text (a preset of a packaged script); the file still names it. `reference`
+        is the registered name of a built-in script workload (its name and how a meta-run finds it again)."""
         self.path = Path(path).expanduser().resolve()
         if source is None:
             if not self.path.is_file():
                 raise WorkloadError(f"workload script {path} does not exist (or is not a file)")
             source = self.path.read_text(encoding="utf-8")
         self._source = source
-        self.name = self.path.stem
+        self.registered_as = reference
+        self.name = reference or self.path.stem
         self.script_name = self.path.name
         try:
             self.objective = Objective(name=metric, goal=goal)
@@ -203,6 +206,8 @@ class ScriptWorkload(Workload):
 
     @property
     def ref(self) -> WorkloadRef:
+        if self.registered_as:
+            return WorkloadRef(reference=self.registered_as, fixed=self.user_fixed)
         return WorkloadRef(reference=str(self.path), metric=self.objective.name, goal=self.objective.goal,
                            fixed=self.user_fixed, budget_param=self.budget_param, seed_param=self.seed_param,
                            command=None if self.command == DEFAULT_COMMAND else self.command,

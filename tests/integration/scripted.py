@@ -6,9 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from infra.mlflow_schema import tag_equals
 from infra.resources import Resources, build_llm
 from infra.settings import Settings
 from infra.tracking import Tracker
+from search.run_spec import WorkloadRef
+from workloads.base import Workload
+from workloads.registry import load_workload
 from workloads.tinygpt.workload import TinyGPT
 
 EVAL_BYTES = 4096  # a small evaluation slice keeps test trainings at a few seconds
@@ -28,15 +32,31 @@ def scripted_settings(tmp_path: Path, script: Path, **overrides: Any) -> Setting
                     llm_retries=1, **overrides)
 
 
-def wired_resources(settings: Settings, store: Any = None) -> Resources:
-    """Real training (tinygpt, tiny eval slice), real MLflow on SQLite, the scripted LLM."""
-    workload = TinyGPT(settings.cache_dir, device="cpu", eval_bytes=EVAL_BYTES, launch_log=settings.launch_log)
+def tinygpt(settings: Settings) -> TinyGPT:
+    """Real tinygpt training with a tiny evaluation slice."""
+    return TinyGPT(settings.cache_dir, device="cpu", eval_bytes=EVAL_BYTES, launch_log=settings.launch_log)
+
+
+def toy(settings: Settings) -> Workload:
+    """The toy script workload: real subprocess runs of a script that trains in milliseconds."""
+    return load_workload(WorkloadRef(reference="toy"), settings)
+
+
+def wired_resources(settings: Settings, store: Any = None, workload: Workload | None = None) -> Resources:
+    """Real runs (the toy workload unless given), real MLflow on SQLite, the scripted LLM."""
+    workload = workload or toy(settings)
     workload.prepare()
     llm = build_llm(settings)
     llm.backoff_s = 0.0
     return Resources(settings=settings, workload=workload, llm=llm,
                      tracker=Tracker(settings.resolved_tracking_uri, settings.mlflow_artifact_root),
                      store=store)
+
+
+def runs_of(tracker: Tracker, meta_run_id: str, kind: str | None = None) -> list[Any]:
+    """Every MLflow run of one meta-run (optionally of one kind)."""
+    query = tag_equals("meta_run_id", meta_run_id) + (f" and {tag_equals('kind', kind)}" if kind else "")
+    return tracker.search(query)
 
 
 def launches(settings: Settings) -> list[dict[str, Any]]:

@@ -85,7 +85,7 @@ def test_a_reference_mechanism_passes_every_stage(host):
     assert all(s.ok and s.seconds >= 0 for s in report.stages)
     assert (report.class_name, report.name) == ("TabuSearch", "tabu")
     assert report.liveness["decisions_changed"] > 0
-    assert report.stages[2].detail["steps"] == len(STEPS)
+    assert report.stages[STAGES.index("smoke")].detail["steps"] == len(STEPS)
     json.loads(report.model_dump_json())
 
 
@@ -103,9 +103,9 @@ def test_a_failing_constructor_fails_the_import_stage(host):
     assert "KeyError" in report.error and "line 4" in report.error
 
 
-def test_a_class_without_hooks_fails_the_import_stage(host):
+def test_a_class_without_hooks_fails_the_static_stage(host):
     report = validate_mechanism(mechanism("    def helper(self):\n        return 1\n"), STEPS, host=host)
-    assert report.stage_failed == "import" and "defines none of the hooks" in report.error
+    assert report.stage_failed == "static" and "defines none of the hooks" in report.error
 
 
 def test_a_hook_that_raises_on_some_experiment_fails_the_smoke_test(host):
