@@ -149,7 +149,8 @@ def inner_loop(
     sandbox, their state rebuilt by replaying `observe` over the trace. Returns this track's new experiments."""
     specs = res.workload.params()
     runtime = open_runtime(active, trace, specs, config,
-                           seed_for=lambda index, track_: hook_seed(spec.meta_run_id, spec.seed, index, track_))
+                           seed_for=lambda index, track_: hook_seed(spec.meta_run_id, spec.seed, index, track_),
+                           allow_weak_sandbox=res.settings.sandbox_allow_weak)
     local = trace
     result = InnerLoopResult()
     try:

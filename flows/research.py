@@ -95,7 +95,7 @@ def research(spec: MetaRunSpec, res: Resources, *, generation: int, trace: Trace
                 continue
             report = validate_candidate(ValidationRequest(meta_run_id=spec.meta_run_id, generation=generation,
                                                           attempt=attempt, name=spec_answer.name, source=generated.code),
-                                        trace, specs, config)
+                                        trace, specs, config, allow_weak_sandbox=res.settings.sandbox_allow_weak)
             status = "accepted" if report["ok"] else "rejected"  # code and report go to its mechanism run
             stored = publish_mechanism(res.store, tracker, spec, generation=generation, name=spec_answer.name,
                                        source=generated.code, status=status, parents=parents, model=res.llm.model,

@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     confirm_seed: int | None = Field(None, ge=0, description="If set, a kept candidate is re-run with this seed first.")
     propose_attempts: int = Field(3, ge=1, le=10, description="Re-asks of the LLM after an invalid proposal.")
 
+    # -- mechanism sandbox ------------------------------------------------------------------------
+    sandbox_allow_weak: bool = Field(
+        False, description="Run generated mechanisms even where the sandbox's OS layer is incomplete (e.g. no user "
+        "namespaces): `bilevel doctor` lists what is missing. Off by default: such mechanisms are not activated.")
+
     @field_validator("levels")
     @classmethod
     def _check_levels(cls, value: str) -> str:

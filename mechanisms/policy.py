@@ -527,7 +527,7 @@ class _Checker:
             self.add(node, "undefined-name", f"the name {node.id!r} is not defined: a mechanism may use only its own "
                                              "names, imported names and the basic builtins")
             return
-        if self.is_module(self.imported.get(node.id)):
+        if isinstance(node.ctx, ast.Load) and self.is_module(self.imported.get(node.id)):
             parent = self.parents.get(id(node))
             if not (isinstance(parent, ast.Attribute) and parent.value is node):
                 self._module_as_value(node, self.imported[node.id])

@@ -98,12 +98,14 @@ def _validation_key(_context: Any, parameters: dict[str, Any]) -> str:
 
 @task(name="validate-mechanism", cache_key_fn=_validation_key, persist_result=True,
       task_run_name="validate {request.name} a{request.attempt}")
-def validate_candidate(request: ValidationRequest, trace: Trace, specs: list[ParamSpec], config: SearchConfig) -> dict:
+def validate_candidate(request: ValidationRequest, trace: Trace, specs: list[ParamSpec], config: SearchConfig,
+                       allow_weak_sandbox: bool = False) -> dict:
     """Policy -> sandbox import -> smoke test replaying the real trace -> liveness. Returns the JSON report."""
     from mechanisms.replay import replay_steps
     from mechanisms.validate import validate_mechanism
 
-    report = validate_mechanism(request.source, replay_steps(trace, specs, config), name=request.name)
+    report = validate_mechanism(request.source, replay_steps(trace, specs, config), name=request.name,
+                                allow_weak_sandbox=allow_weak_sandbox)
     return report.model_dump(mode="json")
 
 
