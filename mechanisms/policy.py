@@ -578,6 +578,8 @@ class _Checker:
     def _check_format(self, node: ast.Attribute) -> None:
         """str.format and format_map look up attributes and items named in the template: allow plain fields only."""
         template = node.value
+        if isinstance(template, ast.Name) and template.id == "self":
+            return  # the mechanism's own method or attribute named format, not str.format
         if not (isinstance(template, ast.Constant) and isinstance(template.value, str)):
             self.add(node, "format", f".{node.attr} is allowed only on a string literal; use an f-string instead")
             return

@@ -363,10 +363,10 @@ def missing_protections(protections: dict[str, Any]) -> list[str]:
 
 def describe_protections(protections: dict[str, Any]) -> str:
     """One line: each protection on or off (for logs and `bilevel doctor`)."""
-    labels = {**REQUIRED_PROTECTIONS, **OPTIONAL_PROTECTIONS}
-    parts = [f"{label} {'on' if protections.get(key) is True else 'off'}" for key, label in labels.items()]
-    if protections.get("landlock") is True:
-        parts[-2] += f" (ABI {protections.get('landlock_abi')})"
+    parts = []
+    for key, label in {**REQUIRED_PROTECTIONS, **OPTIONAL_PROTECTIONS}.items():
+        held = protections.get(key) is True
+        parts.append(f"{label} {'on' if held else 'off'}" + (f" (ABI {protections.get('landlock_abi')})" if held and key == "landlock" else ""))
     rlimits = protections.get("rlimits") if isinstance(protections.get("rlimits"), dict) else {}
     parts.append("rlimits " + ("on" if all(name in rlimits for name in RLIMITS) else "partly off"))
     parts.append(f"uid {protections.get('uid')}")
@@ -440,7 +440,7 @@ class SandboxHost:
         self.call_timeout_s = call_timeout_s
         self.python = python or sys.executable
         self.allow_unchecked = allow_unchecked
-        self.trusted_modules = {k: str(v) for k, v in (trusted_modules_default() if trusted_modules is None else trusted_modules).items()}
+        self.trusted_modules = {k: str(v) for k, v in (trusted_module_paths() if trusted_modules is None else trusted_modules).items()}
         self.allowlist = build_allowlist(self.trusted_modules)  # what the policy allows here (host and worker alike)
         self._worker: _Worker | None = None
         self._lock = threading.RLock()
@@ -633,11 +633,6 @@ class SandboxHost:
         """Kill the current worker now; the next request starts a fresh one (a new generation)."""
         logger.warning("mechanism sandbox worker replaced: %s", reason)
         self._stop_worker()
-
-
-def trusted_modules_default() -> dict[str, str]:
-    """The trusted modules the worker loads (mechanisms/helpers.py, when it exists), by import name."""
-    return trusted_module_paths()
 
 
 def sandbox_protections(limits: SandboxLimits | None = None) -> dict[str, Any]:

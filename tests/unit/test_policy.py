@@ -313,6 +313,7 @@ def test_format_strings_that_reach_attributes_or_items_are_refused(expression):
 
 
 @pytest.mark.parametrize("expression", ["'{} {}'.format(1, 2)", "'{0:>{1}}'.format('x', 3)", "'{name!r}'.format(name=1)",
+                                        "self.format(ctx)",
                                         "f'{ctx!r:>10}'", "'%(a)s' % {'a': 1}"])
 def test_plain_format_strings_pass(expression):
     source = f"class A:\n    def plan(self, ctx):\n        return {expression}\n"

@@ -213,8 +213,20 @@ def test_no_socket_reaches_a_listener_on_loopback(os_host, target):
     """
     answer = attack(os_host, body)
     assert answer["connect"] == -1, answer  # type: ignore[index]
+    if os_host.protections["seccomp"]:
+        assert answer["fd"] == -1, answer  # type: ignore[index]  # no socket at all
     with pytest.raises(socket.timeout):
         target.listener.accept()
+
+
+def test_no_way_back_to_privileges(os_host):
+    """No new user namespace (a chrooted process may not create one, and seccomp denies it), no chroot (no
+    capabilities), no setuid(0), no mount: the classic ways out of a chroot for a namespaced root."""
+    body = """
+    ctypes, libc = self.libc()
+    return [libc.unshare(0x10000000), libc.chroot(b"/"), libc.setuid(0), libc.mount(b"none", b"/", b"tmpfs", 0, None)]
+    """
+    assert attack(os_host, body) == [-1, -1, -1, -1]
 
 
 def test_no_process_outside_can_be_signalled(os_host, target):
