@@ -1,4 +1,4 @@
-"""Allocates far more than the worker's address space."""
+"""Allocates far more than the worker's address space: at once, then block by block."""
 
 
 class Hog:
@@ -8,5 +8,6 @@ class Hog:
         self.blocks = []
 
     def plan(self, ctx):
+        self.blocks.append(" " * (4 * 1024 ** 3))
         while True:
             self.blocks.append(bytearray(256 * 1024 * 1024))
