@@ -128,8 +128,8 @@ FORBIDDEN_NAMES = frozenset(
 FORBIDDEN_ATTRIBUTES = frozenset(
     (
         "gi_frame gi_code gi_yieldfrom cr_frame cr_code cr_await ag_frame ag_code f_back f_globals f_locals "
-        "f_builtins f_code f_trace tb_frame tb_next co_code co_consts co_names ctypes ctypeslib as_strided tofile "
-        "dump memmap"
+        "f_builtins f_code f_trace tb_frame tb_next co_code co_consts co_names ctypes ctypeslib cffi as_strided "
+        "tofile dump memmap"
     ).split()
 )
 FORMAT_METHODS = frozenset({"format", "format_map"})

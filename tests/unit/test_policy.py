@@ -126,6 +126,7 @@ def test_dunder_attribute_access_is_refused(expression):
         "np.lib.stride_tricks.as_strided",
         "np.zeros(3).tofile('x')",
         "np.zeros(3).ctypes",
+        "np.random.default_rng(0).bit_generator.cffi",
         "random._os",
         "json.dump({}, None)",
     ],
