@@ -80,5 +80,27 @@ def _store(settings: Settings) -> list[Check]:
     return [Check("S3 store", "ok", f"embedded SeaweedFS {status['endpoint']} ({state}), data in {status['data_dir']}")]
 
 
+def _sandbox(settings: Settings) -> list[Check]:
+    """Start a sandbox worker and show each of its protections on or off (DESIGN §5)."""
+    try:
+        from mechanisms.sandbox import sandbox_protections
+
+        report = sandbox_protections()
+    except Exception as error:  # reported, not raised: doctor lists all problems
+        return [Check("mechanism sandbox", "fail", f"the sandbox worker does not start: {str(error)[:300]}")]
+    return [sandbox_check(report, settings.sandbox_allow_weak)]
+
+
+def sandbox_check(report: dict, allow_weak: bool) -> Check:
+    """The doctor line for a sandbox_protections() report: ok when complete, else what is missing and what follows."""
+    from mechanisms.sandbox import ALLOW_WEAK_SETTING
+
+    if not report["missing"]:
+        return Check("mechanism sandbox", "ok", report["summary"])
+    consequence = ("generated mechanisms run anyway (sandbox_allow_weak is set)" if allow_weak
+                   else f"generated mechanisms are not activated; set {ALLOW_WEAK_SETTING} to run them anyway")
+    return Check("mechanism sandbox", "warn", f"{report['summary']}; missing: {'; '.join(report['missing'])}; {consequence}")
+
+
 def run_checks(settings: Settings) -> list[Check]:
-    return [*_paths(settings), *_tracking(settings), *_store(settings), *_llm(settings)]
+    return [*_paths(settings), *_tracking(settings), *_store(settings), *_sandbox(settings), *_llm(settings)]

@@ -74,7 +74,8 @@ def inner_loop(
     if start is None:
         raise ValueError(f"the trace has no record of how generation {generation} began")
     space = res.workload.space
-    runtime = open_runtime(active, trace, space, replay_source(spec, trace, generation))
+    runtime = open_runtime(active, trace, space, replay_source(spec, trace, generation),
+                           allow_weak_sandbox=res.settings.sandbox_allow_weak)
     hooks = runtime if runtime is not None else NoHooks()
     proposer = proposer_for(spec, res)
     local, state = trace, trace.state()

@@ -188,5 +188,5 @@ def _validated(spec: MetaRunSpec, generation: int, name: str, result: CodeResult
     report = _copy_report(copied) if copied else validate_candidate(
         ValidationRequest(meta_run_id=spec.meta_run_id, generation=generation, attempt=round_index * 10 + result.sample,
                           name=name, source=result.code),
-        trace, res.workload.space, source)
+        trace, res.workload.space, source, allow_weak_sandbox=res.settings.sandbox_allow_weak)
     return Attempt(round_index=round_index, sample=result.sample, code=result.code, report=report)

@@ -121,6 +121,11 @@ class Settings(BaseSettings):
     max_llm_cost_usd: MaxLLMCost = None
     max_hours: MaxHours = None
 
+    # -- mechanism sandbox ------------------------------------------------------------------------
+    sandbox_allow_weak: bool = Field(
+        False, description="Run generated mechanisms even where the sandbox's OS layer is incomplete (e.g. no user "
+        "namespaces): `bilevel doctor` lists what is missing. Off by default: such mechanisms are not activated.")
+
     @field_validator("levels")
     @classmethod
     def _check_levels(cls, value: str) -> str:

@@ -71,15 +71,19 @@ def review_active_set(active: ActiveSet, liveness: dict[str, MechanismLiveness])
     return active, notes
 
 
-def open_runtime(active: ActiveSet, trace: Trace, space: SearchSpace, source: ReplaySource) -> MechanismRuntime | None:
+def open_runtime(active: ActiveSet, trace: Trace, space: SearchSpace, source: ReplaySource, *,
+                 allow_weak_sandbox: bool = False) -> MechanismRuntime | None:
     """A sandboxed runtime for the active set, with state rebuilt by replaying `observe` over the trace with the
-    contexts the live loop built (same seeds, tracks, windows and configs)."""
+    contexts the live loop built (same seeds, tracks, windows and configs). Where the sandbox is incomplete, only
+    library mechanisms run unless `allow_weak_sandbox` (settings.sandbox_allow_weak)."""
     if not active.mechanisms:
         return None
     from mechanisms.replay import replay_history
     from mechanisms.runtime import MechanismRef, MechanismRuntime
 
-    runtime = MechanismRuntime([MechanismRef(name=m.name, version=m.version, source=m.source) for m in active.mechanisms])
+    refs = [MechanismRef(name=m.name, version=m.version, source=m.source, trusted=m.origin == "library")
+            for m in active.mechanisms]
+    runtime = MechanismRuntime(refs, allow_weak_sandbox=allow_weak_sandbox)
     runtime.rebuild(replay_history(trace, space, source))
     return runtime
 

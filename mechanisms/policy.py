@@ -1,17 +1,24 @@
 """Static policy for untrusted mechanism source: an AST check that reports every violation with its line.
 
 This module imports the standard library only: the sandbox worker loads it by file path (it never
-imports our packages) and runs the same check again before executing any mechanism.
+imports our packages) and runs the same check again before executing any mechanism. The worker also
+builds its restricted builtins and module proxies from the allowlists defined here, so the static
+check and the runtime layer allow exactly the same names (DESIGN §5).
 
-The policy is one layer of two. It keeps the mechanism language small (one class, allowlisted
-imports, no dunders, no reflection, no I/O), and the worker's process limits contain whatever slips
-through. Messages are written for an LLM that has to repair the code.
+Deny by default: a mechanism is one class; it may use its own names, the builtins in SAFE_BUILTINS
+and, of each allowlisted module, only the names listed for it in STANDARD_MODULES (plus the names a
+trusted module such as helpers.py exports in `__all__`). Modules are used only as `module.NAME`:
+never assigned, passed, returned or stored, and never written to. No dunders, no reflection, no I/O,
+no format strings that reach attributes or items. Messages are written for an LLM that has to repair
+the code.
 """
 
 from __future__ import annotations
 
 import ast
+import string
 from dataclasses import dataclass, field
+from pathlib import Path
 
 try:
     from search.pyast import parse_python
@@ -19,123 +26,119 @@ except ModuleNotFoundError:  # inside the sandbox worker: our packages are not i
     def parse_python(source: str, filename: str = "<unknown>") -> ast.Module:
         return ast.parse(source, filename=filename, mode="exec")
 
-ALLOWED_IMPORTS = frozenset(
-    {
-        "__future__",  # `from __future__ import annotations` is a compiler directive, harmless
-        "math",
-        "random",
-        "statistics",
-        "collections",
-        "itertools",
-        "functools",
-        "heapq",
-        "bisect",
-        "json",
-        "dataclasses",
-        "typing",
-        "re",
-        "numpy",
-        "helpers",  # our trusted pure helpers (mechanisms/helpers.py), loaded by the worker from its file
-    }
+# The hooks a mechanism may define and how many arguments each takes after `self` (hook API v2).
+HOOK_ARITY = {"plan": 1, "propose": 1, "screen": 2, "accept": 3, "observe": 2}
+HOOKS = tuple(HOOK_ARITY)
+
+# The builtins a mechanism sees (the worker's restricted builtins are exactly these, plus the
+# `print` it routes to stderr and the machinery that `class` and `import` statements need).
+SAFE_BUILTINS = frozenset(
+    (
+        "abs all any ascii bin bool bytearray bytes callable chr classmethod complex dict divmod enumerate "
+        "filter float format frozenset hasattr hash hex int isinstance issubclass iter len list map max "
+        "min next object oct ord pow print property range repr reversed round set slice sorted staticmethod str "
+        "sum super tuple zip True False None NotImplemented Ellipsis "
+        "Exception ArithmeticError AssertionError AttributeError IndexError KeyError LookupError MemoryError "
+        "NotImplementedError OverflowError RecursionError RuntimeError StopIteration TypeError ValueError "
+        "ZeroDivisionError"
+    ).split()
 )
 
+
+def _names(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+# For each module a mechanism may import, the names it may use. A key "a.b" makes the name `b` of
+# module `a` a submodule. Left out on purpose: everything that reads or writes files (json.load/dump,
+# numpy.save/load/fromfile/memmap/...), reaches functions' globals or evaluates strings
+# (functools.update_wrapper/wraps/partial, typing.get_type_hints, dataclasses.make_dataclass),
+# and module-valued attributes (random._os, numpy.lib, ...).
+STANDARD_MODULES: dict[str, frozenset[str]] = {
+    "__future__": _names("annotations"),
+    "math": _names(
+        "acos acosh asin asinh atan atan2 atanh cbrt ceil comb copysign cos cosh degrees dist e erf erfc exp exp2 "
+        "expm1 fabs factorial floor fmod frexp fsum gamma gcd hypot inf isclose isfinite isinf isnan isqrt lcm "
+        "ldexp lgamma log log10 log1p log2 modf nan nextafter perm pi pow prod radians remainder sin sinh sqrt tan "
+        "tanh tau trunc ulp"
+    ),
+    "random": _names(
+        "Random betavariate choice choices expovariate gammavariate gauss getrandbits lognormvariate normalvariate "
+        "paretovariate randint random randrange sample seed shuffle triangular uniform vonmisesvariate weibullvariate"
+    ),
+    "statistics": _names(
+        "NormalDist StatisticsError correlation covariance fmean geometric_mean harmonic_mean linear_regression mean "
+        "median median_grouped median_high median_low mode multimode pstdev pvariance quantiles stdev variance"
+    ),
+    "collections": _names("Counter OrderedDict defaultdict deque"),
+    "itertools": _names(
+        "accumulate chain combinations combinations_with_replacement compress count cycle dropwhile filterfalse "
+        "groupby islice pairwise permutations product repeat starmap takewhile tee zip_longest"
+    ),
+    "heapq": _names("heapify heappop heappush heappushpop heapreplace merge nlargest nsmallest"),
+    "bisect": _names("bisect bisect_left bisect_right insort insort_left insort_right"),
+    "json": _names("dumps loads JSONDecodeError"),
+    "re": _names(
+        "A ASCII DOTALL I IGNORECASE M MULTILINE S VERBOSE X compile error escape findall finditer fullmatch match "
+        "search split sub subn"
+    ),
+    "dataclasses": _names("dataclass field"),
+    "typing": _names("Any Callable Dict FrozenSet Iterable List Mapping Optional Sequence Set Tuple Union"),
+    "numpy": _names(
+        "abs absolute all allclose amax amin any append arange arccos arccosh arcsin arcsinh arctan arctan2 arctanh "
+        "argmax argmin argpartition argsort argwhere around array array_equal asarray atleast_1d atleast_2d average "
+        "bincount bool_ broadcast_to cbrt ceil clip column_stack concatenate copy corrcoef cos cosh count_nonzero cov "
+        "cross cumprod cumsum deg2rad degrees diag diagonal diff digitize divide dot dtype e einsum equal exp exp2 "
+        "expand_dims expm1 eye fabs flatnonzero flip float16 float32 float64 floor floor_divide fmax fmin fmod full "
+        "full_like geomspace greater greater_equal histogram hstack hypot identity inf inner int8 int16 int32 int64 "
+        "interp intersect1d isclose isfinite isin isinf isnan kron less less_equal linspace log log10 log1p log2 "
+        "logaddexp logical_and logical_not logical_or logical_xor logspace matmul max maximum mean median meshgrid "
+        "min minimum mod moveaxis multiply nan nan_to_num nanargmax nanargmin nanmax nanmean nanmedian nanmin "
+        "nanpercentile nanquantile nanstd nansum nanvar ndim negative nonzero not_equal ones ones_like outer pad "
+        "partition percentile pi polyfit polyval power prod ptp quantile rad2deg radians ravel reciprocal remainder "
+        "repeat reshape rint roll round searchsorted setdiff1d shape sign sin sinh size sort split sqrt square squeeze "
+        "stack std subtract sum swapaxes take tan tanh tile trace transpose trapezoid tril triu true_divide trunc "
+        "uint8 union1d unique var vstack where zeros zeros_like "
+        "random linalg"
+    ),
+    "numpy.random": _names(
+        "Generator default_rng seed rand randn randint random choice uniform normal permutation shuffle exponential "
+        "lognormal beta gamma poisson binomial multivariate_normal dirichlet standard_normal"
+    ),
+    "numpy.linalg": _names(
+        "norm inv pinv solve det eig eigh eigvals eigvalsh svd lstsq cholesky qr matrix_rank cond slogdet LinAlgError"
+    ),
+}
+
+# Trusted modules of ours that mechanisms may import (stdlib-only pure functions next to this file).
+# What they export is read from their `__all__` with the AST: this module never imports them.
+TRUSTED_MODULE_FILES = {"helpers": "helpers.py"}
+
 # Builtins that reach outside the mechanism (files, code execution, reflection) or would let it
-# rewrite objects by name. `type` is here because type(name, bases, dict) builds classes dynamically.
+# rewrite objects by name, and modules that are never importable; named for a clearer message.
 FORBIDDEN_NAMES = frozenset(
-    {
-        "open",
-        "exec",
-        "eval",
-        "compile",
-        "__import__",
-        "globals",
-        "locals",
-        "vars",
-        "getattr",
-        "setattr",
-        "delattr",
-        "breakpoint",
-        "input",
-        "memoryview",
-        "type",
-        "help",
-        "exit",
-        "quit",
-        "dir",
-        "copyright",
-        "credits",
-        "license",
-        # modules that are never importable here; named for a clearer message than a NameError
-        "os",
-        "sys",
-        "subprocess",
-        "socket",
-        "builtins",
-        "importlib",
-        "ctypes",
-        "gc",
-        "inspect",
-        "pickle",
-        "marshal",
-    }
+    (
+        "open exec eval compile __import__ globals locals vars getattr setattr delattr breakpoint input memoryview "
+        "type help exit quit dir copyright credits license "
+        "os sys subprocess socket builtins importlib ctypes gc inspect pickle marshal functools codecs"
+    ).split()
 )
 
 # Attributes that reach frames, code objects, raw memory or files, whatever object they are read from.
 FORBIDDEN_ATTRIBUTES = frozenset(
-    {
-        "gi_frame",
-        "gi_code",
-        "gi_yieldfrom",
-        "cr_frame",
-        "cr_code",
-        "cr_await",
-        "ag_frame",
-        "ag_code",
-        "f_back",
-        "f_globals",
-        "f_locals",
-        "f_builtins",
-        "f_code",
-        "f_trace",
-        "tb_frame",
-        "tb_next",
-        "co_code",
-        "co_consts",
-        "co_names",
-        "ctypes",
-        "ctypeslib",
-        "as_strided",
-        "tofile",
-        "dump",
-        "memmap",
-    }
+    (
+        "gi_frame gi_code gi_yieldfrom cr_frame cr_code cr_await ag_frame ag_code f_back f_globals f_locals "
+        "f_builtins f_code f_trace tb_frame tb_next co_code co_consts co_names ctypes ctypeslib cffi as_strided "
+        "tofile dump memmap"
+    ).split()
 )
-
-# numpy functions that read or write files (np.load also unpickles) or expose its internals.
-FORBIDDEN_NUMPY_ATTRIBUTES = frozenset(
-    {
-        "load",
-        "save",
-        "savez",
-        "savez_compressed",
-        "loadtxt",
-        "savetxt",
-        "genfromtxt",
-        "fromfile",
-        "fromregex",
-        "memmap",
-        "DataSource",
-        "ctypeslib",
-        "lib",
-        "f2py",
-        "testing",
-        "distutils",
-    }
-)
+FORMAT_METHODS = frozenset({"format", "format_map"})
 
 # Calls allowed in a module-level constant, e.g. NAMES = frozenset({"DEPTH", "WIDTH"}).
 CONSTANT_CALLS = frozenset({"frozenset", "tuple", "dict", "set", "list", "float", "int", "str"})
 ALLOWED_DUNDERS = frozenset({"__init__"})
+METHOD_DECORATORS = frozenset({"staticmethod", "classmethod", "property"})
+PROPERTY_DECORATOR_ATTRIBUTES = frozenset({"setter", "getter", "deleter"})
 BLOCK_NODES = (
     ast.ClassDef,
     ast.FunctionDef,
@@ -149,6 +152,37 @@ BLOCK_NODES = (
 )
 ASYNC_NODES = (ast.AsyncFunctionDef, ast.AsyncFor, ast.AsyncWith, ast.Await)
 MAX_VIOLATIONS = 40
+MAX_LISTED_NAMES = 30  # longer allowlists are not spelled out in a message
+
+
+def trusted_module_names(path: str | Path) -> frozenset[str]:
+    """The names a trusted module exports: its literal `__all__`, read with the AST (never imported).
+    Raises ValueError if the file has no literal `__all__` of strings."""
+    tree = ast.parse(Path(path).read_text(encoding="utf-8"), filename=str(path))
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        if any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets) and node.value is not None:
+            value = node.value
+            if isinstance(value, (ast.List, ast.Tuple, ast.Set)) and all(
+                isinstance(e, ast.Constant) and isinstance(e.value, str) for e in value.elts
+            ):
+                return frozenset(e.value for e in value.elts if not e.value.startswith("_"))
+            break
+    raise ValueError(f"{path} must define __all__ as a literal list of names")
+
+
+def trusted_module_paths(directory: str | Path | None = None) -> dict[str, str]:
+    """The trusted modules that exist next to this file (or in `directory`), by import name."""
+    base = Path(directory) if directory is not None else Path(__file__).resolve().parent
+    return {name: str(base / file) for name, file in TRUSTED_MODULE_FILES.items() if (base / file).is_file()}
+
+
+def build_allowlist(trusted: dict[str, str] | None = None) -> dict[str, frozenset[str]]:
+    """The standard modules plus each trusted module (name -> file path) with the names of its `__all__`."""
+    allowlist = dict(STANDARD_MODULES)
+    for name, path in (trusted_module_paths() if trusted is None else trusted).items():
+        allowlist[name] = trusted_module_names(path)
+    return allowlist
 
 
 @dataclass(frozen=True)
@@ -206,7 +240,19 @@ def is_dunder(name: str) -> bool:
     return len(name) > 4 and name.startswith("__") and name.endswith("__")
 
 
-def check_source(source: str, limits: PolicyLimits | None = None) -> PolicyReport:
+_DEFAULT_ALLOWLIST: dict[str, frozenset[str]] | None = None
+
+
+def default_allowlist() -> dict[str, frozenset[str]]:
+    """build_allowlist() for the trusted modules next to this file, read once."""
+    global _DEFAULT_ALLOWLIST  # noqa: PLW0603 - a cache; the worker is single-threaded and the host only reads
+    if _DEFAULT_ALLOWLIST is None:
+        _DEFAULT_ALLOWLIST = build_allowlist()
+    return _DEFAULT_ALLOWLIST
+
+
+def check_source(source: str, limits: PolicyLimits | None = None,
+                 allowlist: dict[str, frozenset[str]] | None = None) -> PolicyReport:
     """Check mechanism source against the policy. Never executes it; never raises for bad input."""
     limits = limits or PolicyLimits()
     if not isinstance(source, str):
@@ -226,7 +272,7 @@ def check_source(source: str, limits: PolicyLimits | None = None) -> PolicyRepor
         return PolicyReport((Violation(error.lineno or 0, "syntax", f"syntax error{quoted}: {error.msg}"),))
     except (ValueError, RecursionError, MemoryError) as error:
         return PolicyReport((Violation(0, "syntax", f"the source cannot be parsed: {type(error).__name__}"),))
-    checker = _Checker(limits)
+    checker = _Checker(limits, allowlist if allowlist is not None else default_allowlist())
     checker.check(tree)
     ordered = sorted(set(checker.violations), key=lambda v: (v.line, v.rule, v.message))
     return PolicyReport(tuple(ordered[:MAX_VIOLATIONS]), checker.class_name, truncated=len(ordered) > MAX_VIOLATIONS)
@@ -235,9 +281,12 @@ def check_source(source: str, limits: PolicyLimits | None = None) -> PolicyRepor
 @dataclass
 class _Checker:
     limits: PolicyLimits
+    allowlist: dict[str, frozenset[str]]
     violations: list[Violation] = field(default_factory=list)
     class_name: str | None = None
-    module_aliases: dict[str, str] = field(default_factory=dict)  # local name -> imported module path
+    imported: dict[str, str] = field(default_factory=dict)  # local name -> what it is bound to ("numpy", "math.sqrt")
+    bound: set[str] = field(default_factory=set)  # every name the source binds, in any scope
+    parents: dict[int, ast.AST] = field(default_factory=dict)
 
     def add(self, node: ast.AST | None, rule: str, message: str) -> None:
         self.violations.append(Violation(getattr(node, "lineno", 0) or 0, rule, message))
@@ -245,23 +294,63 @@ class _Checker:
     def check(self, tree: ast.Module) -> None:
         if not self._within_size(tree):
             return
-        self._collect_module_aliases(tree)
+        for node in ast.walk(tree):
+            for child in ast.iter_child_nodes(node):
+                self.parents[id(child)] = node
+        self._collect_bindings(tree)
         self._check_top_level(tree)
         self._check_nesting(tree)
         for node in ast.walk(tree):
             self._check_node(node)
 
-    def _collect_module_aliases(self, tree: ast.Module) -> None:
-        """Local names bound by imports anywhere in the source, so attribute checks know what is a module."""
+    # -- what the names are ----------------------------------------------------------------------
+
+    def is_module(self, target: str | None) -> bool:
+        return target is not None and target in self.allowlist
+
+    def _collect_bindings(self, tree: ast.Module) -> None:
+        """Names bound by imports (and what to), and every other name the source binds anywhere."""
+        other: list[tuple[ast.AST, str]] = []
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     # `import a.b` binds `a`; `import a.b as c` binds `c` to a.b
                     bound, target = (alias.asname, alias.name) if alias.asname else (alias.name.split(".")[0],) * 2
-                    self.module_aliases[bound] = target
-            elif isinstance(node, ast.ImportFrom) and node.module:
+                    self._bind_import(node, bound, target)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 for alias in node.names:
-                    self.module_aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+                    if alias.name != "*":
+                        self._bind_import(node, alias.asname or alias.name, f"{node.module}.{alias.name}")
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+                other.append((node, node.id))
+            elif isinstance(node, ast.arg):
+                other.append((node, node.arg))
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                other.append((node, node.name))
+            elif isinstance(node, ast.ExceptHandler) and node.name:
+                other.append((node, node.name))
+            elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+                other.append((node, node.name))
+            elif isinstance(node, ast.MatchMapping) and node.rest:
+                other.append((node, node.rest))
+        for node, name in other:
+            if name in self.imported and not self._is_class_attribute(node):
+                self.add(node, "import-rebound", f"the name {name!r} is bound by an import; give this variable another name")
+            self.bound.add(name)
+
+    def _is_class_attribute(self, node: ast.AST) -> bool:
+        """A method or attribute defined in a class body: it does not shadow a module-level import in methods."""
+        parent = self.parents.get(id(node))
+        if isinstance(node, ast.Name):
+            parent = self.parents.get(id(parent)) if isinstance(parent, (ast.Assign, ast.AnnAssign)) else None
+        return isinstance(parent, ast.ClassDef)
+
+    def _bind_import(self, node: ast.AST, name: str, target: str) -> None:
+        previous = self.imported.get(name)
+        if previous is not None and previous != target:
+            self.add(node, "import-rebound", f"the name {name!r} is imported twice ({previous} and {target}); import each name once")
+        self.imported[name] = target
+        self.bound.add(name)
 
     # -- shape ------------------------------------------------------------------------------
 
@@ -309,21 +398,54 @@ class _Checker:
             names = ", ".join(c.name for c in classes) or "none"
             self.add(classes[1] if len(classes) > 1 else None, "class", f"the source must define exactly one top-level class, found {len(classes)} ({names})")
             return
-        mechanism = classes[0]
-        self.class_name = mechanism.name
-        if mechanism.keywords:
-            self.add(mechanism, "class", "the mechanism class may not take keywords such as metaclass=")
-        for base in mechanism.bases:
+        self.class_name = classes[0].name
+        self._check_hook_signatures(classes[0])
+
+    def _check_class(self, node: ast.ClassDef) -> None:
+        """The same rules for the mechanism class and for every class nested in it."""
+        if node.keywords:
+            self.add(node, "class", f"class {node.name} may not take keywords such as metaclass=")
+        for base in node.bases:
             if not (isinstance(base, ast.Name) and base.id == "object"):
-                self.add(base, "class", "the mechanism class may not inherit from anything (write `class Name:`)")
-        for decorator in mechanism.decorator_list:
-            if not _is_dataclass_decorator(decorator):
-                self.add(decorator, "class", "the only decorator allowed on the mechanism class is @dataclass")
-        for position, node in enumerate(mechanism.body):
+                self.add(base, "class", f"class {node.name} may not inherit from anything (write `class {node.name}:`)")
+        for decorator in node.decorator_list:
+            if not self._is_dataclass_decorator(decorator):
+                self.add(decorator, "class", f"the only decorator allowed on class {node.name} is @dataclass")
+        for position, statement in enumerate(node.body):
             allowed = (ast.FunctionDef, ast.ClassDef, ast.Assign, ast.AnnAssign, ast.Pass)
-            if isinstance(node, allowed) or (position == 0 and _is_docstring(node)):
+            if isinstance(statement, allowed) or (position == 0 and _is_docstring(statement)):
                 continue
-            self.add(node, "class-body", "the class body may hold only attributes, methods and a docstring; move this code into a method")
+            self.add(statement, "class-body", f"the body of class {node.name} may hold only attributes, methods and a docstring; move this code into a method")
+
+    def _check_function(self, node: ast.FunctionDef) -> None:
+        if is_dunder(node.name) and node.name not in ALLOWED_DUNDERS:
+            self.add(node, "dunder", f"defining {node.name} is not allowed (only __init__); use plain methods, and tuples as heap entries")
+        for decorator in node.decorator_list:
+            plain = isinstance(decorator, ast.Name) and decorator.id in METHOD_DECORATORS
+            accessor = (isinstance(decorator, ast.Attribute) and isinstance(decorator.value, ast.Name)
+                        and decorator.attr in PROPERTY_DECORATOR_ATTRIBUTES)
+            if not (plain or accessor):
+                self.add(decorator, "decorator", f"the decorator on {node.name} is not allowed; use only @staticmethod, @classmethod or @property")
+
+    def _check_hook_signatures(self, cls: ast.ClassDef) -> None:
+        for node in cls.body:
+            if not isinstance(node, ast.FunctionDef) or node.name not in HOOK_ARITY or node.decorator_list:
+                continue
+            arity = HOOK_ARITY[node.name]
+            positional = [*node.args.posonlyargs, *node.args.args]
+            required = len(positional) - len(node.args.defaults)
+            takes = len(positional) >= 1 + arity or node.args.vararg is not None
+            kw_required = any(default is None for default in node.args.kw_defaults)
+            if required > 1 + arity or not takes or kw_required:
+                wanted = ", ".join(["self", *_HOOK_PARAMETERS[node.name]])
+                self.add(node, "hook-signature", f"hook {node.name} must be defined as `def {node.name}({wanted}):`")
+
+    def _is_dataclass_decorator(self, node: ast.expr) -> bool:
+        target = node.func if isinstance(node, ast.Call) else node
+        if isinstance(target, ast.Name):
+            return self.imported.get(target.id) == "dataclasses.dataclass"
+        return (isinstance(target, ast.Attribute) and target.attr == "dataclass" and isinstance(target.value, ast.Name)
+                and self.imported.get(target.value.id) == "dataclasses")
 
     # -- every node --------------------------------------------------------------------------
 
@@ -336,14 +458,21 @@ class _Checker:
         elif isinstance(node, ast.ImportFrom):
             self._check_import_from(node)
         elif isinstance(node, ast.Name):
-            self._check_name(node, node.id)
+            self._check_name_use(node)
         elif isinstance(node, ast.Attribute):
             self._check_attribute(node)
-        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-            if is_dunder(node.name) and node.name not in ALLOWED_DUNDERS:
-                self.add(node, "dunder", f"defining {node.name} is not allowed (only __init__); use plain methods, and tuples as heap entries")
+        elif isinstance(node, ast.ClassDef):
+            if is_dunder(node.name):
+                self.add(node, "dunder", f"the class name {node.name} is not allowed (no dunder names)")
+            self._check_class(node)
+        elif isinstance(node, ast.FunctionDef):
+            self._check_function(node)
+            self._check_annotation(node.returns)
         elif isinstance(node, ast.arg):
             self._check_name(node, node.arg)
+            self._check_annotation(node.annotation)
+        elif isinstance(node, ast.AnnAssign):
+            self._check_annotation(node.annotation)
         elif isinstance(node, (ast.Global, ast.Nonlocal)):
             for name in node.names:
                 self._check_name(node, name)
@@ -357,15 +486,13 @@ class _Checker:
             self._check_name(node, node.name)
 
     def _check_import(self, node: ast.AST, dotted: str) -> None:
-        parts = dotted.split(".")
-        if parts[0] not in ALLOWED_IMPORTS:
-            allowed = ", ".join(sorted(ALLOWED_IMPORTS))
-            self.add(node, "import", f"import of {dotted!r} is not allowed; allowed modules: {allowed}")
-            return
-        for part in parts[1:]:
-            if part.startswith("_") or (parts[0] == "numpy" and part in FORBIDDEN_NUMPY_ATTRIBUTES):
-                self.add(node, "import", f"import of {dotted!r} is not allowed (private or file/memory access)")
-                return
+        if dotted not in self.allowlist:
+            top = dotted.split(".")[0]
+            if top in self.allowlist:
+                self.add(node, "import", f"import of {dotted!r} is not allowed; import {top!r} and use its allowed names")
+            else:
+                allowed = ", ".join(sorted(m for m in self.allowlist if "." not in m and m != "__future__"))
+                self.add(node, "import", f"import of {dotted!r} is not allowed; allowed modules: {allowed}")
 
     def _check_import_from(self, node: ast.ImportFrom) -> None:
         if node.level:
@@ -373,19 +500,41 @@ class _Checker:
             return
         module = node.module or ""
         self._check_import(node, module)
+        if module not in self.allowlist:
+            return
         for alias in node.names:
             if alias.name == "*":
                 self.add(node, "import", f"`from {module} import *` is not allowed: import the names you use")
-            elif alias.name.startswith("_") or alias.name in FORBIDDEN_ATTRIBUTES:
-                self.add(node, "import", f"importing {alias.name!r} from {module!r} is not allowed")
-            elif module.split(".")[0] == "numpy" and alias.name in FORBIDDEN_NUMPY_ATTRIBUTES:
-                self.add(node, "import", f"numpy.{alias.name} is not allowed: mechanisms have no files")
+            elif alias.name not in self.allowlist[module]:
+                self.add(node, "import", self._unknown_name_message(module, alias.name))
+
+    def _unknown_name_message(self, module: str, name: str) -> str:
+        names = sorted(self.allowlist[module])
+        listed = f": {', '.join(names)}" if len(names) <= MAX_LISTED_NAMES else " (its file, I/O and reflection functions are not)"
+        return f"{module}.{name} is not available in mechanisms; {module} offers only allowlisted names{listed}"
 
     def _check_name(self, node: ast.AST, name: str) -> None:
         if is_dunder(name) and name not in ALLOWED_DUNDERS:
             self.add(node, "dunder", f"the name {name} is not allowed (no dunder names)")
         elif name in FORBIDDEN_NAMES:
             self.add(node, "forbidden-name", f"{name!r} is not available in mechanisms (no files, reflection or code execution)")
+
+    def _check_name_use(self, node: ast.Name) -> None:
+        self._check_name(node, node.id)
+        if is_dunder(node.id) or node.id in FORBIDDEN_NAMES:
+            return
+        if isinstance(node.ctx, ast.Load) and node.id not in self.bound and node.id not in SAFE_BUILTINS:
+            self.add(node, "undefined-name", f"the name {node.id!r} is not defined: a mechanism may use only its own "
+                                             "names, imported names and the basic builtins")
+            return
+        if isinstance(node.ctx, ast.Load) and self.is_module(self.imported.get(node.id)):
+            parent = self.parents.get(id(node))
+            if not (isinstance(parent, ast.Attribute) and parent.value is node):
+                self._module_as_value(node, self.imported[node.id])
+
+    def _module_as_value(self, node: ast.AST, module: str) -> None:
+        self.add(node, "module-alias", f"use the module {module} only as `{module.split('.')[-1]}.NAME`: "
+                                       "do not assign, pass, return or store the module itself")
 
     def _check_attribute(self, node: ast.Attribute) -> None:
         name = node.attr
@@ -395,32 +544,95 @@ class _Checker:
         if name in FORBIDDEN_ATTRIBUTES:
             self.add(node, "forbidden-attribute", f"attribute {name!r} is not allowed (frames, raw memory and files are off limits)")
             return
-        root = _chain_root(node)
-        module = self.module_aliases.get(root or "")
-        if module is None:
+        if name in FORMAT_METHODS:
+            self._check_format(node)
+        parent = self.parents.get(id(node))
+        if isinstance(parent, ast.Attribute) and parent.value is node:
+            return  # the outermost attribute of a chain checks the whole chain
+        chain = _attribute_chain(node)
+        if chain is None:
             return
-        if name.startswith("_"):
-            self.add(node, "private-attribute", f"private module attribute {name!r} is not allowed; use the module's public API")
-        elif module.split(".")[0] == "numpy" and name in FORBIDDEN_NUMPY_ATTRIBUTES:
-            self.add(node, "forbidden-attribute", f"numpy {name!r} is not allowed: mechanisms have no files")
+        root, attributes = chain
+        target = self.imported.get(root)
+        if target is None:
+            return
+        if not isinstance(node.ctx, ast.Load):
+            self.add(node, "module-write", f"{root} is imported: modules and imported names are read-only")
+            return
+        if self.is_module(target):
+            self._check_module_chain(node, target, attributes)
+
+    def _check_module_chain(self, node: ast.Attribute, module: str, attributes: list[str]) -> None:
+        """`np.random.default_rng`: every step must be an allowed name; a chain must not end on a module."""
+        current = module
+        for attribute in attributes:
+            if attribute not in self.allowlist[current]:
+                self.add(node, "module-attribute", self._unknown_name_message(current, attribute))
+                return
+            submodule = f"{current}.{attribute}"
+            if submodule not in self.allowlist:
+                return  # a function or constant: what follows is an attribute of a value
+            current = submodule
+        self._module_as_value(node, current)
+
+    def _check_format(self, node: ast.Attribute) -> None:
+        """str.format and format_map look up attributes and items named in the template: allow plain fields only."""
+        template = node.value
+        if isinstance(template, ast.Name) and template.id == "self":
+            return  # the mechanism's own method or attribute named format, not str.format
+        if not (isinstance(template, ast.Constant) and isinstance(template.value, str)):
+            self.add(node, "format", f".{node.attr} is allowed only on a string literal; use an f-string instead")
+            return
+        problem = _format_field_problem(template.value)
+        if problem:
+            self.add(node, "format", f"format string {template.value[:60]!r}: {problem}; use an f-string instead")
+
+    def _check_annotation(self, annotation: ast.AST | None) -> None:
+        if annotation is None:
+            return
+        for part in ast.walk(annotation):
+            if isinstance(part, ast.Constant) and isinstance(part.value, str):
+                self.add(part, "annotation", "write annotations without quotes (string annotations are not allowed), or leave them out")
+                return
 
 
-def _chain_root(node: ast.Attribute) -> str | None:
+_HOOK_PARAMETERS = {
+    "plan": ("ctx",),
+    "propose": ("ctx",),
+    "screen": ("ctx", "candidates"),
+    "accept": ("ctx", "result", "default"),
+    "observe": ("ctx", "result"),
+}
+
+
+def _format_field_problem(template: str, depth: int = 0) -> str | None:
+    """Why a format template is refused (a field reaches an attribute or an item), or None."""
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as error:
+        return f"it is not a valid format string ({error})"
+    for _literal, field_name, format_spec, _conversion in parts:
+        if field_name and ("." in field_name or "[" in field_name):
+            return f"the field {{{field_name}}} reaches an attribute or item"
+        if format_spec and depth < 2:
+            problem = _format_field_problem(format_spec, depth + 1)
+            if problem:
+                return problem
+    return None
+
+
+def _attribute_chain(node: ast.Attribute) -> tuple[str, list[str]] | None:
+    """`a.b.c` -> ("a", ["b", "c"]); None when the chain does not start at a plain name."""
+    attributes = []
     current: ast.AST = node
     while isinstance(current, ast.Attribute):
+        attributes.append(current.attr)
         current = current.value
-    return current.id if isinstance(current, ast.Name) else None
+    return (current.id, attributes[::-1]) if isinstance(current, ast.Name) else None
 
 
 def _is_docstring(node: ast.stmt) -> bool:
     return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
-
-
-def _is_dataclass_decorator(node: ast.expr) -> bool:
-    target = node.func if isinstance(node, ast.Call) else node
-    if isinstance(target, ast.Name):
-        return target.id == "dataclass"
-    return isinstance(target, ast.Attribute) and target.attr == "dataclass" and _chain_root(target) == "dataclasses"
 
 
 def _is_constant_assignment(node: ast.Assign | ast.AnnAssign) -> bool:

@@ -26,7 +26,7 @@ from mechanisms.api import (
     parse_propose,
     parse_screen,
 )
-from mechanisms.sandbox import MechanismMissing, SandboxError, SandboxHost
+from mechanisms.sandbox import ALLOW_WEAK_SETTING, MechanismMissing, SandboxError, SandboxHost
 from search.hooks import MechanismCandidates
 from search.trace import MechanismActivity
 
@@ -43,6 +43,7 @@ class MechanismRef:
     name: str
     version: str
     source: str
+    trusted: bool = False  # our own reference library: runs even where the sandbox is incomplete
 
 
 @dataclass
@@ -124,9 +125,12 @@ class MechanismRuntime:
     """The active mechanisms of one inner loop, behind one sandbox worker."""
 
     def __init__(self, refs: list[MechanismRef], *, call_timeout_s: float = 2.0, host: SandboxHost | None = None,
-                 quarantine_log_level: int = logging.WARNING) -> None:
-        """`quarantine_log_level`: validation lowers it, since a candidate failing there is expected and reported."""
+                 quarantine_log_level: int = logging.WARNING, allow_weak_sandbox: bool = False) -> None:
+        """`quarantine_log_level`: validation lowers it, since a candidate failing there is expected and reported.
+        `allow_weak_sandbox` (settings.sandbox_allow_weak): run generated mechanisms even where the sandbox's OS
+        layer is incomplete; otherwise they are quarantined at load, with what is missing as the reason."""
         self.quarantine_log_level = quarantine_log_level
+        self.allow_weak_sandbox = allow_weak_sandbox
         names = [ref.name for ref in refs]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -286,7 +290,7 @@ class MechanismRuntime:
                 if slot.active:
                     try:
                         self._host.drop(slot.key)
-                    except SandboxError as error:
+                    except Exception as error:  # noqa: BLE001 - closing must not fail the caller; the worker may be gone
                         logger.debug("dropping %s from a shared sandbox: %s", slot.ref.name, error)
 
     def __enter__(self) -> MechanismRuntime:
@@ -321,6 +325,12 @@ class MechanismRuntime:
             slot.record_call(hook, (time.perf_counter() - started) * 1000)
             self._quarantine(slot, f"{hook} failed at iteration {_iteration(ctx)}: {error}")
             return False, None
+        except Exception as error:  # noqa: BLE001 - no failure of a hook call may reach the inner loop
+            logger.exception("the sandbox host failed on %s.%s", slot.ref.name, hook)
+            slot.record_call(hook, (time.perf_counter() - started) * 1000)
+            self._quarantine(slot, f"{hook} failed at iteration {_iteration(ctx)}: the sandbox host failed "
+                                   f"({type(error).__name__}: {error})")
+            return False, None
         slot.record_call(hook, (time.perf_counter() - started) * 1000)
         return True, value
 
@@ -330,6 +340,11 @@ class MechanismRuntime:
         except HookAnswerError as error:
             self._quarantine(slot, f"{hook} answered outside the API at iteration {_iteration(ctx)}: {error}")
             return None
+        except Exception as error:  # noqa: BLE001 - an answer the parser chokes on is garbage too
+            logger.exception("parsing %s.%s's answer failed", slot.ref.name, hook)
+            self._quarantine(slot, f"{hook} answered outside the API at iteration {_iteration(ctx)}: "
+                                   f"{type(error).__name__}: {error}")
+            return None
 
     def _quarantine(self, slot: _Slot, reason: str) -> None:
         slot.reason = reason[:2000]
@@ -338,7 +353,7 @@ class MechanismRuntime:
                    slot.reason)
         try:
             self._host.drop(slot.key)
-        except SandboxError as error:
+        except Exception as error:  # noqa: BLE001 - the mechanism is out already; a failed drop changes nothing
             logger.debug("dropping quarantined %s: %s", slot.ref.name, error)
 
     def _ensure_current(self) -> bool:
@@ -348,13 +363,14 @@ class MechanismRuntime:
                 return False
             try:
                 generation = self._host.ensure_running()
-            except SandboxError as error:
+            except Exception as error:  # noqa: BLE001 - SandboxUnavailable, or anything else: no mechanism can run
                 for slot in self._slots:
                     if slot.active:
                         self._quarantine(slot, f"the sandbox is unavailable: {error}")
                 return False
             if generation == self._generation:
                 return True
+            self._refuse_untrusted_if_weak()
             if self._load_and_replay_all() and self._host.generation == generation:
                 self._generation = generation
                 return True
@@ -362,6 +378,19 @@ class MechanismRuntime:
             if slot.active:
                 self._quarantine(slot, "the sandbox kept restarting while mechanisms were reloaded")
         return False
+
+    def _refuse_untrusted_if_weak(self) -> None:
+        """Where the OS layer is incomplete, generated mechanisms are not activated unless allowed explicitly."""
+        if self.allow_weak_sandbox or not any(slot.active and not slot.ref.trusted for slot in self._slots):
+            return
+        missing = self._host.missing_protections()
+        if not missing:
+            return
+        reason = (f"not activated: the mechanism sandbox is incomplete here (missing: {'; '.join(missing)}); "
+                  f"set {ALLOW_WEAK_SETTING} to run generated mechanisms anyway")
+        for slot in self._slots:
+            if slot.active and not slot.ref.trusted:
+                self._quarantine(slot, reason)
 
     def _load_and_replay_all(self) -> bool:
         """Load every active mechanism fresh, then replay observe; False if the worker was replaced meanwhile."""
@@ -376,7 +405,9 @@ class MechanismRuntime:
     def _load(self, slot: _Slot) -> bool:
         try:
             loaded = self._host.load(slot.key, slot.ref.source)
-        except SandboxError as error:
+        except Exception as error:  # noqa: BLE001 - SandboxError, or any other host failure: quarantine, never raise
+            if not isinstance(error, SandboxError):
+                logger.exception("the sandbox host failed loading %s", slot.ref.name)
             self._quarantine(slot, f"loading failed: {error}")
             return self._host.running  # False: the worker was replaced, everyone must be reloaded
         slot.hooks = frozenset(loaded.hooks)
@@ -389,7 +420,9 @@ class MechanismRuntime:
         for position, (ctx, result) in enumerate(self._history):
             try:
                 self._host.call(slot.key, "observe", [ctx, result], timeout_s=self.call_timeout_s)
-            except SandboxError as error:
+            except Exception as error:  # noqa: BLE001 - as in _call: quarantine, never raise
+                if not isinstance(error, SandboxError):
+                    logger.exception("the sandbox host failed replaying %s", slot.ref.name)
                 self._quarantine(slot, f"observe failed while rebuilding state (past experiment {position + 1}): {error}")
                 return self._host.running
             slot.replayed += 1

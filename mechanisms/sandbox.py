@@ -7,12 +7,19 @@ loaded mechanism: `generation` counts worker starts, so a caller (the runtime) k
 and replay. Errors are SandboxError subclasses whose message is fit to show to a user or an LLM.
 
 Defence in depth (tests/unit/test_sandbox_hostile.py attacks each layer on its own):
-  static policy (mechanisms/policy.py)   one class, import allowlist, no dunders/reflection/I/O
-  restricted builtins and module proxies no open/exec/getattr..., no private or module attributes
-  process (Linux, as root)               uid nobody, chroot into an empty dir, own network namespace,
-                                         RLIMIT_AS/CPU/NOFILE/FSIZE=0/CORE=0/NPROC=0, no new privileges,
+  static policy (mechanisms/policy.py)   one class, per-module name allowlists, no dunders/reflection/I/O,
+                                         modules used only as `module.NAME`, no format fields reaching attributes
+  restricted builtins and module proxies exactly the policy's allowlists, read-only
+  OS (mechanisms/sandbox_os.py)          the same for root and ordinary users: unprivileged uid; user, mount,
+                                         PID, network, IPC, UTS namespaces; chroot into an empty read-only
+                                         dir; PID 1 of its own PID namespace; no capabilities; rlimits
+                                         AS/CPU/NOFILE/FSIZE=0/CORE=0/NPROC=0; no_new_privs; Landlock (no
+                                         files, no TCP, no signals out) and seccomp where offered;
                                          scrubbed environment, no site-packages
-  host                                   wall-clock timeout per request, bounded answers, restart
+  host                                   wall-clock timeout per request, answers bounded in size and depth
+                                         (search/safe_json), strict protocol, restart
+Where the OS layer is incomplete (no user namespaces), `missing_protections` says what is missing and
+the runtime activates no generated mechanism unless allowed explicitly (BILEVEL_SANDBOX_ALLOW_WEAK=1).
 """
 
 from __future__ import annotations
@@ -34,12 +41,31 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from mechanisms.policy import HOOK_ARITY, build_allowlist, trusted_module_paths
+from search.safe_json import loads_bounded
+
 logger = logging.getLogger(__name__)
 
 WORKER_PATH = Path(__file__).with_name("sandbox_worker.py")
 POLICY_PATH = Path(__file__).with_name("policy.py")
-# Trusted modules a mechanism may import inside the sandbox, loaded by the worker from these files.
-TRUSTED_MODULES = {"helpers": Path(__file__).with_name("helpers.py")}
+CONFINEMENT_PATH = Path(__file__).with_name("sandbox_os.py")
+SAFE_JSON_PATH = Path(__file__).resolve().parents[1] / "search" / "safe_json.py"
+ALLOW_WEAK_SETTING = "BILEVEL_SANDBOX_ALLOW_WEAK=1"
+# What must hold for the sandbox to count as complete (Landlock and seccomp come on top where offered).
+REQUIRED_PROTECTIONS = {
+    "user_namespace": "user namespace",
+    "mount_namespace": "mount namespace",
+    "pid_namespace": "PID namespace",
+    "network_namespace": "network namespace",
+    "ipc_namespace": "IPC namespace",
+    "uts_namespace": "UTS namespace",
+    "chroot": "chroot into an empty directory",
+    "capabilities": "no capabilities",
+    "no_new_privs": "no_new_privs",
+}
+OPTIONAL_PROTECTIONS = {"landlock": "Landlock", "seccomp": "seccomp"}
+RLIMITS = ("RLIMIT_AS", "RLIMIT_CPU", "RLIMIT_NOFILE", "RLIMIT_FSIZE", "RLIMIT_CORE", "RLIMIT_NPROC")
+RESPONSE_KEYS = frozenset({"id", "ok", "value", "kind", "error", "cpu"})
 STDERR_TAIL_BYTES = 16 * 1024
 READ_CHUNK = 64 * 1024
 CPU_RESTART_FRACTION = 0.8
@@ -65,9 +91,12 @@ class SandboxLimits:
     max_response_bytes: int = 256 * 1024
     start_timeout_s: float = 20.0
     load_timeout_s: float = 5.0
-    drop_privileges: bool = True  # to uid/gid nobody when started as root
-    isolate_network: bool = True  # a new, empty network namespace where the kernel allows it
-    chroot: bool = True  # into the empty working directory, when started as root
+    max_response_depth: int = 64  # nesting of arrays/objects in one answer (the host decodes without recursion risk)
+    isolate: bool = True  # namespaces + chroot + PID 1; False simulates a kernel without user namespaces
+    landlock: bool = True  # where the kernel offers it
+    seccomp: bool = True  # where libseccomp is installed
+    become_uid: int | None = None  # test knob, honoured only when started as root: this uid instead of nobody
+    become_gid: int | None = None
 
 
 class SandboxError(RuntimeError):
@@ -156,20 +185,49 @@ class _Oversized(Exception):
     pass
 
 
+class _Forged(Exception):
+    pass
+
+
+def _protocol_problem(response: Any, request_id: int) -> str | None:
+    """Why `response` is not a well-formed answer to request `request_id`, or None."""
+    if not isinstance(response, dict):
+        return "not a JSON object"
+    if response.get("id") != request_id or isinstance(response.get("id"), bool):
+        return f"answer to request {response.get('id')!r}, expected {request_id}"
+    if set(response) - RESPONSE_KEYS:
+        return "unknown fields " + ", ".join(sorted(str(k) for k in set(response) - RESPONSE_KEYS)[:5])
+    cpu = response.get("cpu")
+    if isinstance(cpu, bool) or not isinstance(cpu, (int, float)) or not 0 <= cpu < 1e9:
+        return "no valid cpu field"
+    if not isinstance(response.get("ok"), bool):
+        return "no valid ok field"
+    if not response["ok"] and not (isinstance(response.get("kind"), str) and isinstance(response.get("error"), str)):
+        return "a failure without kind and error"
+    return None
+
+
 class _Worker:
     """One worker process: its pipes, its temporary directory and a bounded tail of its stderr."""
 
-    def __init__(self, limits: SandboxLimits, python: str, allow_unchecked: bool) -> None:
+    def __init__(self, limits: SandboxLimits, python: str, allow_unchecked: bool, trusted_modules: dict[str, str]) -> None:
         self.directory = tempfile.mkdtemp(prefix="bilevel-sandbox-")
-        settings = {key: value for key, value in asdict(limits).items() if not key.endswith("timeout_s")}
-        settings["allow_unchecked"] = allow_unchecked
-        settings["module_paths"] = _third_party_paths()
-        settings["trusted_modules"] = {name: str(path) for name, path in TRUSTED_MODULES.items()}
+        # Empty and read-only for everyone: the worker chroots into it, as whatever uid it runs as.
+        os.chmod(self.directory, 0o555)
+        settings: dict[str, Any] = {key: value for key, value in asdict(limits).items() if not key.endswith("timeout_s")}
+        settings.update(
+            allow_unchecked=allow_unchecked,
+            module_paths=_third_party_paths(),
+            policy_path=str(POLICY_PATH),
+            confinement_path=str(CONFINEMENT_PATH),
+            safe_json_path=str(SAFE_JSON_PATH),
+            trusted_modules=dict(trusted_modules),
+        )
         env = {key: os.environ[key] for key in WORKER_ENV_KEEP if key in os.environ}
         env.update(WORKER_ENV_FIXED)
         # -S: no site-packages (so none of our packages, nor .pth hooks); the directories of allowlisted
         # third-party modules are passed explicitly. Not -I: it would ignore PYTHONHASHSEED.
-        command = [python, "-s", "-S", "-P", "-B", str(WORKER_PATH), str(POLICY_PATH), json.dumps(settings)]
+        command = [python, "-s", "-S", "-P", "-B", str(WORKER_PATH), json.dumps(settings)]
         try:
             self.process = subprocess.Popen(
                 command,
@@ -211,6 +269,14 @@ class _Worker:
                 continue
             except (BrokenPipeError, OSError) as error:
                 raise _Gone from error
+
+    def has_unread_output(self) -> bool:
+        """Whether the worker wrote protocol bytes nobody asked for (an honest worker never does)."""
+        if self.pending:
+            return True
+        poller = select.poll()
+        poller.register(self.stdout_fd, select.POLLIN)
+        return any(event & select.POLLIN for _fd, event in poller.poll(0))
 
     def receive(self, deadline: float, limit: int) -> bytes:
         while b"\n" not in self.pending:
@@ -277,16 +343,47 @@ def _third_party_paths() -> list[str]:
     return [str(Path(next(iter(spec.submodule_search_locations))).parent)]
 
 
+def missing_protections(protections: dict[str, Any]) -> list[str]:
+    """What the worker's OS layer lacks, each with the reason it gave; empty when the sandbox is complete."""
+    errors = protections.get("errors") if isinstance(protections.get("errors"), dict) else {}
+    by_reason: dict[str, list[str]] = {}  # the namespaces usually fail together, for one reason
+    for key, label in REQUIRED_PROTECTIONS.items():
+        if protections.get(key) is not True:
+            reason = errors.get(key) or (errors.get("namespaces") if key.endswith("namespace") or key == "chroot" else None)
+            by_reason.setdefault(str(reason or ""), []).append(label)
+    missing = [", ".join(labels) + (f" ({reason})" if reason else "") for reason, labels in by_reason.items()]
+    rlimits = protections.get("rlimits") if isinstance(protections.get("rlimits"), dict) else {}
+    for name in RLIMITS:
+        if name not in rlimits:
+            missing.append(f"{name} ({errors.get(name, 'not applied')})")
+    if protections.get("uid") == 0:
+        missing.append(f"an unprivileged uid ({errors.get('uid', 'still root')})")
+    return missing
+
+
+def describe_protections(protections: dict[str, Any]) -> str:
+    """One line: each protection on or off (for logs and `bilevel doctor`)."""
+    parts = []
+    for key, label in {**REQUIRED_PROTECTIONS, **OPTIONAL_PROTECTIONS}.items():
+        held = protections.get(key) is True
+        parts.append(f"{label} {'on' if held else 'off'}" + (f" (ABI {protections.get('landlock_abi')})" if held and key == "landlock" else ""))
+    rlimits = protections.get("rlimits") if isinstance(protections.get("rlimits"), dict) else {}
+    parts.append("rlimits " + ("on" if all(name in rlimits for name in RLIMITS) else "partly off"))
+    parts.append(f"uid {protections.get('uid')}")
+    return ", ".join(parts)
+
+
 def _log_protections(protections: dict[str, Any]) -> None:
     """Say once which process-level protections hold on this platform, and warn about the missing ones."""
-    logger.info("mechanism sandbox protections: %s", protections)
-    missing = []
-    if not protections.get("network_isolated"):
-        missing.append(f"network access ({protections.get('network_error', 'no network namespace')})")
-    if protections.get("uid") == 0:
-        missing.append("running as root (could not drop to nobody)")
+    logger.info("mechanism sandbox protections: %s", describe_protections(protections))
+    missing = missing_protections(protections)
     if missing:
-        logger.warning("the mechanism sandbox is weaker here: %s; the static policy still applies", "; ".join(missing))
+        logger.warning("the mechanism sandbox is incomplete here, missing: %s. Generated mechanisms are not activated "
+                       "unless %s is set", "; ".join(missing), ALLOW_WEAK_SETTING)
+    errors = protections.get("errors") if isinstance(protections.get("errors"), dict) else {}
+    for key, label in OPTIONAL_PROTECTIONS.items():
+        if protections.get(key) is not True:
+            logger.info("mechanism sandbox: %s is off (%s)", label, errors.get(key, "unknown reason"))
 
 
 def _wait_for(fd: int, event: int, deadline: float) -> bool:
@@ -335,12 +432,16 @@ class SandboxHost:
         call_timeout_s: float = 2.0,
         python: str | None = None,
         allow_unchecked: bool = False,
+        trusted_modules: dict[str, str] | None = None,
     ) -> None:
-        """`allow_unchecked` lets `load(..., check_policy=False)` skip the policy: for hostile tests only."""
+        """`allow_unchecked` lets `load(..., check_policy=False)` skip the policy: for hostile tests only.
+        `trusted_modules` (import name -> file) default to the ones next to mechanisms/policy.py (helpers.py)."""
         self.limits = limits or SandboxLimits()
         self.call_timeout_s = call_timeout_s
         self.python = python or sys.executable
         self.allow_unchecked = allow_unchecked
+        self.trusted_modules = {k: str(v) for k, v in (trusted_module_paths() if trusted_modules is None else trusted_modules).items()}
+        self.allowlist = build_allowlist(self.trusted_modules)  # what the policy allows here (host and worker alike)
         self._worker: _Worker | None = None
         self._lock = threading.RLock()
         self._next_id = 0
@@ -368,6 +469,10 @@ class SandboxHost:
             self._ensure_started()
             return dict(self._protections)
 
+    def missing_protections(self) -> list[str]:
+        """What the current worker's OS layer lacks (empty when complete); starts the worker if needed."""
+        return missing_protections(self.protections)
+
     @property
     def running(self) -> bool:
         """Whether a worker is up now (False after a restart-worthy failure, until the next request)."""
@@ -384,17 +489,18 @@ class SandboxHost:
             {"op": "load", "key": key, "source": source, "check_policy": check_policy},
             timeout_s or self.limits.load_timeout_s,
         )
-        if not isinstance(value, dict):
-            raise WorkerCrashed("the sandbox worker answered a load with something unexpected")
-        return LoadedMechanism(
-            key=key,
-            name=str(value.get("name", "")),
-            class_name=str(value.get("class_name", "")),
-            hooks=tuple(h for h in value.get("hooks", ()) if isinstance(h, str)),
-        )
+        hooks = value.get("hooks") if isinstance(value, dict) else None
+        if (not isinstance(hooks, list) or not all(h in HOOK_ARITY for h in hooks)
+                or not isinstance(value.get("name"), str) or not isinstance(value.get("class_name"), str)):
+            with self._lock:
+                self._replace_worker("malformed answer to load")
+            raise WorkerCrashed("the sandbox worker answered a load with something unexpected; it was restarted")
+        return LoadedMechanism(key=key, name=value["name"][:64], class_name=value["class_name"][:64], hooks=tuple(hooks))
 
     def call(self, key: str, hook: str, args: list[Any], *, timeout_s: float | None = None) -> Any:
         """Call `hook(*args)` of the mechanism loaded under `key`; returns its JSON answer."""
+        if hook not in HOOK_ARITY:
+            raise SandboxError(f"unknown hook {hook!r}; the hooks are {', '.join(HOOK_ARITY)}")
         return self._request({"op": "call", "key": key, "hook": hook, "args": args}, timeout_s or self.call_timeout_s)
 
     def drop(self, key: str) -> None:
@@ -438,18 +544,22 @@ class SandboxHost:
         if self._worker is not None:
             logger.warning("the mechanism sandbox worker died while idle (%s); starting a new one", self._worker.exit_description())
             self._stop_worker()
-        worker = _Worker(self.limits, self.python, self.allow_unchecked)
+        worker = _Worker(self.limits, self.python, self.allow_unchecked, self.trusted_modules)
         deadline = time.monotonic() + self.limits.start_timeout_s
         try:
-            hello = json.loads(worker.receive(deadline, self.limits.max_response_bytes))
-        except (_Deadline, _Gone, _Oversized, ValueError) as error:
+            hello = loads_bounded(worker.receive(deadline, self.limits.max_response_bytes),
+                                  self.limits.max_response_bytes, self.limits.max_response_depth)
+            protections = hello["value"]["protections"]
+            if not isinstance(protections, dict):
+                raise TypeError("protections")
+        except (_Deadline, _Gone, _Oversized, ValueError, KeyError, TypeError, OSError) as error:
             worker.stop()
             raise SandboxUnavailable(
                 f"the sandbox worker did not start ({type(error).__name__.strip('_')}, {worker.exit_description()}): {worker.tail(800)}"
             ) from None
         self._worker = worker
         self._generation += 1
-        self._protections = dict(hello.get("value", {}).get("protections", {}))
+        self._protections = dict(protections)
         if self._generation == 1:
             _log_protections(self._protections)
         return worker
@@ -469,12 +579,17 @@ class SandboxHost:
             deadline = time.monotonic() + timeout_s
             what = f"{payload.get('op')} {payload.get('hook', '')}".strip()
             try:
+                if worker.has_unread_output():
+                    raise _Forged
                 worker.send(data, deadline)
                 line = worker.receive(deadline, self.limits.max_response_bytes + 1024)
+            except _Forged:
+                self._replace_worker(f"output outside a request before {what}")
+                raise WorkerCrashed(f"the sandbox worker wrote protocol output nobody asked for (before {what}); it was restarted") from None
             except _Deadline:
                 self._replace_worker(f"{what} ran past {timeout_s:g} s")
                 raise CallTimedOut(f"{what} did not answer within {timeout_s:g} s (endless loop or too slow); the sandbox was restarted") from None
-            except _Gone:
+            except (_Gone, OSError):
                 tail = worker.tail(600)
                 description = self._wait_exit(worker)
                 self._replace_worker(f"worker died during {what}")
@@ -482,23 +597,30 @@ class SandboxHost:
             except _Oversized:
                 self._replace_worker(f"oversized answer to {what}")
                 raise BadAnswer(f"the answer to {what} exceeded {self.limits.max_response_bytes} bytes; the sandbox was restarted") from None
-            response = self._parse_response(line, payload["id"], what)
-            if float(response.get("cpu") or 0.0) > CPU_RESTART_FRACTION * self.limits.cpu_s:
+            response = self._parse_response(worker, line, payload["id"], what)
+            if response["cpu"] > CPU_RESTART_FRACTION * self.limits.cpu_s:
                 self._replace_worker("its CPU-time budget is nearly used")
-            if response.get("ok"):
+            if response["ok"]:
                 return response.get("value")
-            error_class = _ERRORS_BY_KIND.get(str(response.get("kind")), SandboxError)
-            raise error_class(str(response.get("error", "unknown error"))[:2000])
+            error_class = _ERRORS_BY_KIND.get(response["kind"], SandboxError)
+            raise error_class(response["error"][:2000])
 
-    def _parse_response(self, line: bytes, request_id: int, what: str) -> dict[str, Any]:
+    def _parse_response(self, worker: _Worker, line: bytes, request_id: int, what: str) -> dict[str, Any]:
+        """The response, checked strictly: a line an honest worker would never send is a crash (the worker,
+        or a mechanism that escaped into it, is replaced)."""
+        problem = None
         try:
-            response = json.loads(line)
-        except ValueError:
-            response = None
-        if not isinstance(response, dict) or response.get("id") != request_id:
-            self._replace_worker(f"protocol error on {what}")
-            raise WorkerCrashed(f"the sandbox worker broke the protocol during {what}; it was restarted")
-        return response
+            response = loads_bounded(line, self.limits.max_response_bytes + 1024, self.limits.max_response_depth)
+        except ValueError as error:
+            response, problem = None, str(error)
+        if problem is None:
+            problem = _protocol_problem(response, request_id)
+        if problem is None and worker.pending:
+            problem = "more than one line for one request"
+        if problem is not None:
+            self._replace_worker(f"protocol error on {what}: {problem}")
+            raise WorkerCrashed(f"the sandbox worker broke the protocol during {what} ({problem[:200]}); it was restarted")
+        return response  # type: ignore[return-value]
 
     def _wait_exit(self, worker: _Worker) -> str:
         try:
@@ -511,3 +633,12 @@ class SandboxHost:
         """Kill the current worker now; the next request starts a fresh one (a new generation)."""
         logger.warning("mechanism sandbox worker replaced: %s", reason)
         self._stop_worker()
+
+
+def sandbox_protections(limits: SandboxLimits | None = None) -> dict[str, Any]:
+    """Start a worker, and report which protections hold here and what is missing (for `bilevel doctor`).
+    Raises SandboxUnavailable if no worker can start."""
+    with SandboxHost(limits) as host:
+        protections = host.protections
+    return {"protections": protections, "missing": missing_protections(protections),
+            "summary": describe_protections(protections)}

@@ -1,13 +1,17 @@
-"""Sandbox worker: runs untrusted mechanism classes in a locked-down process, answering JSON lines from the host.
+"""Sandbox worker: runs untrusted mechanism classes in a confined process, answering JSON lines from the host.
 
-Started by mechanisms/sandbox.py as a standalone file (`python -s -S -P -B sandbox_worker.py POLICY_PATH
-SETTINGS_JSON`) with a scrubbed environment and an empty temporary directory as cwd. It imports none of
-our packages: the policy module (standard library only) is loaded by its path, before lockdown.
+Started by mechanisms/sandbox.py as a standalone file (`python -s -S -P -B sandbox_worker.py SETTINGS_JSON`)
+with a scrubbed environment and an empty read-only temporary directory as cwd. It imports none of our
+packages: the policy, the OS confinement, the bounded JSON decoder and the trusted modules (helpers.py)
+are loaded by their paths, before lockdown.
 
-Start-up order matters: everything a mechanism may import is imported first, then the worker locks
-itself down (new network namespace, chroot into the empty cwd, resource limits, uid/gid nobody, no new
-privileges) and only then reads the first request. Doing this in the worker
-rather than in a Popen preexec_fn keeps the host safe to use from threads (preexec_fn may deadlock there).
+Start-up order matters: everything a mechanism may use is imported first, then the worker confines
+itself (mechanisms/sandbox_os.py: unprivileged uid, namespaces, chroot, PID 1 of its own PID namespace,
+no capabilities, rlimits, no_new_privs, Landlock, seccomp) and only then reads the first request.
+Doing this in the worker rather than in a Popen preexec_fn keeps the host safe to use from threads.
+
+The runtime layer mirrors the static policy: the builtins are exactly policy.SAFE_BUILTINS, and each
+allowlisted module is a read-only proxy holding exactly the names the policy allows for it.
 
 Protocol, one JSON object per line. The worker speaks on private copies of its stdin/stdout: fd 0 is
 /dev/null and fd 1 goes to stderr, so a mechanism that prints cannot corrupt the protocol.
@@ -16,44 +20,24 @@ Protocol, one JSON object per line. The worker speaks on private copies of its s
     -> {"id": 2, "op": "call", "key": "k", "hook": "plan", "args": [ctx]}
     <- {"id": 2, "ok": true, "value": ...}   or   {"id": 2, "ok": false, "kind": "hook", "error": "..."}
     -> {"id": 3, "op": "drop", "key": "k"}      -> {"id": 4, "op": "ping"}
+Every answer is checked with the host's own bounded decoder before it is sent (depth, NaN, duplicate
+keys), so the host never has to refuse an honest worker's line.
 """
 
 from __future__ import annotations
 
 import builtins
-import ctypes
+import importlib
 import importlib.util
 import json
 import os
-import resource
-import signal
 import sys
 import time
 import traceback
 import types
 
-HOOKS = ("plan", "propose", "screen", "accept", "observe")
-HOOK_ARITY = {"plan": 1, "propose": 1, "screen": 2, "accept": 3, "observe": 2}
-NOBODY = 65534
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWNET = 0x40000000
-PR_SET_NO_NEW_PRIVS = 38
 MAX_ERROR_CHARS = 600
 MAX_PRINT_BYTES = 64 * 1024
-
-# Submodules a mechanism may reach through its allowlisted imports; every other module-typed
-# attribute (random._os, dataclasses.sys, typing.sys, numpy.lib ...) is left out of the proxies.
-ALLOWED_SUBMODULES = {"numpy": ("random", "linalg"), "collections": ("abc",)}
-
-SAFE_BUILTIN_NAMES = (
-    "abs all any ascii bin bool bytearray bytes callable chr classmethod complex dict divmod enumerate "
-    "filter float format frozenset hasattr hash hex id int isinstance issubclass iter len list map max "
-    "min next object oct ord pow property range repr reversed round set slice sorted staticmethod str "
-    "sum super tuple zip True False None NotImplemented Ellipsis "
-    "Exception ArithmeticError AssertionError AttributeError IndexError KeyError LookupError MemoryError "
-    "NotImplementedError OverflowError RecursionError RuntimeError StopIteration TypeError ValueError "
-    "ZeroDivisionError"
-).split()
 
 # os/posix functions that act outside the process; replaced once the worker no longer needs them.
 NEUTRALISED_OS_FUNCTIONS = (
@@ -67,45 +51,54 @@ REMOVED_MODULES = ("subprocess", "socket", "_socket", "ctypes", "_ctypes", "impo
 
 class _Settings:
     def __init__(self, raw: dict) -> None:
-        self.memory_mb = int(raw.get("memory_mb", 1024))
-        self.cpu_s = int(raw.get("cpu_s", 600))
-        self.max_open_files = int(raw.get("max_open_files", 16))
+        self.raw = raw
         self.max_response_bytes = int(raw.get("max_response_bytes", 256 * 1024))
+        self.max_response_depth = int(raw.get("max_response_depth", 64))
         self.allow_unchecked = bool(raw.get("allow_unchecked", False))
-        self.drop_privileges = bool(raw.get("drop_privileges", True))
-        self.isolate_network = bool(raw.get("isolate_network", True))
-        self.chroot = bool(raw.get("chroot", True))
         self.module_paths = [str(p) for p in raw.get("module_paths", [])]
-        self.trusted_modules = {str(k): str(v) for k, v in (raw.get("trusted_modules") or {}).items()}
+        self.policy_path = str(raw["policy_path"])
+        self.confinement_path = str(raw["confinement_path"])
+        self.safe_json_path = str(raw["safe_json_path"])
+        self.trusted_modules = {str(k): str(v) for k, v in dict(raw.get("trusted_modules", {})).items()}
 
 
 # -- modules and builtins a mechanism sees ---------------------------------------------------------
 
 
-def _import_allowed_modules(allowed: frozenset, numpy_denied: frozenset) -> dict:
-    """Import every allowlisted module now (nothing can be imported after chroot) and wrap each in a proxy."""
+class _ReadOnlyModule(types.ModuleType):
+    """A module proxy that mechanisms cannot write to (they share it with the other mechanisms here)."""
+
+    def __setattr__(self, name: str, value) -> None:
+        raise AttributeError(f"module {self.__name__} is read-only in mechanisms")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"module {self.__name__} is read-only in mechanisms")
+
+
+def _build_proxies(allowlist: dict, trusted: dict) -> dict:
+    """Import every allowlisted module now (nothing can be imported after chroot) and wrap each in a proxy
+    that holds exactly its allowlisted names."""
     proxies = {}
-    for name in sorted(allowed):
+    for name in sorted(n for n in allowlist if "." not in n):
         try:
-            module = importlib.import_module(name)
-            for sub in ALLOWED_SUBMODULES.get(name, ()):
-                importlib.import_module(f"{name}.{sub}")
+            module = trusted[name] if name in trusted else importlib.import_module(name)
         except ImportError:
             continue  # e.g. numpy missing: importing it then fails with a clear ImportError
-        denied = numpy_denied if name == "numpy" else frozenset()
-        proxies[name] = _proxy(module, ALLOWED_SUBMODULES.get(name, ()), denied)
+        proxies[name] = _proxy(name, module, allowlist)
     return proxies
 
 
-def _proxy(module: types.ModuleType, submodules: tuple, denied: frozenset) -> types.ModuleType:
-    """A module object holding only the public, non-module attributes of `module` (plus allowed submodules)."""
-    proxy = types.ModuleType(module.__name__)
-    for attribute, value in vars(module).items():
-        if attribute.startswith("_") or attribute in denied or isinstance(value, types.ModuleType):
-            continue
-        setattr(proxy, attribute, value)
-    for sub in submodules:
-        setattr(proxy, sub, _proxy(getattr(module, sub), (), denied))
+def _proxy(dotted: str, module: types.ModuleType, allowlist: dict) -> types.ModuleType:
+    proxy = _ReadOnlyModule(dotted)
+    for attribute in sorted(allowlist[dotted]):
+        submodule = f"{dotted}.{attribute}"
+        if submodule in allowlist:
+            value = _proxy(submodule, importlib.import_module(submodule), allowlist)
+        else:
+            value = getattr(module, attribute, None)
+            if value is None or isinstance(value, types.ModuleType):
+                continue  # not in this version of the library (or a module): using it is an AttributeError
+        types.ModuleType.__setattr__(proxy, attribute, value)
     return proxy
 
 
@@ -142,15 +135,12 @@ def _bounded_print(stream):
     return print_to_stderr
 
 
-def _safe_builtins(proxies: dict) -> dict:
-    safe = {name: getattr(builtins, name) for name in SAFE_BUILTIN_NAMES}
+def _safe_builtins(names: frozenset, proxies: dict) -> dict:
+    safe = {name: getattr(builtins, name) for name in names if name != "print"}
     safe["__build_class__"] = builtins.__build_class__  # the `class` statement needs it
     safe["__import__"] = _restricted_importer(proxies)
     safe["print"] = _bounded_print(sys.stderr)
     return safe
-
-
-# -- lockdown -----------------------------------------------------------------------------------
 
 
 def _isolate_stdio() -> tuple[int, int]:
@@ -161,67 +151,6 @@ def _isolate_stdio() -> tuple[int, int]:
     os.close(devnull)
     os.dup2(2, 1)
     return protocol_in, protocol_out
-
-
-def _lock_down(settings: _Settings) -> dict:
-    """Apply every process-level protection the platform allows; report which ones hold."""
-    held: dict = {"uid": os.getuid()}
-    is_root = os.geteuid() == 0
-    libc = ctypes.CDLL(None, use_errno=True)
-    unshare = getattr(libc, "unshare", None)  # Linux only
-    prctl = getattr(libc, "prctl", None)
-    held["network_isolated"] = False
-    if settings.isolate_network and unshare is not None:
-        # root may unshare the network alone; others need a user namespace, where the kernel allows it
-        flags = CLONE_NEWNET if is_root else CLONE_NEWUSER | CLONE_NEWNET
-        held["network_isolated"] = unshare(flags) == 0
-        if not held["network_isolated"]:
-            held["network_error"] = os.strerror(ctypes.get_errno())
-        # in a new user namespace without a uid map we show up as uid 65534, but nothing was dropped
-        held["user_namespace"] = held["network_isolated"] and not is_root
-    held["chroot"] = False
-    if settings.chroot and is_root:
-        try:
-            os.chroot(".")
-            os.chdir("/")
-            held["chroot"] = True
-        except OSError as error:  # e.g. a container without CAP_SYS_CHROOT: carry on, reported
-            held["chroot_error"] = str(error)
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past RLIMIT_FSIZE fails with EFBIG instead of killing us
-    held["rlimits"] = _set_rlimits(settings)
-    if settings.drop_privileges and is_root:
-        try:
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-        except OSError as error:
-            held["drop_privileges_error"] = str(error)
-    held["uid"] = os.getuid()
-    held["no_new_privs"] = prctl is not None and prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
-    # No PR_SET_PDEATHSIG: it fires when the *thread* that started us exits, and the host may run in
-    # short-lived task threads. An idle worker exits on EOF when the host dies; a busy one meets RLIMIT_CPU.
-    return held
-
-
-def _set_rlimits(settings: _Settings) -> dict:
-    wanted = {
-        "RLIMIT_AS": settings.memory_mb * 1024 * 1024,
-        "RLIMIT_CPU": settings.cpu_s,
-        "RLIMIT_NOFILE": settings.max_open_files,
-        "RLIMIT_FSIZE": 0,
-        "RLIMIT_CORE": 0,
-        "RLIMIT_NPROC": 0,  # no child processes (counts per uid: effective once we are nobody, never for root)
-    }
-    applied = {}
-    for name, soft in wanted.items():
-        # CPU: SIGXCPU at the soft limit, SIGKILL a little later.
-        hard = soft + 5 if name == "RLIMIT_CPU" else soft
-        try:
-            resource.setrlimit(getattr(resource, name), (soft, hard))
-            applied[name] = soft
-        except (ValueError, OSError) as error:
-            applied[name] = f"not applied: {error}"
-    return applied
 
 
 def _neutralise_process_access() -> None:
@@ -246,8 +175,9 @@ def _neutralise_process_access() -> None:
 class _Mechanisms:
     """The loaded mechanism instances of this worker, by key."""
 
-    def __init__(self, policy, proxies: dict, settings: _Settings) -> None:
+    def __init__(self, policy, allowlist: dict, proxies: dict, settings: _Settings) -> None:
         self.policy = policy
+        self.allowlist = allowlist
         self.proxies = proxies
         self.settings = settings
         self.instances: dict = {}
@@ -260,7 +190,7 @@ class _Mechanisms:
             raise _Refused("request", "load needs a string key and source")
         class_name = None
         if check_policy or not self.settings.allow_unchecked:
-            report = self.policy.check_source(source)
+            report = self.policy.check_source(source, allowlist=self.allowlist)
             if not report.ok:
                 raise _Refused("policy", "the mechanism breaks the sandbox policy:\n" + report.summary())
             class_name = report.class_name
@@ -268,7 +198,7 @@ class _Mechanisms:
         filename = f"<mechanism {self.loads}>"
         # A real (registered) module, because dataclasses looks the class's module up in sys.modules.
         module = types.ModuleType(f"mechanism_{self.loads}")
-        module.__builtins__ = _safe_builtins(self.proxies)
+        module.__builtins__ = _safe_builtins(self.policy.SAFE_BUILTINS, self.proxies)
         sys.modules[module.__name__] = module
         namespace = module.__dict__
         lines = source.splitlines()
@@ -279,7 +209,7 @@ class _Mechanisms:
                 raise _Refused("load", "no class found in the mechanism source")
             instance = cls()
             # attribute reads may run mechanism code too (properties), so they stay inside the guard
-            hooks = [hook for hook in HOOKS if callable(getattr(instance, hook, None))]
+            hooks = [hook for hook in self.policy.HOOKS if callable(getattr(instance, hook, None))]
             name = getattr(instance, "name", None)
         except _Refused:
             sys.modules.pop(module.__name__, None)
@@ -301,7 +231,8 @@ class _Mechanisms:
         instance = self.instances.get(key)
         if instance is None:
             raise _Refused("missing", f"no mechanism loaded under key {key!r}")
-        if hook not in HOOKS or not isinstance(args, list) or len(args) != HOOK_ARITY[hook]:
+        arity = self.policy.HOOK_ARITY.get(hook) if isinstance(hook, str) else None
+        if arity is None or not isinstance(args, list) or len(args) != arity:
             raise _Refused("request", f"bad call of hook {hook!r} with {len(args) if isinstance(args, list) else '?'} arguments")
         filename, lines = self.sources[key]
         try:
@@ -365,14 +296,31 @@ def _json_default(value):
     raise TypeError(f"a {type(value).__name__} is not JSON (return dicts, lists, strings, numbers, booleans or None)")
 
 
-def _encode(message: dict, limit: int) -> bytes:
-    try:
-        text = json.dumps(message, allow_nan=False, default=_json_default, separators=(",", ":"))
-    except Exception as error:  # noqa: BLE001 - encoding may run mechanism code (dict subclasses); any failure is a bad answer
-        text = json.dumps({"id": message.get("id"), "ok": False, "kind": "answer", "error": f"the answer is not valid JSON: {_safe_text(error)}"})
-    if len(text) > limit:
-        text = json.dumps({"id": message.get("id"), "ok": False, "kind": "answer", "error": f"the answer is {len(text)} bytes; the limit is {limit}"})
-    return text.encode("ascii") + b"\n"
+class _Encoder:
+    """Encodes answers, refusing (as a bad answer) anything the host's bounded decoder would refuse."""
+
+    def __init__(self, safe_json, limit: int, depth: int) -> None:
+        self.safe_json = safe_json
+        self.limit = limit
+        self.depth = depth
+
+    def encode(self, message: dict) -> bytes:
+        try:
+            text = json.dumps(message, allow_nan=False, default=_json_default, separators=(",", ":"))
+        except BaseException as error:  # noqa: BLE001 - encoding may run mechanism code (dict subclasses) or recurse
+            return self._refused(message, f"the answer is not valid JSON: {_safe_text(error)}")
+        if len(text) > self.limit:
+            return self._refused(message, f"the answer is {len(text)} bytes; the limit is {self.limit}")
+        try:
+            self.safe_json.loads_bounded(text, self.limit, self.depth)
+        except ValueError as error:
+            return self._refused(message, f"the answer was refused: {_safe_text(error)}")
+        return text.encode("ascii") + b"\n"
+
+    @staticmethod
+    def _refused(message: dict, error: str) -> bytes:
+        refusal = {"id": message.get("id"), "ok": False, "kind": "answer", "error": error, "cpu": message.get("cpu", 0.0)}
+        return json.dumps(refusal).encode("ascii") + b"\n"
 
 
 def _handle(request: dict, mechanisms: _Mechanisms) -> dict:
@@ -389,17 +337,16 @@ def _handle(request: dict, mechanisms: _Mechanisms) -> dict:
     raise _Refused("request", f"unknown op {op!r}")
 
 
-def serve(protocol_in: int, protocol_out: int, mechanisms: _Mechanisms, hello: dict) -> None:
+def serve(protocol_in: int, protocol_out: int, mechanisms: _Mechanisms, encoder: _Encoder, hello: dict) -> None:
     reader = os.fdopen(protocol_in, "rb")
     write = os.write  # kept before os is neutralised
 
     def send(message: dict) -> None:
-        data = _encode(message, mechanisms.settings.max_response_bytes)
-        view = memoryview(data)
+        view = memoryview(encoder.encode(message))
         while view:
             view = view[write(protocol_out, view) :]
 
-    send({"id": 0, "ok": True, "value": hello})
+    send({"id": 0, "ok": True, "value": hello, "cpu": 0.0})
     while True:
         line = reader.readline()
         if not line:
@@ -408,7 +355,7 @@ def serve(protocol_in: int, protocol_out: int, mechanisms: _Mechanisms, hello: d
             request = json.loads(line)
             request_id = request.get("id")
         except (ValueError, AttributeError):
-            send({"id": None, "ok": False, "kind": "request", "error": "the request is not a JSON object"})
+            send({"id": None, "ok": False, "kind": "request", "error": "the request is not a JSON object", "cpu": 0.0})
             continue
         try:
             response = _handle(request, mechanisms)
@@ -423,50 +370,39 @@ def serve(protocol_in: int, protocol_out: int, mechanisms: _Mechanisms, hello: d
         send(response)
 
 
-def _load_trusted_modules(paths: dict) -> dict:
-    """Our own pure helper modules (mechanisms/helpers.py), loaded by path; mechanisms see only their __all__."""
-    proxies = {}
-    for name, path in paths.items():
-        spec = importlib.util.spec_from_file_location(f"_bilevel_trusted_{name}", path)
-        if spec is None or spec.loader is None:
-            continue
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        proxy = types.ModuleType(name)
-        for attribute in getattr(module, "__all__", ()):
-            setattr(proxy, attribute, getattr(module, attribute))
-        proxies[name] = proxy
-    return proxies
-
-
-def _load_policy(path: str):
-    spec = importlib.util.spec_from_file_location("_bilevel_mechanism_policy", path)
+def _load_file(name: str, path: str) -> types.ModuleType:
+    """Import one of our standard-library-only files by path (our packages are not importable here)."""
+    spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
-        raise SystemExit(f"cannot load the policy module from {path}")
+        raise SystemExit(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses looks the module up while building the policy's classes
+    sys.modules[spec.name] = module  # dataclasses looks the module up while building its classes
     spec.loader.exec_module(module)
     return module
 
 
 def main(argv: list) -> None:
-    if len(argv) != 3:
-        raise SystemExit("usage: sandbox_worker.py POLICY_PATH SETTINGS_JSON")
-    settings = _Settings(json.loads(argv[2]))
+    if len(argv) != 2:
+        raise SystemExit("usage: sandbox_worker.py SETTINGS_JSON")
+    settings = _Settings(json.loads(argv[1]))
     sys.path.extend(settings.module_paths)  # started without site-packages: only numpy's directory is added
-    policy = _load_policy(argv[1])
-    proxies = _import_allowed_modules(policy.ALLOWED_IMPORTS, policy.FORBIDDEN_NUMPY_ATTRIBUTES)
-    proxies.update(_load_trusted_modules(settings.trusted_modules))
+    policy = _load_file("_bilevel_mechanism_policy", settings.policy_path)
+    confinement = _load_file("_bilevel_sandbox_os", settings.confinement_path)
+    safe_json = _load_file("_bilevel_safe_json", settings.safe_json_path)
+    trusted = {name: _load_file(f"_bilevel_trusted_{name}", path) for name, path in settings.trusted_modules.items()}
+    allowlist = policy.build_allowlist(settings.trusted_modules)
+    proxies = _build_proxies(allowlist, trusted)
     import random
 
     random.seed(0)  # the shared global RNG starts the same in every worker, so replays repeat
     if "numpy" in proxies:
         proxies["numpy"].random.seed(0)
     protocol_in, protocol_out = _isolate_stdio()
-    protections = _lock_down(settings)
+    protections = confinement.confine(confinement.Options(settings.raw), keeper_closes=(protocol_in, protocol_out))
     _neutralise_process_access()
-    mechanisms = _Mechanisms(policy, proxies, settings)
-    serve(protocol_in, protocol_out, mechanisms, {"pid": os.getpid(), "protections": protections})
+    mechanisms = _Mechanisms(policy, allowlist, proxies, settings)
+    encoder = _Encoder(safe_json, settings.max_response_bytes, settings.max_response_depth)
+    serve(protocol_in, protocol_out, mechanisms, encoder, {"pid": os.getpid(), "protections": protections})
 
 
 if __name__ == "__main__":

@@ -76,22 +76,25 @@ def validate_mechanism(
     limits: ValidationLimits | None = None,
     space: SearchSpace | None = None,
     metric_name: str | None = None,
+    allow_weak_sandbox: bool = False,
 ) -> ValidationReport:
-    """Run the four stages in order and stop at the first failure. Never raises for a bad mechanism."""
+    """Run the four stages in order and stop at the first failure. Never raises for a bad mechanism, nor for a
+    sandbox that fails (`bilevel mechanisms validate` calls this on a user's file). Where the sandbox is incomplete
+    the import stage fails, unless `allow_weak_sandbox` (settings.sandbox_allow_weak)."""
     limits = limits or ValidationLimits()
     own_host = host is None
     host = host if host is not None else SandboxHost(call_timeout_s=limits.call_timeout_s)
     report = ValidationReport(ok=False)
     runtime: MechanismRuntime | None = None
     try:
-        policy = _run_stage(report, "policy", lambda: _policy_stage(source))
+        policy = _run_stage(report, "policy", lambda: _policy_stage(source, host))
         if policy is None:
             return report
         report.class_name = policy["class_name"]
         if _run_stage(report, "static", lambda: _static_stage(source, metric_name)) is None:
             return report
         ref = MechanismRef(name=name, version=version, source=source)
-        runtime = _run_stage(report, "import", lambda: _import_stage(ref, host, limits))
+        runtime = _run_stage(report, "import", lambda: _import_stage(ref, host, limits, allow_weak_sandbox))
         if runtime is None:
             return report
         report.name = runtime.liveness()[name]["declared_name"]
@@ -123,12 +126,13 @@ def _run_stage(report: ValidationReport, stage: str, body: Any) -> Any:
         report.error = message[:1500]
         logger.info("mechanism validation: %s failed in %.3f s: %s", stage, seconds, failure)
         return None
-    except SandboxError as error:  # the sandbox itself could not serve us (e.g. it cannot start)
+    except Exception as error:  # noqa: BLE001 - the sandbox could not serve us (SandboxError), or anything else
         seconds = time.perf_counter() - started
-        report.stages.append(StageReport(name=stage, ok=False, seconds=round(seconds, 4), error=str(error)))
+        text = str(error) if isinstance(error, SandboxError) else f"{type(error).__name__}: {error}"
+        report.stages.append(StageReport(name=stage, ok=False, seconds=round(seconds, 4), error=text[:1500]))
         report.stage_failed = stage
-        report.error = f"{stage} stage could not run: {error}"[:1500]
-        logger.error("mechanism validation: %s could not run: %s", stage, error)
+        report.error = f"{stage} stage could not run: {text}"[:1500]
+        logger.error("mechanism validation: %s could not run: %s", stage, text, exc_info=not isinstance(error, SandboxError))
         return None
     seconds = time.perf_counter() - started
     report.stages.append(StageReport(name=stage, ok=True, seconds=round(seconds, 4), detail=detail))
@@ -136,8 +140,8 @@ def _run_stage(report: ValidationReport, stage: str, body: Any) -> Any:
     return value
 
 
-def _policy_stage(source: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    policy = check_source(source)
+def _policy_stage(source: str, host: SandboxHost) -> tuple[dict[str, Any], dict[str, Any]]:
+    policy = check_source(source, allowlist=host.allowlist)  # the names the worker offers (trusted modules included)
     if not policy.ok:
         raise _StageFailed(
             "the code breaks the sandbox rules:\n" + policy.summary(),
@@ -154,9 +158,10 @@ def _static_stage(source: str, metric_name: str | None) -> tuple[bool, dict[str,
     return True, {}
 
 
-def _import_stage(ref: MechanismRef, host: SandboxHost, limits: ValidationLimits) -> tuple[MechanismRuntime, dict[str, Any]]:
+def _import_stage(ref: MechanismRef, host: SandboxHost, limits: ValidationLimits,
+                  allow_weak_sandbox: bool) -> tuple[MechanismRuntime, dict[str, Any]]:
     runtime = MechanismRuntime([ref], call_timeout_s=limits.call_timeout_s, host=host,
-                               quarantine_log_level=logging.INFO)
+                               quarantine_log_level=logging.INFO, allow_weak_sandbox=allow_weak_sandbox)
     entry = runtime.liveness()[ref.name]
     if entry["quarantined"]:
         runtime.close()

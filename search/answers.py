@@ -1,11 +1,14 @@
-"""Decoding untrusted LLM answers: bounded in size, JSON only, a Markdown fence tolerated."""
+"""Decoding untrusted LLM answers: bounded in size and depth, JSON only (no NaN, no duplicate keys), a Markdown
+fence tolerated."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from search.safe_json import loads_bounded
+
 MAX_ANSWER_CHARS = 20_000
+MAX_ANSWER_DEPTH = 32  # proposals, Level 1.5 and research answers nest 3-4 levels
 
 
 def extract_json(text: str, limit: int = MAX_ANSWER_CHARS) -> Any:
@@ -26,6 +29,6 @@ def extract_json(text: str, limit: int = MAX_ANSWER_CHARS) -> Any:
     if end < start:
         raise ValueError("the JSON in the answer is not closed")
     try:
-        return json.loads(stripped[start : end + 1])
-    except json.JSONDecodeError as error:
-        raise ValueError(f"the answer is not valid JSON: {error.msg} at position {error.pos}") from error
+        return loads_bounded(stripped[start : end + 1], max_bytes=4 * limit, max_depth=MAX_ANSWER_DEPTH)
+    except ValueError as error:
+        raise ValueError(f"the answer is refused: {error}") from None

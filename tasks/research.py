@@ -98,13 +98,14 @@ def _validation_key(_context: Any, parameters: dict[str, Any]) -> str:
 
 @task(name="validate-mechanism", cache_key_fn=_validation_key, persist_result=True,
       task_run_name="validate {request.name} a{request.attempt}")
-def validate_candidate(request: ValidationRequest, trace: Trace, space: SearchSpace, source: ReplaySource) -> dict:
+def validate_candidate(request: ValidationRequest, trace: Trace, space: SearchSpace, source: ReplaySource,
+                       allow_weak_sandbox: bool = False) -> dict:
     """Policy -> static checks -> sandbox import -> smoke test replaying the real trace -> liveness. JSON report."""
     from mechanisms.replay import replay_steps
     from mechanisms.validate import validate_mechanism
 
     report = validate_mechanism(request.source, replay_steps(trace, space, source), name=request.name, space=space,
-                                metric_name=trace.objective.name)
+                                metric_name=trace.objective.name, allow_weak_sandbox=allow_weak_sandbox)
     return report.model_dump(mode="json")
 
 

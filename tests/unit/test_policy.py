@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from mechanisms.library import list_library
-from mechanisms.policy import PolicyLimits, check_source
+from mechanisms.policy import PolicyLimits, build_allowlist, check_source, trusted_module_names, trusted_module_paths
 
 GOOD = textwrap.dedent(
     '''
@@ -126,6 +126,7 @@ def test_dunder_attribute_access_is_refused(expression):
         "np.lib.stride_tricks.as_strided",
         "np.zeros(3).tofile('x')",
         "np.zeros(3).ctypes",
+        "np.random.default_rng(0).bit_generator.cffi",
         "random._os",
         "json.dump({}, None)",
     ],
@@ -201,3 +202,188 @@ def test_every_violation_is_reported_with_its_line_in_order():
 def test_non_text_input_is_a_violation_not_a_crash():
     assert not check_source(b"class A: pass").ok  # type: ignore[arg-type]
     assert not check_source("class A:\n    x = '\x00'\n").ok
+
+
+# -- issue 15, finding 1: bypasses of the old policy with allowed modules (each passed it) ------------
+
+BYPASSES = {
+    # copied json's module globals (with the real builtins and `codecs`) into the mechanism's globals
+    "update_wrapper": (
+        "import functools\nimport json\nclass M:\n    def plan(self, ctx):\n"
+        "        functools.update_wrapper(M.plan, json.loads, assigned=(), updated=('globals',))\n"
+        "        return {'guidance': codecs.open('/etc/hostname').read()}\n",
+        {"import", "forbidden-name"},
+    ),
+    # evaluated the string annotation with the real builtins
+    "get_type_hints": (
+        "import typing\nclass M:\n    def plan(self, ctx):\n"
+        "        def f(x: \"open('/etc/hostname').read()\"):\n            return x\n"
+        "        return {'guidance': str(typing.get_type_hints(f, globalns={}))}\n",
+        {"module-attribute", "annotation"},
+    ),
+    # read the worker's internals through a format field
+    "format": (
+        "class M:\n    def plan(self, ctx):\n        return {'guidance': '{0.plan.__func__.__globals__}'.format(self)}\n",
+        {"format"},
+    ),
+    # a module alias evaded the numpy I/O check
+    "numpy_alias": (
+        "import numpy\nclass M:\n    def plan(self, ctx):\n        np = numpy\n        np.save('/tmp/x.npy', np.zeros(2))\n",
+        {"module-alias"},
+    ),
+    # nested classes were not checked: a base from a module, a metaclass
+    "nested_class": (
+        "import json\nclass M:\n    class Decoder(json.JSONDecoder, metaclass=object):\n        pass\n"
+        "    def plan(self, ctx):\n        return None\n",
+        {"class", "module-attribute"},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(BYPASSES))
+def test_the_bypasses_of_finding_1_are_refused(name):
+    source, expected = BYPASSES[name]
+    assert expected <= rules(source), check_source(source).summary()
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["m = math", "self.m = math", "x = [math]", "x = {'m': math}", "return math", "print(math)", "x = np.random",
+     "return (np.random, 1)", "y = random_module", "x = np if ctx else None"],
+)
+def test_modules_are_used_only_as_module_name(statement):
+    source = (f"import math\nimport numpy as np\nfrom numpy import random as random_module\n"
+              f"class A:\n    def plan(self, ctx):\n        {statement}\n")
+    assert "module-alias" in rules(source)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["math.sqrt(2.0)", "np.random.default_rng(0).random()", "np.linalg.norm(np.zeros(2))", "random_module.rand()",
+     "sqrt(4.0)", "[math.pi, np.pi]", "sorted([2, 1], key=math.fabs)"],
+)
+def test_allowlisted_names_of_modules_pass(expression):
+    source = (f"import math\nimport numpy as np\nfrom numpy import random as random_module\nfrom math import sqrt\n"
+              f"class A:\n    def plan(self, ctx):\n        return {expression}\n")
+    assert check_source(source).ok, check_source(source).summary()
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["math.nonexistent", "json.load", "np.save", "np.lib", "random.SystemRandom()", "np.random.bit_generator",
+     "collections.abc", "re.purge()", "statistics.sqrt(4)"],
+)
+def test_names_outside_a_modules_allowlist_are_refused(expression):
+    source = (f"import collections\nimport json\nimport math\nimport random\nimport re\nimport statistics\n"
+              f"import numpy as np\nclass A:\n    def plan(self, ctx):\n        return {expression}\n")
+    assert "module-attribute" in rules(source)
+
+
+@pytest.mark.parametrize("statement", ["import numpy.lib", "from json import load", "from functools import partial",
+                                       "from typing import get_type_hints", "import typing.re", "from dataclasses import make_dataclass"])
+def test_imports_of_names_outside_the_allowlist_are_refused(statement):
+    assert "import" in rules(f"{statement}\nclass A:\n    pass\n")
+
+
+@pytest.mark.parametrize("statement", ["math.pi = 3", "del math.pi", "Counter.most_common = len", "math.x += 1"])
+def test_modules_and_imported_names_are_read_only(statement):
+    source = f"import math\nfrom collections import Counter\nclass A:\n    def plan(self, ctx):\n        {statement}\n"
+    assert "module-write" in rules(source)
+
+
+@pytest.mark.parametrize("statement", ["math = 3", "for np in []:\n            pass", "def helper(math):\n            pass"])
+def test_imported_names_are_not_rebound(statement):
+    source = f"import math\nimport numpy as np\nclass A:\n    def plan(self, ctx):\n        {statement}\n"
+    assert "import-rebound" in rules(source)
+
+
+def test_methods_and_class_attributes_may_share_a_modules_name():
+    source = "import random\nclass A:\n    random = 3\n    def json(self):\n        return random.random()\n"
+    assert check_source(source).ok, check_source(source).summary()
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["'{0.x}'.format(self)", "'{0[k]}'.format(ctx)", "'{x.y}'.format(x=self)", "'{:{0.x}}'.format(1, self)",
+     "'{a[0]}'.format_map(ctx)", "template.format(self)", "str.format('{}', 1)",
+     "f'{ctx}'.format(1)", "'{0.x'.format(self)"],
+)
+def test_format_strings_that_reach_attributes_or_items_are_refused(expression):
+    source = f"class A:\n    def plan(self, ctx, template='{{}}'):\n        return {expression}\n"
+    assert "format" in rules(source)
+
+
+@pytest.mark.parametrize("expression", ["'{} {}'.format(1, 2)", "'{0:>{1}}'.format('x', 3)", "'{name!r}'.format(name=1)",
+                                        "self.format(ctx)",
+                                        "f'{ctx!r:>10}'", "'%(a)s' % {'a': 1}"])
+def test_plain_format_strings_pass(expression):
+    source = f"class A:\n    def plan(self, ctx):\n        return {expression}\n"
+    assert check_source(source).ok, check_source(source).summary()
+
+
+@pytest.mark.parametrize(
+    "nested",
+    ["class Inner(dict):\n        pass", "class Inner(metaclass=object):\n        pass",
+     "@staticmethod\n    class Inner:\n        pass", "class Inner:\n        for i in range(3):\n            pass",
+     "class Inner:\n        def __getattr__(self, name):\n            return 1"],
+)
+def test_nested_classes_follow_the_rules_of_the_mechanism_class(nested):
+    source = f"class A:\n    {nested}\n    def plan(self, ctx):\n        return None\n"
+    assert rules(source) & {"class", "class-body", "dunder"}, check_source(source).summary()
+
+
+def test_nested_functions_and_classes_inside_methods_are_checked_too():
+    source = ("class A:\n    def plan(self, ctx):\n        class Local(dict):\n            pass\n"
+              "        @unknown_decorator\n        def inner():\n            return open('x')\n        return inner\n")
+    assert {"class", "decorator", "forbidden-name", "undefined-name"} <= rules(source)
+
+
+def test_method_decorators_are_limited_to_the_builtin_ones():
+    ok = ("class A:\n    @property\n    def x(self):\n        return 1\n    @x.setter\n    def x(self, value):\n"
+          "        pass\n    @staticmethod\n    def s():\n        return 2\n    @classmethod\n    def c(cls):\n        return 3\n")
+    assert check_source(ok).ok, check_source(ok).summary()
+    assert "decorator" in rules("import math\nclass A:\n    @math.sqrt\n    def x(self):\n        return 1\n")
+
+
+def test_undefined_names_are_refused_with_a_message_for_the_llm():
+    report = check_source("class A:\n    def plan(self, ctx):\n        return codecs_module.open('x')\n")
+    assert [v.rule for v in report.violations] == ["undefined-name"]
+    assert "'codecs_module' is not defined" in report.summary()
+
+
+def test_string_annotations_are_refused():
+    assert "annotation" in rules("from typing import List\nclass A:\n    x: List['int'] = None\n")
+    assert "annotation" in rules("class A:\n    def plan(self, ctx) -> 'dict':\n        return None\n")
+    assert check_source("from __future__ import annotations\nclass A:\n    def plan(self, ctx: dict) -> dict:\n        return {}\n").ok
+
+
+@pytest.mark.parametrize("signature", ["plan(self)", "screen(self, ctx)", "accept(self, ctx, result)", "observe(self)",
+                                       "plan(self, ctx, extra)", "propose(self)", "plan(self, ctx, *, flag)"])
+def test_hooks_must_take_their_arguments(signature):
+    assert "hook-signature" in rules(f"class A:\n    def {signature}:\n        return None\n")
+
+
+@pytest.mark.parametrize("signature", ["plan(self, ctx)", "propose(self, ctx)", "screen(self, ctx, candidates)",
+                                       "accept(self, ctx, result, default)", "plan(self, ctx, extra=None)", "plan(self, *args)"])
+def test_hook_signatures_that_fit_pass(signature):
+    assert check_source(f"class A:\n    def {signature}:\n        return None\n").ok
+
+
+def test_a_trusted_modules_exports_are_read_from_its_all_without_importing_it(tmp_path):
+    helpers = tmp_path / "helpers.py"
+    helpers.write_text("raise SystemExit('never imported')\n__all__ = ['untried', '_hidden']\n")
+    assert trusted_module_names(helpers) == frozenset({"untried"})
+    allowlist = build_allowlist({"helpers": str(helpers)})
+    source = "import helpers as h\nfrom helpers import untried\nclass A:\n    def plan(self, ctx):\n        return untried(h.untried)\n"
+    assert check_source(source, allowlist=allowlist).ok
+    assert "module-attribute" in {v.rule for v in check_source(source.replace("h.untried", "h.other"), allowlist=allowlist).violations}
+    assert "import" in {v.rule for v in check_source(source, allowlist=build_allowlist({})).violations}  # without it, no import
+    (tmp_path / "bad.py").write_text("__all__ = names()\n")
+    with pytest.raises(ValueError, match="literal list"):
+        trusted_module_names(tmp_path / "bad.py")
+
+
+def test_the_trusted_modules_next_to_the_policy_are_found(tmp_path):
+    assert trusted_module_paths(tmp_path) == {}
+    (tmp_path / "helpers.py").write_text("__all__ = []\n")
+    assert trusted_module_paths(tmp_path) == {"helpers": str(tmp_path / "helpers.py")}

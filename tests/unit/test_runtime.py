@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from mechanisms.active import ActiveMechanism, ActiveSet, open_runtime
 from mechanisms.api import MAX_GUIDANCE_CHARS, PlanAdvice
+from mechanisms.library import library_source
+from mechanisms.replay import ReplaySource
 from mechanisms.runtime import MechanismRef, MechanismRuntime, merge_advice
-from mechanisms.sandbox import SandboxHost
+from mechanisms.sandbox import SandboxHost, SandboxLimits
+from tests.unit.mechanism_trace_fixtures import SEARCH_CONFIG, simulated_trace, tinygpt_space
 
 CTX = {"iteration": 7, "params": [{"name": "DEPTH"}, {"name": "MATRIX_LR"}, {"name": "WARMUP"}]}
 CANDIDATES = [{"changes": {"DEPTH": 3}, "hypothesis": "", "config": {}}, {"changes": {"DEPTH": 5}, "hypothesis": "", "config": {}}]
@@ -257,3 +261,53 @@ def test_a_runtime_without_mechanisms_starts_no_worker():
     assert mechanisms.accept(CTX, RESULT, True) == (True, None)
     assert mechanisms._host.pid is None  # noqa: SLF001
     mechanisms.close()
+
+
+# -- issue 15: nothing a mechanism answers reaches the inner loop; incomplete sandboxes run no generated code ----
+
+DEEP = ref("deep", hook("plan(self, ctx)", "value = []", "for _ in range(985):", "    value = [value]", "return {'guidance': str(len(value)), 'focus': value}"))
+
+
+def test_an_answer_nested_985_deep_quarantines_the_mechanism_in_a_live_runtime(host):
+    with runtime(host, DEEP, FOCUS_DEPTH) as mechanisms:
+        assert mechanisms.plan(CTX).focus == ["DEPTH"]  # no RecursionError reaches the caller
+        assert mechanisms.liveness()["deep"]["quarantined"]
+        assert "nested deeper than 64 levels" in mechanisms.liveness()["deep"]["reason"]
+
+
+@pytest.fixture(scope="module")
+def weak_host():
+    """A sandbox without namespaces (as on a kernel that refuses unprivileged user namespaces)."""
+    with SandboxHost(SandboxLimits(isolate=False), call_timeout_s=1.0) as sandbox:
+        yield sandbox
+
+
+def test_generated_mechanisms_are_not_activated_where_the_sandbox_is_incomplete(weak_host):
+    with runtime(weak_host, FOCUS_DEPTH) as mechanisms:
+        assert mechanisms.active == []
+        reason = mechanisms.liveness()["focus_depth"]["reason"]
+        assert "sandbox is incomplete" in reason and "user namespace" in reason and "BILEVEL_SANDBOX_ALLOW_WEAK=1" in reason
+        assert mechanisms.plan(CTX).is_empty()
+
+
+def test_an_explicit_setting_runs_them_anyway(weak_host):
+    with MechanismRuntime([FOCUS_DEPTH], call_timeout_s=1.0, host=weak_host, allow_weak_sandbox=True) as mechanisms:
+        assert mechanisms.plan(CTX).focus == ["DEPTH"]
+
+
+def test_library_mechanisms_run_where_the_sandbox_is_incomplete(weak_host):
+    trusted = MechanismRef(name="tabu", version="library", source=library_source("tabu"), trusted=True)
+    with runtime(weak_host, trusted, FOCUS_DEPTH) as mechanisms:
+        assert [r.name for r in mechanisms.active] == ["tabu"]
+
+
+def test_open_runtime_trusts_only_the_library():
+    active = ActiveSet(mechanisms=[ActiveMechanism.from_source("tabu", library_source("tabu"), version="library", origin="library"),
+                                   ActiveMechanism.from_source("gen", FOCUS_DEPTH.source, origin="run/g1")])
+    mechanisms = open_runtime(active, simulated_trace(3, seed=1), tinygpt_space(), ReplaySource(fallback_config=SEARCH_CONFIG))
+    assert mechanisms is not None
+    try:
+        assert [(slot.ref.name, slot.ref.trusted) for slot in mechanisms._slots] == [("tabu", True), ("gen", False)]  # noqa: SLF001
+        assert mechanisms.allow_weak_sandbox is False
+    finally:
+        mechanisms.close()

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from mechanisms.policy import STANDARD_MODULES
 from mechanisms.sandbox import (
     BadAnswer,
     CallTimedOut,
@@ -16,8 +17,10 @@ from mechanisms.sandbox import (
     LoadFailed,
     MechanismMissing,
     PolicyRejected,
+    SandboxError,
     SandboxHost,
     SandboxLimits,
+    sandbox_protections,
 )
 
 PLANNER = '''
@@ -142,9 +145,49 @@ def test_an_import_outside_the_allowlist_fails_inside_the_worker_too(host):
     assert host.call("importer", "plan", [{}]) == {"pi": pytest.approx(3.14159, abs=1e-4)}
 
 
-def test_module_proxies_hide_private_and_module_attributes(host):
-    host.load("proxy", mechanism("import random\nimport numpy as np\nreturn {'has_rng': hasattr(np.random, 'default_rng'), 'has_os': hasattr(random, '_os'), 'has_lib': hasattr(np, 'lib')}"))
-    assert host.call("proxy", "plan", [{}]) == {"has_rng": True, "has_os": False, "has_lib": False}
+def test_module_proxies_hold_exactly_the_allowlisted_names():
+    """The runtime layer mirrors the policy: with the policy skipped, a proxy has only the policy's names."""
+    probe = (
+        "import random\nimport numpy as np\nimport json\nclass A:\n    def plan(self, ctx):\n"
+        "        return {'rng': hasattr(np.random, 'default_rng'), 'os': hasattr(random, '_os'), "
+        "'lib': hasattr(np, 'lib'), 'save': hasattr(np, 'save'), 'load': hasattr(json, 'load'), "
+        "'names': sorted(n for n in json.__dict__ if not n.startswith('_'))}\n"
+    )
+    with SandboxHost(allow_unchecked=True) as sandbox:
+        sandbox.load("proxy", probe, check_policy=False)
+        answer = sandbox.call("proxy", "plan", [{}])
+    assert answer == {"rng": True, "os": False, "lib": False, "save": False, "load": False,
+                      "names": sorted(STANDARD_MODULES["json"])}
+
+
+def test_the_propose_hook_is_called_with_one_argument(host):
+    source = "class P:\n    def propose(self, ctx):\n        return {'changes': {'DEPTH': ctx['depth'] + 1}}\n"
+    loaded = host.load("proposer", source)
+    assert loaded.hooks == ("propose",)
+    assert host.call("proposer", "propose", [{"depth": 3}]) == {"changes": {"DEPTH": 4}}
+    with pytest.raises(SandboxError, match="bad call of hook 'propose' with 2 arguments"):
+        host.call("proposer", "propose", [{}, {}])
+
+
+def test_a_trusted_module_is_importable_with_exactly_its_exported_names(tmp_path):
+    helpers = tmp_path / "helpers.py"
+    helpers.write_text(
+        '"""Trusted helpers."""\nimport math\n\n__all__ = ["untried", "spread"]\n\n'
+        "def untried(names, seen):\n    return [n for n in names if n not in seen]\n\n"
+        "def spread(values):\n    return max(values) - min(values)\n\n"
+        "def _private():\n    return math.pi\n"
+    )
+    source = ("import helpers as h\nfrom helpers import untried\nclass M:\n    def plan(self, ctx):\n"
+              "        return {'focus': untried(['A', 'B'], ['A']), 'guidance': str(h.spread([1, 4]))}\n")
+    with SandboxHost(trusted_modules={"helpers": str(helpers)}) as sandbox:
+        assert sandbox.allowlist["helpers"] == frozenset({"untried", "spread"})
+        sandbox.load("helped", source)
+        assert sandbox.call("helped", "plan", [{}]) == {"focus": ["B"], "guidance": "3"}
+        with pytest.raises(PolicyRejected, match="helpers._private is not available"):
+            sandbox.load("private", source.replace("h.spread([1, 4])", "h._private()"))
+    with SandboxHost(trusted_modules={}) as without:  # no trusted module: importing it is refused
+        with pytest.raises(PolicyRejected, match="import of 'helpers' is not allowed"):
+            without.load("helped", source)
 
 
 def test_a_timeout_restarts_the_worker_and_later_loads_work(host):
@@ -178,10 +221,10 @@ def test_the_worker_reports_its_protections(host):
     protections = host.protections
     assert protections["rlimits"]["RLIMIT_FSIZE"] == 0
     assert protections["rlimits"]["RLIMIT_NOFILE"] == 16
-    if os.geteuid() == 0:
-        assert protections["uid"] == 65534
-        assert protections["chroot"] is True
-        assert protections["network_isolated"] is True
+    assert protections["uid"] != 0 and protections["no_new_privs"] is True and protections["capabilities"] is True
+    if protections["user_namespace"]:  # unprivileged user namespaces are allowed on this kernel
+        assert host.missing_protections() == []
+        assert all(protections[k] for k in ("mount_namespace", "pid_namespace", "network_namespace", "chroot"))
 
 
 def test_a_closed_host_refuses_requests():
@@ -213,9 +256,19 @@ def test_a_forgotten_host_does_not_leak_its_worker():
         os.kill(pid, 0)  # type: ignore[arg-type]
 
 
-def test_without_process_protections_mechanisms_still_run_and_the_report_says_so():
-    limits = SandboxLimits(drop_privileges=False, isolate_network=False, chroot=False)
+def test_without_namespaces_mechanisms_still_run_and_the_report_names_what_is_missing():
+    limits = SandboxLimits(isolate=False, landlock=False, seccomp=False)
     with SandboxHost(limits) as sandbox:
-        assert sandbox.protections["chroot"] is False and sandbox.protections["network_isolated"] is False
+        protections = sandbox.protections
+        assert protections["chroot"] is False and protections["network_namespace"] is False
+        missing = sandbox.missing_protections()
+        assert len(missing) == 1 and "user namespace, mount namespace, PID namespace" in missing[0]
+        assert "switched off (isolate=False)" in missing[0]
         sandbox.load("m", "class M:\n    def plan(self, ctx):\n        return {'guidance': 'ok'}\n")
         assert sandbox.call("m", "plan", [{}]) == {"guidance": "ok"}
+
+
+def test_sandbox_protections_reports_each_protection_on_or_off():
+    report = sandbox_protections(SandboxLimits(landlock=False))
+    assert "Landlock off" in report["summary"] and "rlimits on" in report["summary"]
+    assert report["protections"]["landlock"] is False

@@ -1,19 +1,29 @@
-"""Hostile mechanisms: each attack is refused by the static policy AND contained by the worker process.
+"""Hostile mechanisms: each layer of the sandbox is attacked on its own, and each attack is contained.
 
-To prove the second layer on its own, the attacks are loaded with the policy skipped (a test-only
-flag) and escape the restricted builtins through `().__class__.__base__.__subclasses__()`, which
-yields the real `__import__` and a freshly created `posix` module (so the in-process neutralising of
-`os` does not help either). What remains is the process: uid nobody, chroot, no network namespace,
-rlimits, scrubbed environment. After every attack the host carries on.
+Static policy: every attack below is refused by it (checked in `attack`). Runtime layer (restricted
+builtins, read-only module proxies holding only the policy's names): finding 1 of issue 15, run with
+the policy skipped. OS layer: the attacks are loaded with the policy skipped (a test-only flag) and
+escape the restricted builtins through `().__class__.__base__.__subclasses__()`, which yields the
+real `__import__`, a freshly created `posix` module (so the in-process neutralising of `os` does not
+help) and ctypes (raw system calls). What remains is the process, and it must hold for root and for
+an ordinary user alike. CI runs as root, so the ordinary user is uid 12345: the worker starts as root,
+imports, becomes 12345 (`become_uid`) and then runs exactly the non-root path. Each attack runs
+against four configurations: the worker started as root (it becomes nobody), as uid 12345, as uid
+12345 without namespaces (`isolate=False`: Landlock and seccomp alone), and as uid 12345 with
+namespaces only (Landlock and seccomp off). After every attack the host carries on.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
+import subprocess
+import tempfile
 import textwrap
 import time
+from dataclasses import dataclass
 
 import pytest
 
@@ -28,7 +38,11 @@ from mechanisms.sandbox import (
     WorkerCrashed,
 )
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="uid nobody, chroot and the network namespace need root here")
+UID = 12345
+NOBODY = 65534
+FAKE_KEY = "sk-fake-host-key-0123456789"
+is_root = os.geteuid() == 0
+needs_root = pytest.mark.skipif(not is_root, reason="becoming another uid needs a worker started as root")
 
 ESCAPE = '''
 class Hostile:
@@ -46,8 +60,8 @@ class Hostile:
         return module
 
     def libc(self):
-        # the worker's own ctypes module (it used it to unshare): full access to libc's system calls
-        ctypes = self.real_import("sys").modules["__main__"].ctypes
+        # the worker's own ctypes module (its OS layer used it to confine itself): full access to libc's system calls
+        ctypes = self.real_import("sys").modules["_bilevel_sandbox_os"].ctypes
         return ctypes, ctypes.CDLL(None, use_errno=True)
 
     def plan(self, ctx):
@@ -72,119 +86,231 @@ def assert_host_carries_on(host: SandboxHost) -> None:
     assert host.call("fine", "plan", [{}]) == {"guidance": "ok"}
 
 
+# -- the OS layer, for root and for an ordinary user ------------------------------------------------
+
+CONFIGS = {
+    "root": {},  # a worker started as root becomes nobody, then takes the ordinary-user path
+    "uid12345": {"become_uid": UID},
+    "uid12345-no-userns": {"become_uid": UID, "isolate": False},
+    "uid12345-namespaces-only": {"become_uid": UID, "landlock": False, "seccomp": False},
+}
+
+
+@dataclass
+class Target:
+    """What an escaped mechanism would go for, owned by the uid the worker runs as."""
+
+    uid: int
+    home: str
+    secret: str  # a 0600 file in the user's home
+    notes: str  # a file the mechanism tries to delete
+    victim: subprocess.Popen  # a process of the same uid with an API key in its environment
+    listener: socket.socket
+    port: int
+
+
+@pytest.fixture(scope="module", params=list(CONFIGS), ids=list(CONFIGS))
+def os_host(request):
+    """A host per configuration, with the policy switchable off."""
+    config = CONFIGS[request.param]
+    if "become_uid" in config and not is_root:
+        pytest.skip("becoming uid 12345 needs a worker started as root")
+    with SandboxHost(SandboxLimits(**config), call_timeout_s=2.0, allow_unchecked=True) as sandbox:
+        sandbox.ensure_running()
+        yield sandbox
+
+
+@pytest.fixture
+def target(os_host, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)  # the host's own environment holds a key too
+    uid = os_host.protections["uid"]
+    home = tempfile.mkdtemp(prefix="bilevel-home-")  # under /tmp, so uid 12345 can reach it without a sandbox
+    secret, notes = os.path.join(home, "secret.txt"), os.path.join(home, "notes.txt")
+    for path, text in ((secret, FAKE_KEY), (notes, "keep me")):
+        with open(path, "w") as handle:
+            handle.write(text)
+    if is_root:
+        for path in (home, secret, notes):
+            os.chown(path, uid, uid)
+    os.chmod(secret, 0o600)
+    victim = subprocess.Popen(["sleep", "60"], env={"OPENAI_API_KEY": FAKE_KEY},
+                              **({"user": uid, "group": uid} if is_root else {}))
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(0.2)
+    try:
+        yield Target(uid, home, secret, notes, victim, listener, listener.getsockname()[1])
+    finally:
+        listener.close()
+        victim.kill()
+        victim.wait()
+        shutil.rmtree(home, ignore_errors=True)
+    assert_host_carries_on(os_host)
+
+
+def assert_refused(host: SandboxHost, body: str) -> str:
+    """The attack must fail with an OS error; returns the error text (which must not leak the secret)."""
+    with pytest.raises(HookFailed, match="PermissionError|FileNotFoundError|OSError|BlockingIOError") as caught:
+        attack(host, body)
+    assert FAKE_KEY not in str(caught.value)
+    return str(caught.value)
+
+
+def test_the_escape_really_reaches_the_real_import(os_host):
+    assert attack(os_host, "return {'posix': self.fresh_posix().getuid() >= 0}") == {"posix": True}
+
+
+def test_the_worker_runs_unprivileged_with_every_protection(os_host):
+    protections = os_host.protections
+    assert protections["uid"] != 0 and protections["uid"] in (NOBODY, UID, os.getuid())
+    assert protections["capabilities"] and protections["no_new_privs"]
+    assert protections["rlimits"]["RLIMIT_NPROC"] == 0 and protections["rlimits"]["RLIMIT_FSIZE"] == 0
+    namespaces = protections["user_namespace"]
+    assert (os_host.missing_protections() == []) == namespaces
+    if not namespaces:  # simulated kernel without user namespaces: the report says exactly that
+        assert all("switched off" in item for item in os_host.missing_protections())
+
+
+def test_a_private_file_in_the_home_cannot_be_read(os_host, target):
+    assert_refused(os_host, f"return self.real_import('builtins').open({target.secret!r}).read()")
+
+
+def test_a_file_outside_the_sandbox_cannot_be_deleted(os_host, target):
+    assert_refused(os_host, f"self.fresh_posix().unlink({target.notes!r})")
+    assert os.path.exists(target.notes)
+
+
+def test_a_file_outside_the_sandbox_cannot_be_written(os_host, target):
+    written = os.path.join(target.home, "written.txt")
+    assert_refused(os_host, f"f = self.real_import('builtins').open({written!r}, 'w')\nf.write('x' * 100)\nf.flush()")
+    assert not os.path.exists(written)
+
+
+def test_no_file_can_be_created_in_tmp(os_host, target):
+    created = f"/tmp/bilevel-hostile-{os.getpid()}-{target.port}"
+    try:
+        assert_refused(os_host, f"p = self.fresh_posix()\np.close(p.open({created!r}, p.O_CREAT | p.O_WRONLY, 0o644))")
+        assert not os.path.exists(created)
+    finally:
+        if os.path.exists(created):
+            os.remove(created)
+
+
+def test_no_environment_of_another_process_can_be_read(os_host, target):
+    for pid in (target.victim.pid, os.getpid(), 1):
+        assert_refused(os_host, f"return self.real_import('builtins').open('/proc/{pid}/environ', 'rb').read().decode()")
+    seen = attack(os_host, "return sorted(k.decode() for k in self.fresh_posix().environ)")
+    assert not any("KEY" in name or "SECRET" in name for name in seen)  # type: ignore[union-attr]
+
+
+def test_no_socket_reaches_a_listener_on_loopback(os_host, target):
+    body = f"""
+    ctypes, libc = self.libc()
+    fd = libc.socket(2, 1, 0)
+    address = ctypes.create_string_buffer(bytes([2, 0, {target.port >> 8}, {target.port & 255}, 127, 0, 0, 1]) + bytes(8), 16)
+    return {{"fd": fd, "connect": libc.connect(fd, address, 16) if fd >= 0 else -1, "errno": ctypes.get_errno()}}
+    """
+    answer = attack(os_host, body)
+    assert answer["connect"] == -1, answer  # type: ignore[index]
+    if os_host.protections["seccomp"]:
+        assert answer["fd"] == -1, answer  # type: ignore[index]  # no socket at all
+    with pytest.raises(socket.timeout):
+        target.listener.accept()
+
+
+def test_no_way_back_to_privileges(os_host):
+    """No new user namespace (a chrooted process may not create one, and seccomp denies it), no chroot (no
+    capabilities), no setuid(0), no mount: the classic ways out of a chroot for a namespaced root."""
+    body = """
+    ctypes, libc = self.libc()
+    return [libc.unshare(0x10000000), libc.chroot(b"/"), libc.setuid(0), libc.mount(b"none", b"/", b"tmpfs", 0, None)]
+    """
+    assert attack(os_host, body) == [-1, -1, -1, -1]
+
+
+def test_no_process_outside_can_be_signalled(os_host, target):
+    """Targeted signals to the victim and the host fail; kill(-1, 0) finds nobody to signal."""
+    for pid in (target.victim.pid, os.getpid()):
+        answer = attack(os_host, f"ctypes, libc = self.libc()\nreturn [libc.kill({pid}, 0), ctypes.get_errno()]")
+        assert answer[0] == -1, (pid, answer)  # type: ignore[index]
+    answer = attack(os_host, "ctypes, libc = self.libc()\nreturn [libc.kill(-1, 0), ctypes.get_errno()]")
+    assert answer[0] == -1, answer  # type: ignore[index]
+    assert target.victim.poll() is None
+
+
+@needs_root
+def test_kill_minus_one_kills_neither_a_process_of_the_same_user_nor_other_workers(target, os_host):
+    if target.uid != UID:
+        pytest.skip("kill(-1, 9) runs for real only as uid 12345, whose processes are all this test's")
+    with SandboxHost(SandboxLimits(become_uid=UID)) as other:
+        other.ensure_running()
+        answer = attack(os_host, "ctypes, libc = self.libc()\nreturn [libc.kill(-1, 9), ctypes.get_errno()]")
+        assert answer[0] == -1, answer  # type: ignore[index]
+        time.sleep(0.1)  # a signal that got through would have landed by now
+        assert target.victim.poll() is None
+        other.ping()  # the other runtime's worker still answers
+        assert other.generation == 1
+
+
+def test_no_child_processes(os_host, target):
+    marker = f"/tmp/bilevel-hostile-child-{os.getpid()}"
+    assert_refused(os_host, f"self.fresh_posix().posix_spawn('/usr/bin/touch', ['touch', {marker!r}], {{}})")
+    assert_refused(os_host, "self.fresh_posix().fork()")
+    assert not os.path.exists(marker)
+
+
+def test_our_packages_cannot_be_imported(os_host):
+    for package in ("mechanisms", "search", "infra"):
+        with pytest.raises(HookFailed, match="ModuleNotFoundError"):
+            attack(os_host, f"return str(self.real_import({package!r}))")
+
+
+def test_the_worker_has_its_own_namespaces_when_isolated(os_host):
+    if not os_host.protections["user_namespace"]:
+        pytest.skip("isolate=False")
+    for kind in ("net", "pid_for_children", "user", "mnt"):
+        assert os.readlink(f"/proc/{os_host.pid}/ns/{kind}") != os.readlink(f"/proc/self/ns/{kind}")
+    # the serving process is PID 1 of its namespace and sees no /proc at all
+    assert attack(os_host, "p = self.fresh_posix()\nreturn [p.getpid(), p.getppid(), p.access('/proc', 0)]") == [1, 0, False]
+
+
+# -- the runtime layer alone: restricted builtins and module proxies (finding 1, policy skipped) --------
+
 @pytest.fixture(scope="module")
 def host():
     with SandboxHost(call_timeout_s=1.0, allow_unchecked=True) as sandbox:
         yield sandbox
 
 
-@pytest.fixture(scope="module")
-def host_without_chroot():
-    """The filesystem stays visible, so the other limits must stop file, socket and process access alone."""
-    with SandboxHost(SandboxLimits(chroot=False), call_timeout_s=2.0, allow_unchecked=True) as sandbox:
-        yield sandbox
+RUNTIME_LAYER = {
+    # finding 1: functools.update_wrapper(f, json.loads, updated=("__globals__",)) copied json's globals
+    "update_wrapper": ("import functools\nreturn {'x': str(functools.update_wrapper)}", "ImportError.*functools"),
+    "update_wrapper_via_json": ("import json\nreturn {'x': str(json.codecs)}", "AttributeError.*codecs"),
+    # finding 1: typing.get_type_hints evaluated string annotations with the real builtins
+    "get_type_hints": ("import typing\nreturn {'x': str(typing.get_type_hints)}", "AttributeError.*get_type_hints"),
+    # finding 1: np = numpy; np.save(...) passed the static check
+    "numpy_alias_save": ("import numpy\nnp = numpy\nnp.save('/tmp/x.npy', np.zeros(2))", "AttributeError.*save"),
+    "numpy_lib": ("import numpy\nreturn str(numpy.lib)", "AttributeError.*lib"),
+    "random_os": ("import random\nreturn str(random._os)", "AttributeError.*_os"),
+    "module_write": ("import math\nmath.sqrt = len", "AttributeError.*read-only"),
+    "open": ("return open('/etc/hostname').read()", "NameError: name 'open' is not defined"),
+    "getattr": ("return getattr(self, 'plan')", "NameError: name 'getattr' is not defined"),
+    "import_os": ("import os", "ImportError.*'os' is not allowed"),
+}
 
 
-def test_the_escape_really_reaches_the_real_import(host):
-    assert attack(host, "return {'posix': self.fresh_posix().getuid() >= 0}") == {"posix": True}
+@pytest.mark.parametrize("name", list(RUNTIME_LAYER))
+def test_the_runtime_layer_stops_it_without_the_policy(host, name):
+    body, expected = RUNTIME_LAYER[name]
+    source = "class A:\n    def plan(self, ctx):\n" + textwrap.indent(body, " " * 8) + "\n"
+    assert not check_source(source).ok  # the static policy refuses each of these as well
+    host.load(name, source, check_policy=False)
+    with pytest.raises(HookFailed, match=expected):
+        host.call(name, "plan", [{}])
 
 
-def test_restricted_builtins_stop_open_without_an_escape(host):
-    host.load("opener", "class A:\n    def plan(self, ctx):\n        return open('/etc/hostname').read()\n", check_policy=False)
-    with pytest.raises(HookFailed, match="NameError: name 'open' is not defined"):
-        host.call("opener", "plan", [{}])
-
-
-@needs_root
-def test_file_reads_find_nothing_inside_the_chroot(host):
-    with pytest.raises(HookFailed, match="FileNotFoundError|PermissionError"):
-        attack(host, "return self.real_import('builtins').open('/etc/hostname').read()")
-    assert_host_carries_on(host)
-
-
-@needs_root
-def test_file_reads_of_private_files_are_denied_without_chroot(host_without_chroot, tmp_path):
-    secret = tmp_path / "secret.txt"
-    secret.write_text("sk-secret")
-    secret.chmod(0o600)
-    with pytest.raises(HookFailed, match="PermissionError"):
-        attack(host_without_chroot, f"return self.real_import('builtins').open({str(secret)!r}).read()")
-    assert_host_carries_on(host_without_chroot)
-
-
-@needs_root
-def test_file_writes_write_nothing(host_without_chroot):
-    target = f"/tmp/bilevel-hostile-{os.getpid()}.txt"  # /tmp is world-writable: only RLIMIT_FSIZE stops this
-    try:
-        with pytest.raises(HookFailed, match="File too large|PermissionError|OSError"):
-            attack(host_without_chroot, f"f = self.real_import('builtins').open({target!r}, 'w')\nf.write('x' * 100)\nf.flush()")
-        assert not os.path.exists(target) or os.path.getsize(target) == 0
-    finally:
-        if os.path.exists(target):
-            os.remove(target)
-    assert_host_carries_on(host_without_chroot)
-
-
-@needs_root
-def test_the_worker_has_its_own_network_namespace(host):
-    host.ensure_running()
-    assert os.readlink(f"/proc/{host.pid}/ns/net") != os.readlink("/proc/self/ns/net")
-
-
-@needs_root
-def test_sockets_cannot_reach_the_host_network_even_through_libc(host):
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-        listener.settimeout(0.2)
-        port = listener.getsockname()[1]
-        body = f"""
-        ctypes, libc = self.libc()
-        fd = libc.socket(2, 1, 0)
-        address = ctypes.create_string_buffer(bytes([2, 0, {port >> 8}, {port & 255}, 127, 0, 0, 1]) + bytes(8), 16)
-        return {{"fd": fd, "connect": libc.connect(fd, address, 16), "errno": ctypes.get_errno()}}
-        """
-        answer = attack(host, body)
-        assert answer["connect"] == -1, answer  # type: ignore[index]
-        with pytest.raises(socket.timeout):
-            listener.accept()
-    assert_host_carries_on(host)
-
-
-@needs_root
-def test_no_child_processes(host_without_chroot):
-    marker = f"/tmp/bilevel-hostile-child-{os.getpid()}"
-    with pytest.raises(HookFailed, match="BlockingIOError|Resource temporarily unavailable"):
-        attack(host_without_chroot, f"self.fresh_posix().posix_spawn('/usr/bin/touch', ['touch', {marker!r}], {{}})")
-    with pytest.raises(HookFailed, match="BlockingIOError|Resource temporarily unavailable"):
-        attack(host_without_chroot, "self.fresh_posix().fork()")
-    assert not os.path.exists(marker)
-    assert_host_carries_on(host_without_chroot)
-
-
-@needs_root
-def test_the_parent_process_cannot_be_signalled(host):
-    with pytest.raises(HookFailed, match="PermissionError"):
-        attack(host, "p = self.fresh_posix()\np.kill(p.getppid(), 9)")
-    assert_host_carries_on(host)
-
-
-def test_api_keys_never_reach_the_worker(monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret")
-    monkeypatch.setenv("BILEVEL_S3_SECRET_KEY", "s3-test-secret")
-    with SandboxHost(allow_unchecked=True) as sandbox:
-        sandbox.ensure_running()
-        with open(f"/proc/{sandbox.pid}/environ", "rb") as handle:
-            environment = handle.read()
-        assert b"secret" not in environment and b"API_KEY" not in environment
-        seen = attack(sandbox, "return sorted(k.decode() for k in self.fresh_posix().environ)")
-        assert not any("KEY" in name or "SECRET" in name for name in seen)  # type: ignore[union-attr]
-
-
-def test_our_packages_cannot_be_imported(host):
-    for package in ("mechanisms", "search", "infra"):
-        with pytest.raises(HookFailed, match="ModuleNotFoundError"):
-            attack(host, f"return str(self.real_import({package!r}))")
+# -- resources, answers and the protocol ----------------------------------------------------------
 
 
 def test_infinite_loop_times_out_and_the_host_restarts(host):
@@ -232,26 +358,84 @@ def test_huge_answers_are_refused(host):
     assert_host_carries_on(host)
 
 
+@pytest.mark.parametrize("depth", [65, 985, 5000])
+def test_deeply_nested_answers_are_refused_without_a_restart(host, depth):
+    """Finding 3: a list nested 985 deep was encoded by the worker and crashed the host's decoder."""
+    source = (f"class Nest:\n    def plan(self, ctx):\n        value = []\n        for _ in range({depth}):\n"
+              "            value = [value]\n        return value\n")
+    assert check_source(source).ok
+    host.load("nest", source)
+    generation = host.ensure_running()
+    with pytest.raises(BadAnswer, match="nested deeper than 64 levels|not valid JSON"):
+        host.call("nest", "plan", [{}])
+    assert host.ensure_running() == generation
+
+
+def test_an_answer_with_duplicate_keys_is_refused(host):
+    host.load("dup", "class Dup:\n    def plan(self, ctx):\n        return {1: 'a', '1': 'b'}\n")
+    with pytest.raises(BadAnswer, match="repeats the key '1'"):
+        host.call("dup", "plan", [{}])
+
+
 def test_writing_to_file_descriptor_1_does_not_reach_the_protocol(host):
     assert attack(host, "self.fresh_posix().write(1, b'{\"id\": 0}\\n')\nreturn 'done'") == "done"
 
 
-def test_forging_protocol_lines_is_detected_and_the_host_restarts(host):
-    body = """
-    p = self.fresh_posix()
-    for fd in range(3, 16):
-        try:
-            p.write(fd, b'garbage\\n')
-        except Exception:
-            pass
-    return 'done'
-    """
-    generation = host.ensure_running()
+FORGE = """
+p = self.fresh_posix()
+for fd in range(3, 16):
     try:
+        p.write(fd, {line!r})
+    except Exception:
+        pass
+return 'done'
+"""
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"garbage\n",
+        # finding 6: a well-formed line with a bad cpu field made the host raise ValueError to the caller
+        b'{"id": %d, "ok": true, "value": null, "cpu": "x"}\n',
+        b'{"id": %d, "ok": false, "kind": ["hook"], "error": 3, "cpu": 0}\n',
+        b'{"id": %d, "ok": "yes", "value": null, "cpu": 0}\n',
+        b'{"id": %d, "ok": true, "value": null, "cpu": 0, "extra": 1}\n',
+        b'[' * 5000 + b']' * 5000 + b'\n',
+    ],
+    ids=["garbage", "bad-cpu", "bad-failure", "bad-ok", "extra-field", "deep"],
+)
+def test_forged_protocol_lines_are_a_crash_and_the_host_restarts(host, line):
+    generation = host.ensure_running()
+    request_id = host._next_id + 2  # noqa: SLF001 - the id the forged line answers: the load is +1, the call +2
+    forged = line % request_id if b"%d" in line else line
+    with pytest.raises(WorkerCrashed, match="protocol|nobody asked"):
+        attack(host, FORGE.format(line=forged))
+    assert host.ensure_running() == generation + 1
+    assert_host_carries_on(host)
+
+
+def test_a_forged_line_for_a_later_request_is_caught_before_that_request(host):
+    """Extra lines waiting in the pipe when the next request goes out are a crash, not a stale answer."""
+    body = FORGE.format(line=b'{"id": %d, "ok": true, "value": {"guidance": "forged"}, "cpu": 0}\n' % (host._next_id + 3))  # noqa: SLF001
+    generation = host.ensure_running()
+    with pytest.raises(WorkerCrashed):
         attack(host, body)
-    except WorkerCrashed as crashed:
-        assert "protocol" in str(crashed)
-        assert host.ensure_running() == generation + 1
+        host.call("hostile", "plan", [{}])  # the forged answer would be read here
+    assert host.ensure_running() == generation + 1
+    assert_host_carries_on(host)
+
+
+def test_a_forged_answer_to_a_load_is_a_crash(host):
+    """The constructor runs during the load: a line it forges is read as the load's answer, and refused."""
+    forged = b'{"id": %d, "ok": true, "value": {"name": 1, "hooks": 7}, "cpu": 0}\n' % (host._next_id + 1)  # noqa: SLF001
+    source = hostile("return None").replace("class Hostile:\n", "class Hostile:\n    def __init__(self):\n"
+                                           + textwrap.indent(FORGE.format(line=forged).replace("return 'done'", ""), " " * 8)
+                                           + "\n", 1)
+    generation = host.ensure_running()
+    with pytest.raises(WorkerCrashed, match="answered a load with something unexpected|protocol"):
+        host.load("forger", source, check_policy=False)
+    assert host.ensure_running() == generation + 1
     assert_host_carries_on(host)
 
 

@@ -20,7 +20,6 @@ def mechanism(body: str) -> str:
     ("    def plan(self, ctx):\n        return {'focus': [self.least_explored(ctx)]}\n",
      "self.least_explored is used but never defined; define it"),
     ("    def propose(self, ctx):\n        return h.neighbour(ctx, 'A')\n", "h.neighbour takes (ctx, name, rng, value, scale)"),
-    ("    def propose(self, ctx):\n        return h.best_config(ctx)\n", "h.best_config does not exist"),
     ("    def screen(self, ctx):\n        return None\n", "the hook must be `def screen(self, ctx, candidates):`"),
     ("    def accept(self, ctx, result, default):\n        return result['val_loss'] < 1\n", "result has no key 'val_loss'"),
     ("    def plan(self, ctx):\n        return {'guidance': str(ctx['best_val_bpb'])}\n", "ctx has no key 'best_val_bpb'"),

@@ -8,7 +8,7 @@ import pytest
 
 from mechanisms.library import library_source
 from mechanisms.replay import ReplaySource, replay_history, replay_steps
-from mechanisms.sandbox import SandboxHost
+from mechanisms.sandbox import SandboxHost, SandboxLimits
 from mechanisms.validate import STAGES, ValidationLimits, validate_mechanism
 from search.params import same_value, validate_changes
 from search.trace import RunOutcome, Trace
@@ -148,3 +148,38 @@ def test_a_trace_without_experiments_cannot_show_liveness(host):
 def test_validation_without_a_host_uses_and_closes_its_own():
     report = validate_mechanism(mechanism(FOCUS), STEPS[:3])
     assert report.ok, report.error
+
+
+# -- issue 15 -----------------------------------------------------------------------------------------
+
+
+def test_a_mechanism_answering_a_list_nested_985_deep_fails_validation_without_raising(host):
+    deep = "    def plan(self, ctx):\n        value = []\n        for _ in range(985):\n            value = [value]\n        return value\n"
+    report = validate_mechanism(mechanism(deep), STEPS[:3], host=host)
+    assert (report.ok, report.stage_failed) == (False, "smoke")
+    assert "nested deeper than 64 levels" in report.error
+
+
+def test_a_weak_sandbox_fails_the_import_stage_unless_allowed():
+    with SandboxHost(SandboxLimits(isolate=False), call_timeout_s=1.0) as weak:
+        refused = validate_mechanism(mechanism(FOCUS), STEPS[:3], host=weak)
+        assert refused.stage_failed == "import" and "sandbox is incomplete" in refused.error
+        assert "BILEVEL_SANDBOX_ALLOW_WEAK=1" in refused.error
+        allowed = validate_mechanism(mechanism(FOCUS), STEPS[:3], host=weak, allow_weak_sandbox=True)
+        assert allowed.ok, allowed.error
+
+
+def test_a_sandbox_that_cannot_start_fails_a_stage_and_does_not_raise():
+    broken = SandboxHost(python="/nonexistent/python")
+    report = validate_mechanism(mechanism(FOCUS), STEPS[:3], host=broken)
+    assert report.stage_failed == "import" and "sandbox is unavailable" in report.error
+
+
+def test_the_policy_stage_uses_the_hosts_trusted_modules(tmp_path):
+    helpers = tmp_path / "helpers.py"
+    helpers.write_text("__all__ = ['first']\n\ndef first(names):\n    return names[:1]\n")
+    source = ("from helpers import first\nclass Candidate:\n    def plan(self, ctx):\n"
+              "        return {'focus': first([p['name'] for p in ctx['params']])}\n")
+    with SandboxHost(trusted_modules={"helpers": str(helpers)}, call_timeout_s=1.0) as with_helpers:
+        report = validate_mechanism(source, STEPS[:3], host=with_helpers)
+        assert report.ok, report.error
