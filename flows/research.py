@@ -136,13 +136,14 @@ def research(spec: MetaRunSpec, res: Resources, *, generation: int, trace: Trace
             samples = spec.research_samples if round_index == 0 else max(1, spec.research_samples // 2)
             results = generate_samples(res.llm, spec, generation=generation, round_index=round_index,
                                        messages=messages, samples=samples)
-            round_attempts = [_validated(spec, generation, specification.name, result, trace, res, source, round_index)
-                              for result in results]
+            round_attempts = _validated_round(spec, generation, specification.name, results, trace, res, source,
+                                              round_index)
             usage = sum((r.usage for r in results), usage)
             for result, attempt in zip(results, round_attempts):
                 transcript.append({"round": "generate", "repair_round": round_index, "sample": result.sample,
                                    "temperature": result.temperature, "answer": result.text,
-                                   "stage_failed": attempt.report.get("stage_failed") if attempt else "no code",
+                                   "stage_failed": attempt.report.get("stage_failed") if attempt
+                                   else ("no code" if result.code is None else "duplicate of an earlier sample"),
                                    "error": (attempt.report.get("error") if attempt else result.error)})
             valid = [a for a in round_attempts if a is not None]
             attempts += valid
@@ -177,6 +178,21 @@ def research(spec: MetaRunSpec, res: Resources, *, generation: int, trace: Trace
     close_run(res.tracker, run_id, "FINISHED" if accepted else "FAILED")
     return ResearchOutcome(active=active.with_added(accepted) if accepted is not None else active, verdict=verdict,
                            usage=usage)
+
+
+def _validated_round(spec: MetaRunSpec, generation: int, name: str, results: list[CodeResult], trace: Trace,
+                     res: Resources, source, round_index: int) -> list[Attempt | None]:
+    """One attempt per sample; a sample repeating an earlier one's code is validated and stored once."""
+    seen: set[str] = set()
+    attempts: list[Attempt | None] = []
+    for result in results:
+        if result.code is not None and result.code in seen:
+            attempts.append(None)
+            continue
+        if result.code is not None:
+            seen.add(result.code)
+        attempts.append(_validated(spec, generation, name, result, trace, res, source, round_index))
+    return attempts
 
 
 def _validated(spec: MetaRunSpec, generation: int, name: str, result: CodeResult, trace: Trace, res: Resources,

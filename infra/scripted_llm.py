@@ -12,6 +12,10 @@ JSON-encoded), or {"fail_times": N, "error": "timeout"|"connection", "then": ANS
 process, then answers). A call is answered by the first `by_key` pattern (fnmatch) matching its call key,
 else by `answers[purpose][seq % len]`, where purpose and seq come from the call's metadata. So the same
 call always gets the same answer, in any process, which is what makes resumed runs reproducible.
+
+THIS IS A TEST PROVIDER: it stands in for an LLM service in tests and never talks to a model. Every request it
+receives is appended to `<answers file>.requests.jsonl` (call key, purpose, messages), so a test can check what
+the system asked.
 """
 
 from __future__ import annotations
@@ -71,6 +75,8 @@ def _build_handler(path: Path):
             metadata = (litellm_params or {}).get("metadata") or {}
             purpose = str(metadata.get("purpose", "default"))
             call_key = str(metadata.get("call_key", ""))
+            with self._lock, open(f"{self.path}.requests.jsonl", "a", encoding="utf-8") as log:
+                log.write(json.dumps({"call_key": call_key, "purpose": purpose, "messages": messages}) + "\n")
             try:
                 answer = choose_answer(_load(self.path), purpose, call_key, int(metadata.get("seq", 0)))
             except ScriptError as error:  # a gap in the test script is a bad request, not an outage to retry

@@ -1,5 +1,6 @@
 """A small real ablation on a local Dask cluster of 2 worker processes, with the scripted LLM: trainings run in
-the workers, the manifest lists paired meta-runs, and the report's statistics come from real trainings."""
+the workers (real subprocess runs of the toy workload), the manifest lists paired meta-runs, and the report's
+statistics come from the real runs."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from flows.ablation import AblationSpec, ablation
 from infra.runners import local_dask_cluster, task_runner_factory
-from search.run_spec import Budget
+from search.run_spec import Budget, MetaRunSpec, WorkloadRef
 from tests.integration.scripted import launches, proposal, scripted_settings, wired_resources, write_script
 
 pytestmark = pytest.mark.integration
@@ -23,10 +24,11 @@ REPEATS = 3
 def finished(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("ablation")
     script = write_script(tmp / "answers.json", answers={"propose": [
-        proposal({"MATRIX_LR": 0.006}), proposal({"EMBEDDING_LR": 0.01}), proposal({"UNEMBEDDING_LR": 0.01})]})
+        proposal({"LEARNING_RATE": 0.05}), proposal({"MOMENTUM": 0.8}), proposal({"WIDTH": 32})]})
     settings = scripted_settings(tmp, script, task_runner="dask", max_workers=2)
-    spec = AblationSpec(ablation_id="abl-test", arms=["A", "random"], repeats=REPEATS, generations=1, iterations=2,
-                        budget=Budget(mode="steps", value=6))
+    template = MetaRunSpec(meta_run_id="template", workload=WorkloadRef(reference="toy"), generations=1, iterations=2,
+                           budget=Budget(mode="steps", value=100))
+    spec = AblationSpec(ablation_id="abl-test", arms=["A", "random"], repeats=REPEATS, template=template)
     with local_dask_cluster(2) as address:
         worker_pids = {p.pid for p in psutil.Process(os.getpid()).children(recursive=True)}
         res = wired_resources(settings)
@@ -38,7 +40,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory):
 def test_trainings_ran_in_the_dask_workers(finished) -> None:
     settings, spec, manifest, worker_pids = finished
     entries = launches(settings)
-    assert len(entries) == len(spec.arms) * REPEATS * (1 + spec.iterations)
+    assert len(entries) == len(spec.arms) * REPEATS * (1 + spec.template.iterations)
     pids = {entry["pid"] for entry in entries}
     assert os.getpid() not in pids
     assert pids <= worker_pids and len(pids) == 2  # both workers trained
@@ -52,7 +54,7 @@ def test_manifest_pairs_repeats_by_seed(finished) -> None:
         assert arm.meta_run_ids == [f"abl-test-{arm.arm.name}-r{r}" for r in range(REPEATS)]
         for meta_run_id in arm.meta_run_ids:
             assert (settings.runs_dir / meta_run_id / "summary.json").is_file()
-    baselines = {arm.arm.name: [json.loads((settings.runs_dir / m / "summary.json").read_text())["baseline_val_bpb"]
+    baselines = {arm.arm.name: [json.loads((settings.runs_dir / m / "summary.json").read_text())["baseline_value"]
                                 for m in arm.meta_run_ids] for arm in manifest.arms}
     assert baselines["A"] == baselines["random"]  # same seed, same unedited script: paired
     assert len(set(baselines["A"])) == REPEATS  # different seeds differ
@@ -67,7 +69,7 @@ def test_report_statistics_come_from_the_real_runs(finished) -> None:
     statistics = json.loads((page.parent / "statistics.json").read_text())["statistics"]
     for arm in manifest.arms:
         measured = [json.loads((settings.runs_dir / m / "summary.json").read_text()) for m in arm.meta_run_ids]
-        expected = [s["best_val_bpb"] - s["baseline_val_bpb"] for s in measured]
+        expected = [s["best_value"] - s["baseline_value"] for s in measured]
         reported = next(a for a in statistics["arms"] if a["arm"] == arm.arm.name)
         assert reported["deltas"] == pytest.approx(expected) and reported["n"] == REPEATS
     (comparison,) = statistics["comparisons"]

@@ -14,10 +14,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from infra.runs import read_trace
+from infra.runs import RunFolder
 from infra.settings import Settings
 from infra.tracking import Tracker
-from tests.integration.scripted import launches, llm_calls, proposal, write_script
+from tests.integration.scripted import launches, llm_calls, proposal, runs_of, write_script
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +61,7 @@ def _comparable(trace) -> list[tuple]:
 def script(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("kill")
     return write_script(folder / "answers.json", answers={"propose": [
-        proposal({"MATRIX_LR": 0.006}), proposal({"EMBEDDING_LR": 0.01}), proposal({"DEVICE_BATCH_SIZE": 3}),
+        proposal({"MATRIX_LR": 0.006}), proposal({"EMBEDDING_LR": 0.01}), proposal({"HEAD_DIM": 16}),
         proposal({"UNEMBEDDING_LR": 0.006}), proposal({"WARMUP_RATIO": 0.0}),
     ]})
 
@@ -72,7 +72,7 @@ def test_sigkill_mid_generation_then_resume(tmp_path: Path, script: Path) -> Non
     done = subprocess.run(_cli("run", "--id", "ref"), env=_env(reference_state, script), capture_output=True,
                           text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    reference = read_trace(Settings(state_dir=reference_state).runs_dir, "ref")
+    reference = RunFolder(Settings(state_dir=reference_state).runs_dir, "ref").read_trace()
 
     state = tmp_path / "killed"
     settings = Settings(state_dir=state)
@@ -96,7 +96,7 @@ def test_sigkill_mid_generation_then_resume(tmp_path: Path, script: Path) -> Non
     resume_seconds = time.perf_counter() - started
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
 
-    trace = read_trace(settings.runs_dir, "victim")
+    trace = RunFolder(settings.runs_dir, "victim").read_trace()
     assert _comparable(trace) == _comparable(reference)
 
     all_launches = launches(settings)
@@ -108,7 +108,7 @@ def test_sigkill_mid_generation_then_resume(tmp_path: Path, script: Path) -> Non
     assert len(keys) == len(set(keys))  # no LLM answer was asked twice
 
     tracker = Tracker(settings.resolved_tracking_uri)
-    runs = tracker.runs_of("bilevel/default", "victim")
+    runs = runs_of(tracker, "victim")
     run_keys = [r.data.tags["bilevel.key"] for r in runs]
     assert len(run_keys) == len(set(run_keys)) == 2 + ITERATIONS + 1  # meta-run, generation, baseline, iterations
     assert {r.info.status for r in runs} <= {"FINISHED", "FAILED"}

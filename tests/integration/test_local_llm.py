@@ -11,10 +11,11 @@ from infra.llm import LLMClient, LLMError
 from infra.local_llm import register_local_provider, runtime_for
 from infra.settings import LOCAL_MODEL, Settings, load_settings
 from search.config import SearchConfig
+from search.iteration import Candidate, ProposalRequest
 from search.prompts import proposal_messages, reask_messages
-from search.proposal import Proposal, ProposalError, parse_proposal, proposal_schema
-from search.state import state_from_trace
-from search.trace import Experiment, RunOutcome, Trace
+from search.proposal import ProposalError, parse_proposal, proposal_schema
+from search.trace import Trace
+from tests.unit.traces import request_for
 from workloads.tinygpt.workload import TinyGPT
 
 
@@ -61,29 +62,29 @@ def local_client() -> LLMClient:
     return LLMClient(settings.model, timeout_s=300, retries=0, temperature=settings.llm_temperature, max_tokens=settings.llm_max_tokens)
 
 
-def tinygpt_request() -> tuple[list, list[dict[str, str]], dict]:
+def tinygpt_request() -> tuple[ProposalRequest, list[dict[str, str]]]:
+    from search.iteration import baseline_experiment
+    from tests.unit.traces import ok
+
     workload = TinyGPT.from_settings(load_settings())
-    specs = workload.params()
-    config = {spec.name: (list(spec.value) if isinstance(spec.value, tuple) else spec.value) for spec in specs}
-    trace = Trace(experiments=[Experiment(index=0, config=config, outcome=RunOutcome(status="ok", val_bpb=2.86), kept=True)])
-    messages = proposal_messages(
-        workload_text=workload.describe(), specs=specs, state=state_from_trace(trace), trace=trace, config=SearchConfig()
-    )
-    return specs, messages, config
+    trace = Trace(objective=workload.objective,
+                  experiments=[baseline_experiment(ok(2.86), workload.space.baseline_config())])
+    request = request_for(trace, workload.space, SearchConfig())
+    return request, proposal_messages(request, workload_text=workload.describe("flops"))
 
 
 @pytest.mark.local_llm
 def test_the_local_model_proposes_a_valid_tinygpt_edit(local_client: LLMClient) -> None:
-    specs, messages, current = tinygpt_request()
-    schema = proposal_schema(specs)
-    proposal: Proposal | None = None
+    request, messages = tinygpt_request()
+    schema = proposal_schema(request.space.editable(), request.point.config.max_changes)
+    proposal: Candidate | None = None
     errors: list[str] = []
     for attempt in range(3):  # as the propose task does; the first-try rate is measured by the benchmark
         answer = local_client.complete(messages, purpose="propose", call_key=f"test/propose/a{attempt}", schema=schema)
         assert answer.usage.prompt_tokens > 100 and answer.usage.completion_tokens > 5
         assert answer.usage.cost_usd == 0.0
         try:
-            proposal = parse_proposal(answer.text, specs, current)
+            proposal = parse_proposal(answer.text, request.check, max_changes=request.point.config.max_changes)
             break
         except ProposalError as error:
             errors.append(str(error))
@@ -94,7 +95,7 @@ def test_the_local_model_proposes_a_valid_tinygpt_edit(local_client: LLMClient) 
 
 @pytest.mark.local_llm
 def test_a_shared_prompt_prefix_is_not_evaluated_again(local_client: LLMClient) -> None:
-    _specs, messages, _current = tinygpt_request()
+    _request, messages = tinygpt_request()
     runtime = runtime_for(load_settings())
     local_client.complete(messages, purpose="probe", call_key="test/prefix/0", max_tokens=8)
     load_seconds = runtime.load_seconds

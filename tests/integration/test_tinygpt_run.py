@@ -50,10 +50,10 @@ def test_same_seed_same_val_bpb_and_the_launch_log(workload, tmp_path, launch_lo
     second = workload.run(source, TINY, seed=1, run_dir=tmp_path / "b", timeout_s=120)
     other = workload.run(source, TINY, seed=2, run_dir=tmp_path / "c", timeout_s=120)
     assert first.ok, first.error_tail
-    assert first.val_bpb == second.val_bpb  # bit for bit: fixed steps on one CPU thread
-    assert other.ok and other.val_bpb != first.val_bpb
+    assert first.value == second.value  # bit for bit: fixed steps on one CPU thread
+    assert other.ok and other.value != first.value
     assert (first.steps, first.tokens) == (3, 3 * 2048)
-    assert 0 < first.val_bpb < 8.5 and first.num_params > 0 and first.peak_memory_mb > 0
+    assert 0 < first.value < 8.5 and first.num_params > 0 and first.peak_memory_mb > 0
     assert f"eval_bytes:     {TINY_EVAL_BYTES}" in (tmp_path / "a" / "train.log").read_text()
     lines = [json.loads(line) for line in launch_log.read_text().splitlines()]
     assert len(lines) - before == 3
@@ -63,7 +63,7 @@ def test_same_seed_same_val_bpb_and_the_launch_log(workload, tmp_path, launch_lo
 def test_a_candidate_that_rewrites_the_harness_during_its_run_is_discarded(workload, tmp_path):
     source = workload.editable_source() + "\nopen('harness.py', 'a').write('\\n# val_bpb is whatever I say\\n')\n"
     outcome = workload.run(source, TINY, seed=1, run_dir=tmp_path / "a", timeout_s=120)
-    assert outcome.status == "crash" and outcome.val_bpb is None
+    assert outcome.status == "crash" and outcome.value is None
     assert "harness.py was modified during the run" in outcome.error_tail
 
 
@@ -73,7 +73,7 @@ def test_flops_budget_is_deterministic_and_a_bigger_batch_gets_fewer_steps(workl
     first = workload.run(source, budget, seed=1, run_dir=tmp_path / "a", timeout_s=120)
     second = workload.run(source, budget, seed=1, run_dir=tmp_path / "b", timeout_s=120)
     assert first.ok, first.error_tail
-    assert first.val_bpb == second.val_bpb  # bit for bit
+    assert first.value == second.value  # bit for bit
     assert (first.steps, first.tokens, first.num_params) == (4, 4 * 2048, BASELINE_PARAMS)
     summary = parse_summary((tmp_path / "a" / "train.log").read_text())
     assert (summary.budget_mode, summary.train_flops) == ("flops", 4 * BASELINE_STEP_FLOPS)
@@ -99,7 +99,7 @@ def test_flops_budget_needs_the_model_and_honest_tokens(workload, tmp_path):
 def test_crashing_edit_reports_the_traceback(workload, tmp_path):
     source = workload.apply(workload.editable_source(), {"HEAD_DIM": 33})
     outcome = workload.run(source, TINY, seed=0, run_dir=tmp_path, timeout_s=120)
-    assert outcome.status == "crash" and outcome.val_bpb is None
+    assert outcome.status == "crash" and outcome.value is None
     assert "Traceback (most recent call last)" in outcome.error_tail
     assert "HEAD_DIM must be even" in outcome.error_tail
 
@@ -113,7 +113,7 @@ def test_batch_divisibility_is_a_clear_crash(workload, tmp_path):
 def test_timeout_kills_the_run(workload, tmp_path):
     started = time.perf_counter()
     outcome = workload.run(workload.editable_source(), Budget(mode="steps", value=10_000), seed=0, run_dir=tmp_path, timeout_s=1.0)
-    assert outcome.status == "timeout" and outcome.val_bpb is None
+    assert outcome.status == "timeout" and outcome.value is None
     assert "timeout" in outcome.error_tail
     assert time.perf_counter() - started < 60  # 10,000 steps would take minutes: the 1 s timeout stopped it
 
