@@ -20,7 +20,7 @@ from mechanisms.library import library_source  # noqa: E402
 from mechanisms.replay import replay_steps  # noqa: E402
 from mechanisms.runtime import MechanismRef, MechanismRuntime  # noqa: E402
 from mechanisms.sandbox import SandboxHost  # noqa: E402
-from tests.unit.mechanism_trace_fixtures import SEARCH_CONFIG, simulated_trace, tinygpt_specs  # noqa: E402
+from mechanisms.synthetic_trace import SEARCH_CONFIG, simulated_trace, tinygpt_specs  # noqa: E402
 
 TRIVIAL = "class Trivial:\n    def plan(self, ctx):\n        return None\n"
 

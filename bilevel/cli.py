@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import sys
@@ -25,6 +26,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Bilevel auto
                   "script (Level 1), its search configuration (Level 1.5) and its search mechanisms (Level 2).")
 console = Console()
 err = Console(stderr=True)
+MAX_MECHANISM_FILE_BYTES = 256 * 1024
 
 
 class UserError(Exception):
@@ -449,6 +451,57 @@ def mechanisms_diff(old: Annotated[str, typer.Argument(help="NAME@VERSION")],
             texts.append(store.get(name, version_id or None)[0])
     diff = "".join(difflib.unified_diff(texts[0].splitlines(True), texts[1].splitlines(True), old, new))
     console.print(Syntax(diff or "(identical)\n", "diff"))
+
+
+@mechanisms_app.command("validate")
+def mechanisms_validate(
+    file: Annotated[Path, typer.Argument(help="A mechanism source file (one class with hooks).")],
+    trace: Annotated[Optional[str], typer.Option(help="Replay this meta-run's recorded trace (default: a built-in "
+                                                      "synthetic trace).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole report as JSON.")] = False,
+) -> None:
+    """Run the whole validation pipeline (policy, static checks, sandbox import, smoke test on a trace, liveness) on
+    your own mechanism. Exits 0 only if the mechanism would be activated."""
+    from mechanisms.replay import ReplaySource, replay_steps
+    from mechanisms.validate import validate_mechanism
+
+    settings = _settings()
+    if not file.is_file():
+        raise UserError(f"mechanism file {file} not found")
+    if file.stat().st_size > MAX_MECHANISM_FILE_BYTES:
+        raise UserError(f"mechanism file {file} is larger than {MAX_MECHANISM_FILE_BYTES} bytes")
+    source = file.read_text(encoding="utf-8", errors="replace")
+    if trace is None:
+        from mechanisms.synthetic_trace import SEARCH_CONFIG, simulated_trace, tinygpt_space
+
+        recorded, space, replay = simulated_trace(60), tinygpt_space(), ReplaySource(fallback_config=SEARCH_CONFIG)
+        where = "a synthetic 60-experiment trace"
+    else:
+        from infra.resources import build_workload
+
+        folder = _run_folder(settings, trace)
+        if not folder.trace_path.is_file():
+            raise UserError(f"no trace for meta-run {trace!r} under {settings.runs_dir} (see: bilevel runs)")
+        spec = folder.read_spec()
+        recorded, space = folder.read_trace(), build_workload(settings, spec.workload).space
+        replay = ReplaySource(meta_run_id=spec.meta_run_id, run_seed=spec.seed, fallback_config=spec.search,
+                              restart_each_generation=spec.restart_each_generation)
+        where = f"the trace of {trace} ({len(recorded.decided)} experiments)"
+    report = validate_mechanism(source, replay_steps(recorded, space, replay), name=file.stem, space=space,
+                                metric_name=recorded.objective.name, allow_weak_sandbox=settings.sandbox_allow_weak)
+    if as_json:
+        console.print_json(report.model_dump_json())
+    else:
+        table = Table(title=f"validation of {file.name} on {where}")
+        for column in ("stage", "verdict", "seconds", "details"):
+            table.add_column(column)
+        for stage in report.stages:
+            table.add_row(stage.name, "[green]passed[/]" if stage.ok else "[red]failed[/]", f"{stage.seconds:.3f}",
+                          Text(stage.error or json.dumps(stage.detail, default=str)[:200]))
+        console.print(table)
+        console.print(Text(f"would be activated: {report.name} ({report.liveness.get('decisions_changed', 0)} decisions "
+                           "changed on replay)" if report.ok else f"refused: {report.error}"))
+    raise typer.Exit(0 if report.ok else 1)
 
 
 @app.command()

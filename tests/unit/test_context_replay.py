@@ -15,7 +15,7 @@ from search.hooks import NoHooks
 from search.iteration import Candidate, ProposalBatch, ProposalRequest, merge_tracks, run_iteration
 from search.random_proposal import random_value
 from search.trace import GenerationStart, RunOutcome, Trace
-from tests.unit.mechanism_trace_fixtures import tinygpt_space
+from mechanisms.synthetic_trace import tinygpt_space
 from tests.unit.traces import ok
 
 SPACE = tinygpt_space()

@@ -18,7 +18,7 @@ import pytest
 from mechanisms.replay import ReplaySource, replay_steps
 from mechanisms.sandbox import SandboxError, SandboxHost, SandboxLimits
 from mechanisms.validate import ValidationLimits, validate_mechanism
-from tests.unit.mechanism_trace_fixtures import SEARCH_CONFIG, simulated_trace, tinygpt_space
+from mechanisms.synthetic_trace import SEARCH_CONFIG, simulated_trace, tinygpt_space
 
 HOSTILE_DIR = Path(__file__).resolve().parents[1] / "hostile"
 FILES = sorted(HOSTILE_DIR.glob("*.py"))

@@ -12,7 +12,7 @@ from mechanisms.replay import ReplaySource, replay_steps
 from mechanisms.runtime import MechanismRef, MechanismRuntime
 from mechanisms.sandbox import SandboxHost
 from mechanisms.validate import validate_mechanism
-from tests.unit.mechanism_trace_fixtures import SEARCH_CONFIG, simulated_trace, tinygpt_space
+from mechanisms.synthetic_trace import SEARCH_CONFIG, simulated_trace, tinygpt_space
 
 SPACE = tinygpt_space()
 STEPS = replay_steps(simulated_trace(60, seed=0), SPACE, ReplaySource(fallback_config=SEARCH_CONFIG))

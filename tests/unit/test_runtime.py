@@ -10,7 +10,7 @@ from mechanisms.library import library_source
 from mechanisms.replay import ReplaySource
 from mechanisms.runtime import MechanismRef, MechanismRuntime, merge_advice
 from mechanisms.sandbox import SandboxHost, SandboxLimits
-from tests.unit.mechanism_trace_fixtures import SEARCH_CONFIG, simulated_trace, tinygpt_space
+from mechanisms.synthetic_trace import SEARCH_CONFIG, simulated_trace, tinygpt_space
 
 CTX = {"iteration": 7, "params": [{"name": "DEPTH"}, {"name": "MATRIX_LR"}, {"name": "WARMUP"}]}
 CANDIDATES = [{"changes": {"DEPTH": 3}, "hypothesis": "", "config": {}}, {"changes": {"DEPTH": 5}, "hypothesis": "", "config": {}}]

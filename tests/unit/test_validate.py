@@ -12,7 +12,7 @@ from mechanisms.sandbox import SandboxHost, SandboxLimits
 from mechanisms.validate import STAGES, ValidationLimits, validate_mechanism
 from search.params import same_value, validate_changes
 from search.trace import RunOutcome, Trace
-from tests.unit.mechanism_trace_fixtures import SEARCH_CONFIG, simulated_trace, tinygpt_space
+from mechanisms.synthetic_trace import SEARCH_CONFIG, simulated_trace, tinygpt_space
 
 SPACE = tinygpt_space()
 SPECS = list(SPACE.params)

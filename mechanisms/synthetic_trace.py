@@ -1,6 +1,6 @@
-"""A realistic simulated trace for mechanism tests and benchmarks: a tinygpt-like parameter block,
-an LLM-like proposer (fixates on favourites, sometimes repeats itself), a smooth objective with noise,
-occasional out-of-memory crashes, and the default keep rule."""
+"""A realistic simulated trace, for validating a mechanism without a recorded run (`bilevel mechanisms validate
+FILE`), for tests and for benchmarks: a tinygpt-like parameter block, an LLM-like proposer (fixates on favourites,
+sometimes repeats itself), a smooth objective with noise, occasional out-of-memory crashes, the default keep rule."""
 
 from __future__ import annotations
 
