@@ -1,5 +1,6 @@
-"""The report page of an ablation: verdicts first, then the curves, Δ distributions, statistics tables, every
-repeat, and the mechanisms."""
+"""The report page of an ablation: verdicts first (every arm against every reference arm), then the curves, Δ
+distributions, statistics tables with the noise floor per arm, every repeat, and the mechanisms. Every label names
+the ablation's objective and its direction."""
 
 from __future__ import annotations
 
@@ -7,44 +8,65 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from reports.html import (Markup, badge, esc, figure, interval, join, number, p_value, page, section, table, tag)
-from search.influence import MechanismInfluence
 from reports.mechanism_section import mechanisms_section, unique_sources
 from reports.run_data import RunData
 from reports.stats import MIN_CI_N, MIN_TEST_N, AblationStats, Comparison
-from search.ablation import AblationManifest, ArmSpec
+from reports.wording import (NOISE_FLOOR_MEANING, SIGN_CORRECTED, delta_formula, delta_name, noise_floor_text,
+                             reading_note)
+from search.ablation import STANDARD_ARMS, AblationManifest, ArmSpec
+from search.influence import MechanismInfluence
+from search.objective import Objective
 
 Repeats = Mapping[str, Sequence[RunData | None]]  # per arm, per seed index; None: not started
+TEST_NAMES = {"wilcoxon signed-rank": "Wilcoxon", "mann-whitney u": "Mann-Whitney U", "none": "none"}
 
 
-def ablation_page(manifest: AblationManifest, repeats: Repeats, statistics: AblationStats,
-                  influence: list[MechanismInfluence], curves_png: Path | None, deltas_png: Path | None,
-                  run_links: Mapping[str, str]) -> str:
-    """The whole HTML document of an ablation."""
-    arms = {item.arm.name: item.arm for item in manifest.arms}
+def ablation_page(ablation_id: str, statistics: AblationStats, *, manifest: AblationManifest | None = None,
+                  repeats: Repeats | None = None, influence: Sequence[MechanismInfluence] = (),
+                  curves_png: Path | None = None, deltas_png: Path | None = None,
+                  run_links: Mapping[str, str] | None = None) -> str:
+    """The whole HTML document of an ablation. Without a manifest and repeats (a page rebuilt from statistics.json
+    alone) the sections that need the meta-runs say so instead."""
+    objective = statistics.objective
+    arms = {item.arm.name: item.arm for item in manifest.arms} if manifest else {}
     parts: list[object] = [
+        tag("p", reading_note(objective), cls="small"),
         section("Verdicts", _verdicts(statistics), _caveats(statistics, repeats), element_id="verdicts"),
     ]
     if curves_png is not None:
         parts.append(section("Best-so-far curves", figure(
-            curves_png, "best-so-far curves per arm",
-            "Median across repeats (the band is named in the figure). Right: each repeat relative to its own "
-            "baseline, which removes the seed-to-seed spread of the baselines."), element_id="curves"))
+            curves_png, f"best {objective.name} so far per arm",
+            f"Median across repeats (the band is named in the figure). Left: the raw best {objective.name} "
+            f"({objective.direction}). Right: each repeat's Δ against its own baseline ({delta_formula(objective)}, "
+            f"{SIGN_CORRECTED}), which removes the seed-to-seed spread of the baselines."), element_id="curves"))
     if deltas_png is not None:
-        parts.append(section("Δval_bpb per repeat", figure(deltas_png, "Δval_bpb distribution per arm"),
-                             element_id="deltas"))
+        parts.append(section(f"{delta_name(objective)} per repeat", figure(
+            deltas_png, f"{delta_name(objective)} distribution per arm",
+            f"Δ = {delta_formula(objective)} per repeat ({SIGN_CORRECTED}). The grey band around 0 is ± the arm's "
+            f"noise floor (median over repeats), where measured."), element_id="deltas"))
     parts.append(section("Arms", _arm_table(statistics, arms, repeats), element_id="arms"))
-    parts.append(section(f"Against arm {statistics.reference}", _comparison_table(statistics),
+    parts.append(section(f"Against the reference arm{'s' if len(statistics.references) > 1 else ''} "
+                         f"{', '.join(statistics.references)}", _comparison_table(statistics),
                          tag("p", _method_note(statistics), cls="small"), element_id="comparisons"))
-    parts.append(section("Repeats", _repeat_table(manifest, repeats, run_links), element_id="repeats"))
-    runs = [run for items in repeats.values() for run in items if run is not None]
-    parts.append(mechanisms_section(influence, unique_sources([run.sources for run in runs])))
-    return page(f"Ablation {manifest.ablation_id}", _subtitle(manifest), join(parts))
+    if repeats is None or manifest is None:
+        parts.append(section("Repeats", tag("p", "Rebuilt from statistics.json alone: the meta-runs (traces, "
+                                                 "curves, mechanisms) are not part of this page.", cls="small"),
+                             element_id="repeats"))
+    else:
+        parts.append(section("Repeats", _repeat_table(manifest, repeats, run_links or {}, objective),
+                             element_id="repeats"))
+        runs = [run for items in repeats.values() for run in items if run is not None]
+        parts.append(mechanisms_section(influence, unique_sources([run.sources for run in runs]), objective))
+    return page(f"Ablation {ablation_id}", _subtitle(manifest, statistics), join(parts))
 
 
-def _subtitle(manifest: AblationManifest) -> str:
-    return (f"{manifest.workload} · model {manifest.model} · budget {manifest.budget:g} {manifest.budget_mode} · "
-            f"{manifest.generations} generations × {manifest.iterations} iterations · seeds "
-            f"{', '.join(str(s) for s in manifest.seeds)} · reference arm {manifest.reference_arm} · "
+def _subtitle(manifest: AblationManifest | None, statistics: AblationStats) -> str:
+    references = f"reference arm{'s' if len(statistics.references) > 1 else ''} {', '.join(statistics.references)}"
+    if manifest is None:
+        return f"{statistics.objective.describe()} · {references} · rebuilt from statistics.json"
+    return (f"{manifest.workload} · {statistics.objective.describe()} · model {manifest.model} · budget "
+            f"{manifest.budget:g} {manifest.budget_mode} · {manifest.generations} generations × "
+            f"{manifest.iterations} iterations · seeds {', '.join(str(s) for s in manifest.seeds)} · {references} · "
             f"created {manifest.created}")
 
 
@@ -53,7 +75,7 @@ def _verdicts(statistics: AblationStats) -> Markup:
         return tag("p", "Only the reference arm ran: there is nothing to compare.")
     items = []
     for comparison in statistics.comparisons:
-        effect = (f"mean difference {number(comparison.mean_difference, sign=True)} bpb"
+        effect = (f"mean difference of Δ {number(comparison.mean_difference, sign=True)}"
                   if comparison.mean_difference is not None else "no difference measurable")
         items.append(tag("li", join([badge(comparison.verdict, comparison.verdict),
                                      Markup(" "), tag("strong", comparison.arm), f" vs {comparison.reference}: ",
@@ -61,41 +83,55 @@ def _verdicts(statistics: AblationStats) -> Markup:
     return tag("ul", join(items), cls="verdicts")
 
 
-def _caveats(statistics: AblationStats, repeats: Repeats) -> Markup:
+def _caveats(statistics: AblationStats, repeats: Repeats | None) -> Markup:
     notes = [
         "Δ is the best of many noisy measurements minus one baseline measurement, so it is negative even for a "
         "search that learns nothing (the winner's curse). Compare arms with each other and with the random-search "
         "control, not with zero.",
     ]
+    floors = [a.noise_floor for a in statistics.arms if a.noise_floor is not None]
+    if floors:
+        spread = noise_floor_text(min(floors)) + (f" to {noise_floor_text(max(floors))}" if max(floors) > min(floors)
+                                                  else "")
+        notes.append(f"Noise floor: the {NOISE_FLOOR_MEANING}, median over an arm's repeats (Arms table; {spread}). "
+                     f"A Δ or a difference of Δ inside it is within the noise of one measurement.")
+    else:
+        notes.append(f"Noise floor not measured: no repeat measured the {NOISE_FLOOR_MEANING}, so this page cannot "
+                     f"say whether a Δ is larger than seed-to-seed noise.")
     smallest = min((a.n for a in statistics.arms), default=0)
     if smallest < 10:
         notes.append(f"The smallest arm has n={smallest} finished repeats. Bootstrap CIs are too narrow at small n, "
                      f"and rank tests cannot reach small p-values: treat CIs as rough and look at the points.")
-    absent = sum(1 for items in repeats.values() for run in items if run is None or not run.usable)
+    absent = sum(1 for items in (repeats or {}).values() for run in items if run is None or not run.usable)
     if absent:
-        notes.append(f"{absent} repeat(s) are missing, failed or unfinished and are left out of the statistics "
-                     "(see Repeats).")
+        notes.append(f"{absent} repeat(s) are missing, failed, stopped at a run limit or unfinished and are left out "
+                     "of the statistics (see Repeats).")
     return tag("div", tag("strong", "Read with care") + tag("ul", join(tag("li", n) for n in notes)), cls="caveats")
 
 
-def _arm_table(statistics: AblationStats, arms: Mapping[str, ArmSpec], repeats: Repeats) -> Markup:
+def _arm_table(statistics: AblationStats, arms: Mapping[str, ArmSpec], repeats: Repeats | None) -> Markup:
     rows = []
     for item in statistics.arms:
-        spec = arms.get(item.arm)
-        listed = len(repeats.get(item.arm, []))
+        spec = arms.get(item.arm) or STANDARD_ARMS.get(item.arm)
+        listed = len(repeats.get(item.arm, [])) if repeats is not None else len(item.deltas)
         ci = interval(item.ci.low, item.ci.high) if item.ci else (item.ci_note or "undefined", "small")
         per_repeat = ", ".join("–" if d is None else f"{d:+.4f}" for d in item.deltas)
+        measured = sum(1 for f in item.noise_floors if f is not None)
+        floor = noise_floor_text(item.noise_floor)
         rows.append([
-            tag("strong", item.arm),
+            tag("strong", item.arm) + (Markup(" ") + badge("reference", "reference")
+                                       if item.arm in statistics.references else Markup("")),
             (_arm_description(spec), "small"),
             f"{item.n} of {listed}",
             number(item.mean, sign=True),
             number(item.median, sign=True),
             ci,
+            (floor + (f" ({measured} of {len(item.noise_floors)})" if measured else ""), "nowrap"),
             (per_repeat, "small"),
         ])
-    return table(["arm", "what runs", "finished", "mean Δ", "median Δ", "95% CI of mean Δ", "Δ per seed"], rows,
-                 numeric=(2, 3, 4, 5))
+    name = delta_name(statistics.objective)
+    return table(["arm", "what runs", "finished", f"mean {name}", f"median {name}", f"95% CI of mean {name}",
+                  "noise floor (median)", f"{name} per seed"], rows, numeric=(2, 3, 4, 5, 6))
 
 
 def _arm_description(spec: ArmSpec | None) -> str:
@@ -111,54 +147,59 @@ def _comparison_table(statistics: AblationStats) -> Markup:
     if not statistics.comparisons:
         return tag("p", "No other arm to compare with.")
     rows = [_comparison_row(c) for c in statistics.comparisons]
-    # The reason of each verdict is spelled out in the Verdicts list at the top.
-    return table(["arm", "verdict", "test", "n", "mean difference", "median difference", "95% CI of difference",
-                  "p", "Holm p", "p floor"], rows, numeric=(3, 4, 5, 6, 7, 8, 9))
+    # The median difference is in statistics.json; the page keeps the table narrow enough for the reasons.
+    return table(["arm", "reference", "verdict", "test", "n", "mean difference", "95% CI of difference", "p",
+                  "Holm p", "p floor"], rows, numeric=(4, 5, 6, 7, 8, 9))
 
 
 def _comparison_row(comparison: Comparison) -> list[object]:
     n = (f"{comparison.n_pairs} pairs" if comparison.test == "wilcoxon signed-rank"
          else f"{comparison.n_arm} vs {comparison.n_reference}")
     ci = interval(comparison.ci.low, comparison.ci.high) if comparison.ci else "undefined"
-    return [tag("strong", comparison.arm), badge(comparison.verdict, comparison.verdict), (comparison.test, "nowrap"),
-            (n, "nowrap"),
-            number(comparison.mean_difference, sign=True), number(comparison.median_difference, sign=True), ci,
-            p_value(comparison.p_value), p_value(comparison.p_holm), p_value(comparison.min_attainable_p)]
-
-
-def _counts(run: RunData) -> list[str]:
-    """Experiments, kept and crashes of a repeat; dashes when it has no trace."""
-    if run.trace is None:
-        return ["–", "–", "–"]
-    experiments = run.trace.experiments[1:]
-    return [str(len(experiments)), str(sum(1 for e in experiments if e.kept)),
-            str(sum(1 for e in experiments if e.outcome.status in ("crash", "timeout")))]
+    verdict = badge(comparison.verdict, comparison.verdict) + tag("div", comparison.reason, cls="small")
+    return [tag("strong", comparison.arm), comparison.reference, (verdict, "why"), TEST_NAMES[comparison.test],
+            (n, "nowrap"), number(comparison.mean_difference, sign=True), ci, p_value(comparison.p_value),
+            p_value(comparison.p_holm), p_value(comparison.min_attainable_p)]
 
 
 def _method_note(statistics: AblationStats) -> str:
-    return (f"Difference = Δ(arm) − Δ({statistics.reference}); negative means the arm found lower val_bpb. Repeats "
-            f"are paired by seed: Wilcoxon signed-rank on the per-seed differences when at least {MIN_TEST_N} "
-            f"pairs are complete, else Mann-Whitney U on all finished repeats. CIs: percentile bootstrap of the "
-            f"mean ({statistics.resamples:,} resamples, seed {statistics.seed}, needs n ≥ {MIN_CI_N}). p-values are "
-            f"Holm-adjusted across the {sum(1 for c in statistics.comparisons if c.p_value is not None)} tested "
-            f"arms. 'better'/'worse' needs Holm p < {statistics.alpha:g} and a CI that excludes 0. The p floor is "
-            f"the smallest two-sided p the exact test can give at that n.")
+    objective = statistics.objective
+    improves = "lower" if objective.minimize else "higher"
+    return (f"Difference = Δ(arm) − Δ(reference), both {SIGN_CORRECTED}; a negative difference means the arm found "
+            f"a {improves} {objective.name} than the reference. Every arm is tested against each reference arm, each "
+            f"pair of arms once. Repeats are paired by seed: Wilcoxon signed-rank on the per-seed differences when "
+            f"at least {MIN_TEST_N} pairs are complete, else Mann-Whitney U on all finished repeats. CIs: percentile "
+            f"bootstrap of the mean ({statistics.resamples:,} resamples, seed {statistics.seed}, needs n ≥ "
+            f"{MIN_CI_N}). p-values are Holm-adjusted across all {statistics.tests} tests made. 'better'/'worse' "
+            f"needs Holm p < {statistics.alpha:g} and a CI that excludes 0. The p floor is the smallest two-sided p "
+            f"the exact test can give at that n.")
 
 
-def _repeat_table(manifest: AblationManifest, repeats: Repeats, run_links: Mapping[str, str]) -> Markup:
+def _counts(run: RunData) -> list[str]:
+    """Experiments, kept, crashes and stopped-early experiments of a repeat; dashes when it has no trace."""
+    if run.trace is None:
+        return ["–", "–", "–", "–"]
+    counts = run.counts
+    return [str(counts.experiments), str(counts.kept), str(counts.crashes), str(counts.stopped)]
+
+
+def _repeat_table(manifest: AblationManifest, repeats: Repeats, run_links: Mapping[str, str],
+                  objective: Objective) -> Markup:
     rows, classes = [], []
     for arm, runs in repeats.items():
         for position, run in enumerate(runs):
             seed = manifest.seeds[position] if position < len(manifest.seeds) else "?"
             if run is None:
-                rows.append([arm, str(seed), "–", badge("missing", "missing"), "", "", "", "", "", "",
+                rows.append([arm, str(seed), "–", badge("missing", "missing"), "", "", "", "", "", "", "", "",
                              ("not started: the manifest lists no meta-run for this seed", "small")])
                 classes.append("problem")
                 continue
             link = run_links.get(run.meta_run_id)
             name = Markup(f'<a href="{esc(link)}">{esc(run.meta_run_id)}</a>') if link else tag("code", run.meta_run_id)
             rows.append([arm, str(seed), (name, "nowrap"), badge(run.status, run.status), number(run.baseline),
-                         number(run.best), number(run.delta, sign=True), *_counts(run), (run.problem, "small")])
+                         number(run.best), number(run.delta, sign=True), noise_floor_text(run.noise_floor),
+                         *_counts(run), (run.problem, "small note")])
             classes.append(None if run.usable else "problem")
-    return table(["arm", "seed", "meta-run", "status", "baseline", "best", "Δ", "experiments", "kept", "crashes",
-                  "note"], rows, row_classes=classes, numeric=(1, 4, 5, 6, 7, 8, 9))
+    return table(["arm", "seed", "meta-run", "status", f"baseline {objective.name}", f"best {objective.name}",
+                  delta_name(objective), "noise floor", "experiments", "kept", "crashes", "stopped early", "note"],
+                 rows, row_classes=classes, numeric=(1, 4, 5, 6, 7, 8, 9, 10, 11))

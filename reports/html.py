@@ -123,7 +123,8 @@ def page(title: str, subtitle: object, body: object) -> str:
 
 CSS = """
 :root { --ink:#1b1f24; --muted:#5b6570; --line:#d9dee3; --soft:#f5f7f9; --better:#0b6e4f; --better-bg:#dff3ea;
-  --worse:#a33a00; --worse-bg:#fbe5d6; --neutral:#5b6570; --neutral-bg:#eceff2; --kept-bg:#e8f1fa; --accent:#0072B2; }
+  --worse:#a33a00; --worse-bg:#fbe5d6; --neutral:#5b6570; --neutral-bg:#eceff2; --kept-bg:#e8f1fa; --accent:#0072B2;
+  --stopped:#7a4f00; --stopped-bg:#fcebc4; }
 * { box-sizing:border-box; }
 body { margin:0; background:#fff; color:var(--ink); font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,
   "DejaVu Sans",sans-serif; }
@@ -147,13 +148,15 @@ figure img { max-width:100%; height:auto; border:1px solid var(--line); border-r
 figcaption { font-size:13px; color:var(--muted); margin-top:4px; }
 .scroll { overflow-x:auto; margin:8px 0 14px; }
 table.data { border-collapse:collapse; font-size:13.5px; min-width:60%; }
-table.data th, table.data td { border-bottom:1px solid var(--line); padding:5px 10px; text-align:left;
+table.data th, table.data td { border-bottom:1px solid var(--line); padding:5px 8px; text-align:left;
   vertical-align:top; }
-table.data th { background:var(--soft); font-weight:600; white-space:nowrap; }
-table.data td.num, table.data th.num { text-align:right; font-variant-numeric:tabular-nums; white-space:nowrap; }
+table.data th { background:var(--soft); font-weight:600; vertical-align:bottom; }
+table.data th.num { text-align:right; }
+table.data td.num { text-align:right; font-variant-numeric:tabular-nums; white-space:nowrap; }
 table.data tr.kept td { background:var(--kept-bg); }
 table.data tr.kept td:first-child { box-shadow:inset 4px 0 0 var(--accent); }
 table.data tr.problem td { color:var(--worse); }
+table.data tr.untried td { color:var(--muted); }
 td.small, .small { font-size:12.5px; color:var(--muted); }
 td.changes code { white-space:nowrap; }
 .badge { display:inline-block; padding:1px 8px; border-radius:10px; font-size:12.5px; font-weight:600;
@@ -161,6 +164,8 @@ td.changes code { white-space:nowrap; }
 .badge.better, .badge.live, .badge.finished { color:var(--better); background:var(--better-bg); }
 .badge.worse, .badge.quarantined, .badge.failed, .badge.missing, .badge.crash, .badge.timeout
   { color:var(--worse); background:var(--worse-bg); }
+.badge.stopped { color:var(--stopped); background:var(--stopped-bg); }
+.badge.reference { color:#fff; background:var(--ink); font-size:11px; }
 .badge.inconclusive, .badge.inert, .badge.never-called, .badge.incomplete, .badge.invalid, .badge.ok
   { color:var(--neutral); background:var(--neutral-bg); }
 .verdicts { list-style:none; padding:0; margin:8px 0; }
@@ -172,7 +177,8 @@ details > summary { cursor:pointer; color:var(--accent); }
 details.source > summary { font-family:ui-monospace,"DejaVu Sans Mono",monospace; font-size:13px; }
 details.error pre { max-height:200px; }
 details.error > summary { white-space:nowrap; }
-td.why { min-width:300px; }
+td.why { min-width:240px; }
+td.note { min-width:150px; }
 td.nowrap { white-space:nowrap; }
 a { color:var(--accent); }
 """

@@ -1,21 +1,27 @@
-"""The mechanisms part of a report page: liveness, influence on val_bpb, and each source a click away."""
+"""The mechanisms part of a report page: liveness, influence on the objective, and each source a click away."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from reports.html import Markup, badge, code_block, details, join, number, section, table, tag
-from search.influence import GroupStats, MechanismInfluence
 from reports.run_data import MechanismSource
-
-INFLUENCE_NOTE = (
-    "Groups come from the meta-runs where the mechanism was active. Δ is val_bpb minus the baseline of the "
-    "experiment's own meta-run. This describes, it does not prove: a mechanism that becomes active later in a "
-    "run meets better configurations than the experiments before it."
-)
+from reports.wording import SIGN_CORRECTED, delta_formula
+from search.influence import GroupStats, MechanismInfluence
+from search.objective import Objective
 
 
-def mechanisms_section(influence: Sequence[MechanismInfluence], sources: Sequence[MechanismSource]) -> Markup:
+def influence_note(objective: Objective) -> str:
+    formula = delta_formula(objective, "value")
+    return (f"Groups come from the meta-runs where the mechanism was active. Δ compares an experiment's "
+            f"{objective.name} with the baseline of its own meta-run (Δ = {formula}, {SIGN_CORRECTED}). Credited: "
+            f"the sum of the improvements (negative Δ against the best so far) of the kept experiments it "
+            f"influenced. This describes, it does not prove: a mechanism that becomes active later in a run meets "
+            f"better configurations than the experiments before it.")
+
+
+def mechanisms_section(influence: Sequence[MechanismInfluence], sources: Sequence[MechanismSource],
+                       objective: Objective) -> Markup:
     if not influence:
         return section("Mechanisms", tag("p", "No mechanism was active in any experiment."), element_id="mechanisms")
     anchors = {m.key: f"source-{position}" for position, m in enumerate(influence)}
@@ -23,8 +29,8 @@ def mechanisms_section(influence: Sequence[MechanismInfluence], sources: Sequenc
     liveness = table(["mechanism", "liveness", "hook calls", "decisions changed", "experiments influenced",
                       "meta-runs", "source"], liveness_rows, numeric=(4, 5))
     influence_rows = [_influence_row(m) for m in influence]
-    effect = table(["mechanism", "influenced: n, median val_bpb, mean Δ", "active, not influencing",
-                    "not active (same runs)"], influence_rows)
+    effect = table(["mechanism", f"influenced: n, median {objective.name}, mean Δ", "credited Δ",
+                    "active, not influencing", "not active (same runs)"], influence_rows, numeric=(2,))
     blocks = [_source_block(m, _find_source(m, sources), anchors[m.key]) for m in influence]
     return section(
         "Mechanisms",
@@ -32,8 +38,8 @@ def mechanisms_section(influence: Sequence[MechanismInfluence], sources: Sequenc
         tag("p", "A decision is changed when a hook's answer differs from what the loop would have done without it. "
                  "A mechanism that is called but changes nothing is inert.", cls="small"),
         liveness,
-        tag("h3", "Influence on val_bpb"),
-        tag("p", INFLUENCE_NOTE, cls="small"),
+        tag("h3", f"Influence on {objective.name}"),
+        tag("p", influence_note(objective), cls="small"),
         effect,
         tag("h3", "Sources"),
         join(blocks),
@@ -62,8 +68,9 @@ def _per_hook(counts: dict[str, int]) -> str:
 
 
 def _influence_row(mechanism: MechanismInfluence) -> list[object]:
-    return [tag("code", mechanism.key), _group(mechanism.influenced), _group(mechanism.active_not_influenced),
-            _group(mechanism.inactive)]
+    credited = number(mechanism.credited_delta, sign=True) if mechanism.credited_delta else "none"
+    return [tag("code", mechanism.key), _group(mechanism.influenced), credited,
+            _group(mechanism.active_not_influenced), _group(mechanism.inactive)]
 
 
 def _group(group: GroupStats) -> str:

@@ -1,8 +1,10 @@
-"""Statistics of an ablation: Δval_bpb per arm with bootstrap CIs, a rank test of each arm against the reference
-arm, Holm-adjusted p-values across arms, and a verdict per comparison. Pure numpy/scipy, no I/O.
+"""Statistics of an ablation: Δ of the objective per arm with bootstrap CIs, a rank test of every arm against each
+reference arm, Holm-adjusted p-values across every test made, a verdict per comparison, and the noise floor per
+arm. Pure numpy/scipy, no I/O.
 
 Choices, and why:
-- Δ = best − baseline per repeat (negative is better, as in the paper). It is the best of many noisy
+- Δ = best − baseline per repeat for a minimised metric, baseline − best for a maximised one: sign-corrected,
+  so negative is better whatever the goal (as the paper's Δval_bpb). It is the best of many noisy
   measurements minus one, so it is negative even for a search that learns nothing: compare arms with each
   other (and with the random-search control), never with zero.
 - CIs are percentile bootstraps of the mean (seeded, so a report is reproducible). With fewer than 3 values a
@@ -15,7 +17,9 @@ Choices, and why:
   on different seeds), the unpaired Mann-Whitney U test on all values is used instead. Below that, no test.
   Exact two-sided rank tests have a floor: with 5 pairs the smallest possible Wilcoxon p is 0.0625, so the
   floor is reported with each test; it explains an "inconclusive" that no effect size could avoid.
-- Holm-Bonferroni across the comparisons actually tested controls the family-wise error of "some arm beats A".
+- Every arm is compared with each reference arm (C against random, tpe and hybrid, not only A). A pair of arms is
+  tested once: a reference arm is compared with the references listed after it, not back. Holm-Bonferroni over
+  every test actually made (all arms × all references) controls the family-wise error of the whole table.
 - Verdict: "better"/"worse" only when the Holm-adjusted p < alpha AND the CI of the difference excludes 0;
   otherwise "inconclusive", with the reason spelled out.
 """
@@ -27,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field, field_validator
 from scipy import stats as scipy_stats
 
 from search.objective import Objective
@@ -38,12 +42,12 @@ RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0
 MIN_CI_N = 3
 MIN_TEST_N = 3
-# Differences below this are float noise (the same val_bpb read back through JSON), not a result.
+# Differences below this are float noise (the same value read back through JSON), not a result.
 ZERO_TOLERANCE = 1e-12
 MAX_EXACT_ARRANGEMENTS = 100_000  # up to 10 vs 9 repeats: enumerating the exact Mann-Whitney p takes about 1 s
 
 Verdict = Literal["better", "worse", "inconclusive"]
-Repeat = tuple[float, float] | None  # (baseline val_bpb, best val_bpb) of one repeat, None when it has no result
+Repeat = tuple[float, float] | None  # (baseline value, best value) of one repeat, None when it has no result
 
 
 class Interval(BaseModel):
@@ -58,7 +62,7 @@ class Interval(BaseModel):
 
 
 class ArmStats(BaseModel):
-    """Δval_bpb of one arm over its repeats."""
+    """Δ (sign-corrected: negative is better) of one arm over its repeats, and its noise floor."""
 
     arm: str
     deltas: list[float | None] = Field(description="Δ per repeat in seed order; None where the repeat has no result.")
@@ -67,10 +71,13 @@ class ArmStats(BaseModel):
     median: float | None = None
     ci: Interval | None = None
     ci_note: str = ""
+    noise_floors: list[float | None] = Field(default_factory=list, description="Per repeat in seed order: the "
+                                             "seed-to-seed standard deviation of the baseline; None: not measured.")
+    noise_floor: float | None = Field(None, description="Median of the measured noise floors; None: none measured.")
 
 
 class Comparison(BaseModel):
-    """One arm against the reference arm: difference of Δ (arm − reference; negative means the arm is better)."""
+    """One arm against one reference arm: difference of Δ (arm − reference; negative means the arm is better)."""
 
     arm: str
     reference: str
@@ -90,9 +97,12 @@ class Comparison(BaseModel):
 
 
 class AblationStats(BaseModel):
-    """Every arm's statistics and every comparison with the reference arm."""
+    """Every arm's statistics and every comparison with each reference arm, under the ablation's objective.
+    Statistics written before objectives and several references existed (`reference: "A"`) read as val_bpb,
+    minimised, against that one arm."""
 
-    reference: str
+    objective: Objective = Field(default_factory=Objective)
+    references: list[str] = Field(min_length=1, validation_alias=AliasChoices("references", "reference"))
     alpha: float = ALPHA
     confidence: float = CONFIDENCE
     resamples: int = RESAMPLES
@@ -100,11 +110,32 @@ class AblationStats(BaseModel):
     arms: list[ArmStats]
     comparisons: list[Comparison]
 
+    @field_validator("references", mode="before")
+    @classmethod
+    def _one_reference_is_a_list(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    @property
+    def reference(self) -> str:
+        """The first reference arm (plots draw it in black)."""
+        return self.references[0]
+
+    @property
+    def tests(self) -> int:
+        """How many tests were made: the size of the Holm family."""
+        return sum(1 for c in self.comparisons if c.p_value is not None)
+
     def arm(self, name: str) -> ArmStats:
         for item in self.arms:
             if item.arm == name:
                 return item
         raise KeyError(name)
+
+    def comparison(self, arm: str, reference: str) -> Comparison:
+        for item in self.comparisons:
+            if (item.arm, item.reference) == (arm, reference):
+                return item
+        raise KeyError((arm, reference))
 
 
 def deltas_of(repeats: Sequence[Repeat], objective: Objective | None = None) -> list[float | None]:
@@ -153,10 +184,12 @@ def _percentile_interval(samples: np.ndarray, confidence: float) -> Interval:
 
 
 def arm_stats(arm: str, deltas: Sequence[float | None], *, resamples: int = RESAMPLES, seed: int = BOOTSTRAP_SEED,
-              confidence: float = CONFIDENCE) -> ArmStats:
-    """n, mean, median and the bootstrap CI of the mean Δ of one arm."""
+              confidence: float = CONFIDENCE, noise_floors: Sequence[float | None] = ()) -> ArmStats:
+    """n, mean, median and the bootstrap CI of the mean Δ of one arm, and the median of its repeats' noise floors."""
     values = [d for d in deltas if d is not None]
-    result = ArmStats(arm=arm, deltas=list(deltas), n=len(values))
+    measured = [f for f in noise_floors if f is not None]
+    result = ArmStats(arm=arm, deltas=list(deltas), n=len(values), noise_floors=list(noise_floors),
+                      noise_floor=float(np.median(measured)) if measured else None)
     if not values:
         result.ci_note = "no finished repeat"
         return result
@@ -182,7 +215,7 @@ def holm_adjust(p_values: Sequence[float]) -> list[float]:
 
 def compare_with_reference(arm: ArmStats, reference: ArmStats, *, resamples: int = RESAMPLES,
                            seed: int = BOOTSTRAP_SEED, confidence: float = CONFIDENCE) -> Comparison:
-    """The rank test and the CI of the difference of one arm against the reference (no multiplicity
+    """The rank test and the CI of the difference of one arm against one reference (no multiplicity
     correction and no verdict yet: those need all comparisons, see `ablation_statistics`)."""
     pairs = [(a, r) for a, r in zip(arm.deltas, reference.deltas, strict=False) if a is not None and r is not None]
     arm_values = [d for d in arm.deltas if d is not None]
@@ -230,7 +263,7 @@ def _wilcoxon(differences: np.ndarray) -> tuple[float, float, float]:
 def with_verdict(comparison: Comparison, p_holm: float | None, alpha: float = ALPHA,
                  holm_floor: float | None = None) -> Comparison:
     """The comparison with its Holm-adjusted p and the verdict that follows from it and from the CI.
-    `holm_floor` is a lower bound of every adjusted p of the family (tested arms × the smallest p floor)."""
+    `holm_floor` is a lower bound of every adjusted p of the family (tests made × the smallest p floor)."""
     result = comparison.model_copy(update={"p_holm": p_holm})
     if comparison.test == "none" or p_holm is None:
         result.verdict, result.reason = "inconclusive", comparison.reason or "no test"
@@ -251,26 +284,47 @@ def with_verdict(comparison: Comparison, p_holm: float | None, alpha: float = AL
     if result.verdict == "inconclusive" and floor is not None and floor >= alpha:
         result.reason += f"; with this n the test cannot give p below {floor:.3g}: more repeats are needed"
     elif result.verdict == "inconclusive" and holm_floor is not None and holm_floor >= alpha:
-        result.reason += (f"; with these n and this many tested arms no Holm-adjusted p can go below "
+        result.reason += (f"; with these n and this many tests no Holm-adjusted p can go below "
                           f"{holm_floor:.3g}: more repeats are needed")
     return result
 
 
-def ablation_statistics(repeats: Mapping[str, Sequence[Repeat]], reference: str, *, alpha: float = ALPHA,
-                        confidence: float = CONFIDENCE, resamples: int = RESAMPLES,
-                        seed: int = BOOTSTRAP_SEED, objective: Objective | None = None) -> AblationStats:
-    """Per-arm Δ statistics and each other arm against `reference`, Holm-corrected across the tested arms.
-    `repeats` maps an arm to its (baseline, best) per seed index, in the same seed order for every arm."""
-    if reference not in repeats:
-        raise ValueError(f"reference arm {reference!r} is not among the arms {sorted(repeats)}")
+def ablation_statistics(repeats: Mapping[str, Sequence[Repeat]], references: Sequence[str], *, alpha: float = ALPHA,
+                        confidence: float = CONFIDENCE, resamples: int = RESAMPLES, seed: int = BOOTSTRAP_SEED,
+                        objective: Objective | None = None,
+                        noise_floors: Mapping[str, Sequence[float | None]] | None = None) -> AblationStats:
+    """Per-arm Δ statistics and every other arm against each of `references`, Holm-corrected across every test made.
+    `repeats` maps an arm to its (baseline, best) per seed index, in the same seed order for every arm;
+    `noise_floors` maps an arm to its repeats' noise floors (None: not measured)."""
+    references = list(dict.fromkeys([references] if isinstance(references, str) else references))  # once each
+    if not references:
+        raise ValueError("an ablation needs at least one reference arm to test the others against")
+    unknown = [r for r in references if r not in repeats]
+    if unknown:
+        raise ValueError(f"reference arm(s) {', '.join(unknown)} not among the arms {sorted(repeats)}")
+    objective = objective or Objective()
     options = {"resamples": resamples, "seed": seed, "confidence": confidence}
-    arms = [arm_stats(name, deltas_of(values, objective), **options) for name, values in repeats.items()]
-    reference_stats = next(a for a in arms if a.arm == reference)
-    raw = [compare_with_reference(a, reference_stats, **options) for a in arms if a.arm != reference]
+    floors_of = noise_floors or {}
+    arms = [arm_stats(name, deltas_of(values, objective), noise_floors=floors_of.get(name, ()), **options)
+            for name, values in repeats.items()]
+    by_name = {a.arm: a for a in arms}
+    raw = [compare_with_reference(by_name[arm], by_name[reference], **options)
+           for reference, arm in comparison_pairs([a.arm for a in arms], references)]
     tested = [c for c in raw if c.p_value is not None]
-    adjusted = dict(zip((c.arm for c in tested), holm_adjust([c.p_value for c in tested]), strict=True))  # type: ignore[misc]
+    holm = holm_adjust([c.p_value for c in tested if c.p_value is not None])
+    adjusted = dict(zip(((c.arm, c.reference) for c in tested), holm, strict=True))
     floors = [c.min_attainable_p for c in tested if c.min_attainable_p is not None]
     holm_floor = min(1.0, len(tested) * min(floors)) if floors else None
-    comparisons = [with_verdict(c, adjusted.get(c.arm), alpha, holm_floor) for c in raw]
-    return AblationStats(reference=reference, alpha=alpha, confidence=confidence, resamples=resamples, seed=seed,
-                         arms=arms, comparisons=comparisons)
+    comparisons = [with_verdict(c, adjusted.get((c.arm, c.reference)), alpha, holm_floor) for c in raw]
+    return AblationStats(objective=objective, references=references, alpha=alpha, confidence=confidence,
+                         resamples=resamples, seed=seed, arms=arms, comparisons=comparisons)
+
+
+def comparison_pairs(arms: Sequence[str], references: Sequence[str]) -> list[tuple[str, str]]:
+    """(reference, arm) for every test to make: each arm against each reference, in the references' order, each
+    unordered pair once (a reference arm is not tested back against a reference listed before it)."""
+    pairs: list[tuple[str, str]] = []
+    for position, reference in enumerate(references):
+        earlier = set(references[:position + 1])
+        pairs.extend((reference, arm) for arm in arms if arm not in earlier)
+    return pairs

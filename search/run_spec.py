@@ -129,6 +129,8 @@ class MetaRunSummary(BaseModel):
     llm: LLMUsage
     stop_reason: StopReason = "finished"
     stop_detail: str = ""
+    noise_floor: float | None = Field(None, ge=0, allow_inf_nan=False,
+                                      description="The seed-to-seed standard deviation of the baseline, when measured.")
     workload: str = "tinygpt"
     mlflow_run_id: str | None = None
     mlflow_experiment: str | None = None
