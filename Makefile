@@ -8,4 +8,6 @@ run: setup
 	.venv/bin/bilevel run
 
 test: setup
+	.venv/bin/ruff check .
+	.venv/bin/mypy
 	.venv/bin/python -m pytest

@@ -33,8 +33,8 @@ from mechanisms.sandbox import SandboxError, SandboxHost  # noqa: E402
 from search.config import SearchConfig  # noqa: E402
 from search.params import ParamSpec  # noqa: E402
 from search.prompts import proposal_messages, reask_messages  # noqa: E402
-from search.research import extract_code  # noqa: E402
 from search.proposal import Proposal, ProposalError, parse_proposal, proposal_schema  # noqa: E402
+from search.research import extract_code  # noqa: E402
 from search.state import state_from_trace  # noqa: E402
 from search.trace import Experiment, RunOutcome, Trace, config_with  # noqa: E402
 from workloads.tinygpt.workload import TinyGPT  # noqa: E402

@@ -20,8 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from infra.settings import load_settings  # noqa: E402
-from search.trace import RunOutcome  # noqa: E402
 from search.run_spec import Budget  # noqa: E402
+from search.trace import RunOutcome  # noqa: E402
 from workloads.tinygpt.workload import TinyGPT  # noqa: E402
 
 # A budget for a mode other than the settings' one: the README's recommended CPU budgets.

@@ -8,7 +8,6 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -528,10 +527,9 @@ def main() -> None:
     """Entry point: known problems become one clear line and exit code 1, never a traceback."""
     from infra.llm import LLMError
     from infra.services import ServiceError
+    from infra.settings import apply_telemetry_opt_outs
     from infra.store import StoreError
     from search.state import BaselineFailed
-
-    from infra.settings import apply_telemetry_opt_outs
 
     apply_telemetry_opt_outs()
     try:

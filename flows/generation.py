@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 from prefect import flow
 from pydantic import BaseModel
 
+from flows.inner_loop import InnerLoopResult, inner_loop
 from infra.mlflow_schema import MetricNames
 from infra.resources import Resources
-from flows.inner_loop import InnerLoopResult, inner_loop
 from mechanisms.active import ActiveSet, review_active_set
 from search.config import SearchConfig
 from search.iteration import merge_tracks
@@ -76,7 +76,7 @@ def generation(
         notes.append(f"stopped: {stopped.stop_detail}")
     elif spec.has_level("1.5"):
         adjusted = adjust_config(res.llm, spec, trace=trace, config=config, space=res.workload.space,
-                                 generation=generation)
+                                 generation=generation, run_id=generation_run_id)
         outcome.config = adjusted.config
         outcome.outer_llm = outcome.outer_llm + adjusted.usage
         notes.append(f"level 1.5 ({adjusted.source}): {adjusted.change}; {adjusted.reason}")

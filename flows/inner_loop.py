@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from prefect import flow
 from pydantic import BaseModel, Field
 
+from flows.steps import Trainer
 from infra.resources import Resources
 from mechanisms.active import ActiveSet, open_runtime
 from mechanisms.replay import ReplaySource
@@ -16,9 +18,8 @@ from search.iteration import Proposer, run_iteration
 from search.random_proposal import random_proposer
 from search.run_spec import MetaRunSpec, RunLimits, StopReason, llm_usage
 from search.trace import Experiment, Trace
-from flows.steps import Trainer
 from tasks.propose import LLMProposer
-from tasks.record import record_experiment
+from tasks.record import open_iteration, record_experiment
 
 
 class InnerLoopResult(BaseModel):
@@ -35,11 +36,13 @@ def replay_source(spec: MetaRunSpec, trace: Trace, generation: int) -> ReplaySou
                         restart_each_generation=spec.restart_each_generation)
 
 
-def proposer_for(spec: MetaRunSpec, res: Resources) -> Proposer:
-    """Who proposes in this meta-run: the LLM (default), or a control arm without it."""
+def proposer_for(spec: MetaRunSpec, res: Resources, run_for: Callable[[DecisionPoint], str | None] | None = None) -> Proposer:
+    """Who proposes in this meta-run: the LLM (default), or a control arm without it. `run_for` names the tracking
+    run of a decision point (where its LLM calls are traced)."""
+    llm = LLMProposer(res.llm, workload_text=res.workload.describe(spec.budget.mode), program=spec.program,
+                      attempts=spec.propose_attempts, run_for=run_for)
     if spec.proposer == "llm":
-        return LLMProposer(res.llm, workload_text=res.workload.describe(spec.budget.mode), program=spec.program,
-                           attempts=spec.propose_attempts)
+        return llm
     if spec.proposer == "random":
         return random_proposer
     from search import tpe_proposal
@@ -50,8 +53,7 @@ def proposer_for(spec: MetaRunSpec, res: Resources) -> Proposer:
         return tpe_proposal.cmaes_proposer
     from tasks.propose import HybridProposer
 
-    return HybridProposer(LLMProposer(res.llm, workload_text=res.workload.describe(spec.budget.mode),
-                                      program=spec.program, attempts=spec.propose_attempts))
+    return HybridProposer(llm)
 
 
 @flow(name="inner-loop", flow_run_name="g{generation}-t{track}", validate_parameters=False)
@@ -77,7 +79,8 @@ def inner_loop(
     runtime = open_runtime(active, trace, space, replay_source(spec, trace, generation),
                            allow_weak_sandbox=res.settings.sandbox_allow_weak)
     hooks = runtime if runtime is not None else NoHooks()
-    proposer = proposer_for(spec, res)
+    iteration_runs: dict[int, str] = {}
+    proposer = proposer_for(spec, res, run_for=lambda point: iteration_runs.get(point.iteration))
     local, state = trace, trace.state()
     spent = outer_spent_usd + llm_usage(trace).cost_usd
     result = InnerLoopResult()
@@ -90,6 +93,8 @@ def inner_loop(
             point = DecisionPoint(meta_run_id=spec.meta_run_id, run_seed=spec.seed, generation=generation, track=track,
                                   iteration=iteration, start=start.start, visible_from=start.visible_from,
                                   config=start.config)
+            iteration_runs[iteration] = open_iteration(res.tracker, spec, run_ids["generation"], generation, track,
+                                                       iteration)
             experiment = run_iteration(
                 local=local, state=state, space=space, point=point, hooks=hooks, proposer=proposer,
                 train=Trainer(res, spec, generation, track, iteration), seq=generation * spec.iterations + iteration,

@@ -6,11 +6,11 @@ import time
 
 from prefect import flow
 
+from flows.generation import generation
+from flows.steps import train
 from infra.mlflow_schema import MetricNames, experiment_name
 from infra.resources import Resources
 from infra.runs import RunFolder
-from flows.generation import generation
-from flows.steps import train
 from mechanisms.active import resolve_initial_set
 from search.iteration import baseline_experiment
 from search.run_spec import MetaRunSpec, MetaRunSummary, RunLimits, StopReason, llm_usage, summarize

@@ -16,13 +16,29 @@ from mechanisms.active import ActiveMechanism, ActiveSet
 from mechanisms.api import API_TEXT, HOOK_DOCS
 from mechanisms.library import list_library
 from mechanisms.validate import STAGES
-from search.research import (LOOP_TEXT, CritiqueAnswer, ExploreAnswer, SpecifyAnswer, critique_messages,
-                             explore_messages, failure_modes, generate_messages, repair_messages, specify_messages)
+from search.research import (
+    LOOP_TEXT,
+    CritiqueAnswer,
+    ExploreAnswer,
+    SpecifyAnswer,
+    critique_messages,
+    explore_messages,
+    failure_modes,
+    generate_messages,
+    repair_messages,
+    specify_messages,
+)
 from search.run_spec import MetaRunSpec
 from search.trace import LLMUsage, Trace
 from tasks.record import close_run
-from tasks.research import (CodeResult, ValidationRequest, generate_samples, publish_mechanism, research_round,
-                            validate_candidate)
+from tasks.research import (
+    CodeResult,
+    ValidationRequest,
+    generate_samples,
+    publish_mechanism,
+    research_round,
+    validate_candidate,
+)
 
 
 class ResearchOutcome(BaseModel):
@@ -84,7 +100,7 @@ def _copy_report(name: str) -> dict:
 
 
 def _specification(spec: MetaRunSpec, res: Resources, generation: int, trace: Trace, active: ActiveSet,
-                   transcript: list[dict]) -> tuple[SpecifyAnswer | None, LLMUsage, dict]:
+                   transcript: list[dict], run_id: str) -> tuple[SpecifyAnswer | None, LLMUsage, dict]:
     """The three JSON rounds: weaknesses from the trace statistics, the chosen idea, its specification."""
     stats = failure_modes(trace, res.workload.space)
     usage = LLMUsage()
@@ -93,18 +109,20 @@ def _specification(spec: MetaRunSpec, res: Resources, generation: int, trace: Tr
                                 workload_text=res.workload.describe(spec.budget.mode))
     if spec.program.strip():
         messages[-1]["content"] = f"Research direction from the user: {spec.program.strip()[:1500]}\n\n" + messages[-1]["content"]
-    explore = research_round(res.llm, spec, generation=generation, round_name="explore", messages=messages)
+    explore = research_round(res.llm, spec, generation=generation, round_name="explore", messages=messages,
+                             run_id=run_id)
     usage, transcript[:] = usage + explore.usage, [*transcript, *explore.transcript]
     if explore.answer is None:
         return None, usage, stats
     ideas = ExploreAnswer.model_validate(explore.answer)
     critique = research_round(res.llm, spec, generation=generation, round_name="critique",
-                              messages=critique_messages(explore.messages, ideas, trace.objective.describe()))
+                              messages=critique_messages(explore.messages, ideas, trace.objective.describe()),
+                              run_id=run_id)
     usage, transcript[:] = usage + critique.usage, [*transcript, *critique.transcript]
     choice = CritiqueAnswer.model_validate(critique.answer).choice if critique.answer else 0
     idea = ideas.ideas[min(choice, len(ideas.ideas) - 1)]
     specify = research_round(res.llm, spec, generation=generation, round_name="specify",
-                             messages=specify_messages(critique.messages, idea))
+                             messages=specify_messages(critique.messages, idea), run_id=run_id)
     usage, transcript[:] = usage + specify.usage, [*transcript, *specify.transcript]
     return (SpecifyAnswer.model_validate(specify.answer) if specify.answer else None), usage, stats
 
@@ -123,7 +141,7 @@ def research(spec: MetaRunSpec, res: Resources, *, generation: int, trace: Trace
         parent_run_id=parent_run_id,
     )
     transcript: list[dict] = []
-    specification, usage, stats = _specification(spec, res, generation, trace, active, transcript)
+    specification, usage, stats = _specification(spec, res, generation, trace, active, transcript, run_id)
     verdict, accepted = "research rounds gave no usable specification", None
     attempts: list[Attempt] = []
     if specification is not None:
@@ -135,7 +153,7 @@ def research(spec: MetaRunSpec, res: Resources, *, generation: int, trace: Trace
         for round_index in range(spec.research_repairs + 1):
             samples = spec.research_samples if round_index == 0 else max(1, spec.research_samples // 2)
             results = generate_samples(res.llm, spec, generation=generation, round_index=round_index,
-                                       messages=messages, samples=samples)
+                                       messages=messages, samples=samples, run_id=run_id)
             round_attempts = _validated_round(spec, generation, specification.name, results, trace, res, source,
                                               round_index)
             usage = sum((r.usage for r in results), usage)

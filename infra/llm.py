@@ -1,4 +1,6 @@
-"""LLM access through litellm: timeouts, retries, JSON-schema answers, per-call token/cost accounting and an audit log."""
+"""LLM access through litellm: timeouts, retries (tenacity, on litellm's transient error classes), JSON-schema
+answers, per-call token/cost accounting, an audit log without prompt text, and a hook that records each call
+(messages and answer) where the operator can read it (MLflow traces, infra/tracking.py)."""
 
 from __future__ import annotations
 
@@ -6,14 +8,24 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
 from search.trace import LLMUsage
 
-# Errors worth retrying: the service was slow, overloaded or briefly unreachable.
-_RETRYABLE = ("Timeout", "APIConnectionError", "InternalServerError", "RateLimitError", "ServiceUnavailableError", "APIError")
+log = logging.getLogger(__name__)
+CallRecorder = Callable[[dict[str, Any]], None]
+
+
+def retryable_errors() -> tuple[type[BaseException], ...]:
+    """litellm's errors for a service that was slow, overloaded or briefly unreachable (never a bad request)."""
+    litellm = import_litellm()
+    return (litellm.Timeout, litellm.APIConnectionError, litellm.InternalServerError, litellm.RateLimitError,
+            litellm.ServiceUnavailableError)
 
 
 class LLMError(RuntimeError):
@@ -48,7 +60,8 @@ def response_format_for(schema: dict[str, Any] | None, name: str = "answer") -> 
 
 
 class LLMClient:
-    """One configured model. Thread-safe; sums usage over all calls; logs every call (without prompt text)."""
+    """One configured model. Thread-safe; logs every call (without prompt text) and hands each answered call to
+    `recorder` (with messages and answer), if one is set."""
 
     def __init__(
         self,
@@ -61,6 +74,7 @@ class LLMClient:
         max_tokens: int = 512,
         call_log: Path | None = None,
         backoff_s: float = 1.0,
+        recorder: CallRecorder | None = None,
     ) -> None:
         self.model = model
         self.api_base = api_base
@@ -70,13 +84,8 @@ class LLMClient:
         self.max_tokens = max_tokens
         self.call_log = call_log
         self.backoff_s = backoff_s
+        self.recorder = recorder
         self._lock = threading.Lock()
-        self._usage = LLMUsage()
-
-    @property
-    def usage(self) -> LLMUsage:
-        with self._lock:
-            return self._usage.model_copy()
 
     def complete(
         self,
@@ -88,9 +97,11 @@ class LLMClient:
         schema: dict[str, Any] | None = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
+        run_id: str | None = None,
     ) -> LLMAnswer:
         """One chat completion. `purpose` and `call_key` identify the call in logs (and for the scripted
-        test provider); `schema` asks for JSON matching it. Retries retryable errors with backoff."""
+        test provider); `schema` asks for JSON matching it; `run_id` is the tracking run the call belongs to (for
+        the recorder). Retries transient errors with exponential backoff."""
         litellm = import_litellm()
         kwargs: dict[str, Any] = {
             "model": self.model,
@@ -105,31 +116,41 @@ class LLMClient:
             kwargs["api_base"] = self.api_base
         if schema is not None:
             kwargs["response_format"] = response_format_for(schema, name=purpose.replace(".", "_"))
-        last_error: Exception | None = None
-        for attempt in range(self.retries + 1):
+        transient = retryable_errors()
+
+        def attempt() -> Any:
             started = time.perf_counter()
             try:
                 response = litellm.completion(**kwargs)
-            except Exception as error:  # classified below; anything unexpected is re-raised as is
-                last_error = error
-                retryable = type(error).__name__ in _RETRYABLE
-                self._log(purpose, call_key, time.perf_counter() - started, None, error=f"{type(error).__name__}")
-                if not retryable:
-                    raise LLMError(f"{purpose} ({call_key}): {type(error).__name__}: {_short(error)}") from error
-                if attempt < self.retries:
-                    time.sleep(self.backoff_s * (2**attempt))
-                continue
-            seconds = time.perf_counter() - started
-            usage = self._usage_of(response, seconds)
-            with self._lock:
-                self._usage = self._usage + usage
-            text = response.choices[0].message.content or ""
-            self._log(purpose, call_key, seconds, usage)
-            return LLMAnswer(text=text, usage=usage, model=self.model)
-        raise LLMError(
-            f"{purpose} ({call_key}): no answer after {self.retries + 1} tries; last error "
-            f"{type(last_error).__name__}: {_short(last_error)}"
-        )
+            except Exception as error:  # logged, then retried (transient) or turned into an LLMError below
+                self._log(purpose, call_key, time.perf_counter() - started, None, error=type(error).__name__)
+                raise
+            return response, time.perf_counter() - started
+
+        retrying = Retrying(stop=stop_after_attempt(self.retries + 1), retry=retry_if_exception_type(transient),
+                            wait=wait_exponential(multiplier=self.backoff_s, max=30), reraise=False, sleep=time.sleep)
+        try:
+            response, seconds = retrying(attempt)
+        except RetryError as exhausted:
+            last = exhausted.last_attempt.exception()
+            raise LLMError(f"{purpose} ({call_key}): no answer after {self.retries + 1} tries; last error "
+                           f"{type(last).__name__}: {_short(last)}") from last
+        except Exception as error:  # not transient: a bad request, a bad model name, an auth error
+            raise LLMError(f"{purpose} ({call_key}): {type(error).__name__}: {_short(error)}") from error
+        usage = self._usage_of(response, seconds)
+        text = response.choices[0].message.content or ""
+        self._log(purpose, call_key, seconds, usage)
+        self._record(purpose=purpose, call_key=call_key, messages=messages, answer=text, usage=usage, run_id=run_id)
+        return LLMAnswer(text=text, usage=usage, model=self.model)
+
+    def _record(self, **call: Any) -> None:
+        """Hand the call to the recorder; a recorder that fails is logged and never fails the call."""
+        if self.recorder is None:
+            return
+        try:
+            self.recorder({"model": self.model, **call})
+        except Exception as error:  # recording is for the operator's eyes; the search must carry on without it
+            log.warning("could not record LLM call %s: %s: %s", call.get("call_key"), type(error).__name__, error)
 
     def _usage_of(self, response: Any, seconds: float) -> LLMUsage:
         usage = getattr(response, "usage", None)

@@ -337,7 +337,14 @@ def _progress_display(progress: Any) -> Iterator[ProgressCallback]:
     elif hasattr(progress, "add_task"):
         yield rich_progress_callback(progress)
     elif _is_rich_console(progress):
-        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
 
         columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
         bar = Progress(*columns, console=progress)

@@ -133,13 +133,11 @@ def build_resources(settings: Settings, *, with_store: bool | None = None, workl
     settings.state_path.mkdir(parents=True, exist_ok=True)
     workload = workload or build_workload(settings)
     need_store = "2" in settings.level_set if with_store is None else with_store
-    return Resources(
-        settings=settings,
-        workload=workload,
-        llm=build_llm(settings),
-        tracker=Tracker(settings.resolved_tracking_uri, settings.mlflow_artifact_root),
-        store=build_store(settings) if need_store else None,
-    )
+    tracker = Tracker(settings.resolved_tracking_uri, settings.mlflow_artifact_root)
+    llm = build_llm(settings)
+    llm.recorder = tracker.record_llm_call  # every answered call becomes an MLflow trace under its run
+    return Resources(settings=settings, workload=workload, llm=llm, tracker=tracker,
+                     store=build_store(settings) if need_store else None)
 
 
 @contextlib.contextmanager

@@ -14,9 +14,21 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from search.objective import Goal
-from search.run_spec import (PROGRAM_MAX_CHARS, BudgetMode, Generations, Iterations, MaxHours, MaxLLMCost,
-                             ProposeAttempts, ResearchEvery, ResearchRepairs, ResearchSamples, Seed, Tracks,
-                             WorkloadRef)
+from search.run_spec import (
+    PROGRAM_MAX_CHARS,
+    BudgetMode,
+    Generations,
+    Iterations,
+    MaxHours,
+    MaxLLMCost,
+    ProposeAttempts,
+    ResearchEvery,
+    ResearchRepairs,
+    ResearchSamples,
+    Seed,
+    Tracks,
+    WorkloadRef,
+)
 
 # Telemetry of the libraries we use reaches the internet unless switched off (DESIGN §11).
 # Applied at import time, before any of those libraries is imported, and never overriding a user's choice.
@@ -31,6 +43,9 @@ TELEMETRY_OPT_OUTS = {
     "RAY_USAGE_STATS_ENABLED": "0",
     "OMP_WAIT_POLICY": "PASSIVE",
     "TOKENIZERS_PARALLELISM": "false",
+    # LLM calls are recorded as MLflow traces when they happen; an async export queue would lose the last ones
+    # at exit and write to whatever tracking URI is current when it flushes.
+    "MLFLOW_ENABLE_ASYNC_TRACE_LOGGING": "false",
 }
 
 

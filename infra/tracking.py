@@ -43,6 +43,7 @@ class Tracker:
         self.client = client_cls(tracking_uri=tracking_uri)
         self._lock = threading.RLock()
         self._experiments: dict[str, str] = {}
+        self._run_experiments: dict[str, str] = {}
 
     # -- runs ------------------------------------------------------------------------------------
     def experiment_id(self, name: str) -> str:
@@ -121,6 +122,28 @@ class Tracker:
     def log_dict(self, run_id: str, data: dict[str, Any], artifact_file: str) -> None:
         with self._lock:
             self.client.log_dict(run_id, data, artifact_file)
+
+    def record_llm_call(self, call: dict[str, Any]) -> None:
+        """One LLM call as an MLflow trace under its run (the Traces view shows what the model was asked and
+        answered); calls without a run are not recorded here (the call log has them)."""
+        run_id = call.get("run_id")
+        if not run_id:
+            return
+        import mlflow
+
+        usage = call["usage"]
+        with self._lock:
+            # The trace exporter writes to the process's tracking URI (synchronously: see TELEMETRY_OPT_OUTS).
+            mlflow.set_tracking_uri(self.tracking_uri)
+            experiment_id = self._run_experiments.get(run_id) or self.client.get_run(run_id).info.experiment_id
+            self._run_experiments[run_id] = experiment_id
+            span = self.client.start_trace(
+                call["purpose"], span_type="LLM", inputs={"messages": call["messages"]}, experiment_id=experiment_id,
+                run_id=run_id, attributes={"call_key": call["call_key"], "model": call["model"]},
+            )
+            self.client.end_trace(span.trace_id, outputs={"answer": call["answer"]}, attributes={
+                "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+                "cost_usd": usage.cost_usd, "seconds": round(usage.seconds, 3)})
 
     def log_file(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
         with self._lock:

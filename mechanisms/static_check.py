@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import inspect
 from dataclasses import dataclass
+
 from pyflakes import checker as pyflakes_checker
 from pyflakes import messages as pyflakes_messages
 

@@ -67,7 +67,7 @@ def simulated_trace(experiments: int = 60, seed: int = 0) -> Trace:
     baseline_config = {spec.name: json_value(spec.value) for spec in specs}
     baseline = _run(0, {}, "baseline", baseline_config, rng, None)
     trace = Trace(experiments=[baseline])
-    for index in range(1, experiments):
+    for _ in range(1, experiments):
         state = trace.state()
         current = state.current.config
         earlier = [e for e in trace.experiments[1:] if e.changes]

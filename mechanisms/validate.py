@@ -16,10 +16,10 @@ from pydantic import BaseModel, Field
 
 from mechanisms.policy import check_source
 from mechanisms.replay import ReplayStep
-from mechanisms.static_check import check_mechanism
-from mechanisms.static_check import summary as static_summary
 from mechanisms.runtime import MechanismRef, MechanismRuntime
 from mechanisms.sandbox import SandboxError, SandboxHost
+from mechanisms.static_check import check_mechanism
+from mechanisms.static_check import summary as static_summary
 from search.context import candidate_view
 from search.space import CandidateError, SearchSpace
 from search.trace import config_with

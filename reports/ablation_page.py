@@ -7,12 +7,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from reports.html import (Markup, badge, esc, figure, interval, join, number, p_value, page, section, table, tag)
+from reports.html import Markup, badge, esc, figure, interval, join, number, p_value, page, section, table, tag
 from reports.mechanism_section import mechanisms_section, unique_sources
 from reports.run_data import RunData
 from reports.stats import MIN_CI_N, MIN_TEST_N, AblationStats, Comparison
-from reports.wording import (NOISE_FLOOR_MEANING, SIGN_CORRECTED, delta_formula, delta_name, noise_floor_text,
-                             reading_note)
+from reports.wording import (
+    NOISE_FLOOR_MEANING,
+    SIGN_CORRECTED,
+    delta_formula,
+    delta_name,
+    noise_floor_text,
+    reading_note,
+)
 from search.ablation import STANDARD_ARMS, AblationManifest, ArmSpec
 from search.influence import MechanismInfluence
 from search.objective import Objective

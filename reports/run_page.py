@@ -6,12 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from reports.html import (Markup, badge, cards, code_block, details, esc, figure, join, number, page, section, table,
-                          tag)
+from reports.html import Markup, badge, cards, code_block, details, esc, figure, join, number, page, section, table, tag
 from reports.mechanism_section import mechanisms_section
 from reports.run_data import STOP_REASONS, RunData
-from reports.wording import (NOISE_FLOOR_MEANING, SIGN_CORRECTED, delta_against_noise, delta_formula, delta_name,
-                             noise_floor_text, reading_note)
+from reports.wording import (
+    NOISE_FLOOR_MEANING,
+    SIGN_CORRECTED,
+    delta_against_noise,
+    delta_formula,
+    delta_name,
+    noise_floor_text,
+    reading_note,
+)
 from search.influence import MechanismInfluence
 from search.objective import Objective
 from search.params import same_value

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-from enum import Enum
 from collections.abc import Iterable, Mapping
+from enum import Enum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict

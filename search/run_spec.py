@@ -14,6 +14,7 @@ from search.params import same_value
 from search.trace import LLMUsage, Trace, TraceCounts
 
 Level = Literal["1", "1.5", "2"]
+ALL_LEVELS: tuple[Level, ...] = ("1", "1.5", "2")
 BudgetMode = Literal["steps", "time", "flops", "fixed"]
 Proposer = Literal["llm", "random", "tpe", "cmaes", "hybrid"]
 
@@ -84,7 +85,7 @@ class MetaRunSpec(BaseModel):
     generations: Generations = 2
     iterations: Iterations = 6
     research_every: ResearchEvery = 1
-    levels: list[Level] = Field(default_factory=lambda: ["1", "1.5", "2"])
+    levels: list[Level] = Field(default_factory=lambda: list(ALL_LEVELS))
     tracks: Tracks = 1
     budget: Budget
     seed: Seed = 0

@@ -29,17 +29,18 @@ def _distributions(specs: list[ParamSpec]) -> dict[str, Any]:
     optuna = _optuna()
     distributions: dict[str, Any] = {}
     for spec in specs:
+        low, high = float(spec.low or 0.0), float(spec.high or 0.0)  # numeric kinds always have both bounds
         if spec.kind is ParamKind.INT:
-            distributions[spec.name] = optuna.distributions.IntDistribution(int(spec.low), int(spec.high), log=spec.log and spec.low > 0)
+            distributions[spec.name] = optuna.distributions.IntDistribution(int(low), int(high), log=spec.log and low > 0)
         elif spec.kind is ParamKind.FLOAT:
-            distributions[spec.name] = optuna.distributions.FloatDistribution(spec.low, spec.high, log=spec.log and spec.low > 0)
+            distributions[spec.name] = optuna.distributions.FloatDistribution(low, high, log=spec.log and low > 0)
         elif spec.kind is ParamKind.CHOICE:
             distributions[spec.name] = optuna.distributions.CategoricalDistribution(list(spec.choices or ()))
         elif spec.kind is ParamKind.BOOL:
             distributions[spec.name] = optuna.distributions.CategoricalDistribution([False, True])
         else:  # float tuples become one float distribution per element
             for position in range(spec.length or 0):
-                distributions[f"{spec.name}[{position}]"] = optuna.distributions.FloatDistribution(spec.low, spec.high)
+                distributions[f"{spec.name}[{position}]"] = optuna.distributions.FloatDistribution(low, high)
     return distributions
 
 

@@ -223,11 +223,8 @@ class Trace(BaseModel):
 
     def state(self) -> SearchState:
         """Where the search stands after the last experiment."""
-        state = None
-        for state in self.states():
-            pass
-        assert state is not None
-        return state
+        *_, last = self.states()
+        return last
 
     @property
     def decided(self) -> list[Experiment]:
@@ -240,7 +237,7 @@ class Trace(BaseModel):
     def counts(self, experiments: Iterable[Experiment] | None = None) -> TraceCounts:
         """Kept, crashed, invalid and stopped experiments (of the given ones, default all after the baseline)."""
         chosen = list(self.decided if experiments is None else experiments)
-        statuses = Counter(e.outcome.status for e in chosen)
+        statuses: Counter[str] = Counter(e.outcome.status for e in chosen)
         return TraceCounts(experiments=len(chosen), kept=sum(e.kept for e in chosen),
                            crashes=sum(statuses[s] for s in CRASH_STATUSES), invalid=statuses["invalid"],
                            stopped=statuses["stopped"])

@@ -28,7 +28,7 @@ class AdjustOutcome(BaseModel):
 
 @task(name="adjust-config", cache_policy=NO_CACHE, task_run_name="level-1.5 g{generation}")
 def adjust_config(llm: LLMClient, spec: MetaRunSpec, *, trace: Trace, config: SearchConfig, space: SearchSpace,
-                  generation: int) -> AdjustOutcome:
+                  generation: int, run_id: str | None = None) -> AdjustOutcome:
     """Ask the LLM for a config update the trace supports (refusals go back to it); else the deterministic rule."""
 
     def parse(text: str) -> tuple[SearchConfig, str]:
@@ -37,7 +37,8 @@ def adjust_config(llm: LLMClient, spec: MetaRunSpec, *, trace: Trace, config: Se
 
     exchange = converse(llm, meta_run_id=spec.meta_run_id, call_key=f"adjust/g{generation}", purpose="adjust_config",
                         messages=adjust_messages(config, trace, space, generation, spec.program), parse=parse,
-                        attempts=ATTEMPTS, seq=generation, json_schema=update_schema(space), temperature=0.3)
+                        attempts=ATTEMPTS, seq=generation, json_schema=update_schema(space), temperature=0.3,
+                        run_id=run_id)
     if exchange.value is not None:
         new_config, reason = exchange.value
         return AdjustOutcome(config=new_config, source="llm", change=describe_update(config, new_config),

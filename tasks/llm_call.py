@@ -30,6 +30,7 @@ class LLMCall(BaseModel):
     json_schema: dict[str, Any] | None = Field(None, description="JSON schema the answer must follow.")
     temperature: float | None = None
     max_tokens: int | None = None
+    run_id: str | None = Field(None, description="The tracking run the call belongs to (not part of the cache key).")
 
     def cache_key(self, model: str) -> str:
         digest = content_hash(self.messages, self.json_schema, self.temperature, self.max_tokens, model)
@@ -58,6 +59,7 @@ def ask(llm: LLMClient, call: LLMCall) -> LLMReply:
         schema=call.json_schema,
         temperature=call.temperature,
         max_tokens=call.max_tokens,
+        run_id=call.run_id,
     )
     return LLMReply(text=answer.text, usage=answer.usage, model=answer.model)
 
@@ -88,6 +90,7 @@ def converse(
     json_schema: dict[str, Any] | None = None,
     temperature: float | None = None,
     max_tokens: int | None = None,
+    run_id: str | None = None,
 ) -> Exchange[T]:
     """Ask, parse (a ValueError refuses the answer), re-ask with the refusal, at most `attempts` times. Each
     ask is its own cached call `<call_key>/a<attempt>`, so a resumed conversation replays its answers."""
@@ -95,7 +98,7 @@ def converse(
     for attempt in range(attempts):
         reply = ask(llm, LLMCall(meta_run_id=meta_run_id, call_key=f"{call_key}/a{attempt}", purpose=purpose,
                                  messages=exchange.messages, seq=seq, json_schema=json_schema,
-                                 temperature=temperature, max_tokens=max_tokens))
+                                 temperature=temperature, max_tokens=max_tokens, run_id=run_id))
         exchange.usage = exchange.usage + reply.usage
         exchange.attempts += 1
         entry: dict[str, Any] = {"purpose": purpose, "attempt": attempt, "answer": reply.text}

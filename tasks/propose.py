@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from infra.llm import LLMClient
+from search.context import DecisionPoint
 from search.iteration import Candidate, ProposalBatch, ProposalRequest
 from search.params import same_value
 from search.prompts import proposal_messages
@@ -23,7 +25,8 @@ def call_key(request: ProposalRequest, candidate: int) -> str:
 
 
 @task(name="propose", cache_policy=NO_CACHE, task_run_name="propose g{request.point.generation} i{request.point.iteration}")
-def propose(llm: LLMClient, request: ProposalRequest, workload_text: str, program: str, attempts: int) -> ProposalBatch:
+def propose(llm: LLMClient, request: ProposalRequest, workload_text: str, program: str, attempts: int,
+            run_id: str | None = None) -> ProposalBatch:
     """Up to `request.n_candidates` validated candidates. Each LLM call is its own cached `ask`."""
     batch = ProposalBatch()
     config = request.point.config
@@ -35,7 +38,7 @@ def propose(llm: LLMClient, request: ProposalRequest, workload_text: str, progra
             messages=proposal_messages(asked, workload_text=workload_text, program=program),
             parse=lambda text, asked=asked: parse_proposal(text, asked.check, max_changes=config.max_changes),
             attempts=attempts, seq=request.seq, json_schema=schema,
-            temperature=min(1.5, request.temperature + TEMPERATURE_STEP * candidate),
+            temperature=min(1.5, request.temperature + TEMPERATURE_STEP * candidate), run_id=run_id,
         )
         batch.usage, batch.attempts = batch.usage + exchange.usage, batch.attempts + exchange.attempts
         batch.errors += exchange.errors
@@ -52,9 +55,11 @@ class LLMProposer:
     workload_text: str
     program: str = ""
     attempts: int = 3
+    run_for: Callable[[DecisionPoint], str | None] | None = None  # the iteration's tracking run (its LLM calls)
 
     def __call__(self, request: ProposalRequest) -> ProposalBatch:
-        return propose(self.llm, request, self.workload_text, self.program, self.attempts)
+        run_id = self.run_for(request.point) if self.run_for is not None else None
+        return propose(self.llm, request, self.workload_text, self.program, self.attempts, run_id)
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,23 @@ def open_generation(tracker: Tracker, spec: MetaRunSpec, parent_run_id: str, gen
 def experiment_run_key(spec: MetaRunSpec, experiment: Experiment) -> str:
     if experiment.is_baseline:
         return run_key(spec.meta_run_id, "baseline")
-    return run_key(spec.meta_run_id, f"g{experiment.generation}", f"t{experiment.track}", f"i{experiment.iteration}")
+    return iteration_run_key(spec, experiment.generation, experiment.track, experiment.iteration)
+
+
+def iteration_run_key(spec: MetaRunSpec, generation: int, track: int, iteration: int) -> str:
+    return run_key(spec.meta_run_id, f"g{generation}", f"t{track}", f"i{iteration}")
+
+
+@task(name="open-iteration", cache_policy=NO_CACHE)
+def open_iteration(tracker: Tracker, spec: MetaRunSpec, generation_run_id: str, generation: int, track: int,
+                   iteration: int) -> str:
+    """The iteration's run, opened before it decides, so its LLM calls are traced under it (record_experiment
+    finds it by key and fills it in)."""
+    run_id, _ = tracker.ensure_run(experiment_name(spec.name), iteration_run_key(spec, generation, track, iteration),
+                                   run_name=f"g{generation} t{track} i{iteration}",
+                                   tags=run_tags("iteration", spec.meta_run_id, generation=generation, track=track),
+                                   parent_run_id=generation_run_id)
+    return run_id
 
 
 @task(name="record-experiment", cache_policy=NO_CACHE, task_run_name="record #{experiment.index}")

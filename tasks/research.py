@@ -35,12 +35,12 @@ class RoundResult(BaseModel):
 
 @task(name="research-round", cache_policy=NO_CACHE, task_run_name="level-2 {round_name} g{generation}")
 def research_round(llm: LLMClient, spec: MetaRunSpec, *, generation: int, round_name: str,
-                   messages: list[dict[str, str]]) -> RoundResult:
+                   messages: list[dict[str, str]], run_id: str | None = None) -> RoundResult:
     """One JSON round (explore, critique or specify). Each LLM call is a cached `ask`."""
     exchange = converse(llm, meta_run_id=spec.meta_run_id, call_key=f"research/g{generation}/{round_name}",
                         purpose=f"research.{round_name}", messages=messages,
                         parse=lambda text: parse_round(round_name, text), attempts=ROUND_ATTEMPTS, seq=generation,
-                        json_schema=round_schema(round_name), temperature=0.5, max_tokens=700)
+                        json_schema=round_schema(round_name), temperature=0.5, max_tokens=700, run_id=run_id)
     return RoundResult(answer=exchange.value.model_dump() if exchange.value is not None else None,
                        messages=exchange.messages, usage=exchange.usage,
                        transcript=[{"round": round_name, **entry} for entry in exchange.transcript])
@@ -59,7 +59,7 @@ class CodeResult(BaseModel):
 
 @task(name="research-generate", cache_policy=NO_CACHE, task_run_name="level-2 generate g{generation} r{round_index}")
 def generate_samples(llm: LLMClient, spec: MetaRunSpec, *, generation: int, round_index: int,
-                     messages: list[dict[str, str]], samples: int) -> list[CodeResult]:
+                     messages: list[dict[str, str]], samples: int, run_id: str | None = None) -> list[CodeResult]:
     """Best-of-N: `samples` completions of the same prompt at mixed temperatures (round 0 generates, later rounds
     repair). Each is its own cached `ask`; a local model reuses the prompt's KV cache across them."""
     results = []
@@ -68,7 +68,7 @@ def generate_samples(llm: LLMClient, spec: MetaRunSpec, *, generation: int, roun
         reply = ask(llm, LLMCall(meta_run_id=spec.meta_run_id, call_key=f"research/g{generation}/generate/r{round_index}/n{sample}",
                                  purpose="research.generate", messages=messages,
                                  seq=generation * 100 + round_index * 10 + sample, temperature=temperature,
-                                 max_tokens=GENERATE_MAX_TOKENS))
+                                 max_tokens=GENERATE_MAX_TOKENS, run_id=run_id))
         try:
             code: str | None = extract_code(reply.text)
             error = None

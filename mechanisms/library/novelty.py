@@ -3,7 +3,6 @@ candidates, train the most novel one. Distances are relative to each parameter's
 
 import math
 
-import helpers as h
 
 MIN_DISTANCE = 0.05  # a candidate closer than this (as a fraction of the ranges) to a tried config is a near repeat
 

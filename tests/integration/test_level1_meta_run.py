@@ -12,8 +12,15 @@ from flows.meta_run import meta_run
 from infra.runs import RunFolder
 from search.config import SearchConfig
 from search.run_spec import Budget, MetaRunSpec, WorkloadRef
-from tests.integration.scripted import (launches, llm_calls, proposal, runs_of, scripted_settings, wired_resources,
-                                        write_script)
+from tests.integration.scripted import (
+    launches,
+    llm_calls,
+    proposal,
+    runs_of,
+    scripted_settings,
+    wired_resources,
+    write_script,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -116,6 +123,19 @@ def test_mlflow_holds_runs_params_metrics_and_artifacts_under_the_objective(fini
     assert "-LEARNING_RATE = 0.01" in diff and "+LEARNING_RATE = 0.05" in diff
     crashed = next(r for r in runs if r.data.tags.get("bilevel.index") == "3")
     assert crashed.info.status == "FAILED" and crashed.data.tags["bilevel.status"] == "crash"
+
+
+def test_every_llm_call_is_an_mlflow_trace_under_its_iteration(finished) -> None:
+    spec, settings, res, summary = finished
+    client = res.tracker.client
+    second = next(r for r in runs_of(res.tracker, spec.meta_run_id) if r.data.tags.get("bilevel.index") == "2")
+    traces = client.search_traces(experiment_ids=[second.info.experiment_id], run_id=second.info.run_id)
+    assert len(traces) == 2  # the refused hostile answer and the re-ask, both under iteration 1's run
+    spans = [trace.data.spans[0] for trace in traces]
+    asked = " ".join(m["content"] for span in spans for m in span.inputs["messages"])
+    assert "minimise loss (lower is better)" in asked and "refused" in asked
+    assert {span.attributes["call_key"] for span in spans} == {"propose/g0/t0/i1/r0/c0/a0", "propose/g0/t0/i1/r0/c0/a1"}
+    assert any("adam" in span.outputs["answer"] for span in spans) and all(span.attributes["prompt_tokens"] > 0 for span in spans)
 
 
 def test_rerun_with_same_id_resumes_without_repeating_work(finished) -> None:

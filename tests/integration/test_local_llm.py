@@ -45,10 +45,11 @@ def test_registration_is_idempotent_and_keeps_other_providers(tmp_path: Path, re
 @pytest.mark.integration
 def test_a_bad_model_path_fails_fast_with_a_message_the_user_can_act_on(tmp_path: Path, restore_providers) -> None:
     register_local_provider(Settings(cache_dir=tmp_path, local_model_path=tmp_path / "missing.gguf"))
-    client = LLMClient(LOCAL_MODEL, retries=2, backoff_s=0.0)
+    answered: list[dict] = []
+    client = LLMClient(LOCAL_MODEL, retries=2, backoff_s=0.0, call_log=tmp_path / "calls.jsonl", recorder=answered.append)
     with pytest.raises(LLMError, match="BILEVEL_LOCAL_MODEL_PATH points to .*missing.gguf"):
         client.complete([{"role": "user", "content": "hi"}], purpose="probe", call_key="probe/0")
-    assert client.usage.calls == 0
+    assert answered == [] and len((tmp_path / "calls.jsonl").read_text().splitlines()) == 1  # not retried
 
 
 # -- with the real model ---------------------------------------------------------------------------------------

@@ -12,8 +12,15 @@ from infra.runs import RunFolder
 from infra.store import MechanismStore
 from search.run_spec import Budget, MetaRunSpec, WorkloadRef
 from tests.fixtures_s3 import s3_server  # noqa: F401  (fixture)
-from tests.integration.scripted import (launches, llm_calls, proposal, runs_of, scripted_settings, wired_resources,
-                                        write_script)
+from tests.integration.scripted import (
+    launches,
+    llm_calls,
+    proposal,
+    runs_of,
+    scripted_settings,
+    wired_resources,
+    write_script,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -96,18 +96,24 @@ def test_flops_budget_needs_the_model_and_honest_tokens(workload, tmp_path):
     assert cheat.status == "crash" and "drew 2048 training tokens, but tokens_per_step is 1024" in cheat.error_tail
 
 
+def test_declared_constraints_refuse_the_edits_that_used_to_crash(workload):
+    from search.params import ParamError
+
+    with pytest.raises(ParamError, match="HEAD_DIM % 2 == 0"):
+        workload.apply(workload.editable_source(), {"HEAD_DIM": 33})
+    with pytest.raises(ParamError, match=r"TOTAL_BATCH_SIZE % \(DEVICE_BATCH_SIZE \* SEQ_LEN\) == 0"):
+        workload.apply(workload.editable_source(), {"TOTAL_BATCH_SIZE": 1000})
+
+
 def test_crashing_edit_reports_the_traceback(workload, tmp_path):
-    source = workload.apply(workload.editable_source(), {"HEAD_DIM": 33})
+    # Past the declared constraints (a raw literal edit), the script's own check still crashes with a traceback.
+    from workloads.hyperblock import apply_changes
+
+    source = apply_changes(workload.editable_source(), {"HEAD_DIM": 33})
     outcome = workload.run(source, TINY, seed=0, run_dir=tmp_path, timeout_s=120)
     assert outcome.status == "crash" and outcome.value is None
     assert "Traceback (most recent call last)" in outcome.error_tail
     assert "HEAD_DIM must be even" in outcome.error_tail
-
-
-def test_batch_divisibility_is_a_clear_crash(workload, tmp_path):
-    source = workload.apply(workload.editable_source(), {"TOTAL_BATCH_SIZE": 1000})
-    outcome = workload.run(source, TINY, seed=0, run_dir=tmp_path, timeout_s=120)
-    assert outcome.status == "crash" and "must be a multiple of DEVICE_BATCH_SIZE * SEQ_LEN" in outcome.error_tail
 
 
 def test_timeout_kills_the_run(workload, tmp_path):

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 
 from mechanisms.replay import ReplaySource, contexts
+from mechanisms.synthetic_trace import tinygpt_space
 from search.config import SearchConfig
 from search.context import DecisionPoint, local_history
 from search.hooks import NoHooks
 from search.iteration import Candidate, ProposalBatch, ProposalRequest, merge_tracks, run_iteration
 from search.random_proposal import random_value
 from search.trace import GenerationStart, RunOutcome, Trace
-from mechanisms.synthetic_trace import tinygpt_space
 from tests.unit.traces import ok
 
 SPACE = tinygpt_space()

@@ -17,8 +17,8 @@ import pytest
 
 from mechanisms.replay import ReplaySource, replay_steps
 from mechanisms.sandbox import SandboxError, SandboxHost, SandboxLimits
-from mechanisms.validate import ValidationLimits, validate_mechanism
 from mechanisms.synthetic_trace import SEARCH_CONFIG, simulated_trace, tinygpt_space
+from mechanisms.validate import ValidationLimits, validate_mechanism
 
 HOSTILE_DIR = Path(__file__).resolve().parents[1] / "hostile"
 FILES = sorted(HOSTILE_DIR.glob("*.py"))

@@ -7,11 +7,18 @@ import json
 import pytest
 
 from search.config import SearchConfig
-from search.level15 import (FUTILE_TRIES, ConfigUpdate, adjust_messages, apply_update, max_frozen, parse_update,
-                            rule_update)
+from search.level15 import (
+    FUTILE_TRIES,
+    ConfigUpdate,
+    adjust_messages,
+    apply_update,
+    max_frozen,
+    parse_update,
+    rule_update,
+)
+from search.space import SearchSpace
 from tests.unit.script_fixture import SCRIPT
 from tests.unit.traces import build_trace, ok
-from search.space import SearchSpace
 from workloads.hyperblock import parse_params
 
 SPECS = SearchSpace(params=tuple(parse_params(SCRIPT)))

@@ -11,8 +11,8 @@ from mechanisms.library import library_source, list_library
 from mechanisms.replay import ReplaySource, replay_steps
 from mechanisms.runtime import MechanismRef, MechanismRuntime
 from mechanisms.sandbox import SandboxHost
-from mechanisms.validate import validate_mechanism
 from mechanisms.synthetic_trace import SEARCH_CONFIG, simulated_trace, tinygpt_space
+from mechanisms.validate import validate_mechanism
 
 SPACE = tinygpt_space()
 STEPS = replay_steps(simulated_trace(60, seed=0), SPACE, ReplaySource(fallback_config=SEARCH_CONFIG))

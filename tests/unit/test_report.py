@@ -11,20 +11,24 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
-from reports.build import (build_ablation_report, build_meta_run_report, build_report, log_report, main,
-                           rebuild_ablation_report)
+from reports.build import (
+    build_ablation_report,
+    build_meta_run_report,
+    build_report,
+    log_report,
+    main,
+    rebuild_ablation_report,
+)
 from reports.html import CSS, Markup, esc, tag
 from reports.plots import best_so_far_figure, deltas_figure, run_figure
 from reports.run_data import load_run
 from reports.screenshot import BrowserMissing, browser_command, find_browser, screenshot
 from reports.stats import AblationStats
 from search.trace import Experiment, RunOutcome, Trace
-from tests.unit.report_fixtures import (ACCURACY, HOSTILE, synthetic_trace, write_ablation, write_run,
-                                        write_single_run)
+from tests.unit.report_fixtures import ACCURACY, HOSTILE, synthetic_trace, write_ablation, write_run, write_single_run
 
 COMMITTED_BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "bench-local"
 MAXIMISED_ARMS = {"A": 0.0, "C": 0.01, "random": 0.003, "tpe": 0.004, "hybrid": 0.006}

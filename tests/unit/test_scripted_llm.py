@@ -43,12 +43,22 @@ def test_answers_usage_and_call_log(client: LLMClient) -> None:
     assert "x" * 50 not in client.call_log.read_text()  # prompts are not logged
 
 
-def test_transient_failures_are_retried(client: LLMClient) -> None:
-    before = client.usage.calls
-    assert client.complete([{"role": "user", "content": "q"}], purpose="p", call_key="flaky/1").text == "ok"
+def test_transient_failures_are_retried_and_the_answer_recorded_once(client: LLMClient) -> None:
+    recorded: list[dict] = []
+    client.recorder = recorded.append
+    assert client.complete([{"role": "user", "content": "q"}], purpose="p", call_key="flaky/1", run_id="r1").text == "ok"
     errors = [json.loads(line) for line in client.call_log.read_text().splitlines() if "flaky/1" in line]
     assert [e.get("error") for e in errors] == ["Timeout", "Timeout", None]
-    assert client.usage.calls == before + 1
+    assert [(r["call_key"], r["answer"], r["run_id"], r["messages"][0]["content"]) for r in recorded] == [
+        ("flaky/1", "ok", "r1", "q")]
+
+
+def test_a_failing_recorder_never_fails_the_call(client: LLMClient) -> None:
+    def broken(call: dict) -> None:
+        raise OSError("tracking store is down")
+
+    client.recorder = broken
+    assert client.complete([{"role": "user", "content": "q"}], purpose="propose", call_key="k2", seq=0).text
 
 
 def test_script_gap_is_not_retried_and_names_the_call(client: LLMClient) -> None:

@@ -10,8 +10,18 @@ import pytest
 from search.config import SearchConfig
 from search.context import DecisionPoint
 from search.hooks import MechanismCandidates, NoHooks, PlanAdvice, ProposeAnswer, ProposedCandidate, ScreenVerdict
-from search.iteration import (Candidate, ProposalBatch, ProposalRequest, baseline_experiment, default_keep,
-                              final_decision, measured_value, merge_tracks, needs_confirmation, run_iteration)
+from search.iteration import (
+    Candidate,
+    ProposalBatch,
+    ProposalRequest,
+    baseline_experiment,
+    default_keep,
+    final_decision,
+    measured_value,
+    merge_tracks,
+    needs_confirmation,
+    run_iteration,
+)
 from search.objective import Objective
 from search.space import SearchSpace
 from search.state import BaselineFailed

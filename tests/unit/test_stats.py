@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 
-import json
-from pathlib import Path
-
-from reports.stats import (AblationStats, ablation_statistics, arm_stats, bootstrap_mean_ci, comparison_pairs,
-                           deltas_of, holm_adjust)
+from reports.stats import (
+    AblationStats,
+    ablation_statistics,
+    arm_stats,
+    bootstrap_mean_ci,
+    comparison_pairs,
+    deltas_of,
+    holm_adjust,
+)
 from search.influence import mechanism_influence
 from search.objective import Objective
 from search.trace import Experiment, MechanismActivity, RunOutcome, Trace

@@ -11,7 +11,6 @@ from workloads.hyperblock import current_values, parse_params
 from workloads.subprocess_run import ProcessResult, scrubbed_environment
 from workloads.tinygpt.presets import H100, apply_preset, param_line, preset_source
 from workloads.tinygpt.workload import (
-    HARNESS_PATH,
     TRAIN_PATH,
     TinyGPT,
     error_tail,

@@ -9,10 +9,10 @@ import pytest
 from mechanisms.library import library_source
 from mechanisms.replay import ReplaySource, replay_history, replay_steps
 from mechanisms.sandbox import SandboxHost, SandboxLimits
+from mechanisms.synthetic_trace import SEARCH_CONFIG, simulated_trace, tinygpt_space
 from mechanisms.validate import STAGES, ValidationLimits, validate_mechanism
 from search.params import same_value, validate_changes
 from search.trace import RunOutcome, Trace
-from mechanisms.synthetic_trace import SEARCH_CONFIG, simulated_trace, tinygpt_space
 
 SPACE = tinygpt_space()
 SPECS = list(SPACE.params)

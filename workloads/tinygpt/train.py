@@ -5,10 +5,9 @@ the summary live in harness.py, which is fixed. Model width = DEPTH * ASPECT_RAT
 multiple of HEAD_DIM (as in karpathy/autoresearch), so DEPTH alone scales both depth and width.
 """
 
-import harness  # first: it configures OpenMP before torch is imported
-
 import math
 
+import harness  # first: it configures OpenMP before torch is imported
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
