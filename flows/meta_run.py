@@ -14,6 +14,7 @@ from infra.runs import RunFolder
 from mechanisms.active import resolve_initial_set
 from search.iteration import baseline_experiment
 from search.run_spec import MetaRunSpec, MetaRunSummary, RunLimits, StopReason, llm_usage, summarize
+from search.config import SearchConfig
 from search.trace import LLMUsage, Trace
 from tasks.record import close_run, open_meta_run, record_experiment
 
@@ -21,10 +22,13 @@ SECRET_SETTINGS = {"s3_access_key", "s3_secret_key"}
 
 
 def _baseline(spec: MetaRunSpec, res: Resources, run_id: str) -> Trace:
-    """Train the unedited script once: the reference every keep/discard is measured against."""
+    """Train the unedited script once: the reference every keep/discard is measured against; and, when the noise
+    floor is measured, again on `noise_repeats` other seeds."""
     source = res.workload.editable_source()
     outcome = train(res, spec, generation=0, track=0, iteration=0, purpose="baseline", source=source, seed=spec.seed)
-    trace = Trace(objective=res.workload.objective,
+    noise = [train(res, spec, generation=0, track=0, iteration=0, purpose="noise", source=source,
+                   seed=spec.seed + 1 + repeat) for repeat in range(spec.noise_repeats)]
+    trace = Trace(objective=res.workload.objective, noise_runs=noise,
                   experiments=[baseline_experiment(outcome, res.workload.space.baseline_config())])
     state = trace.state()  # raises BaselineFailed with the traceback tail if the baseline crashed
     record_experiment(res.tracker, spec, trace.objective, meta_run_run_id=run_id, generation_run_id=run_id,
@@ -32,6 +36,15 @@ def _baseline(spec: MetaRunSpec, res: Resources, run_id: str) -> Trace:
                       script_name=res.workload.script_name)
     res.emit("baseline", experiment=trace.experiments[0], objective=trace.objective)
     return trace
+
+
+def _with_noise_margin(spec: MetaRunSpec, trace: Trace) -> SearchConfig:
+    """The search rules, keeping only improvements beyond `noise_multiple` noise floors when that is asked for."""
+    floor = trace.noise_floor
+    if spec.noise_multiple <= 0 or floor is None:
+        return spec.search
+    margin = max(spec.search.min_improvement, spec.noise_multiple * floor)
+    return spec.search.model_copy(update={"min_improvement": margin})
 
 
 @flow(name="meta-run", flow_run_name="{spec.meta_run_id}", validate_parameters=False)
@@ -49,7 +62,7 @@ def meta_run(spec: MetaRunSpec, res: Resources) -> MetaRunSummary:
     run_id = open_meta_run(res.tracker, spec, {"model": res.llm.model, "objective": res.workload.objective.describe()})
     try:
         trace = _baseline(spec, res, run_id)
-        config = spec.search
+        config = _with_noise_margin(spec, trace)
         active = resolve_initial_set(spec.mechanisms, res.store)
         # The mechanisms a night starts from are its lineage parents (cross-night memory).
         res.tracker.log(run_id, tags={"seed_mechanisms": ",".join(f"{m.name}@{m.version}" for m in active.mechanisms) or "none"})

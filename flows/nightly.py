@@ -28,11 +28,11 @@ def scheduled_id(prefix: str) -> str:
 @flow(name="nightly-meta-run", log_prints=True)
 def nightly(name: str = "nightly", meta_run_id: str | None = None, mechanisms: str = "best",
             generations: int | None = None, iterations: int | None = None, levels: str | None = None,
-            budget: float | None = None, workload: str | None = None) -> dict[str, Any]:
+            budget: float | None = None, workload: str | None = None, noise_repeats: int = 2) -> dict[str, Any]:
     """One meta-run on the settings of the machine it runs on; starts from the best mechanisms so far. A re-run of
     the same scheduled run resumes it with the spec it recorded (its workload, budget and seed mechanisms)."""
     settings = load_settings(generations=generations, iterations=iterations, levels=levels, budget=budget,
-                             workload=workload)
+                             workload=workload, noise_repeats=noise_repeats)
     run_id = meta_run_id or scheduled_id(name)
     folder = RunFolder(settings.runs_dir, run_id)
     resumed = folder.exists()

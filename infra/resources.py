@@ -159,7 +159,8 @@ def open_resources(settings: Settings, *, with_store: bool | None = None, worklo
 def search_config_from_settings(settings: Settings) -> SearchConfig:
     """The search rules the settings choose (temperature, minimum improvement, confirmation seed)."""
     return SearchConfig(temperature=settings.llm_temperature, min_improvement=settings.min_improvement,
-                        confirm_seed=settings.confirm_seed)
+                        confirm_seed=settings.confirm_seed, near_repeat=settings.near_repeat,
+                        max_changes=settings.max_changes)
 
 
 def budget_from_settings(settings: Settings, workload: Workload) -> Budget:
@@ -197,6 +198,8 @@ def meta_run_spec_from_settings(settings: Settings, workload: Workload, meta_run
         program=settings.program_text(),
         max_llm_cost_usd=settings.max_llm_cost_usd,
         max_hours=settings.max_hours,
+        noise_repeats=settings.noise_repeats,
+        noise_multiple=settings.noise_multiple,
     )
 
 

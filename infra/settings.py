@@ -21,6 +21,8 @@ from search.run_spec import (
     Iterations,
     MaxHours,
     MaxLLMCost,
+    NoiseMultiple,
+    NoiseRepeats,
     ProposeAttempts,
     ResearchEvery,
     ResearchRepairs,
@@ -31,7 +33,7 @@ from search.run_spec import (
 )
 
 # Telemetry of the libraries we use reaches the internet unless switched off (DESIGN §11).
-# Applied at import time, before any of those libraries is imported, and never overriding a user's choice.
+# Applied by the entry points and before those libraries are imported, never overriding a user's choice.
 TELEMETRY_OPT_OUTS = {
     "LITELLM_LOCAL_MODEL_COST_MAP": "True",
     "LITELLM_TELEMETRY": "False",
@@ -135,6 +137,12 @@ class Settings(BaseSettings):
     program: Path | None = Field(None, description="A text file of research direction every level's prompt includes.")
     max_llm_cost_usd: MaxLLMCost = None
     max_hours: MaxHours = None
+    noise_repeats: NoiseRepeats = Field(0, description="Measure the noise floor: the baseline again on this many "
+                                        "other seeds (0: off; the nightly flow uses 2).")
+    noise_multiple: NoiseMultiple = 0.0
+    near_repeat: float = Field(0.05, ge=0.0, le=0.5, description="Refuse a candidate within this relative distance "
+                               "of a tried configuration (0: only exact repeats).")
+    max_changes: int = Field(4, ge=1, le=8, description="Parameters one proposal may change at once.")
 
     # -- mechanism sandbox ------------------------------------------------------------------------
     sandbox_allow_weak: bool = Field(

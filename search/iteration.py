@@ -16,6 +16,8 @@ from search.state import SearchState
 from search.trace import Experiment, LLMUsage, RunOutcome, Trace, config_with
 
 MAX_NOTED_ERRORS = 3
+TEMPERATURE_MIX = (0.0, -0.3, 0.4)  # added to the config's temperature, iteration by iteration
+MAX_TEMPERATURE = 1.5
 
 
 class Candidate(BaseModel):
@@ -66,7 +68,12 @@ class ProposalRequest(BaseModel):
 
     @property
     def temperature(self) -> float:
-        return self.point.config.temperature if self.advice.temperature is None else self.advice.temperature
+        """The sampling temperature of this decision: a mechanism's advice, else the config's, mixed across
+        iterations (cooler, as set, hotter) so that a single-candidate search still samples widely at times."""
+        if self.advice.temperature is not None:
+            return self.advice.temperature
+        offset = TEMPERATURE_MIX[self.point.iteration % len(TEMPERATURE_MIX)] if self.point.config.mix_temperatures else 0.0
+        return min(MAX_TEMPERATURE, max(0.0, self.point.config.temperature + offset))
 
     def check(self, changes: Any) -> dict[str, Any]:
         """The effective changes of a candidate, or CandidateError: one validation for every proposer."""

@@ -29,6 +29,10 @@ ProposeAttempts = Annotated[int, Field(ge=1, le=10, description="Asks of the LLM
 ScreenRounds = Annotated[int, Field(ge=1, le=5, description="Proposal rounds when a screen hook rejects them all.")]
 ResearchSamples = Annotated[int, Field(ge=1, le=8, description="Level 2 best-of-N: code samples per attempt.")]
 ResearchRepairs = Annotated[int, Field(ge=0, le=5, description="Level 2 repair rounds after a failed attempt.")]
+NoiseRepeats = Annotated[int, Field(ge=0, le=10, description="Extra runs of the baseline on other seeds, to measure "
+                                                           "the noise floor (0: not measured).")]
+NoiseMultiple = Annotated[float, Field(ge=0.0, le=10.0, description="Keep only improvements beyond this multiple "
+                                                                    "of the noise floor (0: any improvement).")]
 MaxLLMCost = Annotated[float | None, Field(None, ge=0, description="Stop cleanly once LLM calls cost this many USD.")]
 MaxHours = Annotated[float | None, Field(None, gt=0, le=24 * 365, description="Stop cleanly after this many hours.")]
 PROGRAM_MAX_CHARS = 4000
@@ -100,6 +104,8 @@ class MetaRunSpec(BaseModel):
     program: str = Field("", max_length=PROGRAM_MAX_CHARS, description="Research direction every prompt includes.")
     max_llm_cost_usd: MaxLLMCost = None
     max_hours: MaxHours = None
+    noise_repeats: NoiseRepeats = 0
+    noise_multiple: NoiseMultiple = 0.0
 
     def has_level(self, level: str) -> bool:
         return level in self.levels
@@ -173,6 +179,7 @@ def summarize(spec: MetaRunSpec, trace: Trace, *, run_id: str | None = None, tra
         llm=llm_usage(trace, outer_llm),
         stop_reason=stop_reason,
         stop_detail=stop_detail,
+        noise_floor=trace.noise_floor,
         workload=spec.workload.reference,
         mlflow_run_id=run_id,
         mlflow_experiment=experiment_name,

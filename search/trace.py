@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from statistics import fmean
+from statistics import fmean, stdev
 from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
@@ -189,6 +189,14 @@ class Trace(BaseModel):
     objective: Objective = Field(default_factory=Objective)
     generations: list[GenerationStart] = Field(default_factory=list)
     experiments: list[Experiment] = Field(default_factory=list)
+    noise_runs: list[RunOutcome] = Field(default_factory=list, description="The baseline again on other seeds.")
+
+    @property
+    def noise_floor(self) -> float | None:
+        """The seed-to-seed standard deviation of the baseline (its run and the noise runs), when measured."""
+        values = [run.value for run in [self.experiments[0].outcome if self.experiments else None, *self.noise_runs]
+                  if run is not None and run.ok]
+        return stdev(values) if len(values) >= 2 else None  # type: ignore[arg-type]
 
     def __len__(self) -> int:
         return len(self.experiments)

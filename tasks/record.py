@@ -95,20 +95,19 @@ def record_experiment(
     the log tail) and the parent's convergence curve. Already-finished runs are left as they are."""
     names = MetricNames(objective)
     is_baseline = experiment.is_baseline
+    tags = run_tags(
+        "baseline" if is_baseline else "iteration", spec.meta_run_id,
+        generation=experiment.generation, track=experiment.track, index=experiment.index,
+        status=experiment.outcome.status, kept=experiment.kept, decided_by=experiment.decided_by or "default",
+        proposed_by=experiment.proposed_by or "-",
+        mechanisms=",".join(f"{m.name}@{m.version}" for m in experiment.mechanisms) or "none",
+        # versions whose hooks changed a decision of this experiment
+        influenced_by=",".join(f"{m.name}@{m.version}" for m in experiment.mechanisms if m.changed) or "none",
+    )
     run_id, finished = tracker.ensure_run(
-        experiment_name(spec.name),
-        experiment_run_key(spec, experiment),
+        experiment_name(spec.name), experiment_run_key(spec, experiment),
         run_name="baseline" if is_baseline else f"#{experiment.index} g{experiment.generation} i{experiment.iteration}",
-        tags=run_tags(
-            "baseline" if is_baseline else "iteration", spec.meta_run_id,
-            generation=experiment.generation, track=experiment.track, index=experiment.index,
-            status=experiment.outcome.status, kept=experiment.kept, decided_by=experiment.decided_by or "default",
-            proposed_by=experiment.proposed_by or "-",
-            mechanisms=",".join(f"{m.name}@{m.version}" for m in experiment.mechanisms) or "none",
-            # versions whose hooks changed a decision of this experiment
-            influenced_by=",".join(f"{m.name}@{m.version}" for m in experiment.mechanisms if m.changed) or "none",
-        ),
-        parent_run_id=generation_run_id,
+        tags=tags, parent_run_id=generation_run_id,
     )
     if finished:
         return run_id
@@ -129,7 +128,8 @@ def record_experiment(
         **{f"run.{k}": v for k, v in outcome.metrics.items()},
     }
     params = {f"change.{name}": value for name, value in experiment.changes.items()}
-    tracker.log(run_id, metrics=metrics, params=params, tags={"hypothesis": experiment.hypothesis[:500]})
+    # The run may have been opened before the decision (open_iteration): its tags are set now.
+    tracker.log(run_id, metrics=metrics, params=params, tags={**tags, "hypothesis": experiment.hypothesis[:500]})
     if outcome.status != "invalid":
         tracker.log_text(run_id, source, script_name)
         diff = unified_diff(best_source, source, f"best/{script_name}", f"candidate/{script_name}")

@@ -16,7 +16,7 @@ from search.trace import RunOutcome
 from tasks.cache import cache_key_from
 from workloads.base import Workload
 
-RunPurpose = Literal["baseline", "candidate", "confirm"]
+RunPurpose = Literal["baseline", "noise", "candidate", "confirm"]
 
 
 class TrainRequest(BaseModel):

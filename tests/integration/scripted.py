@@ -48,9 +48,9 @@ def wired_resources(settings: Settings, store: Any = None, workload: Workload | 
     workload.prepare()
     llm = build_llm(settings)
     llm.backoff_s = 0.0
-    return Resources(settings=settings, workload=workload, llm=llm,
-                     tracker=Tracker(settings.resolved_tracking_uri, settings.mlflow_artifact_root),
-                     store=store)
+    tracker = Tracker(settings.resolved_tracking_uri, settings.mlflow_artifact_root)
+    llm.recorder = tracker.record_llm_call  # as infra/resources.py wires it
+    return Resources(settings=settings, workload=workload, llm=llm, tracker=tracker, store=store)
 
 
 def runs_of(tracker: Tracker, meta_run_id: str, kind: str | None = None) -> list[Any]:

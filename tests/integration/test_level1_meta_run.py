@@ -44,7 +44,8 @@ def finished(tmp_path_factory: pytest.TempPathFactory):
     )
     settings = scripted_settings(tmp, script)
     spec = MetaRunSpec(meta_run_id="level1-test", workload=WorkloadRef(reference="toy"), generations=1, iterations=4, levels=["1"],
-                       budget=Budget(mode="steps", value=100), seed=0, search=SearchConfig(confirm_seed=1))
+                       budget=Budget(mode="steps", value=100), seed=0, search=SearchConfig(confirm_seed=1),
+                       noise_repeats=2, noise_multiple=1.0)
     res = wired_resources(settings)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TOY_CRASH_WIDTH", str(CRASH_WIDTH))  # not a secret: the run sees it
@@ -72,13 +73,22 @@ def test_trace_decisions_and_outcomes(finished) -> None:
     assert not Path("/tmp/pwned").exists()
 
 
+def test_the_noise_floor_is_measured_and_sets_the_keep_margin(finished) -> None:
+    spec, settings, res, summary = finished
+    trace = trace_of(settings, spec)
+    assert [run.seed for run in trace.noise_runs] == [1, 2] and all(run.ok for run in trace.noise_runs)
+    assert summary.noise_floor == pytest.approx(trace.noise_floor) and 0 < summary.noise_floor < 0.05
+    assert trace.generations[0].config.min_improvement == pytest.approx(summary.noise_floor)
+
+
 def test_confirmation_runs_happen_exactly_for_would_be_keeps(finished) -> None:
     spec, settings, res, summary = finished
     trace = trace_of(settings, spec)
     current = trace.experiments[0].measured
+    margin = trace.generations[0].config.min_improvement
     for experiment in trace.decided:
         primary = experiment.outcome.value if experiment.outcome.ok else None
-        would_keep = primary is not None and primary < current
+        would_keep = primary is not None and primary < current - margin
         assert (experiment.confirm is not None) == would_keep
         if experiment.confirm is not None:
             assert experiment.confirm.seed == 1
@@ -90,8 +100,8 @@ def test_confirmation_runs_happen_exactly_for_would_be_keeps(finished) -> None:
 def test_every_training_ran_once_and_llm_was_asked_as_expected(finished) -> None:
     spec, settings, res, summary = finished
     confirms = sum(e.confirm is not None for e in trace_of(settings, spec).experiments)
-    # baseline + 4 candidates (the crash counts as a launch) + the confirmation runs
-    assert len(launches(settings)) == 5 + confirms
+    # baseline, 2 noise runs of it, 4 candidates (the crash counts as a launch), the confirmation runs
+    assert len(launches(settings)) == 1 + 2 + 4 + confirms
     calls = llm_calls(settings)
     assert [c["call_key"] for c in calls] == [
         "propose/g0/t0/i0/r0/c0/a0", "propose/g0/t0/i1/r0/c0/a0", "propose/g0/t0/i1/r0/c0/a1",

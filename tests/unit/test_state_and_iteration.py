@@ -301,3 +301,9 @@ def test_a_near_repeat_is_refused_with_its_reason() -> None:
     with pytest.raises(CandidateError, match="within 5%"):
         request.check({"MATRIX_LR": 0.0101})
     assert request.check({"MATRIX_LR": 0.05}) == {"MATRIX_LR": 0.05}
+
+
+def test_the_noise_floor_is_the_spread_of_the_baseline_over_seeds() -> None:
+    trace = build_trace([]).model_copy(update={"noise_runs": [ok(3.1), ok(2.9), crash()]})
+    assert trace.noise_floor == pytest.approx(0.1)  # stdev of 3.0, 3.1, 2.9; the crash measured nothing
+    assert build_trace([]).noise_floor is None
