@@ -12,9 +12,9 @@ from infra.mlflow_schema import MetricNames, experiment_name
 from infra.resources import Resources
 from infra.runs import RunFolder
 from mechanisms.active import resolve_initial_set
+from search.config import SearchConfig
 from search.iteration import baseline_experiment
 from search.run_spec import MetaRunSpec, MetaRunSummary, RunLimits, StopReason, llm_usage, summarize
-from search.config import SearchConfig
 from search.trace import LLMUsage, Trace
 from tasks.record import close_run, open_meta_run, record_experiment
 

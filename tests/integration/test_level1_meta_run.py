@@ -139,7 +139,7 @@ def test_every_llm_call_is_an_mlflow_trace_under_its_iteration(finished) -> None
     spec, settings, res, summary = finished
     client = res.tracker.client
     second = next(r for r in runs_of(res.tracker, spec.meta_run_id) if r.data.tags.get("bilevel.index") == "2")
-    traces = client.search_traces(experiment_ids=[second.info.experiment_id], run_id=second.info.run_id)
+    traces = client.search_traces(locations=[second.info.experiment_id], run_id=second.info.run_id)
     assert len(traces) == 2  # the refused hostile answer and the re-ask, both under iteration 1's run
     spans = [trace.data.spans[0] for trace in traces]
     asked = " ".join(m["content"] for span in spans for m in span.inputs["messages"])
