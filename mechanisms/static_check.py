@@ -56,15 +56,25 @@ def check_mechanism(source: str, metric_name: str | None = None) -> list[Finding
     return unique[:MAX_FINDINGS]
 
 
+def _init_lines(tree: ast.Module) -> set[int]:
+    cls = _the_class(tree)
+    init = next((n for n in (cls.body if cls else []) if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
+    return set(range(init.lineno, (init.end_lineno or init.lineno) + 1)) if init else set()
+
+
 def _pyflakes(tree: ast.Module) -> list[Finding]:
     found = []
+    in_init = _init_lines(tree)
     for message in pyflakes_checker.Checker(tree, filename="<mechanism>").messages:
         if isinstance(message, REPORTED_PYFLAKES):
             text = message.message % message.message_args
             if isinstance(message, pyflakes_messages.UndefinedName):
                 name = message.message_args[0]
-                hint = f"; the helpers are called as h.{name}(...) after `import helpers as h`" if name in helpers.__all__ else ""
-                text += hint
+                if name in helpers.__all__:
+                    text += f"; the helpers are called as h.{name}(...) after `import helpers as h`"
+                elif name in ("ctx", "result", "candidates") and message.lineno in in_init:
+                    text = (f"{name} is not available in __init__ (it takes no arguments): start the state empty there "
+                            "(e.g. {} or []) and fill it in observe(self, ctx, result)")
             found.append(Finding(message.lineno, text))
     return found
 

@@ -196,7 +196,10 @@ def skeleton(spec: SpecifyAnswer, hook_docs: dict[str, tuple[str, str]]) -> str:
         hooks.append("observe")  # state is kept up to date in observe
     lines = ["import random", "", "import helpers as h", "", "", f"class {class_name(spec.name)}:",
              f'    """{spec.behaviour.strip()[:200].replace(chr(34) * 3, "")}"""', "", f'    name = "{spec.name}"', "",
-             "    def __init__(self):", f"        # state: {spec.state.strip()[:200] or 'none'}", "        pass"]
+             "    def __init__(self):",
+             f"        # Keep the state ({spec.state.strip()[:160] or 'if any'}) in the dict self.state.",
+             "        # Do not change __init__: there is no ctx here. Fill self.state in observe(ctx, result).",
+             "        self.state = {}"]
     for hook in hooks:
         signature, doc = hook_docs[hook]
         lines += ["", f"    {signature}", f'        """{doc}"""', "        return None"]
@@ -208,9 +211,10 @@ def generate_messages(*, api_text: str, example_source: str, spec: SpecifyAnswer
     """A fresh, short conversation for the code: fill in the bodies of a skeleton that is already written."""
     content = "\n".join([
         "Fill in the method bodies of the Python class below so that it does what the specification says.",
-        "Rules: keep the class name, `name` and every method signature; imports only random, math, collections and "
+        "Rules: keep the class name, `name`, `__init__` and every method signature; imports only random, math, collections and "
         "helpers; no files, no os, no eval; bound every loop (iterate over a list or a range, never `while True`); "
-        "each hook returns exactly what its docstring says, or None; keep it under 40 lines.",
+        "each hook returns exactly what its docstring says, or None; keep it under 40 lines. ctx exists only inside "
+        "the hooks (not in __init__). ctx[\"params\"] is a list of dicts: use h.editable(ctx) for the names.",
         "",
         f"Specification of `{spec.name}`:",
         f"Behaviour: {spec.behaviour}",

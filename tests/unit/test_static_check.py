@@ -45,3 +45,10 @@ def test_state_defined_anywhere_and_the_metric_name_are_fine() -> None:
 @pytest.mark.parametrize("entry", list_library(), ids=lambda e: e.name)
 def test_the_reference_mechanisms_pass(entry) -> None:
     assert check_mechanism(library_source(entry.name)) == []
+
+
+def test_ctx_in_init_is_explained() -> None:
+    body = ("    def __init__(self):\n        self.counts = {name: 0 for name in h.editable(ctx)}\n\n"
+            "    def observe(self, ctx, result):\n        return None\n")
+    [finding] = check_mechanism(mechanism(body))
+    assert "ctx is not available in __init__" in finding.message and finding.line == 10
