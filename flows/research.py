@@ -45,6 +45,9 @@ class ResearchOutcome(BaseModel):
     active: ActiveSet
     verdict: str
     usage: LLMUsage
+    accepted: str | None = Field(None, description="name@VersionId of the activated mechanism, if any.")
+    samples: list[dict] = Field(default_factory=list, description="Per validated sample: round, sample, the stage it "
+                                "failed at (None: valid), decisions changed on replay, hooks.")
 
 
 class Attempt(BaseModel):
@@ -194,8 +197,11 @@ def research(spec: MetaRunSpec, res: Resources, *, generation: int, trace: Trace
                 metrics={"llm_tokens": usage.total_tokens, "llm_seconds": usage.seconds, "samples": len(attempts),
                          "valid_samples": sum(a.ok for a in attempts)})
     close_run(res.tracker, run_id, "FINISHED" if accepted else "FAILED")
+    samples = [{"round": a.round_index, "sample": a.sample, "stage_failed": a.report.get("stage_failed"),
+                "decisions_changed": a.decisions_changed, "hooks": (a.report.get("liveness") or {}).get("hooks", [])}
+               for a in attempts]
     return ResearchOutcome(active=active.with_added(accepted) if accepted is not None else active, verdict=verdict,
-                           usage=usage)
+                           usage=usage, accepted=accepted.label if accepted else None, samples=samples)
 
 
 def _validated_round(spec: MetaRunSpec, generation: int, name: str, results: list[CodeResult], trace: Trace,

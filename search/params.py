@@ -53,6 +53,28 @@ class ParamSpec(BaseModel):
             return f"{self.length} floats, each in [{number_text(self.low)}, {number_text(self.high)}]"
         return f"{self.kind.value} in [{number_text(self.low)}, {number_text(self.high)}]"
 
+    def nearby_values(self, value: Any, steps: int = 4) -> list[Any]:
+        """Valid values near `value`, nearest first: x2^k on a log scale, k tenths of the range otherwise (ints
+        rounded), the other choices or bool. For repairs of broken constraints; empty for a tuple."""
+        if self.kind is ParamKind.BOOL:
+            return [not value]
+        if self.kind is ParamKind.CHOICE:
+            return [c for c in self.choices or () if c != value]
+        if self.kind is ParamKind.FLOAT_TUPLE or self.low is None or self.high is None:
+            return []
+        number = float(value)
+        found: list[Any] = []
+        for k in range(1, steps + 1):
+            for sign in (1, -1):
+                if self.log and number > 0:
+                    moved = number * 2.0 ** (sign * k)
+                else:
+                    moved = number + sign * k * (self.high - self.low) / 10
+                candidate: Any = int(round(moved)) if self.kind is ParamKind.INT else moved
+                if self.low <= candidate <= self.high and not same_value(candidate, value) and candidate not in found:
+                    found.append(candidate)
+        return found
+
     def distance(self, a: Any, b: Any) -> float:
         """How far apart two values of this parameter are, as a fraction of its range (log range for log-scale
         parameters); 1.0 for a different choice or bool, 0.0 for equal values."""

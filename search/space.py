@@ -12,6 +12,8 @@ from search.constraints import Constraint, violations
 from search.params import ParamError, ParamSpec, ParamValue, json_value, same_value, validate_changes
 from search.trace import config_with, same_config
 
+REPAIR_PAIR_VALUES = 6  # values per parameter tried in two-parameter repairs (36 pairs per pair of parameters)
+
 
 class CandidateError(ValueError):
     """A candidate that may not be trained; the message is written for whoever proposed it (often a small LLM)."""
@@ -78,7 +80,11 @@ class SearchSpace(BaseModel):
         config = config_with(dict(current), effective)
         broken = self.broken_constraints(config)
         if broken:
-            raise CandidateError(broken[0] + "; choose values that satisfy it")
+            adjusted = self.repair(config, keep=set(effective) | set(frozen))
+            if adjusted is None:
+                raise CandidateError(broken[0] + "; choose values that satisfy it")
+            effective = {**effective, **adjusted}
+            config = config_with(config, adjusted)
         shown = ", ".join(f"{k}={v}" for k, v in effective.items())
         tried = list(tried)
         if any(same_config(config, seen) for seen in tried):  # type: ignore[arg-type]
@@ -91,6 +97,28 @@ class SearchSpace(BaseModel):
                 raise CandidateError(f"{shown} is within {near:.0%} of a configuration already tried ({moved}); "
                                      "move further, or change other parameters")
         return effective
+
+    def repair(self, config: Mapping[str, Any], keep: set[str]) -> dict[str, Any] | None:
+        """The smallest adjustment of parameters the candidate did not touch that satisfies every constraint: one
+        parameter moved to a nearby value (x2^k on a log scale, steps of a tenth of the range otherwise), else two;
+        None when no such adjustment exists. A small model states its intent (a longer context) but cannot do the
+        arithmetic of a divisibility constraint; this keeps its intent and fixes the rest."""
+        names = {name for constraint in self.constraints for name in constraint.names}
+        movable = [spec for spec in self.params if spec.name in names and spec.name not in keep]
+        options = {spec.name: spec.nearby_values(config.get(spec.name, spec.value)) for spec in movable}
+        singles = [({spec.name: value}) for spec in movable for value in options[spec.name]]
+        best = self._closest_valid(config, singles)
+        if best is None:
+            pairs = [{a.name: x, b.name: y} for i, a in enumerate(movable) for b in movable[i + 1:]
+                     for x in options[a.name][:REPAIR_PAIR_VALUES] for y in options[b.name][:REPAIR_PAIR_VALUES]]
+            best = self._closest_valid(config, pairs)
+        return best
+
+    def _closest_valid(self, config: Mapping[str, Any], adjustments: list[dict[str, Any]]) -> dict[str, Any] | None:
+        valid = [a for a in adjustments if not self.broken_constraints(config_with(dict(config), a))]
+        if not valid:
+            return None
+        return min(valid, key=lambda a: (self.distance(config, config_with(dict(config), a)), sorted(a.items(), key=str)))
 
     def distance(self, a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
         """How far apart two configurations are: the largest per-parameter distance, each as a fraction of its

@@ -37,10 +37,9 @@ def finished(tmp_path_factory: pytest.TempPathFactory):
             proposal({"LEARNING_RATE": 0.05, "MOMENTUM": 0.8}, "higher learning rate converges faster"),
             HOSTILE,  # iteration 1, first attempt: refused, the error goes back to the LLM
             proposal({"WIDTH": CRASH_WIDTH}, "wider"),  # iteration 2: the script crashes at this width
-            proposal({"DEPTH": 12}, "deeper"),  # iteration 3, first attempt: breaks WIDTH >= 4 * DEPTH, refused
+            proposal({"DEPTH": 12}, "deeper"),  # iteration 3: breaks WIDTH >= 4 * DEPTH; WIDTH is moved to repair it
         ]},
-        by_key={"propose/g0/t0/i1/r0/c0/a1": proposal({"OPTIMIZER": "adam"}, "adam"),
-                "propose/g0/t0/i3/r0/c0/a1": proposal({"DEPTH": 2}, "shallower")},
+        by_key={"propose/g0/t0/i1/r0/c0/a1": proposal({"OPTIMIZER": "adam"}, "adam")},
     )
     settings = scripted_settings(tmp, script)
     spec = MetaRunSpec(meta_run_id="level1-test", workload=WorkloadRef(reference="toy"), generations=1, iterations=4, levels=["1"],
@@ -67,7 +66,7 @@ def test_trace_decisions_and_outcomes(finished) -> None:
     assert second.changes == {"OPTIMIZER": "adam"} and second.proposal_attempts == 2
     assert "DEPTH: expected an int" in second.proposal_errors[0]
     assert third.outcome.status == "crash" and not third.kept and "toy crash at WIDTH=48" in third.outcome.error_tail
-    assert fourth.changes == {"DEPTH": 2} and "the constraint `WIDTH >= 4 * DEPTH` is false" in fourth.proposal_errors[0]
+    assert fourth.changes["DEPTH"] == 12 and fourth.changes["WIDTH"] >= 48 and fourth.proposal_attempts == 1
     assert summary.experiments == 4 and summary.crashes == 1 and summary.objective.name == "loss"
     assert summary.best_value == min(e.measured for e in trace.experiments if e.measured is not None)
     assert not Path("/tmp/pwned").exists()
@@ -105,9 +104,9 @@ def test_every_training_ran_once_and_llm_was_asked_as_expected(finished) -> None
     calls = llm_calls(settings)
     assert [c["call_key"] for c in calls] == [
         "propose/g0/t0/i0/r0/c0/a0", "propose/g0/t0/i1/r0/c0/a0", "propose/g0/t0/i1/r0/c0/a1",
-        "propose/g0/t0/i2/r0/c0/a0", "propose/g0/t0/i3/r0/c0/a0", "propose/g0/t0/i3/r0/c0/a1",
+        "propose/g0/t0/i2/r0/c0/a0", "propose/g0/t0/i3/r0/c0/a0",
     ]
-    assert summary.llm.calls == 6 and summary.llm.total_tokens > 0
+    assert summary.llm.calls == 5 and summary.llm.total_tokens > 0
 
 
 def test_mlflow_holds_runs_params_metrics_and_artifacts_under_the_objective(finished) -> None:

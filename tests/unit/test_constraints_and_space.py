@@ -93,3 +93,20 @@ def test_objective_compares_and_signs_by_goal() -> None:
     assert high.describe() == "maximise accuracy (higher is better)"
     with pytest.raises(ValueError):
         Objective(name="bad name; drop")
+
+
+def test_a_broken_constraint_is_repaired_with_the_smallest_move_of_an_untouched_parameter() -> None:
+    space = SearchSpace(
+        params=(ParamSpec(name="TOTAL", kind=ParamKind.INT, value=2048, low=256, high=16384, log=True),
+                ParamSpec(name="BATCH", kind=ParamKind.INT, value=16, low=1, high=128, log=True),
+                ParamSpec(name="SEQ", kind=ParamKind.INT, value=128, low=16, high=1024, log=True)),
+        constraints=(parse_constraint("TOTAL % (BATCH * SEQ) == 0", ["TOTAL", "BATCH", "SEQ"]),))
+    current = {"TOTAL": 2048, "BATCH": 16, "SEQ": 128}
+    # a longer context: 16 x 1024 no longer divides 2048; the proposal's SEQ stays, one untouched knob moves
+    changes = space.check({"SEQ": 1024}, current)
+    assert changes["SEQ"] == 1024 and len(changes) == 2
+    assert space.broken_constraints({**current, **changes}) == []
+    # the proposal's own values are never moved, and frozen ones neither
+    assert space.check({"SEQ": 1024}, current, frozen=["BATCH"]) == {"SEQ": 1024, "TOTAL": 16384}
+    with pytest.raises(CandidateError, match="is false for"):
+        space.check({"SEQ": 1024, "TOTAL": 256}, current, frozen=["BATCH"])
