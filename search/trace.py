@@ -194,9 +194,9 @@ class Trace(BaseModel):
     @property
     def noise_floor(self) -> float | None:
         """The seed-to-seed standard deviation of the baseline (its run and the noise runs), when measured."""
-        values = [run.value for run in [self.experiments[0].outcome if self.experiments else None, *self.noise_runs]
-                  if run is not None and run.ok]
-        return stdev(values) if len(values) >= 2 else None  # type: ignore[arg-type]
+        runs = [self.experiments[0].outcome, *self.noise_runs] if self.experiments else list(self.noise_runs)
+        values = [run.value for run in runs if run.ok and run.value is not None]
+        return stdev(values) if len(values) >= 2 else None
 
     def __len__(self) -> int:
         return len(self.experiments)
