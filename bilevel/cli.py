@@ -421,15 +421,25 @@ def mechanisms_list(status: Annotated[str, typer.Option(help="accepted or reject
 @mechanisms_app.command("show")
 def mechanisms_show(target: Annotated[str, typer.Argument(help="NAME or NAME@VERSION")],
                     status: Annotated[str, typer.Option()] = "accepted") -> None:
-    """Print a mechanism version's source and its metadata."""
+    """Print a mechanism version's source, its metadata and the verdict of its validation."""
     from rich.syntax import Syntax
+
+    from infra.store import MechanismNotFound
 
     settings = _settings()
     name, _, version_id = target.partition("@")
     with store_service(settings):
-        source, version = _store(settings).get(name, version_id or None, status=status)
-    console.print(f"[bold]{version.name}@{version.version_id}[/] sha256 {version.sha256[:16]} from {version.meta_run_id} "
-                  f"generation {version.generation}, parents {', '.join(version.parents) or '-'}, model {version.model}")
+        store = _store(settings)
+        source, version = store.get(name, version_id or None, status=status)
+        try:
+            report = store.get_document(name, version.version_id, "validation")
+        except MechanismNotFound:
+            report = None
+    console.print(Text(f"{version.name}@{version.version_id} sha256 {version.sha256[:16]} from {version.meta_run_id} "
+                       f"generation {version.generation}, parents {', '.join(version.parents) or '-'}, model {version.model}"))
+    if isinstance(report, dict):
+        verdict = "passed every stage" if report.get("ok") else f"failed at {report.get('stage_failed')}: {report.get('error')}"
+        console.print(Text(f"validation: {verdict}"))
     console.print(Syntax(source, "python", line_numbers=True))
 
 

@@ -181,10 +181,6 @@ def literal_source(value: ParamValue) -> str:
     return repr(value)
 
 
-def values_of(specs: list[ParamSpec]) -> dict[str, ParamValue]:
-    return {spec.name: spec.value for spec in specs}
-
-
 def json_value(value: Any) -> Any:
     """The JSON form of a parameter value (tuples become lists)."""
     return list(value) if isinstance(value, tuple) else value

@@ -36,7 +36,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from search.constraints import Constraint, ConstraintError, parse_constraint
-from search.params import ParamError, ParamKind, ParamSpec, ParamValue, literal_source, validate_changes, validate_value
+from search.params import ParamError, ParamKind, ParamSpec, literal_source, validate_changes, validate_value
 from search.pyast import parse_python
 
 BLOCK_START = "# --- hyperparameters"
@@ -268,12 +268,3 @@ def apply_changes(source: str, changes: Mapping[str, Any], frozen: Iterable[str]
         if literal_source(clean[name]) != literal_source(after[name] if not isinstance(value, tuple) else tuple(after[name])):
             raise ScriptError(f"{name}: rewrite produced {after[name]!r}, expected {value!r}")  # pragma: no cover
     return rewritten
-
-
-def current_values(source: str) -> dict[str, ParamValue]:
-    """The literal values of the block as they stand in `source` (no range check: a rewrite may move them)."""
-    return {n.targets[0].id: _canonical(ast.literal_eval(n.value)) for n, _ in _assignments(source)}  # type: ignore[attr-defined]
-
-
-def _canonical(value: Any) -> Any:
-    return tuple(float(v) for v in value) if isinstance(value, tuple) else value

@@ -76,6 +76,6 @@ def test_runs_report_lineage_and_mechanisms(cli) -> None:
     listing = run("mechanisms", "list").stdout
     assert "prefer_second" in listing and "e2e-night" in listing
     shown = run("mechanisms", "show", "prefer_second").stdout
-    assert "class PreferSecond" in shown
+    assert "class PreferSecond" in shown and "validation: passed every stage" in shown
     tree = run("lineage", "prefer_second").stdout
     assert "influenced" in tree and "e2e-night #" in tree

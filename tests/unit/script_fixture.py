@@ -13,3 +13,13 @@ USE_BIAS = False          # bool: linear layers with biases
 
 print(DEPTH, MATRIX_LR, OPTIMIZER, ADAM_BETAS, USE_BIAS)
 '''
+
+
+def current_values(source: str) -> dict:
+    """The literal values of a script's hyperparameter block as they stand (to check a rewrite)."""
+    import ast
+
+    from workloads.hyperblock import _assignments
+
+    return {node.targets[0].id: (tuple(float(v) for v in value) if isinstance(value := ast.literal_eval(node.value), tuple)
+                                 else value) for node, _ in _assignments(source)}

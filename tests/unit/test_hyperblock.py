@@ -7,8 +7,8 @@ import ast
 import pytest
 
 from search.params import ParamError, ParamKind
-from tests.unit.script_fixture import SCRIPT
-from workloads.hyperblock import ScriptError, apply_changes, current_values, parse_block, parse_params
+from tests.unit.script_fixture import SCRIPT, current_values
+from workloads.hyperblock import ScriptError, apply_changes, parse_block, parse_params
 
 
 def test_schema_has_types_values_and_ranges() -> None:

@@ -7,7 +7,8 @@ import pytest
 
 from search.params import ParamError, ParamKind
 from search.run_spec import Budget
-from workloads.hyperblock import current_values, parse_params
+from tests.unit.script_fixture import current_values
+from workloads.hyperblock import parse_params
 from workloads.subprocess_run import ProcessResult, scrubbed_environment
 from workloads.tinygpt.presets import H100, apply_preset, param_line, preset_source
 from workloads.tinygpt.workload import (
