@@ -1,4 +1,4 @@
-"""Classical optimisers as proposers (Optuna, an optional dependency): TPE and CMA-ES rebuild their study from the
+"""Classical optimisers as proposers (Optuna): TPE and CMA-ES rebuild their study from the
 trace at every decision (so resumes and repeats are deterministic), under the objective's direction, and their
 suggestions go through the same candidate validation as everyone's (constraints, repeats)."""
 
@@ -17,10 +17,8 @@ STARTUP_TRIALS = 5
 
 
 def _optuna() -> Any:
-    try:
-        import optuna
-    except ImportError as error:
-        raise RuntimeError("the tpe, cmaes and hybrid proposers need Optuna: pip install -e '.[optuna]'") from error
+    import optuna  # imported on first use: it takes a second, and most meta-runs never need it
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
 

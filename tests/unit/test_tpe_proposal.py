@@ -10,10 +10,8 @@ from search.constraints import parse_constraint
 from search.objective import Objective
 from search.params import ParamKind, ParamSpec
 from search.space import SearchSpace
+from search.tpe_proposal import optimiser_note, optimiser_suggestions
 from tests.unit.traces import BASE_CONFIG, build_trace, crash, ok, request_for
-
-pytest.importorskip("optuna")
-from search.tpe_proposal import optimiser_note, optimiser_suggestions  # noqa: E402
 
 SPECS = (ParamSpec(name="DEPTH", kind=ParamKind.INT, value=4, low=1, high=8),
          ParamSpec(name="MATRIX_LR", kind=ParamKind.FLOAT, value=0.003, low=1e-4, high=0.1, log=True),
