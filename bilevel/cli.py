@@ -535,11 +535,14 @@ def _fmt(value: float | None, sign: bool = False) -> str:
 
 def main() -> None:
     """Entry point: known problems become one clear line and exit code 1, never a traceback."""
+    from rich.markup import escape
+
     from infra.llm import LLMError
     from infra.services import ServiceError
     from infra.settings import apply_telemetry_opt_outs
     from infra.store import StoreError
     from search.state import BaselineFailed
+    from workloads.script import WorkloadError
 
     apply_telemetry_opt_outs()
     try:
@@ -549,9 +552,10 @@ def main() -> None:
         if os.environ.get("BILEVEL_DEBUG"):
             raise
         # Our own errors are written for users; a builtin one may be a bug, so it keeps its type name.
-        ours = isinstance(error, (UserError, LLMError, BaselineFailed, ServiceError, StoreError))
+        ours = isinstance(error, (UserError, LLMError, BaselineFailed, ServiceError, StoreError, WorkloadError))
         message = str(error) if ours else f"{type(error).__name__}: {error}"
-        err.print(f"[red]error:[/] {message}  [dim](BILEVEL_DEBUG=1 shows the traceback)[/]")
+        # One line whatever the terminal's width; a message's own brackets (ranges like [2, 128]) are not markup.
+        err.print(f"[red]error:[/] {escape(message)}  [dim](BILEVEL_DEBUG=1 shows the traceback)[/]", soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: resume with `bilevel resume <id>` (see `bilevel runs`)")

@@ -14,6 +14,7 @@ from infra.mlflow_schema import experiment_name, run_key, run_tags
 from infra.resources import Resources
 from mechanisms.active import ActiveMechanism, ActiveSet
 from mechanisms.api import API_TEXT, HOOK_DOCS
+from mechanisms.autofix import autofix
 from mechanisms.library import list_library
 from mechanisms.validate import STAGES
 from search.research import (
@@ -39,6 +40,8 @@ from tasks.research import (
     research_round,
     validate_candidate,
 )
+
+AUTOFIX_SAMPLE = 50  # the autofixed variant of sample n is sample 50 + n (at most 8 samples per round)
 
 
 class ResearchOutcome(BaseModel):
@@ -160,6 +163,9 @@ def research(spec: MetaRunSpec, res: Resources, *, generation: int, trace: Trace
             round_attempts = _validated_round(spec, generation, specification.name, results, trace, res, source,
                                               round_index)
             usage = sum((r.usage for r in results), usage)
+            fixed = _autofixed(results, round_attempts, trace.objective.name)
+            results, round_attempts = (results + fixed, round_attempts + _validated_round(
+                spec, generation, specification.name, fixed, trace, res, source, round_index))
             for result, attempt in zip(results, round_attempts):
                 transcript.append({"round": "generate", "repair_round": round_index, "sample": result.sample,
                                    "temperature": result.temperature, "answer": result.text,
@@ -175,7 +181,7 @@ def research(spec: MetaRunSpec, res: Resources, *, generation: int, trace: Trace
                 stored = publish_mechanism(res.store, tracker, spec, generation=generation, name=specification.name,
                                            source=attempt.code, status=status, parents=parents, model=res.llm.model,
                                            report=attempt.report, research_run_id=run_id,
-                                           attempt=round_index * 10 + attempt.sample)
+                                           attempt=attempt_id(round_index, attempt.sample))
                 if attempt is best:
                     accepted = ActiveMechanism(name=specification.name, version=stored["version_id"],
                                                sha256=stored["sha256"], source=attempt.code, parents=parents,
@@ -204,6 +210,27 @@ def research(spec: MetaRunSpec, res: Resources, *, generation: int, trace: Trace
                            usage=usage, accepted=accepted.label if accepted else None, samples=samples)
 
 
+def attempt_id(round_index: int, sample: int) -> int:
+    """A sample's number within the session (autofixed variants are samples AUTOFIX_SAMPLE + n)."""
+    return round_index * 100 + sample
+
+
+def _autofixed(results: list[CodeResult], attempts: list[Attempt | None], metric_name: str) -> list[CodeResult]:
+    """The mechanically fixed variant of every sample that failed on a mistake autofix knows (no LLM call)."""
+    seen = {r.code for r in results if r.code is not None}
+    fixed = []
+    for result, attempt in zip(results, attempts):
+        if attempt is None or attempt.ok or result.code is None:
+            continue
+        repaired = autofix(result.code, metric_name)
+        if repaired is None or repaired[0] in seen:
+            continue
+        seen.add(repaired[0])
+        fixed.append(CodeResult(sample=AUTOFIX_SAMPLE + result.sample, temperature=result.temperature,
+                                code=repaired[0], text=f"# autofix: {'; '.join(repaired[1])}\n{repaired[0]}"))
+    return fixed
+
+
 def _validated_round(spec: MetaRunSpec, generation: int, name: str, results: list[CodeResult], trace: Trace,
                      res: Resources, source, round_index: int) -> list[Attempt | None]:
     """One attempt per sample; a sample repeating an earlier one's code is validated and stored once."""
@@ -226,7 +253,7 @@ def _validated(spec: MetaRunSpec, generation: int, name: str, result: CodeResult
         return None
     copied = copied_example(result.code)
     report = _copy_report(copied) if copied else validate_candidate(
-        ValidationRequest(meta_run_id=spec.meta_run_id, generation=generation, attempt=round_index * 10 + result.sample,
+        ValidationRequest(meta_run_id=spec.meta_run_id, generation=generation, attempt=attempt_id(round_index, result.sample),
                           name=name, source=result.code),
         trace, res.workload.space, source, allow_weak_sandbox=res.settings.sandbox_allow_weak)
     return Attempt(round_index=round_index, sample=result.sample, code=result.code, report=report)

@@ -19,13 +19,27 @@ from search.pyast import parse_python
 HOOK_ARGUMENTS = {"plan": ("ctx",), "propose": ("ctx",), "screen": ("ctx", "candidates"),
                   "accept": ("ctx", "result", "default"), "observe": ("ctx", "result")}
 CTX_KEYS = frozenset({"api", "iteration", "generation", "track", "seed", "objective", "params", "frozen", "fixed",
-                      "constraints", "config", "baseline", "current", "best", "trace"})
+                      "constraints", "search_config", "baseline", "current", "best", "trace"})
 POINT_KEYS = frozenset({"config", "value", "index"})
 RESULT_KEYS = frozenset(RESERVED_VIEW_KEYS - {"reason", "source", "iteration", "seed"})
 REPORTED_PYFLAKES = (pyflakes_messages.UndefinedName, pyflakes_messages.UndefinedLocal,
                      pyflakes_messages.DuplicateArgument, pyflakes_messages.ReturnOutsideFunction,
                      pyflakes_messages.UndefinedExport)
 MAX_FINDINGS = 8
+
+# What a small model writes for a key of ctx, and the expression it meant. Checked against CTX_KEYS by a test;
+# mechanisms/autofix.py applies them, the findings below suggest them.
+CTX_SYNONYMS = {
+    "current_config": '["current"]["config"]', "current_params": '["current"]["config"]',
+    "current_value": '["current"]["value"]', "config": '["current"]["config"]', "params_config": '["current"]["config"]',
+    "best_config": '["best"]["config"]', "best_params": '["best"]["config"]', "best_value": '["best"]["value"]',
+    "best_score": '["best"]["value"]', "incumbent": '["best"]', "baseline_config": '["baseline"]["config"]',
+    "baseline_value": '["baseline"]["value"]', "history": '["trace"]', "experiments": '["trace"]',
+    "results": '["trace"]', "goal": '["objective"]["goal"]', "metric": '["objective"]["name"]',
+    "parameters": '["params"]', "space": '["params"]', "search_space": '["params"]', "rng": '["seed"]',
+}
+RESULT_SYNONYMS = {"score": "value", "metric": "value", "loss": "value", "accepted": "kept", "keep": "kept",
+                   "params": "config", "parameters": "config", "change": "changes", "diff": "changes"}
 
 
 @dataclass(frozen=True)
@@ -175,9 +189,12 @@ def _unknown_keys(tree: ast.Module, metric_name: str | None) -> list[Finding]:
                 continue
             container, key = access
             if isinstance(container, ast.Name) and roles.get(container.id) == "ctx" and key not in CTX_KEYS:
-                found.append(Finding(node.lineno, f"ctx has no key {key!r}; its keys are {', '.join(sorted(CTX_KEYS))}"))
+                meant = f"; did you mean ctx{CTX_SYNONYMS[key]}?" if key in CTX_SYNONYMS else ""
+                found.append(Finding(node.lineno, f"ctx has no key {key!r}{meant}; its keys are {', '.join(sorted(CTX_KEYS))}"))
             elif isinstance(container, ast.Name) and roles.get(container.id) == "result" and key not in RESULT_KEYS | extra:
-                found.append(Finding(node.lineno, f"result has no key {key!r}; its keys are {', '.join(sorted(RESULT_KEYS))}"))
+                meant = f"; did you mean result[{RESULT_SYNONYMS[key]!r}]?" if key in RESULT_SYNONYMS else ""
+                found.append(Finding(node.lineno, f"result has no key {key!r}{meant}; its keys are "
+                                                  f"{', '.join(sorted(RESULT_KEYS))}"))
             else:
                 inner = _subscript_key(container)
                 if (inner is not None and isinstance(inner[0], ast.Name) and roles.get(inner[0].id) == "ctx"

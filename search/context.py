@@ -110,7 +110,7 @@ def build_context(local: Trace, state: SearchState, space: SearchSpace, point: D
         "frozen": list(point.config.frozen),
         "fixed": list(space.fixed),
         "constraints": [constraint.text for constraint in space.constraints],
-        "config": point.config.model_dump(mode="json"),
+        "search_config": point.config.model_dump(mode="json"),
         "baseline": point_view(state.baseline, objective),
         "current": point_view(state.current, objective),
         "best": point_view(state.best, objective),

@@ -12,10 +12,14 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from search.answers import extract_json
 from search.hooks import HOOKS
+from search.pyast import parse_python
 from search.space import SearchSpace
 from search.trace import Trace, same_config
 
 MAX_CODE_CHARS = 8_000
+MAX_STATE_NAMES = 4
+MAX_BEHAVIOUR_CHARS = 400
+REPEATS_THAT_LOOP = 10  # a 40-line class has no line 10 times; a looping answer has dozens
 HOOK_NAMES = HOOKS
 # Where the inner loop calls the hooks, as Level 2 reads it. A maintained text (not the live source), so a
 # refactor of the loop does not silently change this prompt and invalidate cached answers.
@@ -88,6 +92,24 @@ class SpecifyAnswer(BaseModel):
     state: str = Field("", max_length=500)
     behaviour: str = Field(max_length=900)
 
+    @field_validator("state", mode="before")
+    @classmethod
+    def _state_names(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        # A small model's state list can loop ("x, y, y, y, ..."); the skeleton shows at most a few distinct names,
+        # because a long list there turns into a long, looping __init__.
+        names = list(dict.fromkeys(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", value)))
+        return ", ".join(names[:MAX_STATE_NAMES])
+
+    @field_validator("behaviour", mode="before")
+    @classmethod
+    def _distinct_sentences(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        sentences = list(dict.fromkeys(s.strip() for s in re.split(r"(?<=[.!?])\s+", value) if s.strip()))
+        return " ".join(sentences)[:MAX_BEHAVIOUR_CHARS]
+
     @field_validator("name")
     @classmethod
     def _snake(cls, value: str) -> str:
@@ -123,14 +145,34 @@ def parse_round(round_name: str, text: str) -> BaseModel:
 
 
 def extract_code(text: str) -> str:
-    """The Python class in an answer: the first ```python fence, else the whole text. Bounded."""
-    match = re.search(r"```(?:python|py)?\s*\n(.*?)```", text, re.DOTALL)
+    """The Python class in an answer: the first ```python fence (closed or cut off at the token cap), else the
+    whole text. Bounded; an answer that loops on one line says so (it was cut off, not merely wrong)."""
+    match = re.search(r"```(?:python|py)?[ \t]*\n(.*?)(?:```|\Z)", text, re.DOTALL)
     code = (match.group(1) if match else text).strip()
+    looping = repeated_line(code)
+    if looping is not None and not _parses(code):
+        raise ValueError(f"the answer repeats `{looping[0][:80]}` {looping[1]} times and was cut off; write each "
+                         "line once and keep the class short")
     if len(code) > MAX_CODE_CHARS:
         raise ValueError(f"the code is {len(code)} characters; write a class under {MAX_CODE_CHARS} characters")
     if "class " not in code:
         raise ValueError("the answer contains no Python class")
     return code + "\n"
+
+
+def _parses(code: str) -> bool:
+    try:
+        parse_python(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return True
+
+
+def repeated_line(text: str, times: int = REPEATS_THAT_LOOP) -> tuple[str, int] | None:
+    """(line, count) when one non-trivial line occurs at least `times` times: a model stuck in a loop."""
+    counts = Counter(line.strip() for line in text.splitlines() if len(line.strip()) > 8)
+    line, count = counts.most_common(1)[0] if counts else ("", 0)
+    return (line, count) if count >= times else None
 
 
 # -- prompts ------------------------------------------------------------------------------------

@@ -1,0 +1,153 @@
+"""Mechanical fixes of the mistakes a small model makes most (a linter's --fix for generated mechanisms).
+
+Each fix is unambiguous and local: a key of ctx or result that does not exist but has one obvious meaning
+(`ctx["best_config"]` -> `ctx["best"]["config"]`), a helper called as a method (`self.untried(ctx)` ->
+`h.untried(ctx)`) or bare (`untried(ctx)`), and a loop over the parameter dicts where names were meant
+(`for name in ctx["params"]` -> `for name in h.editable(ctx)`). The fixed code is a new sample that goes through
+every validation stage like any other; nothing here executes the code.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+from dataclasses import dataclass
+
+from mechanisms import helpers
+from mechanisms.static_check import CTX_KEYS, CTX_SYNONYMS, HOOK_ARGUMENTS, RESULT_KEYS, RESULT_SYNONYMS
+from search.pyast import parse_python
+
+PARAMS_AS_NAMES = "h.editable(ctx)"
+
+
+@dataclass(frozen=True)
+class Edit:
+    line: int  # 1-based
+    start: int  # character offsets within the line
+    end: int
+    text: str
+    why: str
+
+
+def autofix(source: str, metric_name: str | None = None) -> tuple[str, list[str]] | None:
+    """(fixed source, what was fixed) or None when nothing applies (or the code does not parse)."""
+    try:
+        tree = parse_python(source, filename="<mechanism>")
+    except SyntaxError:
+        return None
+    classes = [node for node in tree.body if isinstance(node, ast.ClassDef)]
+    if len(classes) != 1:
+        return None
+    lines = source.splitlines(keepends=True)
+    edits = [*_key_edits(classes[0], lines, metric_name), *_helper_edits(tree, classes[0], lines)]
+    edits = _non_overlapping(edits)
+    if not edits:
+        return None
+    for edit in sorted(edits, key=lambda e: (e.line, e.start), reverse=True):
+        line = lines[edit.line - 1]
+        lines[edit.line - 1] = line[:edit.start] + edit.text + line[edit.end:]
+    fixed = "".join(lines)
+    if not _imports_helpers(tree) and any("h." in e.text for e in edits):
+        fixed = "import helpers as h\n" + fixed
+    return fixed, sorted({e.why for e in edits})
+
+
+def _imports_helpers(tree: ast.Module) -> bool:
+    return any(isinstance(node, ast.Import) and any(a.name == "helpers" and a.asname == "h" for a in node.names)
+               for node in tree.body)
+
+
+def _columns(lines: list[str], node: ast.AST) -> tuple[int, int] | None:
+    """Character columns of a node that sits on one line (ast gives UTF-8 byte offsets)."""
+    if node.lineno != node.end_lineno:  # type: ignore[attr-defined]
+        return None
+    raw = lines[node.lineno - 1].encode()  # type: ignore[attr-defined]
+    start = len(raw[:node.col_offset].decode(errors="replace"))  # type: ignore[attr-defined]
+    end = len(raw[:node.end_col_offset].decode(errors="replace"))  # type: ignore[attr-defined]
+    return start, end
+
+
+def _key_edits(cls: ast.ClassDef, lines: list[str], metric_name: str | None) -> list[Edit]:
+    """`ctx["best_config"]` -> `ctx["best"]["config"]`, `result["score"]` -> `result["value"]`, and loops over the
+    parameter dicts -> loops over the editable names."""
+    edits = []
+    extra = {metric_name} if metric_name else set()
+    for method in (n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name in HOOK_ARGUMENTS):
+        roles = dict(zip([a.arg for a in method.args.args][1:], HOOK_ARGUMENTS[method.name]))
+        for node in ast.walk(method):
+            if isinstance(node, ast.For) and _is_ctx_key(node.iter, roles, "params") and isinstance(node.target, ast.Name):
+                where = _columns(lines, node.iter)
+                if where:
+                    edits.append(Edit(node.iter.lineno, *where, PARAMS_AS_NAMES,
+                                      'loops over ctx["params"] (dicts) now loop over h.editable(ctx) (names)'))
+            if not (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name)
+                    and isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str)):
+                continue
+            role, key = roles.get(node.value.id), node.slice.value
+            replacement = None
+            if role == "ctx" and key not in CTX_KEYS:
+                replacement = CTX_SYNONYMS.get(key) or _closest(key, CTX_KEYS)
+            elif role == "result" and key not in RESULT_KEYS | extra:
+                replacement = _closest(RESULT_SYNONYMS.get(key, key), RESULT_KEYS)
+            if replacement is None:
+                continue
+            where = _columns(lines, node)
+            if where is None:
+                continue
+            name_end = where[0] + len(node.value.id)
+            edits.append(Edit(node.lineno, name_end, where[1], replacement,
+                              f"{node.value.id}[{key!r}] (no such key) became {node.value.id}{replacement}"))
+    return edits
+
+
+def _is_ctx_key(node: ast.AST, roles: dict[str, str], key: str) -> bool:
+    return (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and roles.get(node.value.id) == "ctx"
+            and isinstance(node.slice, ast.Constant) and node.slice.value == key)
+
+
+def _closest(key: str, keys: frozenset[str]) -> str | None:
+    """The one existing key a misspelt key clearly means, as a subscript text."""
+    if key in keys:
+        return f"[{key!r}]".replace("'", '"')
+    match = difflib.get_close_matches(key, sorted(keys), n=2, cutoff=0.75)
+    return f'["{match[0]}"]' if len(match) == 1 else None
+
+
+def _helper_edits(tree: ast.Module, cls: ast.ClassDef, lines: list[str]) -> list[Edit]:
+    """`self.untried(ctx)` -> `h.untried(ctx)` when the class defines no `untried`; a bare `untried(ctx)` that is
+    not defined anywhere -> `h.untried(ctx)`."""
+    defined = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    defined |= {t.id for n in ast.walk(tree) if isinstance(n, (ast.Assign, ast.AnnAssign, ast.For))
+                for t in ast.walk(n.targets[0] if isinstance(n, ast.Assign) else n.target) if isinstance(t, ast.Name)}
+    defined |= {a.asname or a.name for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
+    attributes = {n.attr for n in ast.walk(cls) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+                  and n.value.id == "self" and isinstance(n.ctx, ast.Store)}
+    edits = []
+    for node in ast.walk(cls):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "self"
+                and func.attr in helpers.__all__ and func.attr not in defined | attributes):
+            where = _columns(lines, func)
+            if where:
+                edits.append(Edit(func.lineno, where[0], where[1], f"h.{func.attr}",
+                                  f"self.{func.attr}(...) (no such method) became the helper h.{func.attr}(...)"))
+        elif isinstance(func, ast.Name) and func.id in helpers.__all__ and func.id not in defined:
+            where = _columns(lines, func)
+            if where:
+                edits.append(Edit(func.lineno, where[0], where[1], f"h.{func.id}",
+                                  f"{func.id}(...) (undefined) became the helper h.{func.id}(...)"))
+    return edits
+
+
+def _non_overlapping(edits: list[Edit]) -> list[Edit]:
+    kept: list[Edit] = []
+    for edit in sorted(edits, key=lambda e: (e.line, e.start, -e.end)):
+        if any(k.line == edit.line and k.start < edit.end and edit.start < k.end for k in kept):
+            continue
+        kept.append(edit)
+    return kept
+
+
+__all__ = ["autofix"]

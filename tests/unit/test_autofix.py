@@ -1,0 +1,79 @@
+"""Mechanical fixes of a small model's commonest mistakes: each fix is exact, and the result passes the static
+checks that the original failed (the cases are from a real local-model session of a `make run`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mechanisms.autofix import autofix
+from mechanisms.static_check import CTX_KEYS, CTX_SYNONYMS, POINT_KEYS, RESULT_KEYS, RESULT_SYNONYMS, check_mechanism
+
+
+def mechanism(body: str, imports: str = "import random\n\nimport helpers as h\n") -> str:
+    return imports + "\n\nclass M:\n    name = 'm'\n\n" + body
+
+
+def test_the_session_that_failed_in_make_run_is_fixed_and_passes_the_static_checks() -> None:
+    body = ("    def propose(self, ctx):\n"
+            "        candidates = []\n"
+            "        for name in ctx[\"params\"]:\n"
+            "            if ctx[\"current_config\"][name] == ctx['best_config'][name]:\n"
+            "                value = h.neighbour(ctx, name, random.Random(ctx[\"seed\"]))\n"
+            "                candidates.append(h.candidate(name, value, 'différent'))\n"
+            "        return candidates\n")
+    source = mechanism(body)
+    assert check_mechanism(source), "the original must fail"
+    fixed, why = autofix(source)
+    assert check_mechanism(fixed) == []
+    assert 'for name in h.editable(ctx):' in fixed
+    assert 'if ctx["current"]["config"][name] == ctx["best"]["config"][name]:' in fixed
+    assert len(why) == 3
+
+
+def test_helpers_called_as_methods_or_bare_become_helper_calls_and_the_import_is_added() -> None:
+    source = mechanism("    def propose(self, ctx):\n        names = untried(ctx)\n"
+                       "        return self.untried(ctx)[:1] and None\n", imports="import random\n")
+    fixed, why = autofix(source)
+    assert fixed.startswith("import helpers as h\n")
+    assert "names = h.untried(ctx)" in fixed and "return h.untried(ctx)[:1]" in fixed
+    assert check_mechanism(fixed) == []
+
+
+def test_a_method_the_class_defines_is_left_alone() -> None:
+    source = mechanism("    def untried(self, ctx):\n        return []\n\n"
+                       "    def propose(self, ctx):\n        return self.untried(ctx) or None\n")
+    assert autofix(source) is None
+
+
+def test_result_keys_a_model_means_are_mapped_and_unknown_ones_left_for_the_repair() -> None:
+    source = mechanism("    def accept(self, ctx, result, default):\n"
+                       "        return result['score'] < 1 and result['accepted'] and result['zzz']\n")
+    fixed, _ = autofix(source)
+    assert 'result["value"] < 1 and result["kept"] and result[\'zzz\']' in fixed
+    assert [f.message for f in check_mechanism(fixed)] == [
+        f"result has no key 'zzz'; its keys are {', '.join(sorted(RESULT_KEYS))}"]
+
+
+def test_nothing_to_fix_or_code_that_does_not_parse_gives_none() -> None:
+    assert autofix(mechanism("    def propose(self, ctx):\n        return h.untried(ctx) and None\n")) is None
+    assert autofix("class M:\n    def propose(self, ctx:\n") is None
+    assert autofix("x = 1\n") is None
+
+
+@pytest.mark.parametrize("key", sorted(CTX_SYNONYMS))
+def test_every_ctx_synonym_names_keys_that_exist(key: str) -> None:
+    assert key not in CTX_KEYS
+    parts = CTX_SYNONYMS[key].strip("[]").split('"]["')
+    assert parts[0].strip('"') in CTX_KEYS
+    if len(parts) > 1:
+        assert parts[1].strip('"') in POINT_KEYS | {"goal", "name"}
+
+
+def test_every_result_synonym_names_a_key_that_exists() -> None:
+    assert set(RESULT_SYNONYMS.values()) <= RESULT_KEYS
+    assert not set(RESULT_SYNONYMS) & RESULT_KEYS
+
+
+def test_the_static_finding_suggests_what_autofix_would_write() -> None:
+    findings = check_mechanism(mechanism("    def plan(self, ctx):\n        return {'guidance': str(ctx['best_value'])}\n"))
+    assert 'did you mean ctx["best"]["value"]?' in findings[0].message
