@@ -203,11 +203,11 @@ def research(spec: MetaRunSpec, res: Resources, *, generation: int, trace: Trace
                 metrics={"llm_tokens": usage.total_tokens, "llm_seconds": usage.seconds, "samples": len(attempts),
                          "valid_samples": sum(a.ok for a in attempts)})
     close_run(res.tracker, run_id, "FINISHED" if accepted else "FAILED")
-    samples = [{"round": a.round_index, "sample": a.sample, "stage_failed": a.report.get("stage_failed"),
+    sample_reports = [{"round": a.round_index, "sample": a.sample, "stage_failed": a.report.get("stage_failed"),
                 "decisions_changed": a.decisions_changed, "hooks": (a.report.get("liveness") or {}).get("hooks", [])}
                for a in attempts]
     return ResearchOutcome(active=active.with_added(accepted) if accepted is not None else active, verdict=verdict,
-                           usage=usage, accepted=accepted.label if accepted else None, samples=samples)
+                           usage=usage, accepted=accepted.label if accepted else None, samples=sample_reports)
 
 
 def attempt_id(round_index: int, sample: int) -> int:
