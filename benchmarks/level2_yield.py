@@ -107,6 +107,7 @@ def scripted_answers(path: Path) -> Path:
 
 def run(sessions: int, model: str | None, out: Path, scripted: bool) -> dict[str, Any]:
     apply_telemetry_opt_outs()
+    os.chdir(ROOT)  # fixtures name example scripts relative to the repository
     state = Path(tempfile.mkdtemp(prefix="bilevel-level2-yield-"))
     overrides: dict[str, Any] = {"state_dir": state}
     if scripted:
@@ -139,7 +140,7 @@ def run(sessions: int, model: str | None, out: Path, scripted: bool) -> dict[str
         best = max((s for s in outcome.samples if s["stage_failed"] is None), key=lambda s: s["decisions_changed"],
                    default=None)  # the activated sample: valid, and the most decisions changed on replay
         record = {
-            "session": number, "fixture": fixture["name"], "workload": spec.workload.reference.split("/")[-1],
+            "session": number, "fixture": fixture["name"], "workload": fixture["name"],
             "experiments_seen": seen, "verdict": outcome.verdict, "activated": outcome.accepted is not None,
             "mechanism": outcome.accepted, "seconds": round(seconds, 1), "tokens": outcome.usage.total_tokens,
             "llm_calls": outcome.usage.calls, "samples": outcome.samples,
