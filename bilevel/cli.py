@@ -133,11 +133,13 @@ def run(
     program: Annotated[Optional[Path], typer.Option(help="A text file of research direction for every prompt.")] = None,
     max_llm_cost: Annotated[Optional[float], typer.Option(help="Stop cleanly once LLM calls cost this many USD.")] = None,
     max_hours: Annotated[Optional[float], typer.Option(help="Stop cleanly after this many hours.")] = None,
+    proposer: Annotated[Optional[str], typer.Option(help="Who proposes in Level 1: hybrid (default: TPE's "
+                                                         "suggestions offered to the LLM), llm, random, tpe, cmaes.")] = None,
 ) -> None:
     """Run a meta-run on the embedded defaults (or what settings and options say)."""
     settings = _settings(iterations=iterations, generations=generations, levels=levels, budget_mode=budget_mode,
                          budget=budget, seed=seed, model=model, research_every=research_every, tracks=tracks,
-                         program=program, max_llm_cost_usd=max_llm_cost, max_hours=max_hours,
+                         program=program, proposer=proposer, max_llm_cost_usd=max_llm_cost, max_hours=max_hours,
                          **_workload_overrides(workload, metric, goal, fixed, budget_param, seed_param, command))
     _prepare_process(settings)
     from infra.resources import build_workload, meta_run_spec_from_settings

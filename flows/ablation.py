@@ -60,7 +60,7 @@ class AblationSpec(BaseModel):
             "levels": list(arm.levels),
             "seed": self.template.seed + repeat,
             "restart_each_generation": arm.restart_each_generation,
-            "proposer": arm.proposer,
+            "proposer": arm.proposer or self.template.proposer,
             "mechanisms": list(arm.mechanisms),
         })
 

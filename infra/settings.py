@@ -24,6 +24,7 @@ from search.run_spec import (
     NoiseMultiple,
     NoiseRepeats,
     ProposeAttempts,
+    Proposer,
     ResearchEvery,
     ResearchRepairs,
     ResearchSamples,
@@ -134,6 +135,9 @@ class Settings(BaseSettings):
     propose_attempts: ProposeAttempts = 3
     research_samples: ResearchSamples = 4
     research_repairs: ResearchRepairs = 2
+    proposer: Proposer = Field("hybrid", description="Who proposes in Level 1: hybrid (Optuna TPE's suggestions "
+                               "offered to the LLM, which picks, edits or overrides them; a suggestion trains when "
+                               "the LLM gives nothing valid), llm, or a control: random, tpe, cmaes.")
     program: Path | None = Field(None, description="A text file of research direction every level's prompt includes.")
     max_llm_cost_usd: MaxLLMCost = None
     max_hours: MaxHours = None

@@ -17,7 +17,8 @@ class ArmSpec(BaseModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
     levels: tuple[str, ...] = ("1",)
-    proposer: Proposer = "llm"
+    proposer: Proposer | None = Field(None, description="Who proposes; None: the configured proposer (the "
+                                                        "`proposer` setting, what `bilevel run` uses).")
     restart_each_generation: bool = False
     mechanisms: tuple[str, ...] = Field((), description="Mechanisms active from the start (library:<name>).")
     description: str = ""
@@ -25,6 +26,7 @@ class ArmSpec(BaseModel):
 
 STANDARD_ARMS: dict[str, ArmSpec] = {
     "A": ArmSpec(name="A", levels=("1",), description="Level 1 only"),
+    "llm": ArmSpec(name="llm", levels=("1",), proposer="llm", description="control: Level 1 with the LLM alone"),
     "B": ArmSpec(name="B", levels=("1", "1.5"), description="Level 1 + 1.5"),
     "C": ArmSpec(name="C", levels=("1", "1.5", "2"), description="Level 1 + 1.5 + 2"),
     "D": ArmSpec(name="D", levels=("1", "2"), description="Level 1 + 2"),

@@ -165,11 +165,11 @@ def write_ablation(state_dir: Path, ablation_id: str = "abl-1", *, repeats: int 
             mechanisms = arm in ("C", "D")
             # The same seed gives every arm the same baseline run (paired design).
             trace = synthetic_trace(100 + repeat, gain=gain, with_mechanisms=mechanisms, stream=arm,
-                                    objective=objective, proposed_by=spec.proposer)
+                                    objective=objective, proposed_by=spec.proposer or "hybrid")
             floors = (noise_floors or {}).get(arm)
             limit = ("time_limit", "the run reached its --max-hours limit") if (arm, repeat) in stopped else None
             write_run(state_dir / "runs", meta_run_id, trace, finished=(arm, repeat) not in unfinished, seed=repeat,
-                      sources=mechanism_sources() if mechanisms else None, proposer=spec.proposer,
+                      sources=mechanism_sources() if mechanisms else None, proposer=spec.proposer or "hybrid",
                       noise_floor=floors[repeat] if floors else None, stop=limit)  # type: ignore[arg-type]
         arms.append(ArmRuns(arm=spec, meta_run_ids=ids))
     manifest = AblationManifest(ablation_id=ablation_id, created="2025-01-01T00:00:00",
