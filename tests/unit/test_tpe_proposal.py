@@ -51,3 +51,28 @@ def test_suggestions_that_break_a_constraint_are_told_to_the_study_and_skipped()
         for candidate in optimiser_suggestions(request, "tpe", seed=seed, count=3).candidates:
             assert candidate.changes["DEPTH"] != 5
     assert BASE_CONFIG["DEPTH"] == 4
+
+
+def test_the_hybrid_trains_a_suggestion_when_the_llm_gives_nothing_valid_and_credits_a_taken_one() -> None:
+    from search.iteration import ProposalBatch
+    from tasks.propose import HybridProposer
+
+    request = request_for(build_trace(STEPS), SPACE)
+    suggested = optimiser_suggestions(request, "tpe", request.point.hook_seed, count=2).candidates
+    asked = []
+
+    def empty(asked_request):
+        asked.append(asked_request)
+        return ProposalBatch(errors=["no valid proposal"])
+
+    batch = HybridProposer(llm=empty)(request)  # type: ignore[arg-type]
+    assert [c.changes for c in batch.candidates] == [s.changes for s in suggested]
+    assert {c.proposed_by for c in batch.candidates} == {"tpe"} and "no valid proposal" in batch.errors
+    assert asked[0].suggested == suggested and "TPE" in asked[0].optimiser_note
+
+    def takes_the_second(asked_request):
+        return ProposalBatch(candidates=[asked_request.suggested[1].model_copy(update={"proposed_by": "llm"})])
+
+    batch = HybridProposer(llm=takes_the_second)(request)  # type: ignore[arg-type]
+    assert [c.proposed_by for c in batch.candidates] == ["llm+tpe", "tpe"]
+    assert [c.changes for c in batch.candidates] == [suggested[1].changes, suggested[0].changes]
