@@ -13,7 +13,6 @@ Users who have a GGUF file already point `settings.local_model_path` at it inste
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import importlib.metadata
 import logging
@@ -28,6 +27,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
+
+from filelock import FileLock
 
 from infra.settings import LOCAL_MODEL, Settings
 
@@ -165,7 +166,8 @@ def provision_model(
     ChecksumError and leaves nothing behind."""
     target = target.expanduser().resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive_lock(target):
+    # One provisioning run per target across processes; the OS drops the lock if the holder dies.
+    with FileLock(target.with_name(target.name + ".lock")):
         if _is_provisioned(target, size_bytes):
             return target
         _remove_leftovers(target, size_bytes)
@@ -239,18 +241,6 @@ def _check_free_space(folder: Path, size_bytes: int) -> None:
             f"the local model needs {needed / 1e9:.2f} GB free in {folder}, only {free / 1e9:.2f} GB are free. "
             f"Free some space or set BILEVEL_CACHE_DIR to another disk. {_HINT}"
         )
-
-
-@contextlib.contextmanager
-def _exclusive_lock(target: Path) -> Iterator[None]:
-    """One provisioning run per target across processes; the OS drops the lock if the holder dies."""
-    lock_path = target.with_name(target.name + ".lock")
-    with lock_path.open("a") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _fsync_directory(folder: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -21,6 +20,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
 
 from infra.settings import Settings
 
@@ -460,18 +461,6 @@ def _rotate_log(path: Path) -> None:
             os.replace(path, path.with_suffix(path.suffix + ".1"))
 
 
-@contextlib.contextmanager
-def _layout_lock(layout: ServerLayout) -> Iterator[None]:
-    """One process at a time starts or stops the server of a state directory."""
-    layout.root.mkdir(parents=True, exist_ok=True)
-    with open(layout.lock_file, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 # -- public API ----------------------------------------------------------------------------------
 
 
@@ -578,7 +567,8 @@ def ensure_s3(settings: Settings, *, ready_timeout_s: float = READY_TIMEOUT_S) -
         return S3Endpoint(settings.s3_endpoint_url, access_key, secret_key, settings.s3_region)
     layout = ServerLayout.from_settings(settings)
     creds_fingerprint = fingerprint(access_key, secret_key)
-    with _layout_lock(layout):
+    layout.root.mkdir(parents=True, exist_ok=True)
+    with FileLock(layout.lock_file):  # one process at a time starts or stops this state directory's server
         running = _running_layout(layout)
         pid = _reusable_server(running, creds_fingerprint)
         if pid is not None:
@@ -595,7 +585,8 @@ def ensure_s3(settings: Settings, *, ready_timeout_s: float = READY_TIMEOUT_S) -
 def stop_s3(settings: Settings, *, only_pid: int | None = None, grace_s: float = STOP_GRACE_S) -> bool:
     """Stop the embedded server of this state directory (only if it is `only_pid`, when given). True if one stopped."""
     layout = ServerLayout.from_settings(settings)
-    with _layout_lock(layout):
+    layout.root.mkdir(parents=True, exist_ok=True)
+    with FileLock(layout.lock_file):  # one process at a time starts or stops this state directory's server
         record = _read_pid_file(layout)
         if record is None:
             return False
