@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from search.objective import Objective
+from search.progress_line import experiment_cells
 from search.run_spec import MetaRunSummary
 from search.trace import Experiment
 
@@ -73,17 +74,7 @@ class RunProgress:
 
     def _add(self, experiment: Experiment, best: float | None) -> None:
         status = experiment.outcome.status
-        value = experiment.measured
-        decision = "baseline" if experiment.is_baseline else ("kept" if experiment.kept else "discarded")
-        if experiment.decided_by:
-            decision += f" ({experiment.decided_by})"
-        if experiment.proposed_by and experiment.proposed_by not in ("llm", "baseline"):
-            decision += f" [{experiment.proposed_by}]"
-        cells = (
-            str(experiment.index), str(experiment.generation), status,
-            f"{value:.4f}" if value is not None else "-", f"{best:.4f}" if best is not None else "-", decision,
-            json.dumps(experiment.changes) if experiment.changes else "",
-        )
+        cells = experiment_cells(experiment, best)
         row = tuple(Text(cell, style=STATUS_STYLE.get(status, "") if position == 2 else "")
                     for position, cell in enumerate(cells))
         self.rows.append(row)

@@ -19,6 +19,10 @@ Kind = Literal["meta_run", "generation", "baseline", "iteration", "research", "m
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.@:+=/-]{1,300}$")
 
 
+# MLflow 3's UI opens an experiment in its GenAI overview unless the experiment says it is model training.
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def experiment_name(meta_run_name: str) -> str:
     """One MLflow experiment per meta-run name."""
     return f"bilevel/{meta_run_name}"

@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from infra.flow_log import log_event
 from infra.llm import LLMClient
 from infra.settings import LOCAL_MODEL, Settings
 from infra.tracking import Tracker
@@ -51,7 +52,8 @@ class Resources:
         return flow if self.task_runner is None else flow.with_options(task_runner=self.task_runner())
 
     def emit(self, event: str, **data: Any) -> None:
-        """Tell the user interface (progress display) what happened; a no-op without one."""
+        """Tell the flow run's log (Prefect UI) and the user interface (progress display) what happened."""
+        log_event(event, data)
         if self.on_event is not None:
             self.on_event(event, data)
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from infra.mlflow_schema import KEY_TAG, tag
+from infra.mlflow_schema import EXPERIMENT_TAGS, KEY_TAG, tag
 
 TERMINAL = ("FINISHED", "FAILED", "KILLED")
 MAX_PARAM_CHARS = 500
@@ -55,9 +55,12 @@ class Tracker:
                 location = None
                 if self.artifact_root is not None:
                     location = (self.artifact_root / name.replace("/", "_")).resolve().as_uri()
-                experiment_id = self.client.create_experiment(name, artifact_location=location)
+                experiment_id = self.client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_TAGS)
             else:
                 experiment_id = experiment.experiment_id
+                for key, value in EXPERIMENT_TAGS.items():  # experiments made before the tag existed
+                    if experiment.tags.get(key) != value:
+                        self.client.set_experiment_tag(experiment_id, key, value)
             self._experiments[name] = experiment_id
             return experiment_id
 

@@ -157,3 +157,26 @@ def test_rerun_with_same_id_resumes_without_repeating_work(finished) -> None:
     assert len(llm_calls(settings)) == before_calls  # every LLM answer too
     assert again.best_value == summary.best_value and again.experiments == summary.experiments
     assert len(runs_of(res.tracker, spec.meta_run_id)) == 7  # found by tag, not duplicated
+
+
+def test_progress_lines_reach_the_prefect_flow_run_logs(finished) -> None:
+    """The Prefect UI shows what the CLI shows: one log line per experiment in the flow runs' logs."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    spec, settings, res, summary = finished
+    APILogHandler().flush()
+    with get_client(sync_client=True) as client:
+        (parent,) = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[spec.meta_run_id])))
+        runs = {run.id: run for run in client.read_flow_runs()}
+        parent_of = {run.id: client.read_task_run(run.parent_task_run_id).flow_run_id
+                     for run in runs.values() if run.parent_task_run_id is not None}
+        family = {parent.id}
+        while grown := {run for run, up in parent_of.items() if up in family} - family:
+            family |= grown  # the generation flows, then their inner loops
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=sorted(family))))
+    lines = [log.message for log in logs]
+    assert any(line.startswith("baseline  0  0  ok") for line in lines), lines
+    assert sum(line.startswith("experiment  ") for line in lines) == summary.experiments, lines
+    assert any("generation 0 done: best" in line for line in lines), lines
