@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -105,6 +106,14 @@ def scripted_answers(path: Path) -> Path:
     return path
 
 
+def _commit() -> str:
+    """The commit measured, marked "+changes" when the work tree differs from it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
+
+    return git("rev-parse", "--short", "HEAD") + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def run(sessions: int, model: str | None, out: Path, scripted: bool) -> dict[str, Any]:
     apply_telemetry_opt_outs()
     os.chdir(ROOT)  # fixtures name example scripts relative to the repository
@@ -154,7 +163,7 @@ def run(sessions: int, model: str | None, out: Path, scripted: bool) -> dict[str
             failures[sample["stage_failed"] or "valid"] += 1
     activated = sum(r["activated"] for r in records)
     summary = {
-        "model": settings.model, "sessions": len(records), "activated": activated,
+        "model": settings.model, "commit": _commit(), "sessions": len(records), "activated": activated,
         "yield": round(activated / len(records), 3) if records else 0.0,
         "median_session_s": round(statistics.median(r["seconds"] for r in records), 1) if records else None,
         "stage_failures": dict(failures), "research_samples": records and found[0]["spec"].research_samples,
@@ -168,7 +177,8 @@ def run(sessions: int, model: str | None, out: Path, scripted: bool) -> dict[str
     (out / "README.md").write_text("\n".join([
         f"# Level 2 yield ({settings.model})", "",
         f"{activated} of {len(records)} sessions activated a live mechanism (yield {summary['yield']:.0%}); median "
-        f"session {summary['median_session_s']} s; sample verdicts: {dict(failures)}.", "",
+        f"session {summary['median_session_s']} s; sample verdicts: {dict(failures)}. Measured at commit "
+        f"{summary['commit']}, load average {summary['load_average']} at the end (2 cores).", "",
         "| session | workload | experiments seen | activated | decisions changed on replay | hooks | seconds | tokens | verdict |",
         "|---|---|---|---|---|---|---|---|---|", *rows, ""]))
     return summary
