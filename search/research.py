@@ -35,6 +35,19 @@ for each iteration of a generation (the trace and best config persist across gen
     observe(ctx, result)                         # every mechanism updates its own state
 A mechanism that changes no decision in a generation is reverted; one that raises, hangs or answers outside
 the API is quarantined and the loop carries on."""
+# What the specification of makerun-1's trace asked for twice ("increase the budget by adding more training
+# steps") and the code could not do, so every sample was inert.
+OUT_OF_REACH = (
+    "A mechanism cannot change the training budget (steps, time, FLOPs), the data, the script, the objective or the "
+    "fixed parameters: the system sets them. It can only choose which values of the editable parameters are tried "
+    "(propose, plan), which candidate trains (screen) and what is kept (accept)."
+)
+# A repair of an inert sample gets the shape of a live hook, not only the advice to have one.
+LIVE_PROPOSE = """    def propose(self, ctx):
+        names = h.untried(ctx) or h.editable(ctx)          # or the parameters your idea is about
+        rng = random.Random(ctx["seed"])
+        name = names[rng.randrange(len(names))]
+        return [h.candidate(name, h.neighbour(ctx, name, rng), "why, from your idea")]"""
 SYSTEM = (
     "You are a research engineer improving an automated hyperparameter search loop. You design small search "
     "mechanisms (ideas from combinatorial optimisation, bandits, design of experiments) that plug into the loop "
@@ -198,6 +211,7 @@ def explore_messages(*, api_text: str, loop_source: str, active: list[tuple[str,
         "Statistics of the search so far:",
         json.dumps(stats, indent=1),
         "",
+        OUT_OF_REACH,
         "Name up to 3 weaknesses of the current search that these statistics reveal, each with the evidence and an "
         "idea for a mechanism that would fix it through the hooks.",
         'Answer with JSON: {"ideas": [{"problem": "...", "evidence": "...", "idea": "..."}]}',
@@ -208,7 +222,8 @@ def explore_messages(*, api_text: str, loop_source: str, active: list[tuple[str,
 def critique_messages(history: list[dict[str, str]], explore: ExploreAnswer, objective_text: str) -> list[dict[str, str]]:
     listed = "\n".join(f"{i}. {idea.idea} (fixes: {idea.problem})" for i, idea in enumerate(explore.ideas))
     content = (f"Critique these ideas. Which one is most likely to {objective_text} within a few dozen experiments, "
-               f"and simple enough to implement in one small class?\n{listed}\n"
+               f"and simple enough to implement in one small class? An idea that needs what a mechanism cannot change "
+               f"(the budget, the data, the fixed parameters) is out.\n{listed}\n"
                'Answer with JSON: {"choice": 0, "reason": "..."}')
     return [*history, {"role": "user", "content": content}]
 
@@ -292,5 +307,7 @@ def repair_messages(messages: list[dict[str, str]], code: str, stage: str, error
         {"role": "assistant", "content": f"```python\n{code[:MAX_CODE_CHARS]}```"},
         {"role": "user", "content": f"Validation failed at stage '{stage}': {error[:800]}\n"
                                     + (f"The failing {where}\n" if where else "")
+                                    + (f"A live propose hook looks like this:\n```python\n{LIVE_PROPOSE}\n```\n"
+                                       if stage == "liveness" else "")
                                     + "Fix exactly that. Answer with the complete corrected class in one ```python block."},
     ]

@@ -46,3 +46,51 @@ def test_repeated_lines_that_still_parse_are_kept_for_validation() -> None:
     code = extract_code(f"```python\nclass M:\n    def __init__(self):\n{body}```")
     assert "same line here" in code
     assert repeated_line(code) == ('x = "same line here"', 12)
+
+
+# -- what a mechanism can change, and the shape of a live hook ------------------------------------------
+# Both tinygpt sessions of the first local-model yield run specified "increase the budget by adding more
+# training steps"; every sample was inert. The prompts now say what is out of reach, and the repair of an
+# inert sample shows a live hook.
+
+
+def test_the_explore_and_critique_prompts_say_what_a_mechanism_cannot_change() -> None:
+    from search.research import OUT_OF_REACH, ExploreAnswer, critique_messages, explore_messages
+
+    explore = explore_messages(api_text="api", loop_source="loop", active=[], stats={}, workload_text="w")
+    assert OUT_OF_REACH in explore[-1]["content"] and "training budget" in OUT_OF_REACH
+    ideas = ExploreAnswer.model_validate({"ideas": [{"problem": "p", "evidence": "e", "idea": "more steps"}]})
+    assert "cannot change" in critique_messages(explore, ideas, "lower loss")[-1]["content"]
+
+
+def test_only_the_repair_of_an_inert_sample_shows_a_live_propose() -> None:
+    from search.research import LIVE_PROPOSE, repair_messages
+
+    inert = repair_messages([], "class M: pass", "liveness", "the mechanism is inert")[-1]["content"]
+    crashed = repair_messages([], "class M: pass", "smoke", "KeyError: 'x'")[-1]["content"]
+    assert LIVE_PROPOSE in inert and LIVE_PROPOSE not in crashed
+
+
+def test_the_live_propose_shown_in_repairs_is_live_on_the_recorded_tinygpt_trace() -> None:
+    """The pattern a repair shows must itself pass every stage on a real trace, or the repair teaches nothing."""
+    import json
+    from pathlib import Path
+
+    from mechanisms.replay import ReplaySource, replay_steps
+    from mechanisms.synthetic_trace import tinygpt_space
+    from mechanisms.validate import validate_mechanism
+    from search.research import LIVE_PROPOSE
+    from search.run_spec import MetaRunSpec
+    from search.trace import Trace
+
+    fixture = Path(__file__).resolve().parents[2] / "benchmarks" / "fixtures" / "level2" / "tinygpt"
+    spec = MetaRunSpec.model_validate(json.loads((fixture / "spec.json").read_text()))
+    trace = Trace.model_validate(json.loads((fixture / "trace.json").read_text()))
+    source = ("import random\n\nimport helpers as h\n\n\nclass Live:\n    name = 'live'\n\n"
+              "    def __init__(self):\n        self.state = {}\n\n" + LIVE_PROPOSE + "\n")
+    steps = replay_steps(trace, tinygpt_space(), ReplaySource(meta_run_id=spec.meta_run_id, run_seed=spec.seed,
+                                                                      fallback_config=spec.search))
+    report = validate_mechanism(source, steps, name="live", space=tinygpt_space(),
+                                metric_name=trace.objective.name, allow_weak_sandbox=True)
+    assert report.ok, report.error
+    assert report.liveness["decisions_changed"] >= 1
