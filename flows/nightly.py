@@ -12,9 +12,11 @@ from prefect import flow
 
 from flows.ablation import AblationSpec, ablation
 from flows.meta_run import meta_run
+from infra.processes import exit_with_parent
 from infra.resources import build_workload, meta_run_spec_from_settings, needs_store, open_resources, resolve_mechanisms
 from infra.runs import RunFolder
 from infra.settings import load_settings
+from workloads.subprocess_run import kill_running_scripts
 
 
 def scheduled_id(prefix: str) -> str:
@@ -31,6 +33,7 @@ def nightly(name: str = "nightly", meta_run_id: str | None = None, mechanisms: s
             budget: float | None = None, workload: str | None = None, noise_repeats: int = 2) -> dict[str, Any]:
     """One meta-run on the settings of the machine it runs on; starts from the best mechanisms so far. A re-run of
     the same scheduled run resumes it with the spec it recorded (its workload, budget and seed mechanisms)."""
+    exit_with_parent(kill_running_scripts)  # a runner's flow-run process ends with the runner, even a SIGKILLed one
     settings = load_settings(generations=generations, iterations=iterations, levels=levels, budget=budget,
                              workload=workload, noise_repeats=noise_repeats)
     run_id = meta_run_id or scheduled_id(name)
@@ -52,6 +55,7 @@ def nightly(name: str = "nightly", meta_run_id: str | None = None, mechanisms: s
 def scheduled_ablation(ablation_id: str | None = None, arms: str = "A,C,random", repeats: int = 5,
                        generations: int = 2, iterations: int = 6, budget: float | None = None) -> dict[str, Any]:
     """An ablation with the machine's settings (model, budget mode, runner)."""
+    exit_with_parent(kill_running_scripts)
     settings = load_settings(generations=generations, iterations=iterations, budget=budget)
     chosen = build_workload(settings)
     spec = AblationSpec.from_settings(settings, chosen, ablation_id=ablation_id or scheduled_id("ablation"),
