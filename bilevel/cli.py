@@ -36,7 +36,8 @@ def _settings(**overrides: Any) -> Settings:
     try:
         return load_settings(**overrides)
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+                             for e in error.errors())
         raise UserError(f"invalid settings: {problems}") from error
 
 
@@ -168,6 +169,8 @@ def run(
                          budget=budget, seed=seed, model=model, research_every=research_every, tracks=tracks,
                          program=program, proposer=proposer, max_llm_cost_usd=max_llm_cost, max_hours=max_hours,
                          **_workload_overrides(workload, metric, goal, fixed, budget_param, seed_param, command))
+    if meta_run_id is not None:
+        _run_folder(settings, meta_run_id)  # a plain id, refused before anything starts
     _prepare_process(settings, runs_flows=True)
     from infra.resources import build_workload, meta_run_spec_from_settings
 
@@ -633,6 +636,9 @@ def main() -> None:
         # Our own errors are written for users; a builtin one may be a bug, so it keeps its type name.
         ours = isinstance(error, (UserError, LLMError, BaselineFailed, ServiceError, StoreError, WorkloadError))
         message = str(error) if ours else f"{type(error).__name__}: {error}"
+        if isinstance(error, ValidationError):  # pydantic's report spans lines: one line per problem, joined
+            message = "invalid value: " + "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                                                   for e in error.errors())
         # One line whatever the terminal's width; a message's own brackets (ranges like [2, 128]) are not markup.
         err.print(f"[red]error:[/] {escape(message)}  [dim](BILEVEL_DEBUG=1 shows the traceback)[/]", soft_wrap=True)
         sys.exit(1)
