@@ -136,9 +136,11 @@ def hard_exit() -> None:
 
 def _exit(signum: int | None) -> None:
     with _state.lock:
-        if _state.done.is_set():
-            return
+        first = not _state.done.is_set()
         _state.done.set()
+    if not first:  # another thread is exiting: never return into a normal (exit code 0) shutdown
+        while True:
+            threading.Event().wait(3600)
     try:
         sys.stdout.flush()
         sys.stderr.write(f"{message()}\n")
