@@ -371,13 +371,15 @@ def serve(
 
     settings = _settings()
     _prepare_process(settings)
-    from infra.prefect_server import local_prefect_server
+    from infra.prefect_server import running, scheduling_server
 
     stopping.set_hint("a nightly meta-run it had started resumes with `bilevel resume <id>` (see `bilevel runs`)",
                       verb="stopped")
-    server = contextlib.nullcontext(os.environ.get("PREFECT_API_URL"))
+    own = None
+    server: Any = contextlib.nullcontext(os.environ.get("PREFECT_API_URL"))
     if not os.environ.get("PREFECT_API_URL"):
-        server = local_prefect_server(settings.prefect_home / "server", settings.logs_dir / "prefect-server.log")
+        own = scheduling_server(settings.prefect_home / "server", settings.logs_dir / "prefect-server.log")
+        server = running(own)
     from infra.processes import stop_descendants
 
     try:
@@ -402,14 +404,18 @@ def serve(
             # SIGTERM for itself and wait for the running flow), and a stop does not wait for the runner.
             runner = threading.Thread(target=serve_schedule, name="prefect-runner", daemon=True)
             runner.start()
-            while runner.is_alive():
-                runner.join(0.5)
+            try:
+                while runner.is_alive():
+                    runner.join(0.5)
+            finally:
+                # The runner's flow-run processes first, while the server still answers: each kills its training
+                # and records the run as crashed, resumable (`bilevel resume ID`).
+                spare = frozenset({own.process.pid}) if own is not None and own.process is not None else frozenset()
+                stop_descendants(grace_s=4.0, quiet=True, children_only=True, spare=spare)
             if failed:
                 raise failed[0]
     finally:
-        # Flow runs are processes of the runner: an interrupted meta-run is resumable (`bilevel resume ID`),
-        # an orphan is not wanted.
-        stop_descendants(grace_s=3.0)
+        stop_descendants(grace_s=2.0)  # whatever is left: no orphans
 
 
 @app.command()

@@ -20,7 +20,7 @@ import httpx
 from infra.supervise import supervised
 
 READY_TIMEOUT_S = 120.0
-STOP_GRACE_S = 5.0  # uvicorn waits for open connections (a runner's long polls): SIGKILL after this
+STOP_GRACE_S = 3.0  # uvicorn waits for open connections (a runner's long polls): SIGKILL after this
 STOP_WAIT_S = STOP_GRACE_S + 5.0
 
 

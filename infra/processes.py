@@ -3,8 +3,10 @@ process that is not supervised end when its parent does."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -17,9 +19,11 @@ PARENT_POLL_S = 0.5
 _watching: list[threading.Thread] = []
 
 
-def stop_descendants(grace_s: float = 10.0, quiet: bool = False) -> list[int]:
-    """SIGTERM every descendant of this process, SIGKILL those alive after `grace_s`; the PIDs it stopped."""
-    children = psutil.Process().children(recursive=True)
+def stop_descendants(grace_s: float = 10.0, quiet: bool = False, *, children_only: bool = False,
+                     spare: frozenset[int] = frozenset()) -> list[int]:
+    """SIGTERM every descendant of this process (only its children with `children_only`; never those in `spare`),
+    SIGKILL those alive after `grace_s`; the PIDs it stopped."""
+    children = [child for child in psutil.Process().children(recursive=not children_only) if child.pid not in spare]
     for child in children:
         try:
             if not quiet:
@@ -61,3 +65,24 @@ def exit_with_parent(on_exit: Callable[[], None] | None = None, poll_s: float = 
     thread.start()
     _watching[:] = [thread]
     return thread
+
+
+def on_stop_signal(callback: Callable[[], None]) -> None:
+    """Run `callback` first when SIGTERM or SIGINT arrives, then whatever handled the signal before (Prefect's
+    flow-run processes turn SIGTERM into a crash of the run). Main thread only; elsewhere a no-op."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+
+        def handler(signum: int, frame: object, previous: object = previous) -> None:
+            callback()
+            if callable(previous):
+                previous(signum, frame)
+            elif previous == signal.SIG_IGN:
+                return
+            elif signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            else:
+                raise SystemExit(128 + signum)
+
+        with contextlib.suppress(ValueError):  # not the main thread
+            signal.signal(sig, handler)

@@ -80,13 +80,13 @@ def stderr_of(log: Path) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
 
 
-def _popen(args: list[str], env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen:
+def popen_logged(args: list[str], env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen:
     # Files, not pipes: a full pipe would block the command.
     return subprocess.Popen(args, env=env, stdout=log.open("w"), stderr=log.with_suffix(".err").open("w"), cwd=cwd)
 
 
 def start_run(state: Path, script: Path, log: Path, meta_run_id: str, *extra: str) -> subprocess.Popen:
-    return _popen(cli("run", "--id", meta_run_id, *extra), cli_env(state, script), log, state.parent)
+    return popen_logged(cli("run", "--id", meta_run_id, *extra), cli_env(state, script), log, state.parent)
 
 
 def wait_mid_training(process: subprocess.Popen, state: Path, log: Path, timeout_s: float = 600) -> list[psutil.Process]:
@@ -128,7 +128,7 @@ def start_ui(state: Path, log: Path) -> tuple[subprocess.Popen, int]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BILEVEL_", "PREFECT_"))}
     env.update(BILEVEL_STATE_DIR=str(state), PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
-    process = _popen(cli("ui", "--port", str(port)), env, log, state.parent)
+    process = popen_logged(cli("ui", "--port", str(port)), env, log, state.parent)
     deadline = time.monotonic() + 180
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     while True:

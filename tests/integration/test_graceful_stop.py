@@ -25,6 +25,7 @@ from tests.integration.stopping import (
     command_line,
     descendants,
     kill_tree,
+    popen_logged,
     signal_and_wait,
     start_run,
     start_ui,
@@ -107,3 +108,28 @@ def test_ui_stops_mlflow_and_its_workers(tmp_path: Path, sig: int) -> None:
     finally:
         if process.poll() is None:
             kill_tree(process)
+
+
+def test_sigterm_stops_an_ablation_mid_training_and_the_same_id_finishes_it(tmp_path: Path) -> None:
+    state, log = tmp_path / "state", tmp_path / "ablate.log"
+    script = answers(tmp_path)
+    args = cli("ablate", "--id", "abl", "--arms", "A,random", "--repeats", "1", "--no-report")
+    process = popen_logged(args, cli_env(state, script), log, tmp_path)
+    try:
+        tree = wait_mid_training(process, state, log)
+        seconds = signal_and_wait(process, signal.SIGTERM)
+    finally:
+        if process.poll() is None:
+            kill_tree(process)
+    print(f"\nSIGTERM to bilevel ablate mid-training: exited in {seconds:.1f} s")
+    stderr = stderr_of(log)
+    assert process.returncode == 143 and seconds < EXIT_BOUND_S, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1] == "interrupted: resume with `bilevel ablate --id abl` and the same options"
+    assert still_alive(tree) == []
+
+    again = subprocess.run(args, env=cli_env(state, script), capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    runs_dir = Settings(state_dir=state).runs_dir
+    for arm in ("A", "random"):
+        summary = json.loads((runs_dir / f"abl-{arm}-r0" / "summary.json").read_text())
+        assert summary["stop_reason"] == "finished" and summary["experiments"] == ITERATIONS
