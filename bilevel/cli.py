@@ -36,15 +36,38 @@ def _settings(**overrides: Any) -> Settings:
     try:
         return load_settings(**overrides)
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+                             for e in error.errors())
         raise UserError(f"invalid settings: {problems}") from error
 
 
-def _prepare_process(settings: Settings) -> None:
-    """Everything that must happen before Prefect or the flows are imported."""
+_temporary_prefect_port: list[int] = []  # the port `_prepare_process(runs_flows=True)` chose for a temporary server
+
+
+def _prepare_process(settings: Settings, runs_flows: bool = False) -> None:
+    """Everything that must happen before Prefect or the flows are imported. A command that runs flows without a
+    configured Prefect server gets the port of its own temporary one (started by `_temporary_prefect`)."""
     from infra.prefect_env import apply_prefect_environment
 
     apply_prefect_environment(settings)
+    if runs_flows:
+        from infra.prefect_server import reserve_temporary_api
+
+        port = reserve_temporary_api()
+        if port is not None:
+            _temporary_prefect_port[:] = [port]
+
+
+def _temporary_prefect(settings: Settings, stack: contextlib.ExitStack) -> Any:
+    """Start this command's temporary Prefect server (when it has one), stopped with `stack`; its handle, whose
+    `wait_healthy()` the caller calls once the other services are up (they start meanwhile)."""
+    if not _temporary_prefect_port:
+        return None
+    from infra.prefect_server import temporary_server
+
+    server = temporary_server(settings.prefect_home, settings.logs_dir / "prefect-server.log", _temporary_prefect_port[0])
+    stack.callback(server.stop)
+    return server.start()
 
 
 def new_meta_run_id(name: str) -> str:
@@ -81,17 +104,22 @@ def _workload_overrides(workload: str | None, metric: str | None, goal: str | No
 
 def _execute(settings: Settings, spec, workload, mechanisms: str | None = None) -> None:
     """Run (or resume) one meta-run with a live display, then print the summary."""
+    from bilevel import stopping
     from bilevel.progress import RunProgress, summary_table
     from flows.meta_run import meta_run
     from infra.resources import needs_store, open_resources, resolve_mechanisms
 
+    stopping.set_hint(f"resume with `bilevel resume {spec.meta_run_id}`")
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        with console.status("starting services (MLflow, S3 store, the workload's data, the LLM)..."):
+        with console.status("starting services (Prefect, MLflow, S3 store, the workload's data, the LLM)..."):
+            prefect = _temporary_prefect(settings, stack)
             res = stack.enter_context(open_resources(settings, with_store=needs_store(spec, mechanisms),
                                                      workload=workload))
             if mechanisms is not None:
                 spec = spec.model_copy(update={"mechanisms": resolve_mechanisms(mechanisms, res)})
+            if prefect is not None:
+                prefect.wait_healthy()
         console.print(Text.assemble(("meta-run ", "bold"), (
             f"{spec.meta_run_id}: {workload.name}, {workload.objective.describe()}; {spec.generations} generation(s) x "
             f"{spec.iterations} iteration(s), levels {','.join(spec.levels)}, budget {spec.budget.describe()}, "
@@ -141,7 +169,9 @@ def run(
                          budget=budget, seed=seed, model=model, research_every=research_every, tracks=tracks,
                          program=program, proposer=proposer, max_llm_cost_usd=max_llm_cost, max_hours=max_hours,
                          **_workload_overrides(workload, metric, goal, fixed, budget_param, seed_param, command))
-    _prepare_process(settings)
+    if meta_run_id is not None:
+        _run_folder(settings, meta_run_id)  # a plain id, refused before anything starts
+    _prepare_process(settings, runs_flows=True)
     from infra.resources import build_workload, meta_run_spec_from_settings
 
     chosen = build_workload(settings)
@@ -169,7 +199,7 @@ def resume(
     keep = {k: v for k, v in saved.items() if k in Settings.model_fields
             and k not in ("state_dir", "cache_dir", "mlflow_tracking_uri", "s3_endpoint_url", "s3_port")}
     settings = _settings(**keep)
-    _prepare_process(settings)
+    _prepare_process(settings, runs_flows=True)
     spec = folder.read_spec()
     limits = {k: v for k, v in {"max_llm_cost_usd": max_llm_cost, "max_hours": max_hours}.items() if v is not None}
     if limits:
@@ -260,7 +290,8 @@ def ablate(
     """Compare arms (levels and control arms) over paired repeats, then report statistics."""
     settings = _settings(generations=generations, iterations=iterations, budget=budget, model=model,
                          **_workload_overrides(workload, metric, goal, fixed, None, None, None))
-    _prepare_process(settings)
+    _prepare_process(settings, runs_flows=True)
+    from bilevel import stopping
     from flows.ablation import AblationSpec, ablation
     from infra.resources import build_workload, open_resources
 
@@ -269,10 +300,15 @@ def ablate(
                                       arms=[a.strip() for a in arms.split(",")], repeats=repeats,
                                       reference_arms=[a.strip() for a in reference.split(",")] if reference else None)
     template = spec.template
+    stopping.set_hint(f"resume with `bilevel ablate --id {spec.ablation_id}` and the same options")
     console.print(Text(f"ablation {spec.ablation_id}: arms {', '.join(spec.arms)} x {repeats} repeats, "
                        f"{template.generations} x {template.iterations} iterations, budget {template.budget.describe()}, "
                        f"tested against {', '.join(spec.reference_arms)}"))
-    with open_resources(settings, with_store=spec.needs_store, workload=chosen) as res:
+    with contextlib.ExitStack() as stack:
+        prefect = _temporary_prefect(settings, stack)
+        res = stack.enter_context(open_resources(settings, with_store=spec.needs_store, workload=chosen))
+        if prefect is not None:
+            prefect.wait_healthy()
         done = {"n": 0}
         total = len(spec.arms) * repeats * template.generations * template.iterations
 
@@ -327,14 +363,23 @@ def serve(
     mechanisms: Annotated[str, typer.Option(help="none, best, or a comma list of versions.")] = "best",
 ) -> None:
     """Run the nightly schedule from this process; without PREFECT_API_URL a local Prefect server (its scheduler
-    creates the nightly runs) is started on 127.0.0.1 and stopped with this command. Ctrl-C stops both."""
+    creates the nightly runs) is started on 127.0.0.1 and stopped with this command. Ctrl-C or SIGTERM stops both,
+    and a meta-run in progress (it stays resumable)."""
+    import threading
+
+    from bilevel import stopping
+
     settings = _settings()
     _prepare_process(settings)
-    from infra.prefect_server import local_prefect_server
+    from infra.prefect_server import running, scheduling_server
 
-    server = contextlib.nullcontext(os.environ.get("PREFECT_API_URL"))
+    stopping.set_hint("a nightly meta-run it had started resumes with `bilevel resume <id>` (see `bilevel runs`)",
+                      verb="stopped")
+    own = None
+    server: Any = contextlib.nullcontext(os.environ.get("PREFECT_API_URL"))
     if not os.environ.get("PREFECT_API_URL"):
-        server = local_prefect_server(settings.prefect_home / "server", settings.logs_dir / "prefect-server.log")
+        own = scheduling_server(settings.prefect_home / "server", settings.logs_dir / "prefect-server.log")
+        server = running(own)
     from infra.processes import stop_descendants
 
     try:
@@ -346,12 +391,31 @@ def serve(
 
             console.print(f"serving the nightly meta-run: '{cron}' ({timezone_name}) via {api_url}; state in "
                           f"{settings.state_path}")
-            nightly.serve(name="nightly-local", schedules=[Cron(cron, timezone=timezone_name)],
-                          parameters={"name": "nightly", "mechanisms": mechanisms})
+            failed: list[BaseException] = []
+
+            def serve_schedule() -> None:
+                try:
+                    nightly.serve(name="nightly-local", schedules=[Cron(cron, timezone=timezone_name)],
+                                  parameters={"name": "nightly", "mechanisms": mechanisms})
+                except BaseException as error:  # handed to the main thread
+                    failed.append(error)
+
+            # Prefect's runner in a thread of its own: the main thread keeps the signals (the runner would take
+            # SIGTERM for itself and wait for the running flow), and a stop does not wait for the runner.
+            runner = threading.Thread(target=serve_schedule, name="prefect-runner", daemon=True)
+            runner.start()
+            try:
+                while runner.is_alive():
+                    runner.join(0.5)
+            finally:
+                # The runner's flow-run processes first, while the server still answers: each kills its training
+                # and records the run as crashed, resumable (`bilevel resume ID`).
+                spare = frozenset({own.process.pid}) if own is not None and own.process is not None else frozenset()
+                stop_descendants(grace_s=4.0, quiet=True, children_only=True, spare=spare)
+            if failed:
+                raise failed[0]
     finally:
-        # The runner does not always stop a flow run it started when Ctrl-C arrives; an interrupted
-        # meta-run is resumable (`bilevel resume ID`), an orphan is not wanted.
-        stop_descendants()
+        stop_descendants(grace_s=2.0)  # whatever is left: no orphans
 
 
 @app.command()
@@ -517,16 +581,30 @@ def mechanisms_validate(
 
 @app.command()
 def ui(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000) -> None:
-    """The MLflow UI over this project's tracking store, on 127.0.0.1 (Ctrl-C stops it)."""
+    """The MLflow UI over this project's tracking store, on 127.0.0.1 (Ctrl-C or SIGTERM stops it and its workers)."""
     import subprocess
 
+    from bilevel import stopping
+    from infra.supervise import supervised
+
     settings = _settings()
+    stopping.set_hint("", verb="MLflow UI stopped")
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     console.print(f"MLflow UI on http://127.0.0.1:{port} ({settings.resolved_tracking_uri})")
-    subprocess.run([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                    "--backend-store-uri", settings.resolved_tracking_uri,
-                    "--default-artifact-root", settings.mlflow_artifact_root.as_uri()], env=env, check=False)
-
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+               "--backend-store-uri", settings.resolved_tracking_uri,
+               "--default-artifact-root", settings.mlflow_artifact_root.as_uri()]
+    # Supervised: MLflow's uvicorn workers go with it, even when this process is SIGKILLed.
+    server = subprocess.Popen(supervised(command, grace_s=3.0), env=env, start_new_session=True)
+    try:
+        code = server.wait()
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                server.wait(timeout=5)
+    if code not in (0, None):
+        raise UserError(f"the MLflow server exited with code {code}")
 
 
 def _fmt(value: float | None, sign: bool = False) -> str:
@@ -539,6 +617,7 @@ def main() -> None:
     """Entry point: known problems become one clear line and exit code 1, never a traceback."""
     from rich.markup import escape
 
+    from bilevel import stopping
     from infra.llm import LLMError
     from infra.services import ServiceError
     from infra.settings import apply_telemetry_opt_outs
@@ -547,21 +626,28 @@ def main() -> None:
     from workloads.script import WorkloadError
 
     apply_telemetry_opt_outs()
+    stopping.install()
+    known = (UserError, LLMError, BaselineFailed, ServiceError, StoreError, FileNotFoundError, LookupError, ValueError)
     try:
         app()
-    except (UserError, LLMError, BaselineFailed, ServiceError, StoreError, FileNotFoundError, LookupError,
-            ValueError) as error:
-        if os.environ.get("BILEVEL_DEBUG"):
+    except stopping.Stopping as stop:  # SIGTERM or SIGINT: trainings already killed; children stop, one line
+        stopping.finish(stop.signum)
+    except KeyboardInterrupt:
+        stopping.finish()
+    except BaseException as error:
+        if stopping.stopping():  # whatever the unwinding raised after a stop signal: the stop line, not this
+            stopping.finish()
+        if not isinstance(error, known) or os.environ.get("BILEVEL_DEBUG"):
             raise
         # Our own errors are written for users; a builtin one may be a bug, so it keeps its type name.
         ours = isinstance(error, (UserError, LLMError, BaselineFailed, ServiceError, StoreError, WorkloadError))
         message = str(error) if ours else f"{type(error).__name__}: {error}"
+        if isinstance(error, ValidationError):  # pydantic's report spans lines: one line per problem, joined
+            message = "invalid value: " + "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                                                   for e in error.errors())
         # One line whatever the terminal's width; a message's own brackets (ranges like [2, 128]) are not markup.
         err.print(f"[red]error:[/] {escape(message)}  [dim](BILEVEL_DEBUG=1 shows the traceback)[/]", soft_wrap=True)
         sys.exit(1)
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]: resume with `bilevel resume <id>` (see `bilevel runs`)")
-        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -92,9 +92,14 @@ def ablation(spec: AblationSpec, res: Resources) -> AblationManifest:
         except Exception as error:  # one failed meta-run must not stop the others; it stays resumable
             failures.append(f"{job.meta_run_id}: {type(error).__name__}: {str(error)[:200]}")
 
-    with ThreadPoolExecutor(max_workers=max(1, res.settings.max_workers)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, res.settings.max_workers))
+    try:
         for future in [pool.submit(contextvars.copy_context().run, one, job) for job in jobs]:
             future.result()
+    except BaseException:  # a stop (SIGTERM, Ctrl-C) does not wait for the running meta-runs; they stay resumable
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     res.emit("ablation", failures=failures)
     if failures:
         raise RuntimeError(f"{len(failures)} of {len(jobs)} meta-runs failed (resume: bilevel ablate --id "

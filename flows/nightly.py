@@ -12,9 +12,11 @@ from prefect import flow
 
 from flows.ablation import AblationSpec, ablation
 from flows.meta_run import meta_run
+from infra.processes import exit_with_parent, on_stop_signal
 from infra.resources import build_workload, meta_run_spec_from_settings, needs_store, open_resources, resolve_mechanisms
 from infra.runs import RunFolder
 from infra.settings import load_settings
+from workloads.subprocess_run import kill_running_scripts
 
 
 def scheduled_id(prefix: str) -> str:
@@ -25,12 +27,20 @@ def scheduled_id(prefix: str) -> str:
     return f"{prefix}-{start.strftime('%Y%m%d-%H%M')}"
 
 
+def _stop_with_the_runner() -> None:
+    """A runner's flow-run process ends with the runner, even a SIGKILLed one; and a stop signal kills the running
+    trainings first, so that they raise (the meta-run resumes them) instead of being recorded as crashed."""
+    on_stop_signal(kill_running_scripts)
+    exit_with_parent(kill_running_scripts)
+
+
 @flow(name="nightly-meta-run", log_prints=True)
 def nightly(name: str = "nightly", meta_run_id: str | None = None, mechanisms: str = "best",
             generations: int | None = None, iterations: int | None = None, levels: str | None = None,
             budget: float | None = None, workload: str | None = None, noise_repeats: int = 2) -> dict[str, Any]:
     """One meta-run on the settings of the machine it runs on; starts from the best mechanisms so far. A re-run of
     the same scheduled run resumes it with the spec it recorded (its workload, budget and seed mechanisms)."""
+    _stop_with_the_runner()
     settings = load_settings(generations=generations, iterations=iterations, levels=levels, budget=budget,
                              workload=workload, noise_repeats=noise_repeats)
     run_id = meta_run_id or scheduled_id(name)
@@ -52,6 +62,7 @@ def nightly(name: str = "nightly", meta_run_id: str | None = None, mechanisms: s
 def scheduled_ablation(ablation_id: str | None = None, arms: str = "A,C,random", repeats: int = 5,
                        generations: int = 2, iterations: int = 6, budget: float | None = None) -> dict[str, Any]:
     """An ablation with the machine's settings (model, budget mode, runner)."""
+    _stop_with_the_runner()
     settings = load_settings(generations=generations, iterations=iterations, budget=budget)
     chosen = build_workload(settings)
     spec = AblationSpec.from_settings(settings, chosen, ablation_id=ablation_id or scheduled_id("ablation"),

@@ -1,6 +1,7 @@
-"""A local Prefect server (API, UI off, scheduler on) on 127.0.0.1, for schedules without a Prefect server.
+"""Prefect servers on 127.0.0.1 that die with this process: the local one of `bilevel serve` (API and scheduler) and
+the temporary one of `bilevel run`, `resume` and `ablate` (in place of Prefect's own, which outlives a killed CLI).
 
-Prefect's temporary server runs no scheduler, so `bilevel serve` starts this one when PREFECT_API_URL is unset.
+Both run under infra/supervise.py, so a SIGKILLed parent takes them, and the uvicorn inside them, along.
 """
 
 from __future__ import annotations
@@ -16,7 +17,11 @@ from pathlib import Path
 
 import httpx
 
+from infra.supervise import supervised
+
 READY_TIMEOUT_S = 120.0
+STOP_GRACE_S = 3.0  # uvicorn waits for open connections (a runner's long polls): SIGKILL after this
+STOP_WAIT_S = STOP_GRACE_S + 5.0
 
 
 def free_port() -> int:
@@ -25,44 +30,106 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class PrefectServer:
+    """One supervised Prefect server process: started, waited for, stopped (by PID)."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], port: int, log_file: Path) -> None:
+        self.argv, self.env, self.port, self.log_file = argv, env, port, log_file
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def start(self) -> PrefectServer:
+        """Start the process (without waiting for it to answer)."""
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as log:
+            self.process = subprocess.Popen(supervised(self.argv, grace_s=STOP_GRACE_S), env=self.env,
+                                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+        return self
+
+    def wait_healthy(self, timeout_s: float = READY_TIMEOUT_S) -> str:
+        """Its API URL once /health answers; RuntimeError (one line) if it exits or stays silent."""
+        assert self.process is not None, "start() first"
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the Prefect server exited with code {self.process.returncode}; see {self.log_file}")
+            try:
+                # trust_env=False: a configured HTTP(S)_PROXY must not swallow requests to 127.0.0.1
+                if httpx.get(f"{self.url}/health", timeout=2, trust_env=False).status_code == 200:
+                    return self.url
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        raise RuntimeError(f"the Prefect server did not answer on {self.url} within {timeout_s:.0f} s; see {self.log_file}")
+
+    def stop(self) -> None:
+        """SIGTERM the supervisor (it stops the server's whole group, SIGKILL after STOP_GRACE_S) and reap it."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=STOP_WAIT_S)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, 9)
+            process.wait(timeout=STOP_WAIT_S)
+
+
+def _server_env(home: Path, extra_env: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update({"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false",
+                **(extra_env or {})})
+    home.mkdir(parents=True, exist_ok=True)
+    return env
+
+
+def scheduling_server(home: Path, log_file: Path, port: int | None = None,
+                      extra_env: dict[str, str] | None = None) -> PrefectServer:
+    """`prefect server start` (API and scheduler, no UI) with its database under `home`."""
+    port = port or free_port()
+    argv = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    return PrefectServer(argv, _server_env(home, extra_env), port, log_file)
+
+
+def temporary_server(home: Path, log_file: Path, port: int) -> PrefectServer:
+    """What Prefect starts itself when no server is configured (its API without the UI and the background services,
+    database under `home`), but supervised."""
+    argv = [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
+            "--port", str(port), "--log-level", "error", "--lifespan", "on"]
+    env = _server_env(home, {"PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1", "PREFECT_UI_ENABLED": "0"})
+    return PrefectServer(argv, env, port, log_file)
+
+
+@contextlib.contextmanager
+def running(server: PrefectServer) -> Iterator[str]:
+    """Start `server` (unless started), yield its API URL once it answers, stop it on exit."""
+    try:
+        if server.process is None:
+            server.start()
+        yield server.wait_healthy()
+    finally:
+        server.stop()
+
+
 @contextlib.contextmanager
 def local_prefect_server(home: Path, log_file: Path, port: int | None = None,
                          extra_env: dict[str, str] | None = None) -> Iterator[str]:
     """Start `prefect server start` bound to 127.0.0.1 with its database under `home`; yield its API URL;
     stop it (by PID) on exit."""
-    port = port or free_port()
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED="false",
-               **(extra_env or {}))
-    home.mkdir(parents=True, exist_ok=True)
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    with log_file.open("ab") as log:
-        server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                                   "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
-    url = f"http://127.0.0.1:{port}/api"
-    try:
-        _wait_healthy(server, url, log_file)
+    with running(scheduling_server(home, log_file, port, extra_env)) as url:
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
 
 
-def _wait_healthy(server: subprocess.Popen, url: str, log_file: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"the Prefect server exited with code {server.returncode}; see {log_file}")
-        try:
-            # trust_env=False: a configured HTTP(S)_PROXY must not swallow requests to 127.0.0.1
-            if httpx.get(f"{url}/health", timeout=2, trust_env=False).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"the Prefect server did not answer on {url} within {READY_TIMEOUT_S:.0f} s; see {log_file}")
+def reserve_temporary_api() -> int | None:
+    """Without PREFECT_API_URL, choose the port of a temporary server and point Prefect at it; call this before
+    Prefect is imported (it reads the variable then). The port, or None when a server is configured."""
+    if os.environ.get("PREFECT_API_URL"):
+        return None
+    port = free_port()
+    os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
+    return port

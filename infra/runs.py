@@ -20,7 +20,7 @@ from search.run_spec import MetaRunSpec, MetaRunSummary
 from search.state import BaselineFailed
 from search.trace import Trace
 
-RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}")  # always fullmatch: `$` would let "id\n" through
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -40,7 +40,7 @@ class RunFolder:
     meta_run_id: str
 
     def __post_init__(self) -> None:
-        if not RUN_ID_PATTERN.match(self.meta_run_id):
+        if not isinstance(self.meta_run_id, str) or not RUN_ID_PATTERN.fullmatch(self.meta_run_id):
             raise ValueError(f"{self.meta_run_id!r} is not a meta-run id (letters, digits, _ . -; at most 80)")
 
     @property
@@ -130,7 +130,7 @@ def list_meta_runs(runs_dir: Path) -> list[RunListing]:
     if not runs_dir.is_dir():
         return items
     for path in runs_dir.iterdir():
-        if not RUN_ID_PATTERN.match(path.name) or not (path / "spec.json").is_file():
+        if not RUN_ID_PATTERN.fullmatch(path.name) or not (path / "spec.json").is_file():
             continue
         items.append(_listing(RunFolder(runs_dir, path.name)))
     return sorted(items, key=lambda i: i.started, reverse=True)
@@ -165,7 +165,7 @@ def read_traces(runs_dir: Path) -> dict[str, Trace]:
     if not runs_dir.is_dir():
         return traces
     for path in sorted(runs_dir.iterdir()):
-        if not RUN_ID_PATTERN.match(path.name) or not (path / "trace.json").is_file():
+        if not RUN_ID_PATTERN.fullmatch(path.name) or not (path / "trace.json").is_file():
             continue
         try:
             traces[path.name] = RunFolder(runs_dir, path.name).read_trace()

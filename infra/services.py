@@ -24,6 +24,7 @@ from typing import Any
 from filelock import FileLock
 
 from infra.settings import Settings
+from infra.supervise import command_of, supervised, supervised_child
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +194,8 @@ def fingerprint(*parts: str) -> str:
 
 # -- processes ----------------------------------------------------------------------------------
 
-# Servers this process started: waited on (reaped) when stopped, so they never linger as zombies.
+# Servers this process started, by weed's PID: their supervisors (infra/supervise.py, which makes weed die with
+# this process), waited on (reaped) when stopped, so they never linger as zombies.
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
 
@@ -234,7 +236,7 @@ def _process_cmdline(pid: int) -> list[str] | None:
 
 def _is_our_server(pid: int, layout: ServerLayout) -> bool:
     """True when `pid` is a live `weed mini` on this layout's data dir and S3 port (guards against PID reuse)."""
-    cmdline = _process_cmdline(pid)
+    cmdline = command_of(_process_cmdline(pid) or [])
     if not cmdline:
         return False
     return (
@@ -517,7 +519,7 @@ def _start_server(settings: Settings, layout: ServerLayout, creds_fingerprint: s
         log_handle.write(f"\n=== bilevel: starting {' '.join(command)}\n".encode())
         log_handle.flush()
         proc = subprocess.Popen(
-            command,
+            supervised(command, grace_s=STOP_GRACE_S - 1),  # dies with this process, even a SIGKILLed one
             cwd=layout.run_dir,  # weed reads security.toml from its working directory
             env=weed_environment(os.environ, layout.run_dir),
             stdin=subprocess.DEVNULL,
@@ -525,9 +527,10 @@ def _start_server(settings: Settings, layout: ServerLayout, creds_fingerprint: s
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl+C in the CLI reaches us, and we stop it cleanly
         )
-    _children[proc.pid] = proc
+    pid = supervised_child(proc) or proc.pid  # weed itself: the pid file, `owned_pid` and SIGTERM name it
+    _children[pid] = proc
     record = {
-        "pid": proc.pid,
+        "pid": pid,
         "s3_port": layout.ports["s3"],
         "data_dir": str(layout.data_dir),
         "credentials": creds_fingerprint,
@@ -539,12 +542,12 @@ def _start_server(settings: Settings, layout: ServerLayout, creds_fingerprint: s
         _wait_ready(proc, layout, ready_timeout_s)
     except BaseException:
         if proc.poll() is None:
-            _terminate(proc.pid, grace_s=2.0)
-        _children.pop(proc.pid, None)
+            _terminate(pid, grace_s=2.0)
+        _children.pop(pid, None)
         layout.pid_file.unlink(missing_ok=True)
         raise
-    log.info("started SeaweedFS (pid %d) on %s in %.2f s", proc.pid, layout.url, time.monotonic() - started)
-    return proc.pid
+    log.info("started SeaweedFS (pid %d) on %s in %.2f s", pid, layout.url, time.monotonic() - started)
+    return pid
 
 
 def _running_layout(layout: ServerLayout) -> ServerLayout:

@@ -169,6 +169,13 @@ class Settings(BaseSettings):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
+    @field_validator("model")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        from infra.model_names import check_model  # offline: a typo fails before any service starts
+
+        return check_model(value)
+
     @field_validator("budget")
     @classmethod
     def _finite_budget(cls, value: float | None) -> float | None:

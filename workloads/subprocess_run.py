@@ -1,7 +1,10 @@
 """Run a script in its own process group under a hard timeout, log its output (bounded), and return the tail.
 
 Generic: knows nothing of training. The whole process group is killed on timeout, so a script that
-started children cannot outlive its budget. The child's environment is scrubbed of secrets.
+started children cannot outlive its budget, and it runs under infra/supervise.py, so it dies with this process
+(even a SIGKILLed one). When the process stops (SIGTERM, Ctrl-C), `kill_running_scripts` kills every running
+script at once and the interrupted runs raise RunInterrupted instead of reporting a crash. The child's environment
+is scrubbed of secrets.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra.supervise import supervised
+
 # Names that suggest a secret, matched anywhere in an environment variable's name (case-insensitive).
 SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH")
 # Inherited variables that would change what the child imports or runs at startup.
@@ -23,6 +28,31 @@ MAX_LOG_BYTES = 32 * 2**20  # a chatty or hostile script cannot fill the disk; t
 TAIL_BYTES = 64 * 1024  # how much of the end of the log is read back
 KILL_GRACE_S = 3.0  # between SIGTERM and SIGKILL of the process group
 READ_CHUNK = 65536
+
+
+_running: set[subprocess.Popen] = set()
+_running_lock = threading.Lock()
+_stopping = threading.Event()
+
+
+class RunInterrupted(RuntimeError):
+    """The script was killed because this process is stopping: not the script's fault, and not a result."""
+
+
+def kill_running_scripts() -> list[int]:
+    """Kill the process group of every running script now, and refuse new ones: this process is stopping.
+    Returns the PIDs of the groups killed. Safe from any thread."""
+    _stopping.set()
+    with _running_lock:
+        running = list(_running)
+    killed = []
+    for process in running:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+            killed.append(process.pid)
+        except (ProcessLookupError, PermissionError):
+            continue
+    return killed
 
 
 @dataclass(frozen=True)
@@ -124,19 +154,24 @@ def run_script(
     """Run `argv` in `cwd` with exactly `env`, output to `log_path`, killed with its group after `timeout_s`."""
     if timeout_s <= 0:
         raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+    if _stopping.is_set():
+        raise RunInterrupted("not started: this process is stopping")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.write_bytes(b"")
     copy = _BoundedCopy(log_path)
     started = time.perf_counter()
-    process = subprocess.Popen(
-        list(argv),
-        cwd=cwd,
-        env=dict(env),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group, so the timeout kills grandchildren too
-    )
+    with _running_lock:
+        process = subprocess.Popen(
+            # The supervisor leads the group and dies with this thread, which waits for it below.
+            supervised(list(argv), grace_s=KILL_GRACE_S, waited=True),
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so the timeout kills grandchildren too
+        )
+        _running.add(process)
     assert process.stdout is not None
     reader = threading.Thread(target=copy.run, args=(process.stdout,), daemon=True)
     reader.start()
@@ -149,12 +184,16 @@ def run_script(
     finally:
         if process.poll() is None:  # interrupted (e.g. KeyboardInterrupt): never leave the child running
             _kill_group(process)
+        with _running_lock:
+            _running.discard(process)
     wall = time.perf_counter() - started
     _reap_leftovers(process)
     # A leftover that escaped the group may hold the pipe open: do not wait on it forever.
     reader.join(timeout=KILL_GRACE_S)
     if not reader.is_alive():
         process.stdout.close()
+    if _stopping.is_set() and process.returncode != 0:
+        raise RunInterrupted(f"killed after {wall:.1f} s: this process is stopping")
     return ProcessResult(
         returncode=None if timed_out else process.returncode,
         timed_out=timed_out,
