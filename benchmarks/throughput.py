@@ -218,12 +218,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write throughput.json and README.md here")
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="bilevel-throughput-"))
-    os.environ.setdefault("PREFECT_HOME", str(scratch / "prefect"))
-    os.environ.setdefault("PREFECT_LOCAL_STORAGE_PATH", str(scratch / "prefect" / "results"))
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
-    from infra.settings import apply_telemetry_opt_outs, load_settings
+    from infra.prefect_env import apply_prefect_environment
+    from infra.settings import Settings, apply_telemetry_opt_outs, load_settings
 
     apply_telemetry_opt_outs()
+    apply_prefect_environment(Settings(state_dir=scratch / "state"))  # a temporary server, its start-up timeout
     cache_dir = load_settings().cache_dir
     started = time.perf_counter()
     report: dict[str, Any] = {"benchmark": "throughput", "commit": _git_commit(), "cpus": os.cpu_count(),
@@ -237,6 +237,9 @@ def main() -> None:
     if report["proposal_median_s"] is not None:
         report["experiments_per_hour_with_proposals"] = round(
             3600 / (measured["warm"]["median_wall_s"] + report["proposal_median_s"]), 1)
+    if args.out:  # the first part, in case the scale-out fails
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "throughput.json").write_text(json.dumps(report, indent=1) + "\n")
     if not args.skip_scale_out:
         report["scale_out"] = scale_out(cache_dir, scratch, args.batch)
     report["load_end"] = _load()
@@ -244,7 +247,6 @@ def main() -> None:
     text = json.dumps(report, indent=1)
     print(text)
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "throughput.json").write_text(text + "\n")
         if "scale_out" in report:
             (args.out / "README.md").write_text(readme(report))
