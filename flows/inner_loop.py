@@ -13,6 +13,7 @@ from infra.resources import Resources
 from mechanisms.active import ActiveSet, open_runtime
 from mechanisms.replay import ReplaySource
 from search.context import DecisionPoint
+from search.early_stop import early_stop_for
 from search.hooks import NoHooks
 from search.iteration import Proposer, run_iteration
 from search.random_proposal import random_proposer
@@ -97,7 +98,9 @@ def inner_loop(
                                                        iteration)
             experiment = run_iteration(
                 local=local, state=state, space=space, point=point, hooks=hooks, proposer=proposer,
-                train=Trainer(res, spec, generation, track, iteration), seq=generation * spec.iterations + iteration,
+                train=Trainer(res, spec, generation, track, iteration, early_stop=early_stop_for(
+                    local, state.current.index, res.settings.early_stop_margin if res.settings.early_stop else None)),
+                seq=generation * spec.iterations + iteration,
                 screen_rounds=spec.screen_rounds, near=start.config.near_repeat,
             )
             incumbent = state.best  # the diff is taken against the best this experiment had to beat

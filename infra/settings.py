@@ -122,6 +122,13 @@ class Settings(BaseSettings):
                                  "workload's (tinygpt: 9.9e11 FLOPs = 352 steps of its CPU baseline).")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     train_timeout_s: float = Field(600.0, gt=0, le=7 * 24 * 3600, description="Hard wall-clock limit of one training.")
+    warm_workers: bool = Field(True, description="Fork each tinygpt training from a warm worker process that has "
+                               "torch imported (same environment, timeout and metric, bit for bit); false: a new "
+                               "interpreter per training. User scripts always start a new interpreter.")
+    early_stop: bool = Field(False, description="Stop a candidate whose training loss at 25/50/75% of the budget "
+                             "is worse than the incumbent's at the same point by more than early_stop_margin.")
+    early_stop_margin: float = Field(0.1, ge=0.0, le=10.0, description="Margin of early stopping, in the "
+                                     "checkpoint loss's units (tinygpt: training bits per byte).")
     seed: Seed = 0
 
     # -- search -------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import ast
 import datetime as dt
 import hashlib
 import json
+import logging
 import math
 import os
 import shlex
@@ -16,14 +17,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from search.early_stop import EarlyStop
 from search.objective import Goal, Objective
 from search.params import ParamKind
 from search.pyast import parse_python
 from search.run_spec import Budget, BudgetMode, WorkloadRef
 from search.trace import MAX_EXTRA_METRICS, RunOutcome
 from workloads.base import Workload
+from workloads.curve import CurveWatch
 from workloads.hyperblock import ScriptError, apply_changes
-from workloads.subprocess_run import ProcessResult, run_script, scrubbed_environment
+from workloads.subprocess_run import ProcessResult, run_script, run_warm, scrubbed_environment
+from workloads.warm_pool import WarmSpec, WarmStartError
+
+logger = logging.getLogger(__name__)
 
 TAIL_LINES = 40
 METRICS_FILE = "metrics.json"
@@ -103,6 +109,12 @@ def read_metrics_file(run_dir: Path) -> dict[str, Any] | None:
     return data
 
 
+def stopped_outcome(result: ProcessResult, seed: int, curve: list[tuple[float, float]]) -> RunOutcome:
+    """A run that early stopping ended: no value (it is never kept), its partial curve and why."""
+    return RunOutcome(status="stopped", seed=seed, wall_seconds=round(result.wall_seconds, 3), curve=curve,
+                      log_tail=result.tail_lines(TAIL_LINES), error_tail=result.stop_reason)
+
+
 def measured_outcome(result: ProcessResult, run_dir: Path, objective: Objective, seed: int) -> RunOutcome:
     """The objective's value from metrics.json (when written) or the last `---` block; a crash when neither has it."""
     common = dict(seed=seed, wall_seconds=round(result.wall_seconds, 3), log_tail=result.tail_lines(TAIL_LINES))
@@ -138,6 +150,9 @@ def _int(value: Any) -> int | None:
 
 class ScriptWorkload(Workload):
     """A user's script with a hyperparameter block; the objective, fixed names and budget/seed literals are options."""
+
+    supports_early_stop = True
+    warm = False  # user scripts run cold: a workload that knows its imports (tinygpt) turns warm runs on
 
     def __init__(
         self,
@@ -273,18 +288,42 @@ class ScriptWorkload(Workload):
     def outcome(self, result: ProcessResult, run_dir: Path, seed: int, timeout_s: float) -> RunOutcome:
         return failed_outcome(result, seed, timeout_s) or measured_outcome(result, run_dir, self.objective, seed)
 
-    def run(self, source: str, budget: Budget, seed: int, run_dir: Path, timeout_s: float) -> RunOutcome:
+    def warm_spec(self) -> WarmSpec | None:
+        """What a warm worker preloads for this workload's runs; None: every run starts a new interpreter."""
+        return None
+
+    def run(self, source: str, budget: Budget, seed: int, run_dir: Path, timeout_s: float,
+            early_stop: EarlyStop | None = None) -> RunOutcome:
+        """One run; with `early_stop`, a run whose `checkpoint:` loss is hopeless is stopped (status `stopped`)."""
         self.check_budget(budget)
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         runnable = self.runnable_source(source, budget, seed)
         script = self.write_run_files(run_dir, runnable)
-        self._log_launch(run_dir, runnable, budget, seed, timeout_s)
-        result = run_script(self.argv(script), cwd=run_dir, env=self.environment(budget, seed, run_dir),
-                            timeout_s=timeout_s, log_path=run_dir / "train.log")
-        return self.outcome(result, run_dir, seed, timeout_s)
+        spec = self.warm_spec() if self.warm and self.command == DEFAULT_COMMAND else None
+        self._log_launch(run_dir, runnable, budget, seed, timeout_s, warm=spec is not None)
+        watch = CurveWatch(early_stop)
+        result = self._launch(script, run_dir, self.environment(budget, seed, run_dir), timeout_s, watch, spec)
+        if result.stopped:
+            return stopped_outcome(result, seed, watch.curve)
+        outcome = self.outcome(result, run_dir, seed, timeout_s)
+        return outcome.model_copy(update={"curve": watch.curve}) if watch.curve else outcome
 
-    def _log_launch(self, run_dir: Path, source: str, budget: Budget, seed: int, timeout_s: float) -> None:
+    def _launch(self, script: Path, run_dir: Path, env: dict[str, str], timeout_s: float, watch: CurveWatch,
+                spec: WarmSpec | None) -> ProcessResult:
+        """Forked from a warm worker when `spec` is given and one can take it, else in a new interpreter."""
+        log_path = run_dir / "train.log"
+        if spec is not None:
+            try:
+                return run_warm(Path(script.name), python=self.python, spec=spec, cwd=run_dir, env=env,
+                                timeout_s=timeout_s, log_path=log_path, watch=watch)
+            except WarmStartError as error:
+                logger.warning("%s; this run starts a new interpreter", error)
+        return run_script(self.argv(script), cwd=run_dir, env=env, timeout_s=timeout_s, log_path=log_path,
+                          watch=watch)
+
+    def _log_launch(self, run_dir: Path, source: str, budget: Budget, seed: int, timeout_s: float,
+                    warm: bool = False) -> None:
         if self.launch_log is None:
             return
         entry = {
@@ -296,6 +335,7 @@ class ScriptWorkload(Workload):
             "seed": seed,
             "timeout_s": timeout_s,
             "pid": os.getpid(),
+            "warm": warm,
         }
         self.launch_log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.launch_log, "a", encoding="utf-8") as log:

@@ -1,10 +1,11 @@
 """Run a script in its own process group under a hard timeout, log its output (bounded), and return the tail.
 
 Generic: knows nothing of training. The whole process group is killed on timeout, so a script that
-started children cannot outlive its budget, and it runs under infra/supervise.py, so it dies with this process
-(even a SIGKILLed one). When the process stops (SIGTERM, Ctrl-C), `kill_running_scripts` kills every running
-script at once and the interrupted runs raise RunInterrupted instead of reporting a crash. The child's environment
-is scrubbed of secrets.
+started children cannot outlive its budget. A script runs cold (a new interpreter, under infra/supervise.py, so it
+dies with this process, even a SIGKILLed one) or warm (forked from a worker with its imports done,
+workloads/warm_pool.py, which kills its children when this process goes); a line watch may stop it early. When the
+process stops (SIGTERM, Ctrl-C), `kill_running_scripts` kills every running script at once and the interrupted runs
+raise RunInterrupted instead of reporting a crash. The child's environment is scrubbed of secrets.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from infra.supervise import supervised
+from workloads.warm_pool import WarmSpec, zygote_for
 
 # Names that suggest a secret, matched anywhere in an environment variable's name (case-insensitive).
 SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH")
@@ -30,7 +33,7 @@ KILL_GRACE_S = 3.0  # between SIGTERM and SIGKILL of the process group
 READ_CHUNK = 65536
 
 
-_running: set[subprocess.Popen] = set()
+_running: set[Child] = set()  # cold and warm runs alike
 _running_lock = threading.Lock()
 _stopping = threading.Event()
 
@@ -65,6 +68,11 @@ class ProcessResult:
     tail: str
     log_path: Path
     dropped_bytes: int = 0
+    stop_reason: str | None = None  # set when a line watch stopped the run early (it was killed)
+
+    @property
+    def stopped(self) -> bool:
+        return self.stop_reason is not None
 
     def tail_lines(self, count: int) -> str:
         return "\n".join(self.tail.splitlines()[-count:])
@@ -84,18 +92,27 @@ def scrubbed_environment(base: Mapping[str, str], drop_prefixes: Sequence[str] =
     }
 
 
+LineWatch = Callable[[str], "str | None"]  # sees each output line; a reason (not None) stops the run
+MAX_WATCHED_LINE = 4096  # a longer line is not watched (no checkpoint line is that long)
+
+
 class _BoundedCopy:
     """Copies the child's output into the log until MAX_LOG_BYTES, then only counts what is dropped.
 
     It keeps the last TAIL_BYTES itself: once the log is capped, the end of the output (where a summary
-    or a traceback is printed) is no longer in the file.
+    or a traceback is printed) is no longer in the file. A `watch` sees every complete line as it arrives;
+    the first reason it returns is kept in `stop_reason` (the supervisor then stops the run).
     """
 
-    def __init__(self, log_path: Path) -> None:
+    def __init__(self, log_path: Path, watch: LineWatch | None = None) -> None:
         self.log_path = log_path
         self.dropped_bytes = 0
         self.total_bytes = 0
         self._tail = bytearray()
+        self._watch = watch
+        self._line = bytearray()
+        self._overlong = False
+        self.stop_reason: str | None = None
 
     def run(self, source) -> None:
         written = 0
@@ -110,6 +127,22 @@ class _BoundedCopy:
                 self.total_bytes += len(chunk)
                 self._tail += chunk
                 del self._tail[:-TAIL_BYTES]
+                if self._watch is not None:
+                    self._see(chunk)
+
+    def _see(self, chunk: bytes) -> None:
+        lines = (bytes(self._line) + chunk).split(b"\n")
+        self._line = bytearray(lines.pop())
+        for line in lines:
+            if self._overlong:  # the end of a line too long to watch
+                self._overlong = False
+                continue
+            if self.stop_reason is None and len(line) <= MAX_WATCHED_LINE:
+                reason = self._watch(line.decode("utf-8", errors="replace").rstrip("\r"))  # type: ignore[misc]
+                if reason is not None:
+                    self.stop_reason = reason
+        if len(self._line) > MAX_WATCHED_LINE:
+            self._line, self._overlong = bytearray(), True
 
     def tail(self) -> str:
         """The last TAIL_BYTES of the output as text (undecodable bytes replaced), from a line boundary."""
@@ -119,7 +152,18 @@ class _BoundedCopy:
         return text
 
 
-def _kill_group(process: subprocess.Popen) -> None:
+class Child(Protocol):
+    """What the supervisor needs of a started run: a Popen, or a child forked by a warm worker."""
+
+    pid: int
+    returncode: int | None
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+    def poll(self) -> int | None: ...
+
+
+def _kill_group(process: Child) -> None:
     """SIGTERM the child's process group, then SIGKILL whatever is left after a grace period."""
     for sig, wait_s in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, KILL_GRACE_S)):
         try:
@@ -135,7 +179,7 @@ def _kill_group(process: subprocess.Popen) -> None:
     process.wait()
 
 
-def _reap_leftovers(process: subprocess.Popen) -> None:
+def _reap_leftovers(process: Child) -> None:
     """Children the script left behind share its group: kill them once the script itself has exited."""
     try:
         os.killpg(process.pid, signal.SIGKILL)
@@ -150,15 +194,16 @@ def run_script(
     env: Mapping[str, str],
     timeout_s: float,
     log_path: Path,
+    watch: LineWatch | None = None,
 ) -> ProcessResult:
-    """Run `argv` in `cwd` with exactly `env`, output to `log_path`, killed with its group after `timeout_s`."""
+    """Run `argv` in `cwd` with exactly `env`, output to `log_path`, killed with its group after `timeout_s`, or
+    as soon as `watch` returns a reason to stop."""
     if timeout_s <= 0:
         raise ValueError(f"timeout_s must be positive, got {timeout_s}")
     if _stopping.is_set():
         raise RunInterrupted("not started: this process is stopping")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.write_bytes(b"")
-    copy = _BoundedCopy(log_path)
     started = time.perf_counter()
     with _running_lock:
         process = subprocess.Popen(
@@ -173,14 +218,77 @@ def run_script(
         )
         _running.add(process)
     assert process.stdout is not None
-    reader = threading.Thread(target=copy.run, args=(process.stdout,), daemon=True)
+    return _supervise(process, process.stdout, started=started, timeout_s=timeout_s, log_path=log_path, watch=watch)
+
+
+def run_warm(
+    script: Path,
+    args: Sequence[str] = (),
+    *,
+    python: str,
+    spec: WarmSpec,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout_s: float,
+    log_path: Path,
+    watch: LineWatch | None = None,
+) -> ProcessResult:
+    """`python script args` as run_script runs it, but forked from a warm worker that has `spec` imported (the
+    worker is started with `env` minus the run's own BILEVEL_* variables). WarmStartError when no warm worker
+    can take it: the caller then runs it cold."""
+    if timeout_s <= 0:
+        raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+    if _stopping.is_set():
+        raise RunInterrupted("not started: this process is stopping")
+    zygote = zygote_for(python, static_environment(env), spec)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.write_bytes(b"")
+    started = time.perf_counter()
+    read_fd, write_fd = os.pipe()
+    try:
+        with _running_lock:  # registered before a stop can look, like a cold run
+            child = zygote.spawn(script, args, cwd=cwd, env=env, out_fd=write_fd)
+            _running.add(child)
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+    return _supervise(child, open(read_fd, "rb"), started=started, timeout_s=timeout_s,
+                      log_path=log_path, watch=watch)
+
+
+def static_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """The part of a run's environment a warm worker is started with: all but the run's own BILEVEL_* variables."""
+    return {name: value for name, value in env.items() if not name.startswith("BILEVEL_")}
+
+
+POLL_S = 0.05  # how often the supervisor looks for a stop request while the run goes on
+
+
+def _supervise(process: Child, stdout, *, started: float, timeout_s: float, log_path: Path,
+               watch: LineWatch | None) -> ProcessResult:
+    """Copy the output, wait for the end, kill the group on timeout, on a stop request or on interruption."""
+    copy = _BoundedCopy(log_path, watch)
+    reader = threading.Thread(target=copy.run, args=(stdout,), daemon=True)
     reader.start()
     timed_out = False
+    deadline = started + timeout_s
     try:
-        process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        _kill_group(process)
+        while True:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                timed_out = True
+                _kill_group(process)
+                break
+            try:
+                process.wait(timeout=min(remaining, POLL_S) if watch is not None else remaining)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if copy.stop_reason is not None:
+                _kill_group(process)
+                break
     finally:
         if process.poll() is None:  # interrupted (e.g. KeyboardInterrupt): never leave the child running
             _kill_group(process)
@@ -191,7 +299,7 @@ def run_script(
     # A leftover that escaped the group may hold the pipe open: do not wait on it forever.
     reader.join(timeout=KILL_GRACE_S)
     if not reader.is_alive():
-        process.stdout.close()
+        stdout.close()
     if _stopping.is_set() and process.returncode != 0:
         raise RunInterrupted(f"killed after {wall:.1f} s: this process is stopping")
     return ProcessResult(
@@ -201,4 +309,5 @@ def run_script(
         tail=copy.tail(),
         log_path=log_path,
         dropped_bytes=copy.dropped_bytes,
+        stop_reason=None if timed_out else copy.stop_reason,
     )

@@ -91,3 +91,25 @@ def test_flops_budget_travels_to_the_child_and_describes_itself():
     assert (env["BILEVEL_BUDGET_MODE"], float(env["BILEVEL_BUDGET"])) == ("flops", 9.9e11)
     assert budget.describe() == "9.9e+11 FLOPs"
     assert Budget(mode="steps", value=350).describe() == "350 steps" and Budget(mode="time", value=30).describe() == "30 s"
+
+
+@pytest.mark.parametrize("budget, expected_steps", [(8, [2, 4, 6]), (2, [1]), (1, [])])
+def test_checkpoint_lines_report_the_mean_loss_since_the_last_one(harness, tmp_path, capsys, budget, expected_steps):
+    import math
+
+    import numpy as np
+
+    np.arange(4096, dtype=np.uint8).tofile(tmp_path / "train.bin")
+    np.arange(4096, dtype=np.uint8).tofile(tmp_path / "val.bin")
+    config = harness.RunConfig(data_dir=tmp_path, budget_mode="steps", budget=float(budget), seed=0, device="cpu",
+                               eval_bytes=1024)
+    run = harness.Run(config)
+    for step in run.training_steps():
+        run.record_loss(math.log(2) * (step + 1))  # 1, 2, 3 ... bits per byte
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("checkpoint:")]
+    assert [int(line.split("step=")[1].split()[0]) for line in lines] == expected_steps
+    if budget == 8:  # steps 1-2, 3-4, 5-6; nothing at the end (the summary reports the end)
+        assert lines == ["checkpoint: fraction=0.25 step=2 loss=1.500000", "checkpoint: fraction=0.5 step=4 loss=3.500000",
+                         "checkpoint: fraction=0.75 step=6 loss=5.500000"]
+    if budget == 2:
+        assert lines == ["checkpoint: fraction=0.5 step=1 loss=1.000000"]  # 25% and 50% at once: the later one

@@ -67,6 +67,8 @@ DEFAULT_STEPS = 350  # about 30 s of training for the baseline on one unloaded C
 DEFAULT_FLOPS = 9.9e11
 BUDGET_MODES = ("flops", "steps", "time")
 FLOPS_PER_PARAM_TOKEN = 6  # forward 2 + backward 4 FLOPs per parameter and token (one multiply-add = 2 FLOPs)
+# Fractions of the budget at which the training loss is reported (a `checkpoint:` line, read by early stopping).
+CHECKPOINTS = (0.25, 0.5, 0.75)
 
 
 class HarnessError(RuntimeError):
@@ -284,6 +286,7 @@ def print_summary(
     budget: str,
     seed: int,
     train_bpb: float | None = None,
+    eval_seconds: float | None = None,
 ) -> None:
     """Print the summary block the workload parses (one per run)."""
     fields: dict[str, object] = {
@@ -294,6 +297,7 @@ def print_summary(
         "tokens": tokens,
         "train_flops": "n/a" if train_flops is None else train_flops,
         "train_seconds": f"{train_seconds:.2f}",
+        "eval_seconds": "n/a" if eval_seconds is None else f"{eval_seconds:.2f}",
         "total_seconds": f"{time.perf_counter() - _PROCESS_START:.2f}",
         "num_params": num_params,
         "peak_memory_mb": f"{peak_memory:.1f}",
@@ -330,6 +334,8 @@ class Run:
         self.num_params: int | None = None  # trainable parameters, counted when training starts
         self.tokens_per_step: int | None = None  # declared by train.py; checked every step in flops mode
         self.planned_steps: int | None = None  # flops mode: steps_for_budget(budget, num_params, tokens_per_step)
+        self._losses: list[float] = []  # training losses recorded since the last checkpoint
+        self._next_checkpoint = 0  # index into CHECKPOINTS
 
     @property
     def budget_text(self) -> str:
@@ -367,6 +373,32 @@ class Run:
         if self.config.budget_mode == "flops":
             return min(1.0, (self.steps + 0.5) / self._planned_steps())
         return min(1.0, self.train_seconds / self.config.budget)
+
+    def record_loss(self, loss: float) -> None:
+        """The step's training loss (nats per byte), for the `checkpoint:` lines at CHECKPOINTS of the budget."""
+        self._losses.append(float(loss))
+
+    def used_fraction(self) -> float:
+        """Fraction of the budget used by the steps done so far (steps, not the middle of a step, unlike progress)."""
+        if self.config.budget_mode == "steps":
+            return self.steps / self.config.budget
+        if self.config.budget_mode == "flops":
+            return self.steps / self._planned_steps()
+        return self.train_seconds / self.config.budget
+
+    def _report_checkpoint(self) -> None:
+        """After a step: once the used budget reaches the next checkpoint, print the mean training loss (in bits
+        per byte) of the steps since the previous one. Nothing when train.py records no loss."""
+        fraction = self.used_fraction()
+        reached = None
+        while self._next_checkpoint < len(CHECKPOINTS) and fraction >= CHECKPOINTS[self._next_checkpoint]:
+            reached = CHECKPOINTS[self._next_checkpoint]
+            self._next_checkpoint += 1
+        if reached is None or not self._losses or fraction >= 1.0:
+            return
+        loss = sum(self._losses) / len(self._losses) / math.log(2)
+        self._losses.clear()
+        print(f"checkpoint: fraction={reached} step={self.steps} loss={loss:.6f}", flush=True)
 
     def budget_spent(self) -> bool:
         if self.config.budget_mode == "steps":
@@ -428,6 +460,7 @@ class Run:
                     f"{self.tokens_per_step}: the flops budget is sized by the declared tokens per step"
                 )
             self.steps += 1
+            self._report_checkpoint()
 
     def report(self, model: torch.nn.Module, context: int, train_bpb: float | None = None) -> float:
         """Evaluate val_bpb on the fixed slice and print the summary block; returns val_bpb."""
@@ -439,7 +472,9 @@ class Run:
                 f"the model has {trainable:,} trainable parameters, but the flops budget was sized for "
                 f"{self.num_params:,}: do not add or unfreeze parameters after training_steps()"
             )
+        eval_started = time.perf_counter()
         val_bpb = evaluate_bpb(model, self.val, context, self.device, self.config.eval_bytes)
+        eval_seconds = time.perf_counter() - eval_started
         print_summary(
             val_bpb=val_bpb,
             eval_bytes=self.config.eval_bytes,
@@ -454,6 +489,7 @@ class Run:
             budget=self.budget_text,
             seed=self.config.seed,
             train_bpb=train_bpb,
+            eval_seconds=eval_seconds,
         )
         return val_bpb
 

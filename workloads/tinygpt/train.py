@@ -238,6 +238,7 @@ def main() -> None:
         loss_value = loss.item()
         if not math.isfinite(loss_value):
             raise FloatingPointError(f"training loss is {loss_value} at step {step}: training diverged")
+        run.record_loss(loss_value)  # reported at fixed fractions of the budget (early stopping reads it)
         smoothed_loss = smoothing * smoothed_loss + (1 - smoothing) * loss_value
         if step % 100 == 0:
             print(f"step {step:5d}  loss {loss_value:.4f}  lr x{multiplier:.3f}", flush=True)
