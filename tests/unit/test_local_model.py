@@ -354,14 +354,25 @@ def test_reused_prefix_counts_the_common_start_and_reevaluates_at_least_one_toke
 
 
 class FakeLlama:
-    """The slice of llama_cpp.Llama the runtime uses: a token history and create_chat_completion."""
+    """The slice of the runtime's hooked llama_cpp.Llama it uses: a token history (one token per character),
+    create_chat_completion calling `before_prompt` with the prompt's tokens, an answer generated token by token
+    under the stopping criterion `extra_stop` (as llama-cpp calls it), and KV snapshots."""
 
-    def __init__(self, gate: threading.Event | None = None) -> None:
+    def __init__(self, gate: threading.Event | None = None, answer: str = "{}", context: int = 40) -> None:
         self.input_ids: list[int] = []
         self.n_tokens = 0
         self.calls: list[dict[str, Any]] = []
         self.gate = gate
+        self.answer = answer
+        self.context = context
         self.entered = threading.Event()
+        self.before_prompt: Any = None
+        self.extra_stop: Any = None
+        self.restores: list[int] = []
+        self.evaluated: list[int] = []  # prompt tokens evaluated per call
+
+    def detokenize(self, tokens: list[int]) -> bytes:
+        return "".join(map(chr, tokens)).encode()
 
     def create_chat_completion(self, messages: list[dict[str, str]], **kwargs: Any) -> dict[str, Any]:
         self.entered.set()
@@ -369,11 +380,32 @@ class FakeLlama:
             self.gate.wait(5)
         self.calls.append(kwargs)
         prompt = [ord(c) for c in "".join(m["content"] for m in messages)]
-        if len(prompt) > 40:
-            raise ValueError(f"Requested tokens ({len(prompt)}) exceed context window of 40")
-        self.input_ids = [*prompt, 0, 0]
+        if len(prompt) > self.context:
+            raise ValueError(f"Requested tokens ({len(prompt)}) exceed context window of {self.context}")
+        if self.before_prompt is not None:
+            self.before_prompt(prompt)
+        live = self.input_ids[: self.n_tokens]
+        shared = next((i for i, (a, b) in enumerate(zip(live, prompt)) if a != b), min(len(live), len(prompt)))
+        self.evaluated.append(len(prompt) - min(shared, len(prompt) - 1))
+        self.input_ids = list(prompt)
+        answer: list[int] = []
+        for token in map(ord, self.answer):
+            if self.extra_stop is not None and self.extra_stop(self.input_ids, None):
+                break
+            answer.append(token)
+            self.input_ids.append(token)
         self.n_tokens = len(self.input_ids)
-        return {"choices": [{"message": {"content": "{}"}, "finish_reason": "stop"}], "usage": {"prompt_tokens": len(prompt), "completion_tokens": 2}}
+        text = "".join(map(chr, answer))
+        return {"choices": [{"message": {"content": text}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": len(prompt), "completion_tokens": len(answer)}}
+
+    def kv_snapshot(self) -> tuple[Any, int]:
+        return list(self.input_ids[: self.n_tokens]), 4 * self.n_tokens
+
+    def kv_restore(self, tokens: Any, state: Any, nbytes: int) -> None:
+        assert list(tokens) == state and nbytes == 4 * len(state)
+        self.input_ids, self.n_tokens = list(state), len(state)
+        self.restores.append(len(state))
 
     def reset(self) -> None:
         self.n_tokens = 0
@@ -382,12 +414,13 @@ class FakeLlama:
         pass
 
 
-def fake_runtime(llama: FakeLlama, loads: list[Path]) -> LocalModelRuntime:
+def fake_runtime(llama: FakeLlama, loads: list[Path], cache_bytes: int = 0) -> LocalModelRuntime:
     def loader(path: Path, threads: int, context: int) -> FakeLlama:
         loads.append(path)
         return llama
 
-    return LocalModelRuntime(lambda: Path("/models/m.gguf"), threads=2, context=64, loader=loader)
+    return LocalModelRuntime(lambda: Path("/models/m.gguf"), threads=2, context=64, loader=loader,
+                             prefix_cache_bytes=cache_bytes)
 
 
 def test_runtime_loads_once_and_reports_reused_prefix() -> None:
@@ -421,6 +454,101 @@ def test_parallel_callers_queue_and_time_out_while_waiting() -> None:
     finally:
         gate.set()
         busy.join()
+
+
+# -- the prefix cache: interleaved prompts start warm ------------------------------------------------------------
+
+
+def _user(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+def test_interleaved_prompts_get_their_own_kv_state_back() -> None:
+    track_a, track_b = "a" * 300, "b" * 300  # two kinds of prompt sharing nothing (another level, another workload)
+    with_cache, without = FakeLlama(context=1000), FakeLlama(context=1000)
+    again = {}
+    for llama, cache_bytes in ((with_cache, 1 << 20), (without, 0)):
+        runtime = fake_runtime(llama, [], cache_bytes)
+        runtime.chat(_user(track_a), GenerationParams())
+        runtime.chat(_user(track_b), GenerationParams())
+        again[cache_bytes] = runtime.chat(_user(track_a + "1"), GenerationParams())  # A's next prompt, after B's
+        runtime.chat(_user(track_b + "1"), GenerationParams())
+    assert with_cache.evaluated == [300, 300, 1, 1]  # A's 300 tokens came back from the cache: only the new one
+    assert without.evaluated == [300, 300, 301, 301]
+    assert with_cache.restores == [302, 302]  # each restored state held its prompt and its 2-token answer
+    warm, cold = again[1 << 20], again[0]
+    assert (warm.cached_tokens, warm.restored_tokens, warm.evaluated_tokens) == (300, 300, 1)
+    assert (cold.cached_tokens, cold.restored_tokens, cold.evaluated_tokens) == (0, 0, 301)
+
+
+def test_a_small_divergence_neither_snapshots_nor_restores() -> None:
+    llama = FakeLlama(context=1000)
+    runtime = fake_runtime(llama, [], 1 << 20)
+    runtime.chat(_user("s" * 300 + "x" * 20), GenerationParams())
+    runtime.chat(_user("s" * 300 + "y" * 20), GenerationParams())  # throws away 22 tokens: not worth a snapshot
+    assert runtime.prefix_cache is not None and len(runtime.prefix_cache) == 0 and llama.restores == []
+    assert llama.evaluated == [320, 20]
+
+
+def test_the_prefix_cache_keeps_the_longest_match_and_stays_within_its_bytes() -> None:
+    from infra.prefix_cache import PrefixStateCache, Snapshot
+
+    cache = PrefixStateCache(capacity_bytes=100)
+    cache.put(Snapshot((1, 2, 3), "s123", 30))
+    cache.put(Snapshot((1, 2, 3, 4, 5), "s12345", 50))  # makes (1, 2, 3) redundant
+    assert len(cache) == 1 and cache.covers((1, 2, 3)) and not cache.covers((1, 2, 4))
+    cache.put(Snapshot((7, 8), "s78", 40))
+    assert cache.best((1, 2, 3, 9)) == (cache.best((1, 2, 3, 9))[0], 3)
+    assert cache.best((1, 2, 3, 9))[0].state == "s12345" and cache.best((9,)) == (None, 0)
+    cache.take(cache.best((1, 2))[0])  # used now: (7, 8) is the least recently used
+    cache.put(Snapshot((5, 5), "s55", 30))  # 120 bytes in all: the least recently used goes
+    assert cache.best((7, 8))[0] is None and cache.best((1, 2))[0].state == "s12345" and cache.nbytes == 80
+    cache.put(Snapshot((6,), "huge", 101))  # larger than the whole cache: not kept
+    assert cache.best((6,))[0] is None
+
+
+# -- the repetition stop -----------------------------------------------------------------------------------------
+
+
+def test_a_line_repeated_twelve_times_is_a_loop() -> None:
+    from infra.local_llm import looping_line
+
+    line = '    self.state["count"] = 0'
+    assert looping_line("class M:\n" + (line + "\n") * 12) == line.strip()
+    assert looping_line("class M:\n" + (line + "\n") * 11) is None
+    assert looping_line("x = 1\n" * 40) is None  # 5 characters: short lines repeat in honest code
+    assert looping_line("") is None
+
+
+def test_the_repetition_stop_reads_the_answer_every_32_tokens_only() -> None:
+    from infra.local_llm import RepetitionStop
+
+    reads: list[int] = []
+
+    def detokenize(tokens: list[int]) -> bytes:
+        reads.append(len(tokens))
+        return "".join(map(chr, tokens)).encode()
+
+    stop = RepetitionStop(detokenize)
+    prompt = [ord("p")] * 100
+    looping = [ord(c) for c in "same line here\n" * 40]  # 15 characters a line: line 12 ends at token 180
+    answer: list[int] = []
+    assert not stop(prompt)  # the first call marks where the answer starts
+    for token in looping:
+        answer.append(token)
+        if stop([*prompt, *answer]):
+            break
+    assert len(answer) == 192 and stop.line == "same line here"  # the first check at or after 180 tokens
+    assert reads == [32, 64, 96, 128, 160, 192]  # the answer only, never the prompt
+    assert stop([*prompt, *answer, 1])  # and it stays stopped
+
+
+def test_a_looping_answer_is_cut_short() -> None:
+    llama = FakeLlama(answer="class M:\n" + "    x = 'same line here'\n" * 100, context=1000)
+    result = fake_runtime(llama, []).chat(_user("write a class"), GenerationParams())
+    assert result.repeated_line == "x = 'same line here'"
+    assert result.completion_tokens <= 9 + 27 * 12 + 32  # stopped within one check of the 12th repetition
+    assert llama.extra_stop is None  # the criterion belongs to that call only
 
 
 # -- the grammar: property counts enforced ---------------------------------------------------------------------
