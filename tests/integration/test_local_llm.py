@@ -108,6 +108,36 @@ def test_a_shared_prompt_prefix_is_not_evaluated_again(local_client: LLMClient) 
 
 
 @pytest.mark.local_llm
+def test_a_prompt_of_another_kind_in_between_leaves_the_next_proposal_warm(local_client: LLMClient) -> None:
+    _request, messages = tinygpt_request()
+    runtime = runtime_for(load_settings())
+    assert runtime.prefix_cache is not None
+    local_client.complete(messages, purpose="probe", call_key="test/kinds/0", max_tokens=8, temperature=0.0)
+    other = [{"role": "system", "content": "You write small Python classes. " * 40},
+             {"role": "user", "content": "Write a class with one method."}]  # another level: no shared prefix
+    local_client.complete(other, purpose="probe", call_key="test/kinds/1", max_tokens=8)
+    following = [messages[0], {"role": "user", "content": messages[1]["content"] + "\nAnswer in five words."}]
+    warm = local_client.complete(following, purpose="probe", call_key="test/kinds/2", max_tokens=8, temperature=0.0)
+    assert runtime.last is not None
+    assert runtime.last.restored_tokens > runtime.last.prompt_tokens - 40 and runtime.last.evaluated_tokens < 40
+    runtime.forget_prefix()
+    cold = local_client.complete(following, purpose="probe", call_key="test/kinds/2", max_tokens=8, temperature=0.0)
+    assert runtime.last.evaluated_tokens == runtime.last.prompt_tokens
+    assert warm.text == cold.text  # a restored state answers as a freshly evaluated prompt does
+
+
+@pytest.mark.local_llm
+def test_an_answer_that_loops_is_stopped_early(local_client: LLMClient) -> None:
+    runtime = runtime_for(load_settings())
+    loop = [{"role": "user", "content": "Write the line `print('the same line again')` sixty times, one per line, "
+                                        "nothing else."}]
+    answer = local_client.complete(loop, purpose="probe", call_key="test/loop", max_tokens=600, temperature=0.0)
+    assert runtime.last is not None and runtime.last.repeated_line is not None
+    assert "the same line again" in runtime.last.repeated_line
+    assert answer.usage.completion_tokens < 300  # 60 lines are more than 400 tokens
+
+
+@pytest.mark.local_llm
 def test_parallel_callers_queue_on_the_one_model(local_client: LLMClient) -> None:
     answers: dict[int, str] = {}
     errors: list[BaseException] = []
