@@ -29,7 +29,7 @@ from typing import Any
 
 import infra.settings  # noqa: F401  (sets OMP_WAIT_POLICY=PASSIVE and telemetry opt-outs before any import below)
 from infra.local_model import ProvisioningError, configured_model_path, ensure_model
-from infra.prefix_cache import PrefixStateCache, Snapshot, common_prefix
+from infra.prefix_cache import DiskPrefixStore, PrefixStateCache, Snapshot, common_prefix
 from infra.settings import LOCAL_MODEL, Settings
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,10 @@ MAX_SCHEMA_CHARS = 50_000
 # restored only when that saves at least MIN_RESTORE_GAIN tokens of evaluation (a restore copies tens of MB).
 MIN_SNAPSHOT_TOKENS = 128
 MIN_RESTORE_GAIN = 32
+# A call that evaluated at least this many prompt tokens writes its state to disk for later processes, which read
+# one back when it saves them at least MIN_DISK_GAIN tokens (reading tens of MB costs less than 0.1 s).
+DISK_MIN_EVALUATED = 512
+MIN_DISK_GAIN = 256
 # The repetition stop: every REPEAT_CHECK_EVERY generated tokens, the answer so far is read back; one line of more
 # than REPEAT_MIN_CHARS characters that occurs REPEAT_TIMES times is a loop, and generation stops there.
 REPEAT_CHECK_EVERY = 32
@@ -267,6 +271,8 @@ class LocalModelRuntime:
         context: int,
         loader: Callable[[Path, int, int], Any] | None = None,
         prefix_cache_bytes: int = 0,
+        disk_root: Path | None = None,
+        prefix_disk_bytes: int = 0,
     ) -> None:
         self._resolve_path = resolve_path
         self._loader = loader or load_llama
@@ -276,7 +282,11 @@ class LocalModelRuntime:
         self._llama: Any = None
         self.load_seconds: float | None = None
         self.prefix_cache = PrefixStateCache(prefix_cache_bytes) if prefix_cache_bytes > 0 else None
+        self._disk_root = disk_root if prefix_disk_bytes > 0 else None
+        self._prefix_disk_bytes = prefix_disk_bytes
+        self.prefix_disk: DiskPrefixStore | None = None  # set when the model is loaded (its folder names the model)
         self._reused: int | None = None  # set by _before_prompt during a call
+        self._cold_next = False  # forget_prefix: the next call restores nothing, from RAM or disk
         self._restored = 0
         self.last: ChatResult | None = None  # the latest call's figures, for benchmarks and diagnostics
 
@@ -297,6 +307,9 @@ class LocalModelRuntime:
             llama = self._loader(path, self.threads, self.context)
             llama.before_prompt = self._before_prompt
             self._llama = llama
+            if self._disk_root is not None:
+                self.prefix_disk = DiskPrefixStore(self._disk_root / disk_folder_name(path, self.context),
+                                                   self._prefix_disk_bytes)
             self.load_seconds = time.perf_counter() - started
             # Free the model before interpreter teardown; llama-cpp's own __del__ fails once modules are gone.
             atexit.register(self.close)
@@ -340,6 +353,8 @@ class LocalModelRuntime:
             usage = response["usage"]
             prompt_tokens = int(usage["prompt_tokens"])
             cached = self._reused if self._reused is not None else reused_prefix(before, list(llama.input_ids[:prompt_tokens]))
+            if self.prefix_disk is not None and prompt_tokens - cached >= DISK_MIN_EVALUATED:
+                self._write_to_disk(llama)
             timings = perf() if perf is not None else None
             choice = response["choices"][0]
             if stop.line is not None:
@@ -365,24 +380,59 @@ class LocalModelRuntime:
 
     def _before_prompt(self, prompt: Sequence[int]) -> None:
         """Called by the model (under our lock) with a prompt's tokens before it evaluates them: keep the KV state it
-        is about to throw away, bring back a cached one that shares more with the prompt, and note the reuse."""
+        is about to throw away, bring back a cached one (RAM, else disk) that shares more with the prompt, and note
+        the reuse."""
         llama = self._llama
         live = [int(token) for token in llama.input_ids[: llama.n_tokens]]
         tokens = [int(token) for token in prompt]
         shared = common_prefix(live, tokens)
+        found, found_shared = self.prefix_cache.best(tokens) if self.prefix_cache is not None else (None, 0)
+        on_disk, disk_tokens, disk_shared = (None, (), 0)
+        cold, self._cold_next = self._cold_next, False
+        if cold:
+            found, found_shared = None, 0
+        elif self.prefix_disk is not None and len(tokens) - max(shared, found_shared) >= MIN_DISK_GAIN:
+            on_disk, disk_tokens, disk_shared = self.prefix_disk.best(tokens)
         cache = self.prefix_cache
-        if cache is not None:
-            found, found_shared = cache.best(tokens)
-            if len(live) - shared >= MIN_SNAPSHOT_TOKENS and not cache.covers(live):
-                state, nbytes = llama.kv_snapshot()
-                cache.put(Snapshot(tuple(live), state, nbytes))
-            if found is not None and found_shared >= shared + MIN_RESTORE_GAIN:
-                llama.kv_restore(found.tokens, found.state, found.nbytes)
-                cache.take(found)
-                self._restored = found_shared - shared
-                shared = found_shared
+        if cache is not None and len(live) - shared >= MIN_SNAPSHOT_TOKENS and not cache.covers(live):
+            state, nbytes = llama.kv_snapshot()
+            cache.put(Snapshot(tuple(live), state, nbytes))
+        if on_disk is not None and disk_shared >= max(shared, found_shared) + MIN_DISK_GAIN:
+            restored = self._restore_from_disk(on_disk, disk_tokens)
+            if restored:
+                self._restored, shared = disk_shared - shared, disk_shared
+            else:
+                shared = 0  # the context was reset
+        elif found is not None and cache is not None and found_shared >= shared + MIN_RESTORE_GAIN:
+            llama.kv_restore(found.tokens, found.state, found.nbytes)
+            cache.take(found)
+            self._restored, shared = found_shared - shared, found_shared
         # llama.cpp evaluates at least the prompt's last token again, to have its logits.
         self._reused = min(shared, max(len(tokens) - 1, 0))
+
+    def _restore_from_disk(self, path: Path, tokens: Sequence[int]) -> bool:
+        """Restore a state file; a file that does not restore is removed, and the context starts clean."""
+        assert self.prefix_disk is not None
+        data = self.prefix_disk.read(path)
+        if data is None:
+            return False
+        try:
+            self._llama.kv_restore(tokens, data, len(data))
+        except Exception as error:  # a truncated or foreign file: never worth failing the call for
+            log.warning("the KV state %s does not restore (%s); removed", path.name, error)
+            path.with_suffix(".tokens").unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
+            self._llama.reset()
+            return False
+        return True
+
+    def _write_to_disk(self, llama: Any) -> None:
+        assert self.prefix_disk is not None
+        try:
+            state, nbytes = llama.kv_snapshot()
+            self.prefix_disk.write([int(t) for t in llama.input_ids[: llama.n_tokens]], state, nbytes)
+        except OSError as error:  # a full or read-only disk costs the next process its warm start, nothing more
+            log.warning("could not keep the KV state on disk: %s", error)
 
     def _constraint(self, response_format: dict[str, Any] | None) -> dict[str, Any]:
         """Our own grammar for a JSON schema (it also bounds property counts), else llama-cpp's response_format."""
@@ -402,9 +452,10 @@ class LocalModelRuntime:
                 self._llama = None
 
     def forget_prefix(self) -> None:
-        """Drop the KV state and the cached ones, so the next call evaluates its whole prompt (benchmarks measure
-        the reuse gain)."""
+        """Drop the KV state and the cached ones, and restore none from disk for the next call, so that it evaluates
+        its whole prompt (benchmarks measure the reuse gain)."""
         with self._lock:
+            self._cold_next = True
             if self.prefix_cache is not None:
                 self.prefix_cache.clear()
             if self._llama is not None:
@@ -420,6 +471,19 @@ def reused_prefix(before: list[int], prompt: list[int]) -> int:
             break
         common += 1
     return min(common, max(len(prompt) - 1, 0))
+
+
+def disk_folder_name(model: Path, context: int) -> str:
+    """Where a model's KV states go on disk: they restore only into the same model file, context size and llama.cpp
+    (whose state format changes between versions)."""
+    import importlib.metadata
+
+    try:
+        version = importlib.metadata.version("llama_cpp_python")
+    except importlib.metadata.PackageNotFoundError:
+        version = "none"
+    size = model.stat().st_size if model.is_file() else 0
+    return f"{model.stem}-{size}-ctx{context}-llama{version}"
 
 
 def load_llama(path: Path, threads: int, context: int) -> Any:
@@ -464,7 +528,9 @@ def _hooked_llama_class() -> type:
             return buffer, int(written)
 
         def kv_restore(self, tokens: Sequence[int], state: Any, nbytes: int) -> None:
-            """Put back a state taken by kv_snapshot when the context held `tokens`."""
+            """Put back a state taken by kv_snapshot (or its bytes, read from a file) when the context held `tokens`."""
+            if isinstance(state, (bytes, bytearray)):
+                state = (ctypes.c_uint8 * nbytes).from_buffer_copy(state)
             if llama_cpp.llama_state_set_data(self._ctx.ctx, state, nbytes) != nbytes:
                 raise RuntimeError("llama_state_set_data did not read the whole state")
             self.input_ids[: len(tokens)] = tokens
@@ -512,7 +578,9 @@ def runtime_for(settings: Settings) -> LocalModelRuntime:
                 log.warning("a second local model configuration in one process: %s (memory for two models)", key)
             _RUNTIMES[key] = LocalModelRuntime(lambda: ensure_model(settings), threads=settings.llm_threads,
                                                context=settings.llm_context,
-                                               prefix_cache_bytes=settings.llm_prefix_cache_mb * 1024 * 1024)
+                                               prefix_cache_bytes=settings.llm_prefix_cache_mb * 1024 * 1024,
+                                               disk_root=settings.cache_dir.expanduser() / "kv",
+                                               prefix_disk_bytes=settings.llm_prefix_disk_mb * 1024 * 1024)
         return _RUNTIMES[key]
 
 

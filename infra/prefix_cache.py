@@ -1,15 +1,24 @@
-"""KV states of earlier prompts in bounded RAM, found again by the longest token prefix they share with a new prompt.
+"""KV states of earlier prompts, found again by the longest token prefix they share with a new prompt: in bounded RAM
+(within a process) and as files (across processes).
 
 llama.cpp keeps one KV sequence: a prompt that shares only a short prefix with the previous one (another track,
 another level) throws the rest away. Snapshots of the states about to be thrown away let the next prompt of that
-kind start warm. Pure bookkeeping: the states are opaque objects with a size; the runtime takes and restores them.
+kind start warm, and a state on disk lets a new process skip its first prompt's stable part. Bookkeeping only:
+the states are opaque buffers with a size; the runtime takes and restores them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
+import threading
+import time
+from array import array
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -82,3 +91,80 @@ class PrefixStateCache:
 
     def clear(self) -> None:
         self._entries.clear()
+
+
+class DiskPrefixStore:
+    """KV states of long prompts as files, shared by the processes of this machine (runs, resumes, Dask workers): a
+    process's first prompt restores the stable part it shares with an earlier run instead of evaluating it.
+
+    `folder` must be specific to the model file, the context size and the llama.cpp version (the state format).
+    Each state is two files: `<key>.tokens` (int32, what the state holds) and `<key>.kv`; both are written under
+    temporary names and renamed, the tokens last, so a reader sees whole files only. At most `capacity_bytes` of
+    states are kept, the least recently used removed first."""
+
+    def __init__(self, folder: Path, capacity_bytes: int) -> None:
+        self.folder = folder
+        self.capacity_bytes = capacity_bytes
+
+    def best(self, prompt: Sequence[int]) -> tuple[Path | None, tuple[int, ...], int]:
+        """The state file sharing the longest prefix with `prompt`: (its .kv path, its tokens, the shared length)."""
+        found: Path | None = None
+        found_tokens: tuple[int, ...] = ()
+        longest = 0
+        for index in sorted(self.folder.glob("*.tokens")) if self.folder.is_dir() else []:
+            try:
+                tokens = tuple(array("i", index.read_bytes()))
+            except OSError:
+                continue  # removed meanwhile by another process
+            shared = common_prefix(tokens, prompt)
+            if shared > longest:
+                found, found_tokens, longest = index.with_suffix(".kv"), tokens, shared
+        return found, found_tokens, longest
+
+    def read(self, path: Path) -> bytes | None:
+        """The state in `path` (its use time refreshed), or None if another process removed it meanwhile."""
+        try:
+            data = path.read_bytes()
+            os.utime(path.with_suffix(".tokens"))
+        except OSError:
+            return None
+        return data
+
+    def write(self, tokens: Sequence[int], state: Any, nbytes: int) -> Path | None:
+        """Store a state (bytes-like, `nbytes` long) holding `tokens`; None when it is larger than the capacity."""
+        if nbytes > self.capacity_bytes or not tokens:
+            return None
+        packed = array("i", tokens).tobytes()
+        key = hashlib.sha256(packed).hexdigest()[:24]
+        self.folder.mkdir(parents=True, exist_ok=True)
+        suffix = f".tmp-{os.getpid()}-{threading.get_ident()}"
+        kv, index = self.folder / f"{key}.kv", self.folder / f"{key}.tokens"
+        try:
+            (self.folder / (kv.name + suffix)).write_bytes(memoryview(state).cast("B")[:nbytes])
+            os.replace(self.folder / (kv.name + suffix), kv)
+            (self.folder / (index.name + suffix)).write_bytes(packed)
+            os.replace(self.folder / (index.name + suffix), index)
+        finally:
+            for leftover in (kv.name + suffix, index.name + suffix):
+                (self.folder / leftover).unlink(missing_ok=True)
+        self._evict()
+        return kv
+
+    def _evict(self) -> None:
+        entries = []
+        for index in self.folder.glob("*.tokens"):
+            try:
+                entries.append((index.stat().st_mtime, index, index.with_suffix(".kv").stat().st_size))
+            except OSError:
+                continue
+        total = sum(size for _, _, size in entries)
+        for _, index, size in sorted(entries, key=lambda entry: entry[0]):
+            if total <= self.capacity_bytes:
+                break
+            index.unlink(missing_ok=True)  # the index first: no reader picks a state being removed
+            index.with_suffix(".kv").unlink(missing_ok=True)
+            total -= size
+        for stale in self.folder.glob("*.tmp-*"):  # a writer that died half-way, an hour ago or more
+            with contextlib.suppress(OSError):
+                if time.time() - stale.stat().st_mtime > 3600:
+                    stale.unlink()

@@ -6,6 +6,7 @@ import hashlib
 import shutil
 import threading
 import zipfile
+from array import array
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -400,12 +401,15 @@ class FakeLlama:
                 "usage": {"prompt_tokens": len(prompt), "completion_tokens": len(answer)}}
 
     def kv_snapshot(self) -> tuple[Any, int]:
-        return list(self.input_ids[: self.n_tokens]), 4 * self.n_tokens
+        state = array("i", self.input_ids[: self.n_tokens]).tobytes()
+        return state, len(state)
 
     def kv_restore(self, tokens: Any, state: Any, nbytes: int) -> None:
-        assert list(tokens) == state and nbytes == 4 * len(state)
-        self.input_ids, self.n_tokens = list(state), len(state)
-        self.restores.append(len(state))
+        held = list(array("i", bytes(state)[:nbytes])) if nbytes % 4 == 0 else None
+        if held != list(tokens):
+            raise RuntimeError("llama_state_set_data did not read the whole state")
+        self.input_ids, self.n_tokens = held, len(held)
+        self.restores.append(len(held))
 
     def reset(self) -> None:
         self.n_tokens = 0
@@ -414,13 +418,13 @@ class FakeLlama:
         pass
 
 
-def fake_runtime(llama: FakeLlama, loads: list[Path], cache_bytes: int = 0) -> LocalModelRuntime:
+def fake_runtime(llama: FakeLlama, loads: list[Path], cache_bytes: int = 0, disk: Path | None = None) -> LocalModelRuntime:
     def loader(path: Path, threads: int, context: int) -> FakeLlama:
         loads.append(path)
         return llama
 
     return LocalModelRuntime(lambda: Path("/models/m.gguf"), threads=2, context=64, loader=loader,
-                             prefix_cache_bytes=cache_bytes)
+                             prefix_cache_bytes=cache_bytes, disk_root=disk, prefix_disk_bytes=1 << 20 if disk else 0)
 
 
 def test_runtime_loads_once_and_reports_reused_prefix() -> None:
@@ -505,6 +509,59 @@ def test_the_prefix_cache_keeps_the_longest_match_and_stays_within_its_bytes() -
     assert cache.best((7, 8))[0] is None and cache.best((1, 2))[0].state == "s12345" and cache.nbytes == 80
     cache.put(Snapshot((6,), "huge", 101))  # larger than the whole cache: not kept
     assert cache.best((6,))[0] is None
+
+
+def test_a_new_process_starts_from_a_state_an_earlier_one_left_on_disk(tmp_path: Path) -> None:
+    stable = "r" * 600  # rules and parameter table: the same in every run of this workload
+    first, second = FakeLlama(context=2000), FakeLlama(context=2000)
+    fake_runtime(first, [], 1 << 20, disk=tmp_path).chat(_user(stable + "first run"), GenerationParams())
+    [folder] = list(tmp_path.iterdir())
+    assert folder.name.startswith("m-0-ctx64-llama") and len(list(folder.glob("*.kv"))) == 1
+    later = fake_runtime(second, [], 1 << 20, disk=tmp_path)  # another process: its own model, empty RAM
+    result = later.chat(_user(stable + "later run"), GenerationParams())
+    assert second.restores == [611] and second.evaluated == [len("later run")]  # it held 600 + 9 + a 2-token answer
+    assert result.restored_tokens == 600 and result.cached_tokens == 600
+    assert len(list(folder.glob("*.kv"))) == 1  # the warm call evaluated little: nothing new to keep
+
+
+def test_a_state_file_that_does_not_restore_is_removed_and_the_call_goes_on(tmp_path: Path) -> None:
+    fake_runtime(FakeLlama(context=2000), [], disk=tmp_path).chat(_user("s" * 600), GenerationParams())
+    [state] = list(tmp_path.glob("*/*.kv"))
+    state.write_bytes(b"\x00" * 7)  # truncated
+    llama = FakeLlama(context=2000)
+    result = fake_runtime(llama, [], disk=tmp_path).chat(_user("s" * 600 + "t"), GenerationParams())
+    assert llama.evaluated == [601] and result.text == "{}"
+    assert not state.exists() and not state.with_suffix(".tokens").exists()
+
+
+def test_forget_prefix_makes_the_next_call_cold_even_with_a_state_on_disk(tmp_path: Path) -> None:
+    llama = FakeLlama(context=2000)
+    runtime = fake_runtime(llama, [], 1 << 20, disk=tmp_path)
+    runtime.chat(_user("s" * 600), GenerationParams())
+    runtime.forget_prefix()
+    runtime.chat(_user("s" * 600 + "t"), GenerationParams())
+    runtime.chat(_user("b" * 600), GenerationParams())
+    assert llama.evaluated == [600, 601, 600] and llama.restores == []
+
+
+def test_the_disk_store_finds_the_longest_prefix_and_keeps_within_its_bytes(tmp_path: Path) -> None:
+    import os
+
+    from infra.prefix_cache import DiskPrefixStore
+
+    store = DiskPrefixStore(tmp_path / "kv", capacity_bytes=100)
+    assert store.best([1, 2]) == (None, (), 0)  # no folder yet
+    old = store.write([1, 2, 3], b"a" * 40, 40)
+    store.write([1, 2, 9, 9], b"b" * 40, 40)
+    assert old is not None
+    os.utime(old.with_suffix(".tokens"), (1, 1))  # long unused
+    path, tokens, shared = store.best([1, 2, 3, 4])
+    assert (path, tokens, shared) == (old, (1, 2, 3), 3) and store.read(old) == b"a" * 40
+    os.utime(old.with_suffix(".tokens"), (1, 1))
+    store.write([7], b"c" * 40, 40)  # 120 bytes: the least recently used state goes
+    assert store.best([1, 2, 3])[1] == (1, 2, 9, 9) and not old.exists()
+    assert store.write([5], b"d" * 101, 101) is None  # larger than the whole store
+    assert not list((tmp_path / "kv").glob("*.tmp-*"))
 
 
 # -- the repetition stop -----------------------------------------------------------------------------------------
