@@ -5,11 +5,13 @@ The prompts are those the inner loop builds at the last `n_calls` decision point
 optimiser's suggestions, as in a run). Each is sent once through litellm to the real local model, in order, so the
 KV prefix carries over from one iteration to the next as in a run. Prints one JSON object; asserts nothing.
 
-    python benchmarks/proposal_speed.py [--calls 6] [--with-training] [--interleave] [--out FILE]
+    python benchmarks/proposal_speed.py [--calls 6] [--with-training] [--interleave] [--cold] [--out FILE]
 
 --with-training trains tinygpt (1 thread, back to back) during the calls, as a run does on the other core.
 --interleave puts a Level-2 prompt (research: explore) before each proposal, as another level or track would; the
 prefix cache (BILEVEL_LLM_PREFIX_CACHE_MB) is what keeps the proposals warm then.
+--cold makes the first call evaluate its whole prompt; without it, it restores what an earlier process left on disk
+(BILEVEL_LLM_PREFIX_DISK_MB), as a new run does.
 
 Figures: `proposal_median_s` (median wall time of the calls after the first), `first_call_s` (the first call: the
 whole prompt evaluated; the model was loaded before, `load_s`), `tokens_per_s` (median generation speed, llama.cpp's
@@ -151,7 +153,7 @@ def research_messages(trace: Any, space: Any, workload_text: str) -> list[dict[s
                             workload_text=workload_text)
 
 
-def measure(n_calls: int = 6, *, with_training: bool = False, interleave: bool = False) -> dict[str, Any]:
+def measure(n_calls: int = 6, *, with_training: bool = False, interleave: bool = False, cold: bool = False) -> dict[str, Any]:
     """Run the benchmark (loads the local model in this process) and return its figures."""
     from infra.settings import apply_telemetry_opt_outs
 
@@ -171,6 +173,8 @@ def measure(n_calls: int = 6, *, with_training: bool = False, interleave: bool =
     runtime = runtime_for(settings)
     client = LLMClient(settings.model, timeout_s=900, retries=0, temperature=settings.llm_temperature)
     runtime.load()
+    if cold:
+        runtime.forget_prefix()
     cuts = range(max(1, len(trace.experiments) + 1 - n_calls), len(trace.experiments) + 1)
     calls: list[dict[str, Any]] = []
     training = BackgroundTraining(settings) if with_training else None
@@ -213,9 +217,11 @@ def measure(n_calls: int = 6, *, with_training: bool = False, interleave: bool =
     return {
         "model": settings.model, "threads": settings.llm_threads, "cpus": os.cpu_count(),
         "proposer": settings.proposer, "prefix_cache_mb": settings.llm_prefix_cache_mb,
-        "with_training": with_training, "interleave": interleave, "calls": len(calls),
+        "with_training": with_training, "interleave": interleave, "cold_first_call": cold, "calls": len(calls),
         "load_s": round(runtime.load_seconds or 0.0, 2),
         "first_call_s": calls[0]["seconds"],
+        "first_call_evaluated_tokens": calls[0]["evaluated_tokens"],
+        "first_call_restored_tokens": calls[0]["restored_tokens"],
         "proposal_median_s": round(statistics.median(c["seconds"] for c in warm), 2),
         "proposal_max_s": max(c["seconds"] for c in warm),
         "tokens_per_s": round(statistics.median(speeds), 2) if speeds else None,
@@ -238,9 +244,10 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=6)
     parser.add_argument("--with-training", action="store_true", help="train tinygpt on the other core meanwhile")
     parser.add_argument("--interleave", action="store_true", help="a Level-2 prompt before each proposal")
+    parser.add_argument("--cold", action="store_true", help="the first call restores no KV state from disk")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args()
-    figures = measure(args.calls, with_training=args.with_training, interleave=args.interleave)
+    figures = measure(args.calls, with_training=args.with_training, interleave=args.interleave, cold=args.cold)
     text = json.dumps(figures, indent=1)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -285,6 +285,10 @@ def test_local_model_info_before_and_after(tmp_path: Path) -> None:
     path.parent.mkdir(parents=True)
     path.write_bytes(b"GGUF1234")
     assert local_model_info(settings)["size_bytes"] == 8
+    assert info["kv_states_mb"] == 0.0 and info["kv_states_dir"] == str(tmp_path.resolve() / "kv")
+    (tmp_path / "kv" / "model-ctx").mkdir(parents=True)
+    (tmp_path / "kv" / "model-ctx" / "a.kv").write_bytes(b"x" * 300_000)
+    assert local_model_info(settings)["kv_states_mb"] == 0.3
 
 
 # -- the runtime's request handling (pure; no model) -------------------------------------------------------------
