@@ -16,7 +16,8 @@ prefix cache (BILEVEL_LLM_PREFIX_CACHE_MB) is what keeps the proposals warm then
 Figures: `proposal_median_s` (median wall time of the calls after the first), `first_call_s` (the first call: the
 whole prompt evaluated; the model was loaded before, `load_s`), `tokens_per_s` (median generation speed, llama.cpp's
 timing), `prompt_tokens_median` and `prompt_tokens_evaluated_median` (prompt tokens not reused from a KV state,
-over the calls after the first), the load average while it ran, and every call.
+over the calls after the first), the load average while it ran, what a KV snapshot of the last state costs, and
+every call.
 """
 
 from __future__ import annotations
@@ -212,6 +213,7 @@ def measure(n_calls: int = 6, *, with_training: bool = False, interleave: bool =
         finally:
             if training is not None:
                 training.__exit__(None, None, None)
+    state_cost = kv_state_cost(runtime)
     warm = calls[1:] or calls
     speeds = [c["tokens_per_s"] for c in calls if c["tokens_per_s"]]
     return {
@@ -230,9 +232,25 @@ def measure(n_calls: int = 6, *, with_training: bool = False, interleave: bool =
         "completion_tokens_median": statistics.median(c["completion_tokens"] for c in calls),
         "valid_first_try": sum(c["valid"] for c in calls),
         "trainings_during": training.outcomes if training else [],
+        **state_cost,
         **load.figures(),
         "per_call": calls,
     }  # fmt: skip
+
+
+def kv_state_cost(runtime: Any) -> dict[str, Any]:
+    """What keeping the last prompt's KV state costs: its size, a copy out (snapshot) and back (restore)."""
+    with runtime._lock:  # the model is idle: the benchmark's calls are done
+        llama = runtime._llama
+        tokens = [int(t) for t in llama.input_ids[: llama.n_tokens]]
+        started = time.perf_counter()
+        state, nbytes = llama.kv_snapshot()
+        snapshot = time.perf_counter() - started
+        started = time.perf_counter()
+        llama.kv_restore(tokens, state, nbytes)
+        restore = time.perf_counter() - started
+    return {"kv_state_tokens": len(tokens), "kv_state_mb": round(nbytes / 1e6, 1), "kv_snapshot_s": round(snapshot, 3),
+            "kv_restore_s": round(restore, 3)}
 
 
 def _round(value: float | None) -> float | None:
