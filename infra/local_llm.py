@@ -2,21 +2,26 @@
 
 One model per process, loaded on the first call (provisioning it first if needed), used under a lock
 because llama.cpp objects are not thread-safe: parallel callers queue. Consecutive prompts that share
-a prefix (system text, workload, parameter table) reuse its KV cache, so only the new tail is evaluated.
-JSON answers are constrained by a grammar built from the schema the caller asks for.
+a prefix (system text, workload, parameter table) reuse its KV cache, so only the new tail is evaluated;
+when prompts of several kinds or tracks interleave, the KV state a prompt is about to throw away is kept in
+a bounded RAM cache (infra/prefix_cache.py) and restored for the next prompt that shares more of it.
+JSON answers are constrained by a grammar built from the schema the caller asks for; any answer stops early
+when one line starts repeating (the 1.5B model loops).
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import ctypes
 import hashlib
 import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -24,6 +29,7 @@ from typing import Any
 
 import infra.settings  # noqa: F401  (sets OMP_WAIT_POLICY=PASSIVE and telemetry opt-outs before any import below)
 from infra.local_model import ProvisioningError, configured_model_path, ensure_model
+from infra.prefix_cache import DiskPrefixStore, PrefixStateCache, Snapshot, common_prefix
 from infra.settings import LOCAL_MODEL, Settings
 
 log = logging.getLogger(__name__)
@@ -32,6 +38,20 @@ LOCAL_PROVIDER = LOCAL_MODEL.split("/", 1)[0]
 DEFAULT_MAX_TOKENS = 1024
 JSON_MIN_MAX_TOKENS = 256  # a proposal takes 30-70 tokens; its schema allows about 170
 MAX_SCHEMA_CHARS = 50_000
+# A KV state is kept for later only when the next prompt would throw away at least this many of its tokens, and
+# restored only when that saves at least MIN_RESTORE_GAIN tokens of evaluation (a restore copies tens of MB).
+MIN_SNAPSHOT_TOKENS = 128
+MIN_RESTORE_GAIN = 32
+# A call that evaluated at least this many prompt tokens writes its state to disk for later processes, which read
+# one back when it saves them at least MIN_DISK_GAIN tokens (reading tens of MB costs less than 0.1 s).
+DISK_MIN_EVALUATED = 512
+MIN_DISK_GAIN = 256
+# The repetition stop: every REPEAT_CHECK_EVERY generated tokens, the answer so far is read back; one line of more
+# than REPEAT_MIN_CHARS characters that occurs REPEAT_TIMES times is a loop, and generation stops there.
+REPEAT_CHECK_EVERY = 32
+REPEAT_MIN_CHARS = 8
+REPEAT_TIMES = 12
+REPEAT_WINDOW_TOKENS = 4096
 ROLES = ("system", "user", "assistant")
 # litellm passes these through optional_params; they mean nothing to an in-process model.
 _IGNORED_PARAMS = frozenset({"max_retries", "extra_body", "user", "stream_options", "parallel_tool_calls"})
@@ -165,6 +185,46 @@ def call_seed(metadata: dict[str, Any] | None) -> int | None:
     return int.from_bytes(hashlib.sha256(identity.encode()).digest()[:4], "big")
 
 
+# -- the repetition stop ------------------------------------------------------------------------------------
+
+
+def looping_line(text: str, *, min_chars: int = REPEAT_MIN_CHARS, times: int = REPEAT_TIMES) -> str | None:
+    """The line (stripped) longer than `min_chars` characters that occurs at least `times` times in `text`: a model
+    stuck in a loop. None when there is none."""
+    counts = Counter(stripped for line in text.splitlines() if len(stripped := line.strip()) > min_chars)
+    if not counts:
+        return None
+    line, count = counts.most_common(1)[0]
+    return line if count >= times else None
+
+
+class RepetitionStop:
+    """A llama-cpp stopping criterion (called with the token ids so far after each sampled token): every `every`
+    generated tokens it detokenizes the answer so far (at most `window` tokens of it) and stops generation for good
+    once `looping_line` finds a loop. The first call marks where the answer starts (llama-cpp calls it first with
+    the prompt's tokens only)."""
+
+    def __init__(self, detokenize: Callable[[list[int]], bytes], *, every: int = REPEAT_CHECK_EVERY,
+                 window: int = REPEAT_WINDOW_TOKENS, min_chars: int = REPEAT_MIN_CHARS, times: int = REPEAT_TIMES) -> None:
+        self._detokenize = detokenize
+        self.every, self.window, self.min_chars, self.times = every, window, min_chars, times
+        self._start: int | None = None
+        self.line: str | None = None  # the repeated line, once it stopped
+
+    def __call__(self, input_ids: Sequence[int], logits: Any = None) -> bool:
+        if self.line is not None:
+            return True
+        if self._start is None:
+            self._start = len(input_ids)
+        generated = len(input_ids) - self._start
+        if generated <= 0 or generated % self.every:
+            return False
+        tail = [int(token) for token in input_ids[max(self._start, len(input_ids) - self.window):]]
+        text = self._detokenize(tail).decode("utf-8", errors="ignore")
+        self.line = looping_line(text, min_chars=self.min_chars, times=self.times)
+        return self.line is not None
+
+
 # -- the model runtime: one per process ------------------------------------------------------------------
 
 
@@ -174,12 +234,34 @@ class ChatResult:
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
-    cached_tokens: int  # prompt tokens whose KV state was reused from the previous call
+    cached_tokens: int  # prompt tokens whose KV state was reused (from the previous call or the prefix cache)
     seconds: float
+    restored_tokens: int = 0  # of those, the tokens a snapshot from the prefix cache brought back
+    prompt_seconds: float | None = None  # llama.cpp's own timings, when the model reports them
+    generation_seconds: float | None = None
+    generation_evals: int | None = None  # tokens evaluated one by one while answering
+    prompt_evals: int | None = None  # prompt tokens evaluated in batches (llama.cpp's count)
+    repeated_line: str | None = None  # the line whose repetition stopped the answer early
+
+    @property
+    def evaluated_tokens(self) -> int:
+        """Prompt tokens the model actually evaluated for this call."""
+        return self.prompt_tokens - self.cached_tokens
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        """Generation speed, from llama.cpp's timing of the answer's tokens (None without timings)."""
+        if not self.generation_seconds or not self.generation_evals:
+            return None
+        return self.generation_evals / self.generation_seconds
 
 
 class LocalModelRuntime:
-    """A llama.cpp model loaded on first use and used by one caller at a time."""
+    """A llama.cpp model loaded on first use and used by one caller at a time.
+
+    The model object is llama-cpp's Llama with three hooks (see `load_llama`): `before_prompt(tokens)` is called
+    with each prompt's tokens before they are evaluated, `extra_stop` is one more stopping criterion, and
+    `kv_snapshot()` / `kv_restore(tokens, state, nbytes)` copy the KV state out and back."""
 
     def __init__(
         self,
@@ -188,6 +270,9 @@ class LocalModelRuntime:
         threads: int,
         context: int,
         loader: Callable[[Path, int, int], Any] | None = None,
+        prefix_cache_bytes: int = 0,
+        disk_root: Path | None = None,
+        prefix_disk_bytes: int = 0,
     ) -> None:
         self._resolve_path = resolve_path
         self._loader = loader or load_llama
@@ -196,6 +281,13 @@ class LocalModelRuntime:
         self._lock = threading.Lock()
         self._llama: Any = None
         self.load_seconds: float | None = None
+        self.prefix_cache = PrefixStateCache(prefix_cache_bytes) if prefix_cache_bytes > 0 else None
+        self._disk_root = disk_root if prefix_disk_bytes > 0 else None
+        self._prefix_disk_bytes = prefix_disk_bytes
+        self.prefix_disk: DiskPrefixStore | None = None  # set when the model is loaded (its folder names the model)
+        self._reused: int | None = None  # set by _before_prompt during a call
+        self._cold_next = False  # forget_prefix: the next call restores nothing, from RAM or disk
+        self._restored = 0
         self.last: ChatResult | None = None  # the latest call's figures, for benchmarks and diagnostics
 
     @property
@@ -212,7 +304,12 @@ class LocalModelRuntime:
         if self._llama is None:
             path = self._resolve_path()
             started = time.perf_counter()
-            self._llama = self._loader(path, self.threads, self.context)
+            llama = self._loader(path, self.threads, self.context)
+            llama.before_prompt = self._before_prompt
+            self._llama = llama
+            if self._disk_root is not None:
+                self.prefix_disk = DiskPrefixStore(self._disk_root / disk_folder_name(path, self.context),
+                                                   self._prefix_disk_bytes)
             self.load_seconds = time.perf_counter() - started
             # Free the model before interpreter teardown; llama-cpp's own __del__ fails once modules are gone.
             atexit.register(self.close)
@@ -221,13 +318,19 @@ class LocalModelRuntime:
 
     def chat(self, messages: list[dict[str, str]], params: GenerationParams, deadline: float | None = None) -> ChatResult:
         """One chat completion. Waits for the model at most until `deadline` (time.monotonic()); a started
-        generation is bounded by max_tokens, not interrupted."""
+        generation is bounded by max_tokens and the repetition stop, not interrupted."""
         wait = -1 if deadline is None else max(0.0, deadline - time.monotonic())
         if not self._lock.acquire(timeout=wait):
             raise TimeoutError("the local model stayed busy with other calls until the timeout")
         try:
             llama = self._load()
             before = list(llama.input_ids[: llama.n_tokens])
+            stop = RepetitionStop(llama.detokenize)
+            llama.extra_stop = stop
+            self._reused, self._restored = None, 0
+            perf = getattr(llama, "perf", None)
+            if perf is not None:
+                perf(reset=True)
             started = time.perf_counter()
             try:
                 response = llama.create_chat_completion(
@@ -244,22 +347,92 @@ class LocalModelRuntime:
                 if isinstance(error, ValueError) and "exceed context window" in str(error):
                     raise ContextTooSmall(f"{error}; raise BILEVEL_LLM_CONTEXT (now {self.context}) or send a shorter prompt") from error
                 raise
+            finally:
+                llama.extra_stop = None
             seconds = time.perf_counter() - started
             usage = response["usage"]
             prompt_tokens = int(usage["prompt_tokens"])
-            after = list(llama.input_ids[:prompt_tokens])
+            cached = self._reused if self._reused is not None else reused_prefix(before, list(llama.input_ids[:prompt_tokens]))
+            if self.prefix_disk is not None and prompt_tokens - cached >= DISK_MIN_EVALUATED:
+                self._write_to_disk(llama)
+            timings = perf() if perf is not None else None
             choice = response["choices"][0]
+            if stop.line is not None:
+                log.warning("local model stopped after %s tokens: the line %r repeats %d times",
+                            usage["completion_tokens"], stop.line[:80], REPEAT_TIMES)
             self.last = ChatResult(
                 text=choice["message"]["content"] or "",
                 finish_reason=choice.get("finish_reason") or "stop",
                 prompt_tokens=prompt_tokens,
                 completion_tokens=int(usage["completion_tokens"]),
-                cached_tokens=reused_prefix(before, after),
+                cached_tokens=cached,
                 seconds=seconds,
+                restored_tokens=self._restored,
+                prompt_seconds=timings["prompt_seconds"] if timings else None,
+                generation_seconds=timings["generation_seconds"] if timings else None,
+                generation_evals=timings["generation_evals"] if timings else None,
+                prompt_evals=timings["prompt_evals"] if timings else None,
+                repeated_line=stop.line,
             )
             return self.last
         finally:
             self._lock.release()
+
+    def _before_prompt(self, prompt: Sequence[int]) -> None:
+        """Called by the model (under our lock) with a prompt's tokens before it evaluates them: keep the KV state it
+        is about to throw away, bring back a cached one (RAM, else disk) that shares more with the prompt, and note
+        the reuse."""
+        llama = self._llama
+        live = [int(token) for token in llama.input_ids[: llama.n_tokens]]
+        tokens = [int(token) for token in prompt]
+        shared = common_prefix(live, tokens)
+        found, found_shared = self.prefix_cache.best(tokens) if self.prefix_cache is not None else (None, 0)
+        on_disk, disk_tokens, disk_shared = (None, (), 0)
+        cold, self._cold_next = self._cold_next, False
+        if cold:
+            found, found_shared = None, 0
+        elif self.prefix_disk is not None and len(tokens) - max(shared, found_shared) >= MIN_DISK_GAIN:
+            on_disk, disk_tokens, disk_shared = self.prefix_disk.best(tokens)
+        cache = self.prefix_cache
+        if cache is not None and len(live) - shared >= MIN_SNAPSHOT_TOKENS and not cache.covers(live):
+            state, nbytes = llama.kv_snapshot()
+            cache.put(Snapshot(tuple(live), state, nbytes))
+        if on_disk is not None and disk_shared >= max(shared, found_shared) + MIN_DISK_GAIN:
+            restored = self._restore_from_disk(on_disk, disk_tokens)
+            if restored:
+                self._restored, shared = disk_shared - shared, disk_shared
+            else:
+                shared = 0  # the context was reset
+        elif found is not None and cache is not None and found_shared >= shared + MIN_RESTORE_GAIN:
+            llama.kv_restore(found.tokens, found.state, found.nbytes)
+            cache.take(found)
+            self._restored, shared = found_shared - shared, found_shared
+        # llama.cpp evaluates at least the prompt's last token again, to have its logits.
+        self._reused = min(shared, max(len(tokens) - 1, 0))
+
+    def _restore_from_disk(self, path: Path, tokens: Sequence[int]) -> bool:
+        """Restore a state file; a file that does not restore is removed, and the context starts clean."""
+        assert self.prefix_disk is not None
+        data = self.prefix_disk.read(path)
+        if data is None:
+            return False
+        try:
+            self._llama.kv_restore(tokens, data, len(data))
+        except Exception as error:  # a truncated or foreign file: never worth failing the call for
+            log.warning("the KV state %s does not restore (%s); removed", path.name, error)
+            path.with_suffix(".tokens").unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
+            self._llama.reset()
+            return False
+        return True
+
+    def _write_to_disk(self, llama: Any) -> None:
+        assert self.prefix_disk is not None
+        try:
+            state, nbytes = llama.kv_snapshot()
+            self.prefix_disk.write([int(t) for t in llama.input_ids[: llama.n_tokens]], state, nbytes)
+        except OSError as error:  # a full or read-only disk costs the next process its warm start, nothing more
+            log.warning("could not keep the KV state on disk: %s", error)
 
     def _constraint(self, response_format: dict[str, Any] | None) -> dict[str, Any]:
         """Our own grammar for a JSON schema (it also bounds property counts), else llama-cpp's response_format."""
@@ -272,13 +445,19 @@ class LocalModelRuntime:
     def close(self) -> None:
         """Free the model's memory; the next call loads it again."""
         with self._lock:
+            if self.prefix_cache is not None:
+                self.prefix_cache.clear()
             if self._llama is not None:
                 self._llama.close()
                 self._llama = None
 
     def forget_prefix(self) -> None:
-        """Drop the KV state, so the next call evaluates its whole prompt (benchmarks measure the reuse gain)."""
+        """Drop the KV state and the cached ones, and restore none from disk for the next call, so that it evaluates
+        its whole prompt (benchmarks measure the reuse gain)."""
         with self._lock:
+            self._cold_next = True
+            if self.prefix_cache is not None:
+                self.prefix_cache.clear()
             if self._llama is not None:
                 self._llama.reset()
 
@@ -294,16 +473,84 @@ def reused_prefix(before: list[int], prompt: list[int]) -> int:
     return min(common, max(len(prompt) - 1, 0))
 
 
-def load_llama(path: Path, threads: int, context: int) -> Any:
-    """A llama-cpp-python model object for `path` (the default loader of LocalModelRuntime)."""
-    llama_cpp = _import_llama_cpp()
+def disk_folder_name(model: Path, context: int) -> str:
+    """Where a model's KV states go on disk: they restore only into the same model file, context size and llama.cpp
+    (whose state format changes between versions)."""
+    import importlib.metadata
+
     try:
-        return llama_cpp.Llama(model_path=str(path), n_ctx=context, n_threads=threads, n_threads_batch=threads, verbose=False)
+        version = importlib.metadata.version("llama_cpp_python")
+    except importlib.metadata.PackageNotFoundError:
+        version = "none"
+    size = model.stat().st_size if model.is_file() else 0
+    return f"{model.stem}-{size}-ctx{context}-llama{version}"
+
+
+def load_llama(path: Path, threads: int, context: int) -> Any:
+    """A llama-cpp-python model object for `path` with the runtime's hooks (the default loader of LocalModelRuntime)."""
+    _import_llama_cpp()
+    try:
+        return _hooked_llama_class()(model_path=str(path), n_ctx=context, n_threads=threads, n_threads_batch=threads,
+                                     verbose=False)
     except (ValueError, RuntimeError) as error:
         raise LocalLLMError(f"llama.cpp could not load {path}: {error}") from error
 
 
+@lru_cache(maxsize=1)
+def _hooked_llama_class() -> type:
+    """llama_cpp.Llama with the hooks LocalModelRuntime uses. Built on first use (importing llama_cpp is slow).
+
+    The chat handler formats the messages, tokenizes them and calls `create_completion` with the tokens: that is
+    where `before_prompt` sees them (before llama-cpp compares them with the KV state it holds) and where
+    `extra_stop` joins the handler's own stopping criteria. llama-cpp's LlamaRAMCache is not used: each state it
+    saves also copies the logits of up to n_batch positions (512 x 151,936 floats, 311 MB for Qwen2.5), uncounted
+    in its capacity, in about a second; our snapshots hold the KV state only."""
+    import llama_cpp
+
+    class HookedLlama(llama_cpp.Llama):  # type: ignore[misc,name-defined]
+        before_prompt: Callable[[Sequence[int]], None] | None = None
+        extra_stop: Callable[[Any, Any], bool] | None = None
+
+        def create_completion(self, prompt: Any, *args: Any, stopping_criteria: Any = None, **kwargs: Any) -> Any:
+            if self.before_prompt is not None and not isinstance(prompt, (str, bytes)):
+                self.before_prompt(prompt)
+            if self.extra_stop is not None:
+                stopping_criteria = llama_cpp.StoppingCriteriaList([*(stopping_criteria or []), self.extra_stop])
+            return super().create_completion(prompt, *args, stopping_criteria=stopping_criteria, **kwargs)
+
+        def kv_snapshot(self) -> tuple[Any, int]:
+            """A copy of the context's state (the KV cells in use, the last logits) and its size in bytes."""
+            size = llama_cpp.llama_state_get_size(self._ctx.ctx)
+            buffer = (ctypes.c_uint8 * size)()
+            written = llama_cpp.llama_state_get_data(self._ctx.ctx, buffer, size)
+            if not 0 < written <= size:
+                raise RuntimeError(f"llama_state_get_data wrote {written} of {size} bytes")
+            return buffer, int(written)
+
+        def kv_restore(self, tokens: Sequence[int], state: Any, nbytes: int) -> None:
+            """Put back a state taken by kv_snapshot (or its bytes, read from a file) when the context held `tokens`."""
+            if isinstance(state, (bytes, bytearray)):
+                state = (ctypes.c_uint8 * nbytes).from_buffer_copy(state)
+            if llama_cpp.llama_state_set_data(self._ctx.ctx, state, nbytes) != nbytes:
+                raise RuntimeError("llama_state_set_data did not read the whole state")
+            self.input_ids[: len(tokens)] = tokens
+            self.n_tokens = len(tokens)
+            self._requires_eval = True  # the restored logits are not a live decode: evaluate at least one token
+
+        def perf(self, reset: bool = False) -> dict[str, Any] | None:
+            """llama.cpp's timings since the last reset (prompt batches and single-token evaluations)."""
+            if reset:
+                llama_cpp.llama_perf_context_reset(self._ctx.ctx)
+                return None
+            data = llama_cpp.llama_perf_context(self._ctx.ctx)
+            return {"prompt_seconds": data.t_p_eval_ms / 1000, "prompt_evals": int(data.n_p_eval),
+                    "generation_seconds": data.t_eval_ms / 1000, "generation_evals": int(data.n_eval)}
+
+    return HookedLlama
+
+
 def _import_llama_cpp() -> Any:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when llama.cpp's OpenMP starts; a user's value stays
     policy = os.environ.get("OMP_WAIT_POLICY")
     if policy != "PASSIVE":
         # With spinning OpenMP threads, generation collapses when training shares the cores (DESIGN §11).
@@ -329,7 +576,11 @@ def runtime_for(settings: Settings) -> LocalModelRuntime:
         if key not in _RUNTIMES:
             if _RUNTIMES:
                 log.warning("a second local model configuration in one process: %s (memory for two models)", key)
-            _RUNTIMES[key] = LocalModelRuntime(lambda: ensure_model(settings), threads=settings.llm_threads, context=settings.llm_context)
+            _RUNTIMES[key] = LocalModelRuntime(lambda: ensure_model(settings), threads=settings.llm_threads,
+                                               context=settings.llm_context,
+                                               prefix_cache_bytes=settings.llm_prefix_cache_mb * 1024 * 1024,
+                                               disk_root=settings.cache_dir.expanduser() / "kv",
+                                               prefix_disk_bytes=settings.llm_prefix_disk_mb * 1024 * 1024)
         return _RUNTIMES[key]
 
 

@@ -369,6 +369,7 @@ def local_model_info(settings: Settings) -> dict[str, Any]:
     """What `bilevel doctor` shows about the local model. Cheap: no hashing, no model load, no import of llama_cpp."""
     path = configured_model_path(settings)
     present = path.is_file()
+    kv_states = settings.cache_dir.expanduser().resolve() / "kv"  # the runtime's KV states of long prompts
     try:
         runtime = importlib.metadata.version("llama_cpp_python")
     except importlib.metadata.PackageNotFoundError:
@@ -384,4 +385,7 @@ def local_model_info(settings: Settings) -> dict[str, Any]:
         "threads": settings.llm_threads,
         "context": settings.llm_context,
         "llama_cpp_python": runtime,
+        "kv_states_dir": str(kv_states),
+        "kv_states_mb": round(sum(f.stat().st_size for f in kv_states.rglob("*") if f.is_file()) / 1e6, 1)
+        if kv_states.is_dir() else 0.0,
     }

@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     local_model_path: Path | None = Field(None, description="A GGUF file to use instead of the provisioned Qwen model.")
     llm_threads: int = Field(2, ge=1, le=256, description="CPU threads of the local model.")
     llm_context: int = Field(4096, ge=512, le=131072)
+    llm_prefix_cache_mb: int = Field(512, ge=0, le=65536, description="RAM for the local model's KV states of earlier "
+                                     "prompts, so that interleaved tracks and levels start warm (0: off).")
+    llm_prefix_disk_mb: int = Field(512, ge=0, le=65536, description="Disk (under cache_dir/kv) for KV states of long "
+                                    "prompts, so that a new process's first prompt starts warm (0: off).")
     scripted_answers: Path | None = Field(None, description="Answers file for the scripted test provider.")
 
     # -- tracking and storage ----------------------------------------------------------------------

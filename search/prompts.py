@@ -1,6 +1,11 @@
 """Prompts for proposals: short and explicit for a 1.5B local model, ordered from stable to changing text so that a
 local model re-evaluates only the tail of each new prompt (KV-cache prefix reuse). The objective's name and
-direction come from the workload; nothing here names a metric."""
+direction come from the workload; nothing here names a metric.
+
+The prompt runs: rules and the parameter table (never change) -> strategy (per generation) -> experiments before the
+shown window, summarised per parameter, and the shown ones, one line each (change only when the window moves, and
+by appending) -> what changes every call, kept short: the parameters never tried, the best configurations (the
+current one marked), the last error, the optimiser's suggestions and the request."""
 
 from __future__ import annotations
 
@@ -37,9 +42,12 @@ def _number(value: float) -> float | int:
 
 
 def value_text(value: Any) -> str:
-    """A value as shown in prompts: numbers to 4 significant digits (a small model copies long floats badly)."""
+    """A value as shown in prompts: numbers to 4 significant digits, in lists too (a small model copies long floats
+    badly, and each digit is a token)."""
     if isinstance(value, float):
         return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(value_text(item) for item in value) + "]"
     return json.dumps(json_value(value))
 
 
@@ -80,12 +88,37 @@ def changes_text(changes: dict[str, Any]) -> str:
     return ", ".join(f"{name}={value_text(value)}" for name, value in changes.items()) or "no change"
 
 
+def _result_text(experiment: Experiment) -> str:
+    return f"{experiment.measured:.4f}" if experiment.measured is not None else experiment.outcome.status
+
+
 def _experiment_line(experiment: Experiment) -> str:
-    result = f"{experiment.measured:.4f}" if experiment.measured is not None else experiment.outcome.status
     if experiment.is_baseline:
-        return f"#0 baseline -> {result}"
+        return f"#0 baseline -> {_result_text(experiment)}"
     verdict = "kept" if experiment.kept else "discarded"
-    return f"#{experiment.index} {changes_text(experiment.changes)} -> {result} {verdict}"
+    return f"#{experiment.index} {changes_text(experiment.changes)} -> {_result_text(experiment)} {verdict}"
+
+
+def _no_proposal(experiment: Experiment) -> bool:
+    return experiment.outcome.status == "invalid" and not experiment.changes
+
+
+def history_lines(experiments: list[Experiment]) -> list[str]:
+    """One line per experiment; a run of iterations that trained nothing (no valid proposal) is one line, so a
+    stuck stretch does not fill the prompt. Only the last line changes when an experiment is appended."""
+    lines: list[str] = []
+    run: list[Experiment] = []
+    for experiment in [*experiments, None]:
+        if experiment is not None and _no_proposal(experiment):
+            run.append(experiment)
+            continue
+        if run:
+            span = f"#{run[0].index}" if len(run) == 1 else f"#{run[0].index}-#{run[-1].index}"
+            lines.append(f"{span} no valid proposal, nothing trained")
+            run = []
+        if experiment is not None:
+            lines.append(_experiment_line(experiment))
+    return lines
 
 
 def shown_history(trace: Trace, window: int) -> list[Experiment]:
@@ -98,40 +131,64 @@ def shown_history(trace: Trace, window: int) -> list[Experiment]:
     return [*trace.experiments[:1], *rest[start:]]
 
 
+def _stats_text(stats: list[Any]) -> list[str]:
+    return [f"{s.name}: {s.tries}, {s.kept}, {s.crashes}, {s.best_gain:+.4f}" for s in stats]
+
+
+def _older_lines(trace: Trace, shown: list[Experiment], editable: list[ParamSpec]) -> list[str]:
+    """The experiments before the shown window, summarised per parameter (tries, keeps, crashes, best gain). It
+    changes only when the window moves, so it sits before the shown lines, in the shared prefix."""
+    first_shown = shown[1].index if len(shown) > 1 else len(trace)
+    older = [e for e in trace.experiments[1:] if e.index < first_shown]
+    if not older:
+        return []
+    summary = trace.with_experiments([*trace.experiments[:1], *older])
+    tried = [s for s in summary.param_stats([spec.name for spec in editable]).values() if s.tries]
+    span = f"#{older[0].index}" if len(older) == 1 else f"#{older[0].index}-#{older[-1].index}"
+    lines = [f"Experiments {span}, per parameter changed (tries, kept, crashed, best gain):", *_stats_text(tried)]
+    stuck = sum(_no_proposal(e) for e in older)
+    if stuck:
+        lines.append(f"{stuck} of these {len(older)} iterations had no valid proposal.")
+    return [*lines, ""]
+
+
 def _differences(config: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in config.items() if not same_value(value, baseline.get(name))}
 
 
-def _current_text(state: SearchState) -> str:
+def _untried_line(trace: Trace, editable: list[ParamSpec]) -> list[str]:
+    """The parameters no experiment has changed (exploration cues): named, or, while they are the majority, named
+    by the few that were tried (the shorter text for the same fact)."""
+    stats = trace.param_stats([spec.name for spec in editable]).values()
+    untried = [s.name for s in stats if not s.tries]
+    tried = [s.name for s in stats if s.tries]
+    if not untried:
+        return []
+    if tried and len(untried) > 2 * len(tried):
+        return [f"Never tried yet: every parameter except {', '.join(tried)}."]
+    return ["Never tried yet: " + ", ".join(untried) + "."]
+
+
+def _best_and_current_lines(trace: Trace, state: SearchState) -> list[str]:
+    """The best few configurations as differences from the baseline, the current one marked; the current one on its
+    own line only when it is not among them."""
     name = state.objective.name
+    best = [e for e in trace.best_configs(BEST_SHOWN + 1) if not e.is_baseline][:BEST_SHOWN]
+    current = state.current.index
+    lines = []
+    if best:
+        lines.append(f"Best configurations so far (differences from the baseline -> {name}):")
+        lines += [f"#{e.index} {changes_text(_differences(e.config, state.baseline.config))} -> {e.measured:.4f}"
+                  + (" (current)" if e.index == current and current else "") for e in best]
     differences = _differences(state.current.config, state.baseline.config)
     if not differences:
-        return f"The current configuration is the baseline ({name} {state.current.value:.4f})."
-    where = f"#{state.current.index}" if state.current.index else "the baseline"
-    return (f"The current configuration ({where}, {name} {state.current.value:.4f}) is the baseline with "
-            f"{changes_text(differences)}.")
-
-
-def _stats_lines(trace: Trace, editable: list[ParamSpec]) -> list[str]:
-    """Per-parameter tries, keeps, crashes and best gain, and the parameters never tried (exploration cues)."""
-    stats = trace.param_stats([spec.name for spec in editable])
-    tried = [s for s in stats.values() if s.tries]
-    lines = []
-    if tried:
-        lines.append("Per parameter so far (tries, kept, crashed, best gain):")
-        lines += [f"{s.name}: {s.tries}, {s.kept}, {s.crashes}, {s.best_gain:+.4f}" for s in tried]
-    untried = [s.name for s in stats.values() if not s.tries]
-    if untried:
-        lines.append("Never tried yet: " + ", ".join(untried) + ".")
-    return lines
-
-
-def _best_lines(trace: Trace, state: SearchState) -> list[str]:
-    best = [e for e in trace.best_configs(BEST_SHOWN + 1) if not e.is_baseline][:BEST_SHOWN]
-    if not best:
-        return []
-    lines = [f"Best configurations so far (differences from the baseline -> {state.objective.name}):"]
-    lines += [f"#{e.index} {changes_text(_differences(e.config, state.baseline.config))} -> {e.measured:.4f}" for e in best]
+        lines.append(f"The current configuration is the baseline ({name} {state.current.value:.4f}).")
+    elif not any(e.index == current for e in best):
+        where = f"#{current}" if current else "the baseline"
+        lines.append(f"The current configuration ({where}, {name} {state.current.value:.4f}) is the baseline with "
+                     f"{changes_text(differences)}.")
+    if not best or f"{best[0].measured:.4f}" != f"{state.best.value:.4f}":
+        lines.append(f"Best {name} so far: {state.best.value:.4f}.")
     return lines
 
 
@@ -155,10 +212,11 @@ def proposal_messages(request: ProposalRequest, *, workload_text: str, program: 
     lines += ["", "Strategy: " + STRATEGY_TEXT[config.strategy]]
     if config.guidance:
         lines.append("Guidance: " + config.guidance)
-    lines += ["", f"Experiments so far (changes from the configuration of that time -> {objective.name}, {objective.direction}):"]
-    lines += [_experiment_line(e) for e in shown_history(visible, config.history_window)]
-    lines += ["", *_stats_lines(visible, editable), *_best_lines(visible, state)]
-    lines += ["", _current_text(state), f"Best {objective.name} so far: {state.best.value:.4f}."]
+    shown = shown_history(visible, config.history_window)
+    lines += ["", *_older_lines(visible, shown, editable)]
+    lines += [f"Experiments (changes from the configuration of that time -> {objective.name}, {objective.direction}):"]
+    lines += history_lines(shown)
+    lines += ["", *_untried_line(visible, editable), *_best_and_current_lines(visible, state)]
     last = visible.experiments[-1] if visible.experiments else None
     if last is not None and last.outcome.status not in ("ok", "invalid", "stopped"):
         tail = (last.outcome.error_tail or last.outcome.log_tail or "")[-MAX_ERROR_TAIL:]

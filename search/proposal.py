@@ -12,6 +12,9 @@ from search.params import ParamKind, ParamSpec, shown
 from search.space import CandidateError
 
 MAX_HYPOTHESIS_CHARS = 400
+# The prompt asks for at most 12 words; the grammar closes the string after this many characters, so that a model
+# that goes on explaining (25 words and more, seen on the local model) does not spend its time on it.
+HYPOTHESIS_SCHEMA_CHARS = 120
 
 
 class ProposalError(ValueError):
@@ -48,7 +51,7 @@ def proposal_schema(editable: Iterable[ParamSpec], max_changes: int) -> dict[str
                 "minProperties": 1,
                 "maxProperties": max_changes,
             },
-            "hypothesis": {"type": "string", "maxLength": MAX_HYPOTHESIS_CHARS},
+            "hypothesis": {"type": "string", "maxLength": HYPOTHESIS_SCHEMA_CHARS},
         },
         "required": ["changes", "hypothesis"],
         "additionalProperties": False,

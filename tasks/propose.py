@@ -17,6 +17,9 @@ from search.proposal import parse_proposal, proposal_schema
 from tasks.llm_call import converse
 
 TEMPERATURE_STEP = 0.15  # later candidates of one round sample hotter, so that they differ
+# A proposal is one small JSON object: 30-70 tokens, and the schema (at most max_changes values, a hypothesis of
+# 120 characters) bounds it near 100.
+PROPOSAL_MAX_TOKENS = 256
 
 
 def call_key(request: ProposalRequest, candidate: int) -> str:
@@ -37,7 +40,7 @@ def propose(llm: LLMClient, request: ProposalRequest, workload_text: str, progra
             llm, meta_run_id=request.point.meta_run_id, call_key=call_key(request, candidate), purpose="propose",
             messages=proposal_messages(asked, workload_text=workload_text, program=program),
             parse=lambda text, asked=asked: parse_proposal(text, asked.check, max_changes=config.max_changes),
-            attempts=attempts, seq=request.seq, json_schema=schema,
+            attempts=attempts, seq=request.seq, json_schema=schema, max_tokens=PROPOSAL_MAX_TOKENS,
             temperature=min(1.5, request.temperature + TEMPERATURE_STEP * candidate), run_id=run_id,
         )
         batch.usage, batch.attempts = batch.usage + exchange.usage, batch.attempts + exchange.attempts

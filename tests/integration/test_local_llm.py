@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from search.proposal import ProposalError, parse_proposal, proposal_schema
 from search.trace import Trace
 from tests.unit.traces import request_for
 from workloads.tinygpt.workload import TinyGPT
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture()
@@ -105,6 +108,75 @@ def test_a_shared_prompt_prefix_is_not_evaluated_again(local_client: LLMClient) 
     assert runtime.last is not None
     assert runtime.last.cached_tokens >= runtime.last.prompt_tokens - 20
     assert runtime.load_seconds == load_seconds  # loaded once
+
+
+@pytest.mark.local_llm
+def test_a_prompt_of_another_kind_in_between_leaves_the_next_proposal_warm(local_client: LLMClient) -> None:
+    _request, messages = tinygpt_request()
+    runtime = runtime_for(load_settings())
+    assert runtime.prefix_cache is not None
+    local_client.complete(messages, purpose="probe", call_key="test/kinds/0", max_tokens=8, temperature=0.0)
+    other = [{"role": "system", "content": "You write small Python classes. " * 40},
+             {"role": "user", "content": "Write a class with one method."}]  # another level: no shared prefix
+    local_client.complete(other, purpose="probe", call_key="test/kinds/1", max_tokens=8)
+    following = [messages[0], {"role": "user", "content": messages[1]["content"] + "\nAnswer in five words."}]
+    warm = local_client.complete(following, purpose="probe", call_key="test/kinds/2", max_tokens=8, temperature=0.0)
+    assert runtime.last is not None
+    assert runtime.last.restored_tokens > runtime.last.prompt_tokens - 40 and runtime.last.evaluated_tokens < 40
+    runtime.forget_prefix()
+    cold = local_client.complete(following, purpose="probe", call_key="test/kinds/2", max_tokens=8, temperature=0.0)
+    assert runtime.last.evaluated_tokens == runtime.last.prompt_tokens
+    assert warm.text == cold.text  # a restored state answers as a freshly evaluated prompt does
+
+
+@pytest.mark.local_llm
+def test_a_new_process_starts_warm_from_the_state_an_earlier_one_left_on_disk(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from infra.local_llm import GenerationParams, LocalModelRuntime
+    from infra.local_model import configured_model_path
+
+    pytest.importorskip("llama_cpp")
+    model = configured_model_path(load_settings())
+    _request, messages = tinygpt_request()
+    (tmp_path / "messages.json").write_text(json.dumps(messages))
+    earlier = (
+        "import json, sys\n"
+        "from infra.local_llm import GenerationParams, runtime_for\n"
+        "from infra.settings import load_settings\n"
+        "runtime = runtime_for(load_settings())\n"
+        "runtime.chat(json.load(open(sys.argv[1])), GenerationParams(max_tokens=8, temperature=0.0, seed=1))\n"
+        "print(runtime.last.evaluated_tokens)\n"
+    )
+    env = {**os.environ, "BILEVEL_CACHE_DIR": str(tmp_path), "BILEVEL_LOCAL_MODEL_PATH": str(model)}
+    done = subprocess.run([sys.executable, "-c", earlier, str(tmp_path / "messages.json")], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=900, check=True)
+    assert int(done.stdout.split()[-1]) > 500  # it evaluated its whole prompt, and left the state on disk
+    following = [messages[0], {"role": "user", "content": messages[1]["content"] + "\nAnswer in five words."}]
+    params = GenerationParams(max_tokens=8, temperature=0.0, seed=1)
+    runtime = LocalModelRuntime(lambda: model, threads=2, context=4096, disk_root=tmp_path / "kv",
+                                prefix_disk_bytes=1 << 30)
+    try:
+        warm = runtime.chat(following, params)
+        assert warm.restored_tokens > warm.prompt_tokens - 40 and warm.evaluated_tokens < 40
+        runtime.forget_prefix()
+        cold = runtime.chat(following, params)
+        assert cold.evaluated_tokens == cold.prompt_tokens and cold.text == warm.text
+    finally:
+        runtime.close()
+
+
+@pytest.mark.local_llm
+def test_an_answer_that_loops_is_stopped_early(local_client: LLMClient) -> None:
+    runtime = runtime_for(load_settings())
+    loop = [{"role": "user", "content": "Write the line `print('the same line again')` sixty times, one per line, "
+                                        "nothing else."}]
+    answer = local_client.complete(loop, purpose="probe", call_key="test/loop", max_tokens=600, temperature=0.0)
+    assert runtime.last is not None and runtime.last.repeated_line is not None
+    assert "the same line again" in runtime.last.repeated_line
+    assert answer.usage.completion_tokens < 300  # 60 lines are more than 400 tokens
 
 
 @pytest.mark.local_llm

@@ -6,6 +6,7 @@ import hashlib
 import shutil
 import threading
 import zipfile
+from array import array
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -284,6 +285,10 @@ def test_local_model_info_before_and_after(tmp_path: Path) -> None:
     path.parent.mkdir(parents=True)
     path.write_bytes(b"GGUF1234")
     assert local_model_info(settings)["size_bytes"] == 8
+    assert info["kv_states_mb"] == 0.0 and info["kv_states_dir"] == str(tmp_path.resolve() / "kv")
+    (tmp_path / "kv" / "model-ctx").mkdir(parents=True)
+    (tmp_path / "kv" / "model-ctx" / "a.kv").write_bytes(b"x" * 300_000)
+    assert local_model_info(settings)["kv_states_mb"] == 0.3
 
 
 # -- the runtime's request handling (pure; no model) -------------------------------------------------------------
@@ -354,14 +359,25 @@ def test_reused_prefix_counts_the_common_start_and_reevaluates_at_least_one_toke
 
 
 class FakeLlama:
-    """The slice of llama_cpp.Llama the runtime uses: a token history and create_chat_completion."""
+    """The slice of the runtime's hooked llama_cpp.Llama it uses: a token history (one token per character),
+    create_chat_completion calling `before_prompt` with the prompt's tokens, an answer generated token by token
+    under the stopping criterion `extra_stop` (as llama-cpp calls it), and KV snapshots."""
 
-    def __init__(self, gate: threading.Event | None = None) -> None:
+    def __init__(self, gate: threading.Event | None = None, answer: str = "{}", context: int = 40) -> None:
         self.input_ids: list[int] = []
         self.n_tokens = 0
         self.calls: list[dict[str, Any]] = []
         self.gate = gate
+        self.answer = answer
+        self.context = context
         self.entered = threading.Event()
+        self.before_prompt: Any = None
+        self.extra_stop: Any = None
+        self.restores: list[int] = []
+        self.evaluated: list[int] = []  # prompt tokens evaluated per call
+
+    def detokenize(self, tokens: list[int]) -> bytes:
+        return "".join(map(chr, tokens)).encode()
 
     def create_chat_completion(self, messages: list[dict[str, str]], **kwargs: Any) -> dict[str, Any]:
         self.entered.set()
@@ -369,11 +385,35 @@ class FakeLlama:
             self.gate.wait(5)
         self.calls.append(kwargs)
         prompt = [ord(c) for c in "".join(m["content"] for m in messages)]
-        if len(prompt) > 40:
-            raise ValueError(f"Requested tokens ({len(prompt)}) exceed context window of 40")
-        self.input_ids = [*prompt, 0, 0]
+        if len(prompt) > self.context:
+            raise ValueError(f"Requested tokens ({len(prompt)}) exceed context window of {self.context}")
+        if self.before_prompt is not None:
+            self.before_prompt(prompt)
+        live = self.input_ids[: self.n_tokens]
+        shared = next((i for i, (a, b) in enumerate(zip(live, prompt)) if a != b), min(len(live), len(prompt)))
+        self.evaluated.append(len(prompt) - min(shared, len(prompt) - 1))
+        self.input_ids = list(prompt)
+        answer: list[int] = []
+        for token in map(ord, self.answer):
+            if self.extra_stop is not None and self.extra_stop(self.input_ids, None):
+                break
+            answer.append(token)
+            self.input_ids.append(token)
         self.n_tokens = len(self.input_ids)
-        return {"choices": [{"message": {"content": "{}"}, "finish_reason": "stop"}], "usage": {"prompt_tokens": len(prompt), "completion_tokens": 2}}
+        text = "".join(map(chr, answer))
+        return {"choices": [{"message": {"content": text}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": len(prompt), "completion_tokens": len(answer)}}
+
+    def kv_snapshot(self) -> tuple[Any, int]:
+        state = array("i", self.input_ids[: self.n_tokens]).tobytes()
+        return state, len(state)
+
+    def kv_restore(self, tokens: Any, state: Any, nbytes: int) -> None:
+        held = list(array("i", bytes(state)[:nbytes])) if nbytes % 4 == 0 else None
+        if held != list(tokens):
+            raise RuntimeError("llama_state_set_data did not read the whole state")
+        self.input_ids, self.n_tokens = held, len(held)
+        self.restores.append(len(held))
 
     def reset(self) -> None:
         self.n_tokens = 0
@@ -382,12 +422,13 @@ class FakeLlama:
         pass
 
 
-def fake_runtime(llama: FakeLlama, loads: list[Path]) -> LocalModelRuntime:
+def fake_runtime(llama: FakeLlama, loads: list[Path], cache_bytes: int = 0, disk: Path | None = None) -> LocalModelRuntime:
     def loader(path: Path, threads: int, context: int) -> FakeLlama:
         loads.append(path)
         return llama
 
-    return LocalModelRuntime(lambda: Path("/models/m.gguf"), threads=2, context=64, loader=loader)
+    return LocalModelRuntime(lambda: Path("/models/m.gguf"), threads=2, context=64, loader=loader,
+                             prefix_cache_bytes=cache_bytes, disk_root=disk, prefix_disk_bytes=1 << 20 if disk else 0)
 
 
 def test_runtime_loads_once_and_reports_reused_prefix() -> None:
@@ -421,6 +462,154 @@ def test_parallel_callers_queue_and_time_out_while_waiting() -> None:
     finally:
         gate.set()
         busy.join()
+
+
+# -- the prefix cache: interleaved prompts start warm ------------------------------------------------------------
+
+
+def _user(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+def test_interleaved_prompts_get_their_own_kv_state_back() -> None:
+    track_a, track_b = "a" * 300, "b" * 300  # two kinds of prompt sharing nothing (another level, another workload)
+    with_cache, without = FakeLlama(context=1000), FakeLlama(context=1000)
+    again = {}
+    for llama, cache_bytes in ((with_cache, 1 << 20), (without, 0)):
+        runtime = fake_runtime(llama, [], cache_bytes)
+        runtime.chat(_user(track_a), GenerationParams())
+        runtime.chat(_user(track_b), GenerationParams())
+        again[cache_bytes] = runtime.chat(_user(track_a + "1"), GenerationParams())  # A's next prompt, after B's
+        runtime.chat(_user(track_b + "1"), GenerationParams())
+    assert with_cache.evaluated == [300, 300, 1, 1]  # A's 300 tokens came back from the cache: only the new one
+    assert without.evaluated == [300, 300, 301, 301]
+    assert with_cache.restores == [302, 302]  # each restored state held its prompt and its 2-token answer
+    warm, cold = again[1 << 20], again[0]
+    assert (warm.cached_tokens, warm.restored_tokens, warm.evaluated_tokens) == (300, 300, 1)
+    assert (cold.cached_tokens, cold.restored_tokens, cold.evaluated_tokens) == (0, 0, 301)
+
+
+def test_a_small_divergence_neither_snapshots_nor_restores() -> None:
+    llama = FakeLlama(context=1000)
+    runtime = fake_runtime(llama, [], 1 << 20)
+    runtime.chat(_user("s" * 300 + "x" * 20), GenerationParams())
+    runtime.chat(_user("s" * 300 + "y" * 20), GenerationParams())  # throws away 22 tokens: not worth a snapshot
+    assert runtime.prefix_cache is not None and len(runtime.prefix_cache) == 0 and llama.restores == []
+    assert llama.evaluated == [320, 20]
+
+
+def test_the_prefix_cache_keeps_the_longest_match_and_stays_within_its_bytes() -> None:
+    from infra.prefix_cache import PrefixStateCache, Snapshot
+
+    cache = PrefixStateCache(capacity_bytes=100)
+    cache.put(Snapshot((1, 2, 3), "s123", 30))
+    cache.put(Snapshot((1, 2, 3, 4, 5), "s12345", 50))  # makes (1, 2, 3) redundant
+    assert len(cache) == 1 and cache.covers((1, 2, 3)) and not cache.covers((1, 2, 4))
+    cache.put(Snapshot((7, 8), "s78", 40))
+    assert cache.best((1, 2, 3, 9)) == (cache.best((1, 2, 3, 9))[0], 3)
+    assert cache.best((1, 2, 3, 9))[0].state == "s12345" and cache.best((9,)) == (None, 0)
+    cache.take(cache.best((1, 2))[0])  # used now: (7, 8) is the least recently used
+    cache.put(Snapshot((5, 5), "s55", 30))  # 120 bytes in all: the least recently used goes
+    assert cache.best((7, 8))[0] is None and cache.best((1, 2))[0].state == "s12345" and cache.nbytes == 80
+    cache.put(Snapshot((6,), "huge", 101))  # larger than the whole cache: not kept
+    assert cache.best((6,))[0] is None
+
+
+def test_a_new_process_starts_from_a_state_an_earlier_one_left_on_disk(tmp_path: Path) -> None:
+    stable = "r" * 600  # rules and parameter table: the same in every run of this workload
+    first, second = FakeLlama(context=2000), FakeLlama(context=2000)
+    fake_runtime(first, [], 1 << 20, disk=tmp_path).chat(_user(stable + "first run"), GenerationParams())
+    [folder] = list(tmp_path.iterdir())
+    assert folder.name.startswith("m-0-ctx64-llama") and len(list(folder.glob("*.kv"))) == 1
+    later = fake_runtime(second, [], 1 << 20, disk=tmp_path)  # another process: its own model, empty RAM
+    result = later.chat(_user(stable + "later run"), GenerationParams())
+    assert second.restores == [611] and second.evaluated == [len("later run")]  # it held 600 + 9 + a 2-token answer
+    assert result.restored_tokens == 600 and result.cached_tokens == 600
+    assert len(list(folder.glob("*.kv"))) == 1  # the warm call evaluated little: nothing new to keep
+
+
+def test_a_state_file_that_does_not_restore_is_removed_and_the_call_goes_on(tmp_path: Path) -> None:
+    fake_runtime(FakeLlama(context=2000), [], disk=tmp_path).chat(_user("s" * 600), GenerationParams())
+    [state] = list(tmp_path.glob("*/*.kv"))
+    state.write_bytes(b"\x00" * 7)  # truncated
+    llama = FakeLlama(context=2000)
+    result = fake_runtime(llama, [], disk=tmp_path).chat(_user("s" * 600 + "t"), GenerationParams())
+    assert llama.evaluated == [601] and result.text == "{}"
+    assert not state.exists() and not state.with_suffix(".tokens").exists()
+
+
+def test_forget_prefix_makes_the_next_call_cold_even_with_a_state_on_disk(tmp_path: Path) -> None:
+    llama = FakeLlama(context=2000)
+    runtime = fake_runtime(llama, [], 1 << 20, disk=tmp_path)
+    runtime.chat(_user("s" * 600), GenerationParams())
+    runtime.forget_prefix()
+    runtime.chat(_user("s" * 600 + "t"), GenerationParams())
+    runtime.chat(_user("b" * 600), GenerationParams())
+    assert llama.evaluated == [600, 601, 600] and llama.restores == []
+
+
+def test_the_disk_store_finds_the_longest_prefix_and_keeps_within_its_bytes(tmp_path: Path) -> None:
+    import os
+
+    from infra.prefix_cache import DiskPrefixStore
+
+    store = DiskPrefixStore(tmp_path / "kv", capacity_bytes=100)
+    assert store.best([1, 2]) == (None, (), 0)  # no folder yet
+    old = store.write([1, 2, 3], b"a" * 40, 40)
+    store.write([1, 2, 9, 9], b"b" * 40, 40)
+    assert old is not None
+    os.utime(old.with_suffix(".tokens"), (1, 1))  # long unused
+    path, tokens, shared = store.best([1, 2, 3, 4])
+    assert (path, tokens, shared) == (old, (1, 2, 3), 3) and store.read(old) == b"a" * 40
+    os.utime(old.with_suffix(".tokens"), (1, 1))
+    store.write([7], b"c" * 40, 40)  # 120 bytes: the least recently used state goes
+    assert store.best([1, 2, 3])[1] == (1, 2, 9, 9) and not old.exists()
+    assert store.write([5], b"d" * 101, 101) is None  # larger than the whole store
+    assert not list((tmp_path / "kv").glob("*.tmp-*"))
+
+
+# -- the repetition stop -----------------------------------------------------------------------------------------
+
+
+def test_a_line_repeated_twelve_times_is_a_loop() -> None:
+    from infra.local_llm import looping_line
+
+    line = '    self.state["count"] = 0'
+    assert looping_line("class M:\n" + (line + "\n") * 12) == line.strip()
+    assert looping_line("class M:\n" + (line + "\n") * 11) is None
+    assert looping_line("x = 1\n" * 40) is None  # 5 characters: short lines repeat in honest code
+    assert looping_line("") is None
+
+
+def test_the_repetition_stop_reads_the_answer_every_32_tokens_only() -> None:
+    from infra.local_llm import RepetitionStop
+
+    reads: list[int] = []
+
+    def detokenize(tokens: list[int]) -> bytes:
+        reads.append(len(tokens))
+        return "".join(map(chr, tokens)).encode()
+
+    stop = RepetitionStop(detokenize)
+    prompt = [ord("p")] * 100
+    looping = [ord(c) for c in "same line here\n" * 40]  # 15 characters a line: line 12 ends at token 180
+    answer: list[int] = []
+    assert not stop(prompt)  # the first call marks where the answer starts
+    for token in looping:
+        answer.append(token)
+        if stop([*prompt, *answer]):
+            break
+    assert len(answer) == 192 and stop.line == "same line here"  # the first check at or after 180 tokens
+    assert reads == [32, 64, 96, 128, 160, 192]  # the answer only, never the prompt
+    assert stop([*prompt, *answer, 1])  # and it stays stopped
+
+
+def test_a_looping_answer_is_cut_short() -> None:
+    llama = FakeLlama(answer="class M:\n" + "    x = 'same line here'\n" * 100, context=1000)
+    result = fake_runtime(llama, []).chat(_user("write a class"), GenerationParams())
+    assert result.repeated_line == "x = 'same line here'"
+    assert result.completion_tokens <= 9 + 27 * 12 + 32  # stopped within one check of the 12th repetition
+    assert llama.extra_stop is None  # the criterion belongs to that call only
 
 
 # -- the grammar: property counts enforced ---------------------------------------------------------------------
@@ -530,9 +719,10 @@ def _common_prefix(a: str, b: str) -> int:
 
 def test_consecutive_prompts_differ_only_after_the_history_they_share() -> None:
     shared_history = [_common_prefix(_prompt_after(n), _prompt_after(n + 1)) for n in range(1, 12)]
-    history_end = [_prompt_after(n).index("\n\nPer parameter so far") for n in range(1, 12)]
+    history_end = [_prompt_after(n).index("\n\nNever tried yet") for n in range(1, 12)]
     # Most steps keep every earlier line (even after a keep, which changes the current point); the window
-    # moves by 2 (history_window 4 / 2) only every other step once the history is longer than 4.
+    # moves by 2 (history_window 4 / 2) only every other step once the history is longer than 4, and then the
+    # summary of the experiments before it changes too.
     kept_whole_history = [shared >= end for shared, end in zip(shared_history, history_end)]
     assert sum(kept_whole_history) >= 7
-    assert all(shared > _prompt_after(1).index("Experiments so far") for shared in shared_history)
+    assert all(shared > _prompt_after(1).index("Experiments (changes") for shared in shared_history)

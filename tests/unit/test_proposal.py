@@ -72,6 +72,7 @@ def test_schema_lists_only_editable_params_with_ranges() -> None:
     assert properties["OPTIMIZER"]["enum"] == ["adamw", "muon"]
     assert properties["ADAM_BETAS"]["minItems"] == 2
     assert schema["properties"]["changes"]["maxProperties"] == MAX_CHANGES
+    assert schema["properties"]["hypothesis"]["maxLength"] == 120  # 12 words and some: the answer stays short
 
 
 def test_a_configuration_already_tried_is_refused() -> None:
