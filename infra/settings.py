@@ -131,7 +131,7 @@ class Settings(BaseSettings):
                                "interpreter per training. User scripts always start a new interpreter.")
     early_stop: bool = Field(False, description="Stop a candidate whose training loss at 25/50/75% of the budget "
                              "is worse than the incumbent's at the same point by more than early_stop_margin.")
-    early_stop_margin: float = Field(0.1, ge=0.0, le=10.0, description="Margin of early stopping, in the "
+    early_stop_margin: float = Field(0.2, ge=0.0, le=10.0, description="Margin of early stopping, in the "
                                      "checkpoint loss's units (tinygpt: training bits per byte).")
     seed: Seed = 0
 

@@ -4,6 +4,7 @@ replay that measures compute saved and winners lost, and the training request's 
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import textwrap
@@ -141,3 +142,15 @@ def test_the_training_request_key_names_the_rule() -> None:
     other = TrainRequest(**base, early_stop=EarlyStop(margin=0.2, incumbent=INCUMBENT))
     assert len({plain.cache_key, stopped.cache_key, other.cache_key}) == 3
     assert plain.cache_key.startswith(stopped.cache_key.rsplit("/stop-", 1)[0])
+
+
+def test_the_committed_replay_figures_follow_from_the_committed_traces() -> None:
+    root = Path(__file__).resolve().parents[2]
+    traces = [Trace.model_validate_json(p.read_text()) for p in sorted((root / "benchmarks/fixtures/early_stop").glob("*.json"))]
+    committed = json.loads((root / "benchmarks/results/early_stop/replay.json").read_text())
+    for row in committed["margins"]:
+        results = [replay(trace, row["margin"]) for trace in traces]
+        assert sum(r.stopped for r in results) == row["stopped"]
+        assert sum(r.winners_stopped for r in results) == row["winners_stopped"]
+        saved = sum(r.compute_saved for r in results) / sum(r.compute_total for r in results)
+        assert round(saved, 3) == row["compute_saved_fraction"]
