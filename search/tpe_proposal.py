@@ -4,12 +4,14 @@ suggestions go through the same candidate validation as everyone's (constraints,
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any, Literal
 
 from search.iteration import Candidate, ProposalBatch, ProposalRequest
 from search.params import ParamKind, ParamSpec, json_value, same_value
 from search.space import CandidateError
+from search.trace import config_with
 
 Sampler = Literal["tpe", "cmaes"]
 MAX_ASKS = 30  # suggestions refused by the candidate validation (constraints, repeats) are told to the study as failed
@@ -46,9 +48,11 @@ def _flatten(config: dict[str, Any], distributions: dict[str, Any]) -> dict[str,
     """The trial parameters of a config, or None when a value lies outside the distributions (older ranges)."""
     flat = {}
     for name, distribution in distributions.items():
+        base = name[:-1].split("[")[0] if name.endswith("]") else name
+        if base not in config:  # a trace from an older block without this parameter: leave it out of the study
+            return None
         if name.endswith("]"):
-            base, position = name[:-1].split("[")
-            value: Any = float(config[base][int(position)])
+            value: Any = float(config[base][int(name[:-1].split("[")[1])])
         else:
             value = config[name]
         try:
@@ -100,6 +104,28 @@ def _changes(trial_params: dict[str, Any], editable: list[ParamSpec], current: d
     return changes
 
 
+def within_constraints(request: ProposalRequest, changes: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """The optimiser's changes made to satisfy the declared constraints. An optimiser samples every parameter at
+    once and has no intent to keep (unlike the LLM, whose named values the candidate check keeps), so any constrained
+    parameter it set may move: first the smallest nearby move, else the fewest of its constrained values go back to
+    the current point's (which satisfies them). Unchanged when nothing helps (the check then refuses it)."""
+    space = request.space
+    if not space.broken_constraints(config_with(dict(current), changes)):
+        return changes
+    frozen = set(request.point.config.frozen)
+    adjusted = space.repair(config_with(dict(current), changes), keep=frozen)
+    if adjusted is not None:
+        return {**changes, **adjusted}
+    constrained = [name for constraint in space.constraints for name in constraint.names if name in changes]
+    constrained = list(dict.fromkeys(constrained))
+    for size in range(1, len(constrained) + 1):
+        for reverted in itertools.combinations(constrained, size):
+            kept = {name: value for name, value in changes.items() if name not in reverted}
+            if kept and not space.broken_constraints(config_with(dict(current), kept)):
+                return kept
+    return changes
+
+
 def optimiser_suggestions(request: ProposalRequest, kind: Sampler, seed: int, count: int = 1) -> ProposalBatch:
     """Up to `count` valid, untried suggestions of the optimiser from the current point. A suggestion the
     validation refuses is told to the study as failed before the next ask (bounded)."""
@@ -113,7 +139,7 @@ def optimiser_suggestions(request: ProposalRequest, kind: Sampler, seed: int, co
         if len(batch.candidates) >= count:
             break
         trial = study.ask(distributions)
-        changes = _changes(trial.params, editable, current)
+        changes = within_constraints(request, _changes(trial.params, editable, current), current)
         try:
             effective = request.model_copy(update={"offered": [*request.offered, *batch.candidates]}).check(changes)
         except CandidateError as error:
