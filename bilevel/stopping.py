@@ -18,8 +18,8 @@ import threading
 from typing import Any
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-STOP_DEADLINE_S = 7.0  # from the signal to the hard exit; children get HARD_STOP_GRACE_S on top
-HARD_STOP_GRACE_S = 1.5
+STOP_DEADLINE_S = 6.0  # from the signal to the hard exit; children get HARD_STOP_GRACE_S on top
+HARD_STOP_GRACE_S = 1.0
 DEFAULT_HINT = "resume with `bilevel resume <id>` (see `bilevel runs`)"
 
 
@@ -143,6 +143,6 @@ def _exit(signum: int | None) -> None:
         sys.stderr.flush()
         from infra.processes import stop_descendants
 
-        stop_descendants(grace_s=HARD_STOP_GRACE_S, quiet=True)
+        stop_descendants(grace_s=HARD_STOP_GRACE_S, quiet=True, kill_wait_s=0.5)
     finally:
         os._exit(exit_code(signum))
