@@ -4,7 +4,7 @@ services stop), prints one line and exits 128+signal; a watchdog ends it all wit
 The signal is seen twice. Its C-level handler writes to a wakeup pipe that a watcher thread reads, so the trainings
 die and the deadline starts even while the main thread sits in a long C call (the local model answering); the
 Python-level handler then raises `Stopping` in the main thread, which unwinds the flow and the service contexts.
-A second signal, or the deadline, stops every child (by PID) and exits at once.
+A second signal reaching that handler, or the deadline, stops every child (by PID) and exits at once.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import threading
 from typing import Any
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-STOP_DEADLINE_S = 7.0  # from the signal to the hard exit; children get HARD_STOP_GRACE_S on top
-HARD_STOP_GRACE_S = 1.5
+STOP_DEADLINE_S = 6.0  # from the signal to the hard exit; children get HARD_STOP_GRACE_S on top
+HARD_STOP_GRACE_S = 1.0
 DEFAULT_HINT = "resume with `bilevel resume <id>` (see `bilevel runs`)"
 
 
@@ -37,7 +37,6 @@ class _State:
         self.lock = threading.Lock()
         self.signum: int | None = None
         self.handled = 0  # signals the Python-level handler saw
-        self.watched = 0  # signals the watcher thread saw
         self.hint = DEFAULT_HINT
         self.verb = "interrupted"
         self.installed = False
@@ -86,20 +85,17 @@ def _on_signal(signum: int, _frame: Any) -> None:
 
 
 def _watch(read_fd: int) -> None:
+    """The first signal, seen even while the main thread is stuck in C code. Repeats are left to the handler:
+    Prefect's flow engine, which takes SIGTERM during a flow, sends the signal to the process again once it has
+    recorded the crash, and that is not the user's second signal."""
     while True:
         try:
             data = os.read(read_fd, 64)
         except OSError:
             return
         for signum in data:
-            if signum not in STOP_SIGNALS:
-                continue
-            with _state.lock:
-                _state.watched += 1
-                count = _state.watched
-            _begin(signum)
-            if count > 1:
-                hard_exit()  # a second signal, while the main thread may be stuck
+            if signum in STOP_SIGNALS:
+                _begin(signum)
 
 
 def _begin(signum: int) -> None:
@@ -147,6 +143,6 @@ def _exit(signum: int | None) -> None:
         sys.stderr.flush()
         from infra.processes import stop_descendants
 
-        stop_descendants(grace_s=HARD_STOP_GRACE_S, quiet=True)
+        stop_descendants(grace_s=HARD_STOP_GRACE_S, quiet=True, kill_wait_s=0.5)
     finally:
         os._exit(exit_code(signum))

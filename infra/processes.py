@@ -20,9 +20,9 @@ _watching: list[threading.Thread] = []
 
 
 def stop_descendants(grace_s: float = 10.0, quiet: bool = False, *, children_only: bool = False,
-                     spare: frozenset[int] = frozenset()) -> list[int]:
+                     spare: frozenset[int] = frozenset(), kill_wait_s: float | None = None) -> list[int]:
     """SIGTERM every descendant of this process (only its children with `children_only`; never those in `spare`),
-    SIGKILL those alive after `grace_s`; the PIDs it stopped."""
+    SIGKILL those alive after `grace_s` and wait `kill_wait_s` (default `grace_s`) for them; the PIDs it stopped."""
     children = [child for child in psutil.Process().children(recursive=not children_only) if child.pid not in spare]
     for child in children:
         try:
@@ -39,7 +39,7 @@ def stop_descendants(grace_s: float = 10.0, quiet: bool = False, *, children_onl
             child.kill()
         except psutil.Error:
             continue
-    psutil.wait_procs(alive, timeout=grace_s)
+    psutil.wait_procs(alive, timeout=grace_s if kill_wait_s is None else kill_wait_s)
     return [child.pid for child in children]
 
 
