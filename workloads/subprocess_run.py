@@ -187,6 +187,17 @@ def _reap_leftovers(process: Child) -> None:
         pass
 
 
+def _start_clock(timeout_s: float, log_path: Path) -> float:
+    """Checks before any run (a positive timeout, this process not stopping), an empty log; the start time."""
+    if timeout_s <= 0:
+        raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+    if _stopping.is_set():
+        raise RunInterrupted("not started: this process is stopping")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.write_bytes(b"")
+    return time.perf_counter()
+
+
 def run_script(
     argv: Sequence[str],
     *,
@@ -198,13 +209,7 @@ def run_script(
 ) -> ProcessResult:
     """Run `argv` in `cwd` with exactly `env`, output to `log_path`, killed with its group after `timeout_s`, or
     as soon as `watch` returns a reason to stop."""
-    if timeout_s <= 0:
-        raise ValueError(f"timeout_s must be positive, got {timeout_s}")
-    if _stopping.is_set():
-        raise RunInterrupted("not started: this process is stopping")
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log_path.write_bytes(b"")
-    started = time.perf_counter()
+    started = _start_clock(timeout_s, log_path)
     with _running_lock:
         process = subprocess.Popen(
             # The supervisor leads the group and dies with this thread, which waits for it below.
@@ -236,14 +241,8 @@ def run_warm(
     """`python script args` as run_script runs it, but forked from a warm worker that has `spec` imported (the
     worker is started with `env` minus the run's own BILEVEL_* variables). WarmStartError when no warm worker
     can take it: the caller then runs it cold."""
-    if timeout_s <= 0:
-        raise ValueError(f"timeout_s must be positive, got {timeout_s}")
-    if _stopping.is_set():
-        raise RunInterrupted("not started: this process is stopping")
     zygote = zygote_for(python, static_environment(env), spec)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log_path.write_bytes(b"")
-    started = time.perf_counter()
+    started = _start_clock(timeout_s, log_path)
     read_fd, write_fd = os.pipe()
     try:
         with _running_lock:  # registered before a stop can look, like a cold run
