@@ -67,6 +67,15 @@ def still_alive(procs: list[psutil.Process], timeout_s: float = 30.0) -> list[st
         time.sleep(0.2)
 
 
+def is_training(proc: psutil.Process, state: Path) -> bool:
+    """A training run: cold, a supervised `python train.py`; warm, a child forked by a zygote, whose command line is
+    the zygote's. Either way it works in its own run folder under the state directory."""
+    try:
+        return proc.cwd().startswith(str(state / "runs")) and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def _running(proc: psutil.Process) -> bool:
     try:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
@@ -97,7 +106,7 @@ def wait_mid_training(process: subprocess.Popen, state: Path, log: Path, timeout
         assert process.poll() is None, "ended before the signal: " + log.read_text()[-3000:] + stderr_of(log)[-3000:]
         assert time.monotonic() < deadline, "no candidate training started: " + log.read_text()[-3000:]
         tree = descendants(process.pid)
-        if len(launches(settings)) >= 2 and any("train.py" in command_line(p) for p in tree):
+        if len(launches(settings)) >= 2 and any(is_training(p, state) for p in tree):
             return tree
         time.sleep(0.1)
 

@@ -17,7 +17,7 @@ import pytest
 
 from infra.settings import Settings
 from tests.integration.scripted import launches, proposal, write_script
-from tests.integration.stopping import cli_env, command_line, descendants, signal_and_wait, still_alive
+from tests.integration.stopping import cli_env, descendants, is_training, signal_and_wait, still_alive
 
 pytestmark = pytest.mark.integration
 EXIT_BOUND_S = 30.0  # the target is 10 s (benchmarks/stop_latency.py); this bound only catches a hang
@@ -72,7 +72,7 @@ def test_sigterm_to_serve_mid_training_stops_the_flow_run_and_it_resumes(tmp_pat
             assert serve.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, "no scheduled training started: " + log.read_text()[-3000:]
             tree = descendants(serve.pid)
-            if launches(settings) and any("train.py" in command_line(p) for p in tree):
+            if launches(settings) and any(is_training(p, settings.state_path) for p in tree):
                 break
             time.sleep(0.1)
         seconds = signal_and_wait(serve, signal.SIGTERM)
