@@ -35,12 +35,16 @@ def stop_run(scratch: Path, sig: int, index: int) -> dict:
     state, log = scratch / f"run{index}" / "state", scratch / f"run{index}" / "run.log"
     state.parent.mkdir(parents=True)
     process = start_run(state, answers(state.parent), log, f"bench{index}", "--mechanisms", "best")
-    tree = wait_mid_training(process, state, log)
+    return _stopped("run", process, wait_mid_training(process, state, log), sig)
+
+
+def _stopped(command: str, process, tree: list, sig: int) -> dict:
+    """Send `sig`; how long until the command exited and until every process under it was gone."""
     started = time.monotonic()
     process.send_signal(sig)
     process.wait(timeout=120)
     exited = time.monotonic() - started
-    return {"command": "run", "signal": signal.Signals(sig).name, "exit_code": process.returncode,
+    return {"command": command, "signal": signal.Signals(sig).name, "exit_code": process.returncode,
             "exit_s": round(exited, 2), "all_gone_s": round(_gone_after(tree, started), 2),
             "processes": len(tree)}
 
@@ -51,14 +55,7 @@ def stop_ui(scratch: Path, sig: int, index: int) -> dict:
     state = scratch / f"ui{index}" / "state"
     state.mkdir(parents=True)
     process, _ = start_ui(state, state.parent / "ui.log")
-    tree = descendants(process.pid)
-    started = time.monotonic()
-    process.send_signal(sig)
-    process.wait(timeout=120)
-    exited = time.monotonic() - started
-    return {"command": "ui", "signal": signal.Signals(sig).name, "exit_code": process.returncode,
-            "exit_s": round(exited, 2), "all_gone_s": round(_gone_after(tree, started), 2),
-            "processes": len(tree)}
+    return _stopped("ui", process, descendants(process.pid), sig)
 
 
 def bad_model(scratch: Path) -> dict:
