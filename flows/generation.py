@@ -81,7 +81,8 @@ def generation(
         outcome.outer_llm = outcome.outer_llm + adjusted.usage
         notes.append(f"level 1.5 ({adjusted.source}): {adjusted.change}; {adjusted.reason}")
         res.tracker.log(generation_run_id, tags={"level15.source": adjusted.source, "level15.change": adjusted.change[:500],
-                                                 "level15.reason": adjusted.reason[:500]},
+                                                 "level15.reason": adjusted.reason[:500],
+                                                 "level15.model_reason": adjusted.model_reason[:500]},
                         metrics={"level15_llm_tokens": adjusted.usage.total_tokens})
     is_last = generation == spec.generations - 1
     if stopped is None and spec.has_level("2") and (generation + 1) % spec.research_every == 0 and not is_last:

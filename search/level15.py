@@ -5,6 +5,7 @@ improvement), and the deterministic fallback rule (freeze after k futile tries) 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -82,12 +83,47 @@ def apply_update(config: SearchConfig, update: ConfigUpdate, space: SearchSpace,
     cap = max_frozen(len(space.params))
     if len(frozen) > cap:
         raise ValueError(f"{len(frozen)} parameters would be frozen; at most {cap} may be, so the search can move")
+    guidance = update.guidance if update.guidance is not None else config.guidance
+    named = guidance_names_frozen(guidance, frozen)
+    if named:
+        raise ValueError(f"the guidance {guidance!r} is about {', '.join(named)}, which would be frozen: no level may "
+                         f"change a frozen parameter, so guide the search elsewhere or do not freeze it")
     changes: dict[str, Any] = {"frozen": tuple(sorted(frozen))}
     for field in ("strategy", "guidance", "temperature", "n_candidates"):
         value = getattr(update, field)
         if value is not None:
             changes[field] = value
     return config.model_copy(update=changes)
+
+
+def guidance_names_frozen(guidance: str, frozen: set[str] | tuple[str, ...]) -> list[str]:
+    """The frozen parameters a guidance sentence talks about (by name, any case, `_` read as a space or not at all):
+    guidance about a parameter nobody may change contradicts the freeze."""
+    text = guidance.lower()
+    named = []
+    for name in sorted(frozen):
+        spellings = {name.lower(), name.lower().replace("_", " "), name.lower().replace("_", "")}
+        if any(re.search(rf"(?<![a-z0-9_]){re.escape(s)}(?![a-z0-9_])", text) for s in spellings if s):
+            named.append(name)
+    return named
+
+
+def decision_reason(before: SearchConfig, after: SearchConfig, trace: Trace, space: SearchSpace, source: str) -> str:
+    """Why the config changed, in the facts the validation rules checked (not the model's own words, which can
+    contradict them): each newly frozen parameter with its tries, keeps and futile streak; each unfrozen one."""
+    stats = trace.param_stats(space.names)
+    parts = []
+    for name in sorted(set(after.frozen) - set(before.frozen)):
+        s = stats.get(name)
+        facts = f"tried {s.tries}, kept {s.kept}, futile streak {s.futile_streak}" if s else "no statistics"
+        parts.append(f"froze {name} ({facts}; freezing needs >= {MIN_TRIES_TO_FREEZE} tries and not the last "
+                     f"improvement)")
+    parts += [f"unfroze {name}" for name in sorted(set(before.frozen) - set(after.frozen))]
+    if after.strategy != before.strategy:
+        parts.append(f"strategy {before.strategy} -> {after.strategy}")
+    if after.guidance != before.guidance and after.guidance:
+        parts.append(f"guidance {after.guidance!r}")
+    return f"{source}: " + ("; ".join(parts) if parts else "no change")
 
 
 def freeze_refusals(trace: Trace, space: SearchSpace, names: list[str]) -> list[str]:

@@ -8,7 +8,16 @@ from pydantic import BaseModel
 
 from infra.llm import LLMClient
 from search.config import SearchConfig
-from search.level15 import adjust_messages, apply_update, describe_update, parse_update, rule_update, update_schema
+from search.level15 import (
+    FUTILE_TRIES,
+    adjust_messages,
+    apply_update,
+    decision_reason,
+    describe_update,
+    parse_update,
+    rule_update,
+    update_schema,
+)
 from search.run_spec import MetaRunSpec
 from search.space import SearchSpace
 from search.trace import LLMUsage, Trace
@@ -21,7 +30,8 @@ class AdjustOutcome(BaseModel):
     config: SearchConfig
     source: str  # "llm" or "rule"
     change: str
-    reason: str
+    reason: str  # the facts the rules checked, never the model's own words (they can contradict the rules)
+    model_reason: str = ""  # what the model said, kept for the transcript
     errors: list[str] = []
     usage: LLMUsage = LLMUsage()
 
@@ -42,8 +52,10 @@ def adjust_config(llm: LLMClient, spec: MetaRunSpec, *, trace: Trace, config: Se
     if exchange.value is not None:
         new_config, reason = exchange.value
         return AdjustOutcome(config=new_config, source="llm", change=describe_update(config, new_config),
-                             reason=reason, errors=exchange.errors, usage=exchange.usage)
+                             reason=decision_reason(config, new_config, trace, space, "llm"), model_reason=reason,
+                             errors=exchange.errors, usage=exchange.usage)
     update = rule_update(config, trace, space, generation)
     new_config = apply_update(config, update, space)
     return AdjustOutcome(config=new_config, source="rule", change=describe_update(config, new_config),
-                         reason=update.reason, errors=exchange.errors, usage=exchange.usage)
+                         reason=decision_reason(config, new_config, trace, space, f"rule ({FUTILE_TRIES} futile tries)"),
+                         errors=exchange.errors, usage=exchange.usage)

@@ -94,3 +94,37 @@ def test_the_prompt_names_no_parameter_of_the_workload_in_its_example() -> None:
     text = adjust_messages(SearchConfig(), build_trace([]), SPECS, generation=0)[1]["content"]
     assert EXAMPLE in text and not any(spec.name in EXAMPLE for spec in SPECS.params)
     assert "minimise val_bpb (lower is better)" in text
+
+
+@pytest.mark.parametrize("guidance", ["try a different optimizer", "OPTIMIZER should be muon", "Tune the Optimizer."])
+def test_guidance_about_a_parameter_the_update_freezes_is_refused(guidance: str) -> None:
+    trace = build_trace([({"OPTIMIZER": "muon"}, ok(3.1), False), ({"OPTIMIZER": "adamw"}, ok(3.2), False),
+                         ({"DEPTH": 2}, ok(2.5), True)])
+    update = ConfigUpdate(freeze=["OPTIMIZER"], guidance=guidance)
+    with pytest.raises(ValueError, match="is about OPTIMIZER, which would be frozen"):
+        apply_update(SearchConfig(), update, SPECS, trace)
+    # the same guidance is fine while OPTIMIZER stays searchable, and guidance about another parameter is fine
+    assert apply_update(SearchConfig(), ConfigUpdate(guidance=guidance), SPECS, trace).guidance == guidance
+    frozen = apply_update(SearchConfig(), ConfigUpdate(freeze=["OPTIMIZER"], guidance="refine DEPTH"), SPECS, trace)
+    assert frozen.frozen == ("OPTIMIZER",)
+
+
+def test_guidance_kept_from_before_must_not_name_a_newly_frozen_parameter() -> None:
+    trace = build_trace([({"MATRIX_LR": 0.002}, ok(3.1), False), ({"MATRIX_LR": 0.004}, ok(3.2), False)])
+    before = SearchConfig(guidance="explore matrix lr")
+    with pytest.raises(ValueError, match="MATRIX_LR"):
+        apply_update(before, ConfigUpdate(freeze=["MATRIX_LR"]), SPECS, trace)
+
+
+def test_the_printed_reason_states_the_facts_the_rule_checked_not_the_models_words() -> None:
+    from search.level15 import MIN_TRIES_TO_FREEZE, decision_reason
+
+    trace = build_trace([({"MATRIX_LR": 0.002}, ok(3.1), False), ({"MATRIX_LR": 0.004}, ok(3.2), False),
+                         ({"DEPTH": 2}, ok(2.5), True)])
+    update = ConfigUpdate(freeze=["MATRIX_LR"], strategy="exploit",
+                          reason="MATRIX_LR was tried 1 time and never helped, but kept as it was tried twice")
+    after = apply_update(SearchConfig(), update, SPECS, trace)
+    reason = decision_reason(SearchConfig(), after, trace, SPECS, "llm")
+    assert reason.startswith("llm: froze MATRIX_LR (tried 2, kept 0, futile streak 2;")
+    assert f">= {MIN_TRIES_TO_FREEZE} tries" in reason and "strategy balanced -> exploit" in reason
+    assert "tried 1 time" not in reason
