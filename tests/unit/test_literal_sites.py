@@ -258,3 +258,18 @@ def test_tinygpt_train_py_sites_are_the_knobs_and_never_the_harness(tmp_path: Pa
     lines = tiny.editable_source().splitlines()
     assert all(lines[slot.line - 1] == slot.source_line for slot in tiny.sites)  # train.py's lines: the harness has none
     assert tiny.ref.edits == "literals"
+
+
+def test_the_run_report_says_which_edits_the_run_made(tmp_path: Path) -> None:
+    import json
+
+    from reports.build import build_meta_run_report
+    from tests.unit.report_fixtures import synthetic_trace, write_run
+
+    for run_id, edits in (("sites", "literals"), ("block", "block")):
+        folder = write_run(tmp_path / "runs", run_id, synthetic_trace(1, experiments=3, crash_rate=0.0))
+        spec = json.loads((folder / "spec.json").read_text())
+        spec["workload"].update(edits=edits, max_sites=7)
+        (folder / "spec.json").write_text(json.dumps(spec))
+        page = build_meta_run_report(tmp_path / "runs", run_id, tmp_path / run_id).read_text()
+        assert ("edits literals (up to 7 literal sites)" in page) is (edits == "literals")
