@@ -273,3 +273,18 @@ def test_the_run_report_says_which_edits_the_run_made(tmp_path: Path) -> None:
         (folder / "spec.json").write_text(json.dumps(spec))
         page = build_meta_run_report(tmp_path / "runs", run_id, tmp_path / run_id).read_text()
         assert ("edits literals (up to 7 literal sites)" in page) is (edits == "literals")
+
+
+def test_run_and_ablation_specs_carry_the_edit_mode_from_the_settings(script: Path, tmp_path: Path) -> None:
+    from flows.ablation import AblationSpec
+    from infra.resources import build_workload, meta_run_spec_from_settings
+    from infra.settings import load_settings
+
+    settings = load_settings(workload=str(script), metric="loss", edits="literals", max_sites=4,
+                             state_dir=tmp_path / "state")
+    chosen = build_workload(settings)
+    assert len(chosen.sites) == 4
+    assert meta_run_spec_from_settings(settings, chosen, "m", "m").edits == "literals"
+    spec = AblationSpec.from_settings(settings, chosen, ablation_id="a", arms=["A", "tpe"], repeats=1)
+    assert {(s.edits, s.workload.max_sites) for s in (spec.meta_run_spec(arm, 0) for arm in spec.arm_specs())} \
+        == {("literals", 4)}
