@@ -94,6 +94,9 @@ MetricOption = Annotated[Optional[str], typer.Option(help="A script's metric: th
                                                           "`---`, or the key it writes to metrics.json.")]
 GoalOption = Annotated[Optional[str], typer.Option(help="minimize (default) or maximize.")]
 FixedOption = Annotated[Optional[str], typer.Option(help="Comma list of parameters no level may change.")]
+EditsOption = Annotated[Optional[str], typer.Option(help="What Level 1 edits: block (the hyperparameter block, "
+                                                         "default), literals (also the script's numeric literals "
+                                                         "outside it, as sites); code is not implemented yet.")]
 
 
 def _workload_overrides(workload: str | None, metric: str | None, goal: str | None, fixed: str | None,
@@ -163,11 +166,13 @@ def run(
     max_hours: Annotated[Optional[float], typer.Option(help="Stop cleanly after this many hours.")] = None,
     proposer: Annotated[Optional[str], typer.Option(help="Who proposes in Level 1: hybrid (default: TPE's "
                                                          "suggestions offered to the LLM), llm, random, tpe, cmaes.")] = None,
+    edits: EditsOption = None,
 ) -> None:
     """Run a meta-run on the embedded defaults (or what settings and options say)."""
     settings = _settings(iterations=iterations, generations=generations, levels=levels, budget_mode=budget_mode,
                          budget=budget, seed=seed, model=model, research_every=research_every, tracks=tracks,
                          program=program, proposer=proposer, max_llm_cost_usd=max_llm_cost, max_hours=max_hours,
+                         edits=edits,
                          **_workload_overrides(workload, metric, goal, fixed, budget_param, seed_param, command))
     if meta_run_id is not None:
         _run_folder(settings, meta_run_id)  # a plain id, refused before anything starts
@@ -286,9 +291,10 @@ def ablate(
     metric: MetricOption = None,
     goal: GoalOption = None,
     fixed: FixedOption = None,
+    edits: EditsOption = None,
 ) -> None:
     """Compare arms (levels and control arms) over paired repeats, then report statistics."""
-    settings = _settings(generations=generations, iterations=iterations, budget=budget, model=model,
+    settings = _settings(generations=generations, iterations=iterations, budget=budget, model=model, edits=edits,
                          **_workload_overrides(workload, metric, goal, fixed, None, None, None))
     _prepare_process(settings, runs_flows=True)
     from bilevel import stopping

@@ -17,10 +17,12 @@ from search.objective import Goal
 from search.run_spec import (
     PROGRAM_MAX_CHARS,
     BudgetMode,
+    Edits,
     Generations,
     Iterations,
     MaxHours,
     MaxLLMCost,
+    MaxSites,
     NoiseMultiple,
     NoiseRepeats,
     ProposeAttempts,
@@ -119,6 +121,8 @@ class Settings(BaseSettings):
     budget_param: str | None = Field(None, description="A script's literal set from the budget (steps).")
     seed_param: str | None = Field(None, description="A script's literal set from the run's seed.")
     command: str | None = Field(None, description="How a script runs: {python} and {script} are replaced.")
+    edits: Edits = "block"
+    max_sites: MaxSites = 12
     budget_mode: BudgetMode | None = Field(
         None, description="Default: the workload's (tinygpt: flops, deterministic and compute-fair; time on cuda). "
         "steps: optimizer steps (deterministic); time: seconds of training; fixed: the script's own budget.")
@@ -202,7 +206,8 @@ class Settings(BaseSettings):
     def workload_ref(self) -> WorkloadRef:
         """The workload these settings name, with the script options."""
         return WorkloadRef(reference=self.workload, metric=self.metric, goal=self.goal, fixed=tuple(self.fixed),
-                           budget_param=self.budget_param, seed_param=self.seed_param, command=self.command)
+                           budget_param=self.budget_param, seed_param=self.seed_param, command=self.command,
+                           edits=self.edits, max_sites=self.max_sites)
 
     def program_text(self) -> str:
         """The research-direction text, read from its file ('' when none); ValueError for a missing or huge file."""

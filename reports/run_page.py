@@ -103,6 +103,9 @@ def _spec_line(run: RunData) -> Markup:
     ]
     if spec.get("proposer") and spec["proposer"] != "llm":
         facts.append(f"proposer {spec['proposer']}")
+    edits = (spec.get("workload") or {}).get("edits", "block")
+    if edits != "block":
+        facts.append(f"edits {edits} (up to {(spec.get('workload') or {}).get('max_sites', '?')} literal sites)")
     if spec.get("restart_each_generation"):
         facts.append("restarts each generation")
     if spec.get("mechanisms"):

@@ -17,6 +17,15 @@ MAX_STRING_LENGTH = 64
 MAX_SHOWN_VALUE = 80
 
 
+# A literal site's id is `scope:ordinal` (workloads/literal_sites.py); block names are UPPER_CASE, never with a colon.
+SITE_SEPARATOR = ":"
+
+
+def is_site_name(name: str) -> bool:
+    """Whether a parameter name is a literal site's id rather than a block name."""
+    return SITE_SEPARATOR in name
+
+
 class ParamKind(str, Enum):
     INT = "int"
     FLOAT = "float"

@@ -15,7 +15,7 @@ from typing import Any
 from search.config import STRATEGY_TEXT
 from search.iteration import ProposalRequest
 from search.objective import Objective
-from search.params import ParamKind, ParamSpec, json_value, same_value
+from search.params import ParamKind, ParamSpec, is_site_name, json_value, same_value
 from search.state import SearchState
 from search.trace import Experiment, Trace
 
@@ -25,6 +25,8 @@ BEST_SHOWN = 3
 # Local models reuse the KV cache of the longest prefix shared with the previous prompt, so the prompt runs from
 # what never changes (rules, parameter table) to what changes every call (history, current point).
 HISTORY_STEP_DIVISOR = 2
+SITES_TEXT = ("A name like {name} is a number in the script's code, the one in [[ ]] on the line shown: change it like "
+              "any parameter.")
 
 
 def system_text(objective: Objective, max_changes: int) -> str:
@@ -205,6 +207,9 @@ def proposal_messages(request: ProposalRequest, *, workload_text: str, program: 
         lines += ["", "Research direction from the user: " + program.strip()[:MAX_PROGRAM_CHARS]]
     lines += ["", "Parameters you may change (allowed values; baseline value):"]
     lines += [_param_line(spec, state.baseline.config.get(spec.name, spec.value)) for spec in editable]
+    sites = [spec.name for spec in editable if is_site_name(spec.name)]
+    if sites:
+        lines += [SITES_TEXT.format(name=sites[0])]
     if request.space.constraints:
         lines += ["Every configuration must satisfy: " + "; ".join(c.text for c in request.space.constraints) + "."]
     if config.frozen:

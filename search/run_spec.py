@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from search.config import SearchConfig
 from search.objective import Goal, Objective
@@ -36,6 +36,22 @@ NoiseMultiple = Annotated[float, Field(ge=0.0, le=10.0, description="Keep only i
 MaxLLMCost = Annotated[float | None, Field(None, ge=0, description="Stop cleanly once LLM calls cost this many USD.")]
 MaxHours = Annotated[float | None, Field(None, gt=0, le=24 * 365, description="Stop cleanly after this many hours.")]
 PROGRAM_MAX_CHARS = 4000
+EditsMode = Literal["block", "literals", "code"]
+EDITS_BUILT: tuple[EditsMode, ...] = ("block", "literals")
+
+
+def _built_edits(value: EditsMode) -> EditsMode:
+    """Refuse an edit mode that is declared but not built yet, loudly (never a silent fallback to `block`)."""
+    if value not in EDITS_BUILT:
+        raise ValueError(f"{value!r} is not implemented yet; use {' or '.join(EDITS_BUILT)}")
+    return value
+
+
+Edits = Annotated[EditsMode, AfterValidator(_built_edits), Field(
+    description="What Level 1 may edit: block (the hyperparameter block), literals (also every numeric literal of "
+                "the editable script outside it, as sites), code (free-form edits; not built yet).")]
+MaxSites = Annotated[int, Field(ge=1, le=1000, description="With edits = literals: the best-ranked literal sites "
+                                                            "that join the search space (and the prompt).")]
 
 
 class Budget(BaseModel):
@@ -76,6 +92,8 @@ class WorkloadRef(BaseModel):
     seed_param: str | None = Field(None, description="Literal set from the run's seed.")
     command: str | None = Field(None, description="How to run the script: {python} and {script} are replaced.")
     script_sha256: str | None = Field(None, description="The baseline script's hash when the meta-run started.")
+    edits: Edits = "block"
+    max_sites: MaxSites = 12
 
 
 class MetaRunSpec(BaseModel):
@@ -109,6 +127,11 @@ class MetaRunSpec(BaseModel):
 
     def has_level(self, level: str) -> bool:
         return level in self.levels
+
+    @property
+    def edits(self) -> EditsMode:
+        """What Level 1 edits; recorded with the workload, whose search space it shapes."""
+        return self.workload.edits
 
 
 StopReason = Literal["finished", "llm_cost_limit", "time_limit"]

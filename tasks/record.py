@@ -29,6 +29,7 @@ def open_meta_run(tracker: Tracker, spec: MetaRunSpec, extra_params: dict[str, A
     else:
         params = {
             "workload": spec.workload.reference,
+            "edits": spec.workload.edits,
             "generations": spec.generations,
             "iterations": spec.iterations,
             "research_every": spec.research_every,

@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from search.objective import Objective
-from search.params import ParamError, ParamSpec, json_value
-from search.run_spec import Budget, BudgetMode, WorkloadRef
+from search.params import ParamError, ParamSpec, json_value, validate_changes
+from search.run_spec import Budget, BudgetMode, EditsMode, WorkloadRef
 from search.space import SearchSpace
 from search.trace import RunOutcome
 from workloads.hyperblock import Block, apply_changes, parse_block
+from workloads.literal_sites import Slot, apply_sites, find_sites, literal_slots
 
 SOURCE_CACHE_SIZE = 256
 
@@ -28,6 +29,8 @@ class Workload(ABC):
     budget_modes: tuple[BudgetMode, ...] = ("steps",)
     fixed: tuple[str, ...] = ()
     script_name: str = "script.py"  # the editable script's file name (artifacts, diffs)
+    edits: EditsMode = "block"  # literals: the best-ranked literal sites outside the block are parameters too
+    max_sites: int = 12
 
     @abstractmethod
     def editable_source(self) -> str:
@@ -36,7 +39,21 @@ class Workload(ABC):
     @property
     def ref(self) -> WorkloadRef:
         """The reference a meta-run records to find this workload again."""
-        return WorkloadRef(reference=self.name)
+        return WorkloadRef(reference=self.name, edits=self.edits, max_sites=self.max_sites)
+
+    def set_edits(self, edits: EditsMode, max_sites: int) -> None:
+        """Choose what Level 1 edits (before the space is used: it is rebuilt from this)."""
+        self.edits, self.max_sites = edits, max_sites
+        for cached in ("space", "sites", "_sources"):
+            self.__dict__.pop(cached, None)
+
+    @cached_property
+    def sites(self) -> list[Slot]:
+        """With edits = literals, the literal sites of the baseline that are searched: ranked, without the fixed
+        ones, the best `max_sites` (workloads/literal_sites.py); none otherwise."""
+        if self.edits != "literals":
+            return []
+        return find_sites(self.editable_source(), exclude=frozenset(self.fixed))[: self.max_sites]
 
     @cached_property
     def block(self) -> Block:
@@ -47,24 +64,36 @@ class Workload(ABC):
     def space(self) -> SearchSpace:
         """What the search may change: the block's parameters minus the fixed ones, and its constraints."""
         fixed = set(self.fixed)
-        unknown = sorted(fixed - {spec.name for spec in self.block.params})
+        slots = {slot.id: slot for slot in literal_slots(self.editable_source()) if slot.is_site} \
+            if self.edits == "literals" else {}
+        unknown = sorted(fixed - {spec.name for spec in self.block.params} - set(slots))
         if unknown:
-            raise ValueError(f"fixed parameters {', '.join(unknown)} are not in the hyperparameter block of {self.name}")
+            where = " or among its literal sites" if self.edits == "literals" else ""
+            raise ValueError(f"fixed parameters {', '.join(unknown)} are not in the hyperparameter block of "
+                             f"{self.name}{where}")
         params = tuple(spec for spec in self.block.params if spec.name not in fixed and _searchable(spec))
         searched = {spec.name for spec in params}
         outside = {spec.name: json_value(spec.value) for spec in self.block.params if spec.name not in searched}
-        return SearchSpace(params=params, constraints=self.block.constraints, fixed_values=outside)
+        outside.update({name: slots[name].value for name in sorted(fixed & set(slots))})
+        return SearchSpace(params=params + tuple(site.spec() for site in self.sites),
+                           constraints=self.block.constraints, fixed_values=outside)
 
     def params(self) -> list[ParamSpec]:
         return list(self.space.params)
 
     def apply(self, source: str, changes: Mapping[str, Any]) -> str:
-        """`source` (the baseline) with the literals of `changes` rewritten. The last gate before a script runs:
-        ParamError for an unknown, fixed or invalid value, or a configuration that breaks a constraint."""
+        """`source` (the baseline) with the literals of `changes` rewritten: block names in the block, site ids at
+        their literal. The last gate before a script runs: ParamError for an unknown, fixed or invalid value, or a
+        configuration that breaks a constraint."""
         fixed = sorted(set(changes) & set(self.space.fixed))
         if fixed:
             raise ParamError(f"{', '.join(fixed)} is fixed and may not be changed")
-        rewritten = apply_changes(source, changes)
+        site_specs = [self.space.spec(site.id) for site in self.sites]
+        site_ids = {spec.name for spec in site_specs}
+        rewritten = apply_changes(source, {k: v for k, v in changes.items() if k not in site_ids})
+        on_sites = {k: v for k, v in changes.items() if k in site_ids}
+        if on_sites:
+            rewritten = apply_sites(rewritten, validate_changes(site_specs, on_sites))
         broken = self.space.broken_constraints({**self.space.baseline_config(), **dict(changes)})
         if broken:
             raise ParamError(broken[0])

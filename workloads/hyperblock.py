@@ -63,6 +63,17 @@ class Block:
         return next(spec for spec in self.params if spec.name == name)
 
 
+def block_span(source: str) -> tuple[int, int]:
+    """The 1-based line numbers of the block's two marker lines (what lies strictly between them is the block)."""
+    return _block_lines(source.splitlines())
+
+
+def splice(line: str, start: int, end: int, text: str) -> str:
+    """`line` with its UTF-8 byte columns [start, end) (an AST node's col offsets) replaced by `text`."""
+    raw = line.encode("utf-8")
+    return (raw[:start] + text.encode("utf-8") + raw[end:]).decode("utf-8")
+
+
 def _block_lines(lines: list[str]) -> tuple[int, int]:
     starts = [i for i, line in enumerate(lines) if line.strip().startswith(BLOCK_START)]
     ends = [i for i, line in enumerate(lines) if line.strip().startswith(BLOCK_END)]
@@ -258,7 +269,7 @@ def apply_changes(source: str, changes: Mapping[str, Any], frozen: Iterable[str]
         if not line.isascii():
             raise ScriptError(f"line {node.lineno}: the hyperparameter block must be ASCII")
         value_node = node.value
-        lines[index] = line[: value_node.col_offset] + literal_source(clean[name]) + line[value_node.end_col_offset :]
+        lines[index] = splice(line, value_node.col_offset, value_node.end_col_offset, literal_source(clean[name]))
     rewritten = "".join(lines)
     # Check the result: it parses, and exactly the intended values changed. (The ranges stay those of the
     # original block: an inferred range is relative to the baseline literal, not to the rewritten one.)

@@ -29,7 +29,8 @@ def _tinygpt(settings: Settings, ref: WorkloadRef) -> Workload:
 
 def _toy(settings: Settings, ref: WorkloadRef) -> Workload:
     return ScriptWorkload(TOY_SCRIPT, metric="loss", goal="minimize", fixed=ref.fixed, budget_param="STEPS",
-                          seed_param="SEED", launch_log=settings.launch_log, reference="toy")
+                          seed_param="SEED", launch_log=settings.launch_log, reference="toy", edits=ref.edits,
+                          max_sites=ref.max_sites)
 
 
 BUILTIN: dict[str, Callable[[Settings, WorkloadRef], Workload]] = {"tinygpt": _tinygpt, "toy": _toy}
@@ -82,7 +83,7 @@ def _script(path: Path, ref: WorkloadRef, settings: Settings) -> Workload:
                             "prints after `---`, or the key it writes to metrics.json)")
     return ScriptWorkload(path, metric=ref.metric, goal=ref.goal or "minimize", fixed=ref.fixed,
                           budget_param=ref.budget_param, seed_param=ref.seed_param, command=ref.command,
-                          launch_log=settings.launch_log)
+                          launch_log=settings.launch_log, edits=ref.edits, max_sites=ref.max_sites)
 
 
 def _instantiate(target: Any, settings: Settings, ref: WorkloadRef, reference: str) -> Workload:
@@ -103,6 +104,8 @@ def _instantiate(target: Any, settings: Settings, ref: WorkloadRef, reference: s
         raise WorkloadError(f"workload {reference!r} could not be built: {type(error).__name__}: {error}") from None
     if not isinstance(workload, Workload):
         raise WorkloadError(f"workload {reference!r} built a {type(workload).__name__}, not a Workload")
+    if (workload.edits, workload.max_sites) != (ref.edits, ref.max_sites):
+        workload.set_edits(ref.edits, ref.max_sites)  # a class that does not read them from the reference
     return workload
 
 

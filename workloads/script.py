@@ -21,7 +21,7 @@ from search.early_stop import EarlyStop
 from search.objective import Goal, Objective
 from search.params import ParamKind
 from search.pyast import parse_python
-from search.run_spec import Budget, BudgetMode, WorkloadRef
+from search.run_spec import Budget, BudgetMode, EditsMode, WorkloadRef
 from search.trace import MAX_EXTRA_METRICS, RunOutcome
 from workloads.base import Workload
 from workloads.curve import CurveWatch
@@ -168,9 +168,12 @@ class ScriptWorkload(Workload):
         launch_log: Path | None = None,
         source: str | None = None,
         reference: str | None = None,
+        edits: EditsMode = "block",
+        max_sites: int = 12,
     ) -> None:
         """`source` replaces the file's text (a preset of a packaged script); the file still names it. `reference`
-        is the registered name of a built-in script workload (its name and how a meta-run finds it again)."""
+        is the registered name of a built-in script workload (its name and how a meta-run finds it again). `edits`
+        and `max_sites`: whether (and how many) literal sites outside the block are searched too."""
         self.path = Path(path).expanduser().resolve()
         if source is None:
             if not self.path.is_file():
@@ -191,6 +194,7 @@ class ScriptWorkload(Workload):
         self.python = python
         self.launch_log = launch_log
         self.fixed = tuple(dict.fromkeys([*self.user_fixed, *(p for p in (budget_param, seed_param) if p)]))
+        self.edits, self.max_sites = edits, max_sites
         self._check_options()
 
     def _check_options(self) -> None:
@@ -222,11 +226,13 @@ class ScriptWorkload(Workload):
     @property
     def ref(self) -> WorkloadRef:
         if self.registered_as:
-            return WorkloadRef(reference=self.registered_as, fixed=self.user_fixed)
+            return WorkloadRef(reference=self.registered_as, fixed=self.user_fixed, edits=self.edits,
+                               max_sites=self.max_sites)
         return WorkloadRef(reference=str(self.path), metric=self.objective.name, goal=self.objective.goal,
                            fixed=self.user_fixed, budget_param=self.budget_param, seed_param=self.seed_param,
                            command=None if self.command == DEFAULT_COMMAND else self.command,
-                           script_sha256=hashlib.sha256(self._source.encode()).hexdigest())
+                           script_sha256=hashlib.sha256(self._source.encode()).hexdigest(), edits=self.edits,
+                           max_sites=self.max_sites)
 
     def editable_source(self) -> str:
         return self._source

@@ -21,9 +21,9 @@ SEED = 0                    # int [0, 1000]: data and initialisation seed
 
 def main() -> None:
     rng = np.random.default_rng(SEED)
-    x = rng.uniform(-1.0, 1.0, size=400)
-    y = np.sin(3.0 * x) + rng.normal(0.0, 0.1, size=x.size)
-    train, val = slice(0, 300), slice(300, 400)
+    x = rng.uniform(-1.0, 1.0, size=400)  # bilevel: fixed (the data)
+    y = np.sin(3.0 * x) + rng.normal(0.0, 0.1, size=x.size)  # bilevel: fixed (the data)
+    train, val = slice(0, 300), slice(300, 400)  # bilevel: fixed (the data and the split)
     powers = np.stack([(FEATURE_SCALE * x) ** k for k in range(DEGREE + 1)], axis=1)
     weights = rng.normal(0.0, 0.01, size=DEGREE + 1)
     velocity = np.zeros_like(weights)

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from search.run_spec import Budget, BudgetMode, WorkloadRef
+from search.run_spec import Budget, BudgetMode, EditsMode, WorkloadRef
 from search.trace import RunOutcome
 from workloads.script import ScriptWorkload, error_tail, failed_outcome
 from workloads.subprocess_run import ProcessResult, scrubbed_environment
@@ -113,6 +113,8 @@ class TinyGPT(ScriptWorkload):
         sdist: Path | None = None,
         fixed: tuple[str, ...] = (),
         warm: bool = True,
+        edits: EditsMode = "block",
+        max_sites: int = 12,
     ) -> None:
         """`eval_bytes` is a test knob (a smaller evaluation slice); leave it None for real measurements. `warm`:
         runs are forked from a warm worker with torch and the harness's imports done (workloads/warm_pool.py)."""
@@ -126,7 +128,8 @@ class TinyGPT(ScriptWorkload):
         self._harness = HARNESS_PATH.read_bytes()
         self.harness_sha256 = hashlib.sha256(self._harness).hexdigest()
         super().__init__(TRAIN_PATH, metric="val_bpb", goal="minimize", fixed=fixed, python=python,
-                         launch_log=launch_log, source=preset_source(TRAIN_PATH.read_text(), preset))
+                         launch_log=launch_log, source=preset_source(TRAIN_PATH.read_text(), preset), edits=edits,
+                         max_sites=max_sites)
         self.name = "tinygpt"
 
     @classmethod
@@ -134,12 +137,13 @@ class TinyGPT(ScriptWorkload):
         """The CPU preset unless the device is explicitly cuda (then the H100 preset)."""
         preset = "h100" if settings.device == "cuda" else "cpu"
         fixed = tuple(ref.fixed) if ref is not None else ()
+        edits, max_sites = (ref.edits, ref.max_sites) if ref is not None else (settings.edits, settings.max_sites)
         return cls(settings.cache_dir, device=settings.device, preset=preset, launch_log=settings.launch_log,
-                   fixed=fixed, warm=settings.warm_workers)
+                   fixed=fixed, warm=settings.warm_workers, edits=edits, max_sites=max_sites)
 
     @property
     def ref(self) -> WorkloadRef:
-        return WorkloadRef(reference="tinygpt", fixed=self.user_fixed)
+        return WorkloadRef(reference="tinygpt", fixed=self.user_fixed, edits=self.edits, max_sites=self.max_sites)
 
     @property
     def data_dir(self) -> Path:
