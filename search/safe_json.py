@@ -28,7 +28,9 @@ MAX_NUMBER_CHARS = 100  # a longer literal is noise, whatever its value
 # What no untrusted string keeps: C0 controls (but newline and tab), DEL, C1 controls, the bidirectional
 # overrides and isolates (they reorder what a terminal or a page shows), and surrogates (UTF-8 cannot encode
 # them: MLflow, pydantic's JSON, the console and the HTML report all fail on one).
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_UNSAFE_CLASS = "\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff"
+_UNSAFE = re.compile(f"[{_UNSAFE_CLASS}]")
+_UNSAFE_OR_LAYOUT = re.compile(f"[\t\n{_UNSAFE_CLASS}]")  # for one-line text: newline and tab go too
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _SURROGATE_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
 REPLACEMENT = "\ufffd"
@@ -37,13 +39,14 @@ REPLACEMENT = "\ufffd"
 def clean_text(text: str, keep: str = "\n\t") -> str:
     """`text` with every character no output can take safely replaced by U+FFFD: unpaired surrogates, control
     characters other than those in `keep`, bidirectional overrides. Surrogate pairs are joined, CRLF becomes LF."""
-    if not _UNSAFE.search(text):
+    unsafe = _UNSAFE if "\n" in keep and "\t" in keep else _UNSAFE_OR_LAYOUT
+    if not unsafe.search(text):
         return text
     if _SURROGATE.search(text):  # a pair stored as two code points is one character; a lone half is replaced
         text = _SURROGATE_PAIR.sub(_joined_pair, text)  # by hand: the confined worker cannot look codecs up
     if "\r\n" in text and "\n" in keep:
         text = text.replace("\r\n", "\n")
-    return _UNSAFE.sub(lambda match: match.group() if match.group() in keep else REPLACEMENT, text)
+    return unsafe.sub(lambda match: match.group() if match.group() in keep else REPLACEMENT, text)
 
 
 def _joined_pair(match: re.Match[str]) -> str:
@@ -77,8 +80,9 @@ def loads_bounded(text: str | bytes, max_bytes: int, max_depth: int, *, allow_co
         raise ValueError(f"not valid JSON: {error.msg} at position {error.pos}") from None
     except RecursionError:  # cannot happen below the depth limit; kept so no parse can abort a caller
         raise ValueError("the JSON is nested too deeply to parse") from None
-    # Only an escape or a raw unsafe character can put an unsafe character into a string: most texts skip the walk.
-    return _cleaned(value) if "\\u" in text or _UNSAFE.search(text) else value
+    # Only an escape (\\u0000, but \\r, \\b and \\f too) or a raw unsafe character can put an unsafe character
+    # into a string: texts with neither skip the walk.
+    return _cleaned(value) if "\\" in text or _UNSAFE.search(text) else value
 
 
 def nesting_depth(text: str, stop_above: int | None = None) -> int:
