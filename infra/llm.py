@@ -15,6 +15,7 @@ from typing import Any
 
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from search.safe_json import clean_text
 from search.trace import LLMUsage
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,8 @@ class LLMClient:
         except Exception as error:  # not transient: a bad request, a bad model name, an auth error
             raise LLMError(f"{purpose} ({call_key}): {type(error).__name__}: {_short(error)}") from error
         usage = self._usage_of(response, seconds)
-        text = response.choices[0].message.content or ""
+        # The answer is untrusted text: it reaches the transcript, the re-ask, MLflow and the console.
+        text = clean_text(str(response.choices[0].message.content or ""))
         self._log(purpose, call_key, seconds, usage)
         self._record(purpose=purpose, call_key=call_key, messages=messages, answer=text, usage=usage, run_id=run_id)
         return LLMAnswer(text=text, usage=usage, model=self.model)
@@ -181,5 +183,5 @@ def _cost(response: Any) -> float:
 
 
 def _short(error: BaseException | None, limit: int = 300) -> str:
-    text = str(error) if error is not None else ""
+    text = clean_text(str(error)) if error is not None else ""  # a provider's error may quote the answer
     return text if len(text) <= limit else text[:limit] + "..."

@@ -26,6 +26,8 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from search.safe_json import loads_bounded
+
 if TYPE_CHECKING:
     from infra.services import S3Endpoint
 
@@ -46,6 +48,7 @@ BUCKET_PATTERN = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 MAX_SOURCE_BYTES = 256 * 1024
 MAX_DOCUMENT_BYTES = 8 * 1024 * 1024
+MAX_DOCUMENT_DEPTH = 64
 MAX_METADATA_BYTES = 2048  # S3's limit on user-defined metadata (keys + values)
 MAX_PARENTS = 16
 MAX_MODEL_CHARS = 200
@@ -499,7 +502,10 @@ class MechanismStore:
         recorded = {k.lower(): v for k, v in response.get("Metadata", {}).items()}.get("sha256")
         if recorded != sha256_hex(body):
             raise CorruptObject(f"{key} on {self.endpoint_url}: content does not match its recorded sha256; refusing to use it")
-        return json.loads(body)
+        try:  # read back like any untrusted answer: whoever can write the bucket can write this
+            return loads_bounded(body, MAX_DOCUMENT_BYTES, MAX_DOCUMENT_DEPTH)
+        except ValueError as exc:
+            raise CorruptObject(f"{key} on {self.endpoint_url}: {exc}") from None
 
     # -- internals ------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import re
 import shlex
 import sys
 from collections.abc import Mapping, Sequence
@@ -22,6 +23,7 @@ from search.objective import Goal, Objective
 from search.params import ParamKind
 from search.pyast import parse_python
 from search.run_spec import Budget, BudgetMode, EditsMode, WorkloadRef
+from search.safe_json import loads_bounded
 from search.trace import MAX_EXTRA_METRICS, RunOutcome
 from workloads.base import Workload
 from workloads.curve import CurveWatch
@@ -37,6 +39,10 @@ MAX_METRICS_FILE_BYTES = 1 << 20
 SUMMARY_SEPARATOR = "---"
 MAX_DESCRIPTION_CHARS = 700
 DEFAULT_COMMAND = "{python} {script}"
+MAX_METRICS_DEPTH = 8
+# An extra metric is logged to MLflow as `run.NAME`: a name MLflow refuses would fail the whole batch, so only
+# names it takes (letters, digits, _ . : - and inner spaces, no slash) are kept; others are dropped.
+_METRIC_NAME = re.compile(r"\w[\w.: -]{0,63}")
 
 
 class WorkloadError(ValueError):
@@ -79,17 +85,25 @@ def last_summary_block(output: str) -> dict[str, str]:
     return fields
 
 
+def _finite(value: Any) -> float | None:
+    """`value` as a finite float, None when it is not one (a bool, text, NaN, an int too large for a float)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _numbers(fields: Mapping[str, Any]) -> dict[str, float]:
     found: dict[str, float] = {}
     for key, value in fields.items():
         if len(found) >= MAX_EXTRA_METRICS:
             break
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            continue
-        if math.isfinite(number) and not isinstance(value, bool):
-            found[str(key)[:64]] = number
+        number = _finite(value)
+        if number is not None and isinstance(key, str) and _METRIC_NAME.fullmatch(key):
+            found[key] = number
     return found
 
 
@@ -100,10 +114,11 @@ def read_metrics_file(run_dir: Path) -> dict[str, Any] | None:
         return None
     if path.stat().st_size > MAX_METRICS_FILE_BYTES:
         raise ValueError(f"{METRICS_FILE} is larger than {MAX_METRICS_FILE_BYTES} bytes")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
-    except (ValueError, RecursionError) as error:
-        raise ValueError(f"{METRICS_FILE} is not valid JSON: {str(error)[:120]}") from None
+    try:  # NaN and Infinity are what Python's json.dump writes for a diverged value: they are read as numbers
+        data = loads_bounded(path.read_text(encoding="utf-8", errors="replace"), MAX_METRICS_FILE_BYTES,
+                             MAX_METRICS_DEPTH, allow_constants=True)
+    except ValueError as error:
+        raise ValueError(f"{METRICS_FILE} is not usable: {str(error)[:160]}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{METRICS_FILE} must hold a JSON object of NAME: number")
     return data
@@ -129,11 +144,8 @@ def measured_outcome(result: ProcessResult, run_dir: Path, objective: Objective,
         message = (f"the run printed no `{objective.name}: <number>` line after a `---` line and wrote no "
                    f"{METRICS_FILE} with it")
         return RunOutcome(status="crash", error_tail=f"{message}\n{error_tail(result.tail)}", **common)
-    try:
-        value = float(fields[objective.name])
-    except (TypeError, ValueError):
-        value = math.nan
-    if not math.isfinite(value):
+    value = _finite(fields[objective.name])
+    if value is None:
         message = f"{objective.name} in {source} is {str(fields[objective.name])[:40]!r}, not a finite number (diverged?)"
         return RunOutcome(status="crash", error_tail=f"{message}\n{error_tail(result.tail)}", **common)
     extra = {k: v for k, v in _numbers(fields).items() if k != objective.name}
@@ -142,10 +154,8 @@ def measured_outcome(result: ProcessResult, run_dir: Path, objective: Objective,
 
 
 def _int(value: Any) -> int | None:
-    try:
-        return int(float(value))
-    except (TypeError, ValueError):
-        return None
+    number = _finite(value)  # `steps: inf` on stdout: int(inf) would raise OverflowError
+    return int(number) if number is not None else None
 
 
 class ScriptWorkload(Workload):
