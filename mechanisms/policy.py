@@ -133,6 +133,10 @@ FORBIDDEN_ATTRIBUTES = frozenset(
     ).split()
 )
 FORMAT_METHODS = frozenset({"format", "format_map"})
+# The only classes a `case C(...)` pattern may name: builtins that match the subject itself with one
+# positional pattern. Any other class pattern reads attributes by names held in strings (keyword
+# patterns, and positional ones through the class's __match_args__), out of reach of the attribute rules.
+MATCH_CLASSES = frozenset("bool bytearray bytes dict float frozenset int list set str tuple".split())
 
 # Calls allowed in a module-level constant, e.g. NAMES = frozenset({"DEPTH", "WIDTH"}).
 CONSTANT_CALLS = frozenset({"frozenset", "tuple", "dict", "set", "list", "float", "int", "str"})
@@ -484,6 +488,37 @@ class _Checker:
             self._check_name(node, node.name)
         elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
             self._check_name(node, node.name)
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            self._check_name(node, node.rest)
+        elif isinstance(node, ast.MatchClass):
+            self._check_match_class(node)
+        elif isinstance(node, ast.Subscript):
+            self._check_typing_subscript(node)
+
+    def _check_match_class(self, node: ast.MatchClass) -> None:
+        """`case C(a, k=v)` reads `subject.k` and, for most classes, `subject.<C.__match_args__[0]>`
+        with getattr: names held in strings. Allowed: a builtin type that matches the subject itself."""
+        cls = node.cls
+        if not (isinstance(cls, ast.Name) and cls.id in MATCH_CLASSES and cls.id not in self.bound):
+            self.add(node, "match-class", "class patterns such as `case C(...)` are allowed only with the builtin types "
+                                          f"{', '.join(sorted(MATCH_CLASSES))}; test with isinstance() and read attributes in the case body")
+            return
+        if node.kwd_attrs:
+            names = ", ".join(node.kwd_attrs[:5])
+            self.add(node, "match-class", f"keyword patterns ({names}) read attributes by name: match `{cls.id}(x)` and read attributes in the case body")
+        if len(node.patterns) > 1:
+            self.add(node, "match-class", f"`case {cls.id}(...)` takes at most one positional pattern")
+
+    def _check_typing_subscript(self, node: ast.Subscript) -> None:
+        """`typing.Optional["..."]` makes a forward reference: code in a string, evaluated with real builtins."""
+        root = node.value
+        while isinstance(root, ast.Attribute):
+            root = root.value
+        target = self.imported.get(root.id, "") if isinstance(root, ast.Name) else ""
+        if target != "typing" and not target.startswith("typing."):
+            return
+        if any(isinstance(part, ast.Constant) and isinstance(part.value, str) for part in ast.walk(node.slice)):
+            self.add(node, "annotation", "typing subscripts may not hold strings (forward references are code): write the type itself")
 
     def _check_import(self, node: ast.AST, dotted: str) -> None:
         if dotted not in self.allowlist:
@@ -527,10 +562,24 @@ class _Checker:
             self.add(node, "undefined-name", f"the name {node.id!r} is not defined: a mechanism may use only its own "
                                              "names, imported names and the basic builtins")
             return
+        if node.id == "hasattr" and node.id not in self.bound:
+            self._check_hasattr(node)
         if isinstance(node.ctx, ast.Load) and self.is_module(self.imported.get(node.id)):
             parent = self.parents.get(id(node))
             if not (isinstance(parent, ast.Attribute) and parent.value is node):
                 self._module_as_value(node, self.imported[node.id])
+
+    def _check_hasattr(self, node: ast.Name) -> None:
+        """hasattr reads an attribute by a name held in a string: only a literal plain name, called directly."""
+        call = self.parents.get(id(node))
+        if not (isinstance(call, ast.Call) and call.func is node and len(call.args) == 2 and not call.keywords):
+            self.add(node, "hasattr", "hasattr may only be called directly, as hasattr(value, \"name\") with a literal name")
+            return
+        name = call.args[1]
+        if not (isinstance(name, ast.Constant) and isinstance(name.value, str) and name.value.isidentifier()):
+            self.add(node, "hasattr", "the attribute name given to hasattr must be a literal name")
+        elif is_dunder(name.value) or name.value in FORBIDDEN_ATTRIBUTES:
+            self.add(node, "hasattr", f"hasattr(..., {name.value!r}) is not allowed (no dunder or forbidden attributes)")
 
     def _module_as_value(self, node: ast.AST, module: str) -> None:
         self.add(node, "module-alias", f"use the module {module} only as `{module.split('.')[-1]}.NAME`: "

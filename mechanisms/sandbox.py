@@ -41,6 +41,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from mechanisms.policy import HOOK_ARITY, build_allowlist, trusted_module_paths
 from search.safe_json import loads_bounded
 
@@ -253,7 +255,20 @@ class _Worker:
             target=self.stderr.drain, args=(self.process.stderr.fileno(),), name=f"sandbox-stderr-{self.process.pid}", daemon=True
         )
         self.drain.start()
-        self.finalizer = weakref.finalize(self, _terminate, self.process, self.directory, self.drain)
+        # The serving process of a PID namespace is the keeper's child, in its own session (so not in the
+        # group killed below) and killed with the keeper only while its parent-death signal stays set.
+        # It is killed by PID on close, so nothing outlives the worker even after an escape (issue 23).
+        self.descendants: list[psutil.Process] = []
+        self.finalizer = weakref.finalize(self, _terminate, self.process, self.directory, self.drain, self.descendants)
+
+    def note_descendants(self) -> None:
+        """Remember the worker's processes (the serving PID-namespace init), to kill them by PID on stop."""
+        try:
+            self.descendants.extend(psutil.Process(self.process.pid).children(recursive=True))
+        except psutil.NoSuchProcess:
+            pass  # it died already: the next request finds out and says why
+        except psutil.Error as error:
+            logger.warning("cannot list the processes of sandbox worker %s: %s", self.process.pid, error)
 
     def tail(self, chars: int = 1500) -> str:
         return self.stderr.last(chars)
@@ -394,8 +409,26 @@ def _wait_for(fd: int, event: int, deadline: float) -> bool:
     return remaining > 0 and bool(poller.poll(remaining * 1000))
 
 
-def _terminate(process: subprocess.Popen, directory: str, drain: threading.Thread) -> None:
-    """Kill the worker's process group, reap it, let the stderr drain see EOF, close the pipes, remove the directory."""
+def _terminate(process: subprocess.Popen, directory: str, drain: threading.Thread, descendants: list[psutil.Process]) -> None:
+    """Kill the worker's processes by PID and its process group, reap it, let the stderr drain see EOF, close the
+    pipes, remove the directory."""
+    if process.poll() is None:
+        try:  # and whatever it started since (only possible where the OS layer is incomplete)
+            descendants = [*descendants, *psutil.Process(process.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            pass  # the keeper died between the two calls: its recorded children are killed below
+    for child in descendants:
+        try:
+            child.kill()  # psutil refuses if the PID was reused; killing a PID namespace's init empties it
+        except psutil.NoSuchProcess:
+            pass  # gone already
+        except psutil.AccessDenied as error:
+            logger.error("cannot kill sandbox process %s: %s", child.pid, error)
+    if descendants:
+        try:
+            process.wait(timeout=1.0)  # the keeper reaps its child and exits on its own
+        except subprocess.TimeoutExpired:
+            pass
     if process.poll() is None:
         try:
             os.killpg(process.pid, signal.SIGKILL)
@@ -557,6 +590,7 @@ class SandboxHost:
             raise SandboxUnavailable(
                 f"the sandbox worker did not start ({type(error).__name__.strip('_')}, {worker.exit_description()}): {worker.tail(800)}"
             ) from None
+        worker.note_descendants()
         self._worker = worker
         self._generation += 1
         self._protections = dict(protections)

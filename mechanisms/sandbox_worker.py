@@ -27,6 +27,7 @@ keys), so the host never has to refuse an honest worker's line.
 from __future__ import annotations
 
 import builtins
+import gc
 import importlib
 import importlib.util
 import json
@@ -47,6 +48,13 @@ NEUTRALISED_OS_FUNCTIONS = (
     "listdir scandir walk setuid setgid seteuid setegid setreuid setregid setgroups setsid"
 ).split()
 REMOVED_MODULES = ("subprocess", "socket", "_socket", "ctypes", "_ctypes", "importlib.util", "_posixsubprocess", "multiprocessing")
+# What the worker needs only to confine itself or to load files before that, never afterwards (issue 23):
+# these modules and their submodules leave sys.modules and every module's globals. Not the import system
+# itself (_frozen_importlib, which importlib._bootstrap names too): without it nothing could be imported.
+CONFINEMENT_MODULES = ("ctypes", "_ctypes", "_bilevel_sandbox_os", "importlib")
+# Of those, the ones whose own namespaces are emptied too: their classes and functions stay alive (ctypes
+# caches them in _ctypes), and must no longer reach CDLL, dlopen or the OS layer's helpers.
+EMPTIED_MODULES = ("ctypes", "_bilevel_sandbox_os")
 
 
 class _Settings:
@@ -167,6 +175,28 @@ def _neutralise_process_access() -> None:
                 setattr(module, name, unavailable)
     for name in REMOVED_MODULES:
         sys.modules.pop(name, None)
+
+
+def _drop_confinement_modules() -> None:
+    """Forget ctypes, the OS-layer module and importlib's file loaders once confined, so code that gets past
+    the runtime layer finds none of them in sys.modules or in a module's globals (numpy holds ctypes too).
+    CPython cannot unload an extension: the `_ctypes` library stays mapped, and the import machinery can
+    rebuild that module from its cache without a file. What stops raw system calls then is the OS layer."""
+    dropped = {name: module for name, module in sys.modules.items() if name.split(".")[0] in CONFINEMENT_MODULES}
+    kept = {id(module) for name, module in sys.modules.items() if name not in dropped}
+    for name in dropped:
+        del sys.modules[name]
+    gone = {id(module) for module in dropped.values()} - kept
+    for module in list(sys.modules.values()):
+        namespace = getattr(module, "__dict__", None)
+        if isinstance(namespace, dict):
+            for key, value in list(namespace.items()):
+                if id(value) in gone:
+                    namespace[key] = None  # numpy reads `ctypes is None` as "no ctypes here"
+    for name, module in dropped.items():
+        if name.split(".")[0] in EMPTIED_MODULES and id(module) not in kept:
+            vars(module).clear()
+    gc.collect()  # ctypes classes and library handles live in reference cycles
 
 
 # -- requests -------------------------------------------------------------------------------------
@@ -399,6 +429,8 @@ def main(argv: list) -> None:
         proxies["numpy"].random.seed(0)
     protocol_in, protocol_out = _isolate_stdio()
     protections = confinement.confine(confinement.Options(settings.raw), keeper_closes=(protocol_in, protocol_out))
+    del confinement
+    _drop_confinement_modules()
     _neutralise_process_access()
     mechanisms = _Mechanisms(policy, allowlist, proxies, settings)
     encoder = _Encoder(safe_json, settings.max_response_bytes, settings.max_response_depth)

