@@ -9,9 +9,9 @@ import os
 import pytest
 
 from mechanisms.library import library_source
+from mechanisms.replay import ReplaySource, replay_steps
 from mechanisms.runtime import MechanismRef, MechanismRuntime
 from mechanisms.sandbox import SandboxHost
-from mechanisms.replay import ReplaySource, replay_steps
 from mechanisms.synthetic_trace import SEARCH_CONFIG, simulated_trace, tinygpt_space
 from mechanisms.validate import ValidationLimits, validate_mechanism
 
