@@ -331,3 +331,83 @@ def test_open_runtime_trusts_only_the_library():
         assert mechanisms.allow_weak_sandbox is False
     finally:
         mechanisms.close()
+
+
+# -- issue 23, finding 4: a time budget per mechanism and generation ---------------------------------------------
+
+
+class TickingClock:
+    """A clock that advances one second at every reading: each timed load or hook call costs exactly 1 s."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def test_a_mechanism_past_its_time_budget_is_quarantined_with_the_reason_in_the_trace(host):
+    with MechanismRuntime([FOCUS_DEPTH, CHOOSE_SECOND], call_timeout_s=1.0, sandbox=host, time_budget_s=2.5,
+                          clock=TickingClock()) as mechanisms:
+        assert mechanisms.plan(CTX).focus == ["DEPTH"]  # load 1 s + plan 1 s: within 2.5 s
+        mechanisms.take_activity()
+        assert mechanisms.plan(CTX).is_empty()  # 3 s: over the budget, its answer is dropped
+        live = mechanisms.liveness()["focus_depth"]
+        assert live["quarantined"] and live["spent_s"] == 3.0
+        assert "too slow" in live["reason"] and "over its budget of 2.5 s" in live["reason"]
+        assert "BILEVEL_MECHANISM_TIME_BUDGET_S" in live["reason"]
+        activity = {a.name: a for a in mechanisms.take_activity()}
+        assert activity["focus_depth"].quarantined and "too slow" in activity["focus_depth"].note
+        # the budget is per mechanism: the other one spent only its load
+        assert mechanisms.liveness()["choose_second"]["spent_s"] == 1.0
+        assert mechanisms.screen(CTX, CANDIDATES).choose == 1
+        assert mechanisms.worker_pids()["focus_depth"] is None
+
+
+def test_the_replay_counts_against_the_budget(host):
+    with MechanismRuntime([COUNTER], call_timeout_s=1.0, sandbox=host, time_budget_s=3.5, clock=TickingClock(),
+                          history=[(CTX, RESULT)] * 5) as mechanisms:
+        live = mechanisms.liveness()["counter"]
+        assert live["quarantined"] and live["replayed"] == 3  # load 1 s, then 3 replayed observes reach 4 s
+        assert "too slow" in live["reason"] and "last: observe" in live["reason"]
+
+
+def test_a_hook_slower_than_a_tiny_budget_is_quarantined_on_the_real_clock(host):
+    slow = ref("slow", hook("plan(self, ctx)", "total = 0", "for i in range(3000000):", "    total += i",
+                            "return {'guidance': str(total)}"))
+    with MechanismRuntime([slow, FOCUS_LR], call_timeout_s=60.0, sandbox=host, time_budget_s=0.001) as mechanisms:
+        mechanisms.plan(CTX)
+        assert mechanisms.liveness()["slow"]["quarantined"]
+        assert "over its budget of 0.001 s" in mechanisms.liveness()["slow"]["reason"]
+
+
+def test_without_a_budget_nothing_is_quarantined_for_time(host):
+    with MechanismRuntime([FOCUS_DEPTH], call_timeout_s=1.0, sandbox=host, clock=TickingClock()) as mechanisms:
+        for _ in range(50):
+            assert mechanisms.plan(CTX).focus == ["DEPTH"]
+        assert mechanisms.liveness()["focus_depth"]["spent_s"] == 51.0
+
+
+def test_a_budget_must_be_positive(host):
+    with pytest.raises(ValueError, match="positive"):
+        MechanismRuntime([FOCUS_DEPTH], sandbox=host, time_budget_s=0)
+
+
+def test_open_runtime_passes_the_budget_and_the_setting_has_a_default(monkeypatch):
+    from infra.settings import Settings
+
+    monkeypatch.delenv("BILEVEL_MECHANISM_TIME_BUDGET_S", raising=False)
+    default = Settings().mechanism_time_budget_s
+    assert default > 0
+    monkeypatch.setenv("BILEVEL_MECHANISM_TIME_BUDGET_S", "7.5")
+    assert Settings().mechanism_time_budget_s == 7.5
+    active = ActiveSet(mechanisms=[ActiveMechanism.from_source("tabu", library_source("tabu"), version="library", origin="library")])
+    mechanisms = open_runtime(active, simulated_trace(3, seed=1), tinygpt_space(), ReplaySource(fallback_config=SEARCH_CONFIG),
+                              time_budget_s=7.5)
+    assert mechanisms is not None
+    try:
+        assert mechanisms.time_budget_s == 7.5
+        assert mechanisms.liveness()["tabu"]["spent_s"] > 0
+    finally:
+        mechanisms.close()
