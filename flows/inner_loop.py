@@ -78,7 +78,8 @@ def inner_loop(
         raise ValueError(f"the trace has no record of how generation {generation} began")
     space = res.workload.space
     runtime = open_runtime(active, trace, space, replay_source(spec, trace, generation),
-                           allow_weak_sandbox=res.settings.sandbox_allow_weak)
+                           allow_weak_sandbox=res.settings.sandbox_allow_weak,
+                           time_budget_s=res.settings.mechanism_time_budget_s)
     hooks = runtime if runtime is not None else NoHooks()
     iteration_runs: dict[int, str] = {}
     proposer = proposer_for(spec, res, run_for=lambda point: iteration_runs.get(point.iteration))

@@ -167,6 +167,10 @@ class Settings(BaseSettings):
     sandbox_allow_weak: bool = Field(
         False, description="Run generated mechanisms even where the sandbox's OS layer is incomplete (e.g. no user "
         "namespaces): `bilevel doctor` lists what is missing. Off by default: such mechanisms are not activated.")
+    mechanism_time_budget_s: float = Field(
+        20.0, gt=0, le=24 * 3600, description="Hook wall time one mechanism may use per generation and track (its "
+        "load and the replay of the trace included); past it, the mechanism is quarantined. A mechanism normally "
+        "needs a few milliseconds per hook call.")
 
     @field_validator("levels")
     @classmethod

@@ -72,10 +72,12 @@ def review_active_set(active: ActiveSet, liveness: dict[str, MechanismLiveness])
 
 
 def open_runtime(active: ActiveSet, trace: Trace, space: SearchSpace, source: ReplaySource, *,
-                 allow_weak_sandbox: bool = False) -> MechanismRuntime | None:
-    """A sandboxed runtime for the active set, with state rebuilt by replaying `observe` over the trace with the
-    contexts the live loop built (same seeds, tracks, windows and configs). Where the sandbox is incomplete, only
-    library mechanisms run unless `allow_weak_sandbox` (settings.sandbox_allow_weak)."""
+                 allow_weak_sandbox: bool = False, time_budget_s: float | None = None) -> MechanismRuntime | None:
+    """A sandboxed runtime for the active set (each mechanism in a worker of its own), with state rebuilt by
+    replaying `observe` over the trace with the contexts the live loop built (same seeds, tracks, windows and
+    configs). Where the sandbox is incomplete, only library mechanisms run unless `allow_weak_sandbox`
+    (settings.sandbox_allow_weak). `time_budget_s` (settings.mechanism_time_budget_s): each mechanism's hook
+    wall time in this runtime, the replay included, before it is quarantined."""
     if not active.mechanisms:
         return None
     from mechanisms.replay import replay_history
@@ -83,9 +85,8 @@ def open_runtime(active: ActiveSet, trace: Trace, space: SearchSpace, source: Re
 
     refs = [MechanismRef(name=m.name, version=m.version, source=m.source, trusted=m.origin == "library")
             for m in active.mechanisms]
-    runtime = MechanismRuntime(refs, allow_weak_sandbox=allow_weak_sandbox)
-    runtime.rebuild(replay_history(trace, space, source))
-    return runtime
+    return MechanismRuntime(refs, history=replay_history(trace, space, source), time_budget_s=time_budget_s,
+                            allow_weak_sandbox=allow_weak_sandbox)
 
 
 def resolve_initial_set(requested: list[str], store: MechanismStore | None) -> ActiveSet:

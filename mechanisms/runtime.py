@@ -1,6 +1,11 @@
 """Trusted side of the mechanisms in the inner loop: call their hooks in the sandbox, merge the answers,
 count every call and every changed decision (liveness), and quarantine a mechanism that misbehaves.
 
+Each mechanism runs in a sandbox worker of its own, loaded into a fresh one whenever its state is rebuilt:
+in a shared interpreter one mechanism could patch a class or module state another relies on (issue 23).
+Each also has a budget of hook wall time per generation (the runtime's life), so a mechanism that answers
+just under the per-call limit every time is quarantined instead of slowing every iteration.
+
 The runtime only gives advice and decisions. It never sees or writes the search's `best` point or a
 measured value: the inner loop owns those and enforces that a crashed run cannot be kept.
 """
@@ -12,6 +17,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 _RUNTIME_IDS = itertools.count(1)
 MAX_PLAN_NAMES = 32  # PlanAdvice.focus/avoid bound
+RELOAD_ATTEMPTS = 3  # fresh workers tried for one reload when the worker is replaced under it (CPU budget)
+TIME_BUDGET_SETTING = "BILEVEL_MECHANISM_TIME_BUDGET_S"
 
 
 @dataclass(frozen=True)
@@ -48,10 +56,13 @@ class MechanismRef:
 
 @dataclass
 class _Slot:
-    """One mechanism inside the runtime: its sandbox key, its hooks, its counters and its quarantine state."""
+    """One mechanism inside the runtime: its own sandbox, its hooks, its counters, time spent and quarantine state."""
 
     ref: MechanismRef
     key: str
+    host: SandboxHost | None = None  # this mechanism's own worker; None before its first load and once quarantined
+    generation: int | None = None  # the host's worker generation that holds the mechanism with its state replayed
+    spent_s: float = 0.0  # hook wall time (loads and replays included) in this generation
     hooks: frozenset[str] = frozenset()
     declared_name: str | None = None  # the class's own `name` attribute (or class name), as the worker found it
     reason: str | None = None
@@ -122,11 +133,18 @@ def _known_params_only(advice: PlanAdvice, ctx: dict[str, Any]) -> PlanAdvice:
 
 
 class MechanismRuntime:
-    """The active mechanisms of one inner loop, behind one sandbox worker."""
+    """The active mechanisms of one inner loop (one generation of one track), each in a sandbox worker of its own."""
 
-    def __init__(self, refs: list[MechanismRef], *, call_timeout_s: float = 2.0, host: SandboxHost | None = None,
+    def __init__(self, refs: list[MechanismRef], *, call_timeout_s: float = 2.0, sandbox: SandboxHost | None = None,
+                 history: list[tuple[dict[str, Any], dict[str, Any]]] | None = None,
+                 time_budget_s: float | None = None, clock: Callable[[], float] = time.perf_counter,
                  quarantine_log_level: int = logging.WARNING, allow_weak_sandbox: bool = False) -> None:
-        """`quarantine_log_level`: validation lowers it, since a candidate failing there is expected and reported.
+        """`sandbox`: the settings (limits, interpreter, trusted modules) of every mechanism's worker; each gets its
+        own `sandbox.sibling()`, and `sandbox`'s own worker is never started here. Default: SandboxHost().
+        `history`: past (ctx, result) pairs replayed through `observe` at load, as `rebuild` does.
+        `time_budget_s` (settings.mechanism_time_budget_s): hook wall time one mechanism may use in this runtime's
+        life, loads and replays included (None: no budget); past it, the mechanism is quarantined. `clock` measures it.
+        `quarantine_log_level`: validation lowers it, since a candidate failing there is expected and reported.
         `allow_weak_sandbox` (settings.sandbox_allow_weak): run generated mechanisms even where the sandbox's OS
         layer is incomplete; otherwise they are quarantined at load, with what is missing as the reason."""
         self.quarantine_log_level = quarantine_log_level
@@ -135,16 +153,18 @@ class MechanismRuntime:
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"mechanism names must be unique in one runtime, repeated: {', '.join(duplicates)}")
+        if time_budget_s is not None and not time_budget_s > 0:
+            raise ValueError(f"the mechanisms' time budget must be positive, got {time_budget_s!r}")
         self.call_timeout_s = call_timeout_s
-        self._owns_host = host is None
-        self._host = host if host is not None else SandboxHost(call_timeout_s=call_timeout_s)
-        prefix = f"runtime{next(_RUNTIME_IDS)}"  # keys stay distinct when several runtimes share a host
+        self.time_budget_s = time_budget_s
+        self._clock = clock
+        self._sandbox = sandbox if sandbox is not None else SandboxHost(call_timeout_s=call_timeout_s)
+        prefix = f"runtime{next(_RUNTIME_IDS)}"  # the key names the mechanism in the worker's messages
         self._slots = [_Slot(ref=ref, key=f"{prefix}:{i}:{ref.name}") for i, ref in enumerate(refs)]
-        self._history: list[tuple[dict[str, Any], dict[str, Any]]] = []
-        self._generation: int | None = None
+        self._history: list[tuple[dict[str, Any], dict[str, Any]]] = list(history or [])
         self._lock = threading.RLock()
-        if self._slots:
-            self._ensure_current()
+        for slot in self._slots:
+            self._ready(slot)
 
     # -- the inner loop's interface -----------------------------------------------------------------
 
@@ -154,11 +174,14 @@ class MechanismRuntime:
         return [slot.ref for slot in self._slots if slot.active]
 
     def rebuild(self, history: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
-        """Reset every active mechanism and replay observe(ctx, result) over the past experiments."""
+        """Reset every active mechanism (a fresh worker, loaded from source) and replay observe(ctx, result) over
+        the past experiments."""
         with self._lock:
             self._history = list(history)
-            self._generation = None  # reload from source: fresh state, then replay
-            self._ensure_current()
+            for slot in self._slots:
+                slot.generation = None
+                if slot.active:
+                    self._ready(slot)
 
     def plan(self, ctx: dict[str, Any]) -> PlanAdvice:
         """The merged advice of every active mechanism (empty advice when none has any)."""
@@ -276,22 +299,22 @@ class MechanismRuntime:
                     "max_ms": {hook: round(ms, 3) for hook, ms in slot.max_ms.items()},
                     "mean_ms": {hook: round(slot.total_ms[hook] / slot.calls[hook], 3) for hook in slot.total_ms if slot.calls[hook]},
                     "replayed": slot.replayed,
+                    "spent_s": round(slot.spent_s, 3),
                     "quarantined": not slot.active,
                     "reason": slot.reason,
                 }
             return report
 
-    def close(self) -> None:
+    def worker_pids(self) -> dict[str, int | None]:
+        """Each mechanism's worker process id (None when it has none running: quarantined, or closed)."""
         with self._lock:
-            if self._owns_host:
-                self._host.close()
-                return
+            return {slot.ref.name: slot.host.pid if slot.host is not None else None for slot in self._slots}
+
+    def close(self) -> None:
+        """Stop every mechanism's worker."""
+        with self._lock:
             for slot in self._slots:
-                if slot.active:
-                    try:
-                        self._host.drop(slot.key)
-                    except Exception as error:  # noqa: BLE001 - closing must not fail the caller; the worker may be gone
-                        logger.debug("dropping %s from a shared sandbox: %s", slot.ref.name, error)
+                self._stop_worker(slot)
 
     def __enter__(self) -> MechanismRuntime:
         return self
@@ -302,37 +325,50 @@ class MechanismRuntime:
     # -- calls, quarantine, reloads -------------------------------------------------------------
 
     def _callable_slots(self, hook: str) -> list[_Slot]:
-        if not self._ensure_current():
-            return []
         return [slot for slot in self._slots if slot.active and hook in slot.hooks]
 
     def _call(self, slot: _Slot, hook: str, args: list[Any], ctx: dict[str, Any]) -> tuple[bool, Any]:
-        """Call one hook; on any failure quarantine the mechanism and report no answer."""
-        if not slot.active or not self._ensure_current() or not slot.active:
+        """Call one hook; on any failure, or past the time budget, quarantine the mechanism and report no answer."""
+        if not self._ready(slot):
             return False, None
-        started = time.perf_counter()
+        started = self._clock()
         try:
             try:
-                value = self._host.call(slot.key, hook, args, timeout_s=self.call_timeout_s)
+                value = self._host_of(slot).call(slot.key, hook, args, timeout_s=self.call_timeout_s)
             except MechanismMissing:
-                # The worker was replaced between our check and the call: reload everyone, then retry once.
-                self._generation = None
-                if not self._ensure_current() or not slot.active:
+                # The worker died while idle and was replaced on this request: reload and replay, then retry once.
+                self._charge(slot, hook, started, record=False)
+                slot.generation = None
+                if not self._ready(slot):
                     return False, None
-                started = time.perf_counter()
-                value = self._host.call(slot.key, hook, args, timeout_s=self.call_timeout_s)
+                started = self._clock()
+                value = self._host_of(slot).call(slot.key, hook, args, timeout_s=self.call_timeout_s)
         except SandboxError as error:
-            slot.record_call(hook, (time.perf_counter() - started) * 1000)
+            self._charge(slot, hook, started)
             self._quarantine(slot, f"{hook} failed at iteration {_iteration(ctx)}: {error}")
             return False, None
         except Exception as error:  # noqa: BLE001 - no failure of a hook call may reach the inner loop
             logger.exception("the sandbox host failed on %s.%s", slot.ref.name, hook)
-            slot.record_call(hook, (time.perf_counter() - started) * 1000)
+            self._charge(slot, hook, started)
             self._quarantine(slot, f"{hook} failed at iteration {_iteration(ctx)}: the sandbox host failed "
                                    f"({type(error).__name__}: {error})")
             return False, None
-        slot.record_call(hook, (time.perf_counter() - started) * 1000)
+        if not self._charge(slot, hook, started):
+            return False, None
         return True, value
+
+    def _charge(self, slot: _Slot, hook: str, started: float, *, record: bool = True) -> bool:
+        """Count the time since `started` against the mechanism's budget (and its hook's timing if `record`);
+        quarantine it past the budget. Returns whether it is still within."""
+        seconds = max(self._clock() - started, 0.0)
+        if record:
+            slot.record_call(hook, seconds * 1000)
+        slot.spent_s += seconds
+        if self.time_budget_s is None or slot.spent_s <= self.time_budget_s or not slot.active:
+            return slot.active
+        self._quarantine(slot, f"too slow: its hooks took {slot.spent_s:.2f} s in this generation, over its budget of "
+                               f"{self.time_budget_s:g} s ({TIME_BUDGET_SETTING}; last: {hook})")
+        return False
 
     def _parsed(self, slot: _Slot, hook: str, ctx: dict[str, Any], parse: Any, value: Any) -> Any:
         try:
@@ -347,85 +383,97 @@ class MechanismRuntime:
             return None
 
     def _quarantine(self, slot: _Slot, reason: str) -> None:
+        """Take the mechanism out for the rest of this runtime, and stop its worker with whatever it changed there."""
         slot.reason = reason[:2000]
         slot.quarantined_in_period = True
         logger.log(self.quarantine_log_level, "mechanism %s (%s) quarantined: %s", slot.ref.name, slot.ref.version,
                    slot.reason)
-        try:
-            self._host.drop(slot.key)
-        except Exception as error:  # noqa: BLE001 - the mechanism is out already; a failed drop changes nothing
-            logger.debug("dropping quarantined %s: %s", slot.ref.name, error)
+        self._stop_worker(slot)
 
-    def _ensure_current(self) -> bool:
-        """Make sure the worker holds every active mechanism with its state replayed; False if none can run."""
-        for _attempt in range(len(self._slots) + 3):
-            if not any(slot.active for slot in self._slots):
+    def _stop_worker(self, slot: _Slot) -> None:
+        host, slot.host, slot.generation = slot.host, None, None
+        if host is None:
+            return
+        try:
+            host.close()
+        except Exception as error:  # noqa: BLE001 - closing must not fail the caller; the worker may be gone already
+            logger.warning("stopping the sandbox worker of %s: %s", slot.ref.name, error)
+
+    @staticmethod
+    def _host_of(slot: _Slot) -> SandboxHost:
+        if slot.host is None:
+            raise SandboxError("the mechanism has no sandbox worker")  # _ready gave it one; quarantined since
+        return slot.host
+
+    def _ready(self, slot: _Slot) -> bool:
+        """Whether the mechanism is loaded, its state replayed, in a live worker of its own. If not (first use, a
+        rebuild, its worker replaced), load it into a fresh worker: no code of an earlier load ran there."""
+        if not slot.active:
+            return False
+        host = slot.host
+        if host is not None and host.running and host.generation == slot.generation:
+            return True
+        for _attempt in range(RELOAD_ATTEMPTS):
+            host = self._fresh_worker(slot)
+            if host is None:
                 return False
-            try:
-                generation = self._host.ensure_running()
-            except Exception as error:  # noqa: BLE001 - SandboxUnavailable, or anything else: no mechanism can run
-                for slot in self._slots:
-                    if slot.active:
-                        self._quarantine(slot, f"the sandbox is unavailable: {error}")
+            generation = host.generation
+            if not (self._load(slot, host) and self._replay(slot, host)):
                 return False
-            if generation == self._generation:
+            if host.running and host.generation == generation:  # not replaced meanwhile (its CPU budget)
+                slot.generation = generation
                 return True
-            self._refuse_untrusted_if_weak()
-            if self._load_and_replay_all() and self._host.generation == generation:
-                self._generation = generation
-                return True
-        for slot in self._slots:
-            if slot.active:
-                self._quarantine(slot, "the sandbox kept restarting while mechanisms were reloaded")
+        self._quarantine(slot, "the sandbox kept restarting while the mechanism was reloaded")
         return False
 
-    def _refuse_untrusted_if_weak(self) -> None:
-        """Where the OS layer is incomplete, generated mechanisms are not activated unless allowed explicitly."""
-        if self.allow_weak_sandbox or not any(slot.active and not slot.ref.trusted for slot in self._slots):
-            return
-        missing = self._host.missing_protections()
-        if not missing:
-            return
-        reason = (f"not activated: the mechanism sandbox is incomplete here (missing: {'; '.join(missing)}); "
-                  f"set {ALLOW_WEAK_SETTING} to run generated mechanisms anyway")
-        for slot in self._slots:
-            if slot.active and not slot.ref.trusted:
-                self._quarantine(slot, reason)
-
-    def _load_and_replay_all(self) -> bool:
-        """Load every active mechanism fresh, then replay observe; False if the worker was replaced meanwhile."""
-        for slot in self._slots:
-            if slot.active and not self._load(slot):
-                return False
-        for slot in self._slots:
-            if slot.active and "observe" in slot.hooks and not self._replay(slot):
-                return False
-        return True
-
-    def _load(self, slot: _Slot) -> bool:
+    def _fresh_worker(self, slot: _Slot) -> SandboxHost | None:
+        """Replace the mechanism's worker by a newly started one; None (and quarantined) if it cannot run there."""
+        self._stop_worker(slot)
+        host = slot.host = self._sandbox.sibling()
         try:
-            loaded = self._host.load(slot.key, slot.ref.source)
+            host.ensure_running()
+            missing = [] if self.allow_weak_sandbox or slot.ref.trusted else host.missing_protections()
+        except Exception as error:  # noqa: BLE001 - SandboxUnavailable, or anything else: the mechanism cannot run
+            self._quarantine(slot, f"the sandbox is unavailable: {error}")
+            return None
+        if missing:
+            # Where the OS layer is incomplete, generated mechanisms are not activated unless allowed explicitly.
+            self._quarantine(slot, f"not activated: the mechanism sandbox is incomplete here (missing: {'; '.join(missing)}); "
+                                   f"set {ALLOW_WEAK_SETTING} to run generated mechanisms anyway")
+            return None
+        return host
+
+    def _load(self, slot: _Slot, host: SandboxHost) -> bool:
+        started = self._clock()
+        try:
+            loaded = host.load(slot.key, slot.ref.source)
         except Exception as error:  # noqa: BLE001 - SandboxError, or any other host failure: quarantine, never raise
             if not isinstance(error, SandboxError):
                 logger.exception("the sandbox host failed loading %s", slot.ref.name)
             self._quarantine(slot, f"loading failed: {error}")
-            return self._host.running  # False: the worker was replaced, everyone must be reloaded
+            return False
         slot.hooks = frozenset(loaded.hooks)
         slot.declared_name = loaded.name
         if not slot.hooks:
             self._quarantine(slot, f"the class defines none of the hooks {', '.join(HOOKS)}")
-        return True
+            return False
+        return self._charge(slot, "load", started, record=False)
 
-    def _replay(self, slot: _Slot) -> bool:
+    def _replay(self, slot: _Slot, host: SandboxHost) -> bool:
+        if "observe" not in slot.hooks:
+            return True
         for position, (ctx, result) in enumerate(self._history):
+            started = self._clock()
             try:
-                self._host.call(slot.key, "observe", [ctx, result], timeout_s=self.call_timeout_s)
+                host.call(slot.key, "observe", [ctx, result], timeout_s=self.call_timeout_s)
             except Exception as error:  # noqa: BLE001 - as in _call: quarantine, never raise
                 if not isinstance(error, SandboxError):
                     logger.exception("the sandbox host failed replaying %s", slot.ref.name)
                 self._quarantine(slot, f"observe failed while rebuilding state (past experiment {position + 1}): {error}")
-                return self._host.running
+                return False
             slot.replayed += 1
+            if not self._charge(slot, "observe", started, record=False):
+                return False
         return True
 
 

@@ -452,7 +452,8 @@ def _terminate(process: subprocess.Popen, directory: str, drain: threading.Threa
 
 
 class SandboxHost:
-    """One sandbox worker for one inner loop: load mechanism sources, call their hooks, drop them.
+    """One sandbox worker: load mechanism sources, call their hooks, drop them. The runtime gives each mechanism
+    a host of its own (`sibling`); several keys in one host share one interpreter and can reach each other's state.
 
     Thread-safe (one request at a time). The worker starts on first use and again after a timeout,
     a crash or a protocol error; `generation` counts those starts.
@@ -483,6 +484,12 @@ class SandboxHost:
         self._closed = False
 
     # -- public ------------------------------------------------------------------------------
+
+    def sibling(self) -> SandboxHost:
+        """A new host with this one's settings and a worker of its own (started on first use). The runtime gives
+        each mechanism its own: mechanisms in one process could patch the classes and module state they share."""
+        return SandboxHost(self.limits, call_timeout_s=self.call_timeout_s, python=self.python,
+                           allow_unchecked=self.allow_unchecked, trusted_modules=self.trusted_modules)
 
     @property
     def generation(self) -> int:

@@ -422,13 +422,15 @@ def main(argv: list) -> None:
     trusted = {name: _load_file(f"_bilevel_trusted_{name}", path) for name, path in settings.trusted_modules.items()}
     allowlist = policy.build_allowlist(settings.trusted_modules)
     proxies = _build_proxies(allowlist, trusted)
-    import random
-
-    random.seed(0)  # the shared global RNG starts the same in every worker, so replays repeat
-    if "numpy" in proxies:
-        proxies["numpy"].random.seed(0)
     protocol_in, protocol_out = _isolate_stdio()
     protections = confinement.confine(confinement.Options(settings.raw), keeper_closes=(protocol_in, protocol_out))
+    import random
+
+    # The global RNGs start the same in every worker, so replays repeat. Seeded after confine: it forks, and
+    # `random` reseeds itself from urandom in a forked child.
+    random.seed(0)
+    if "numpy" in proxies:
+        proxies["numpy"].random.seed(0)
     del confinement
     _drop_confinement_modules()
     _neutralise_process_access()

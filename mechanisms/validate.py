@@ -160,7 +160,7 @@ def _static_stage(source: str, metric_name: str | None) -> tuple[bool, dict[str,
 
 def _import_stage(ref: MechanismRef, host: SandboxHost, limits: ValidationLimits,
                   allow_weak_sandbox: bool) -> tuple[MechanismRuntime, dict[str, Any]]:
-    runtime = MechanismRuntime([ref], call_timeout_s=limits.call_timeout_s, host=host,
+    runtime = MechanismRuntime([ref], call_timeout_s=limits.call_timeout_s, sandbox=host,
                                quarantine_log_level=logging.INFO, allow_weak_sandbox=allow_weak_sandbox)
     entry = runtime.liveness()[ref.name]
     if entry["quarantined"]:

@@ -27,7 +27,7 @@ def host():
 
 
 def runtime(host: SandboxHost, name: str) -> MechanismRuntime:
-    return MechanismRuntime([MechanismRef(name=name, version="library", source=library_source(name))], host=host)
+    return MechanismRuntime([MechanismRef(name=name, version="library", source=library_source(name))], sandbox=host)
 
 
 def view(changes: dict, config_overrides: dict | None = None, kept: bool = False, value: float = 2.8) -> dict:

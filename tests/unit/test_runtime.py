@@ -43,12 +43,13 @@ LOOPS = ref("loops", hook("plan(self, ctx)", "while True:", "    pass"))
 
 @pytest.fixture(scope="module")
 def host():
+    """The sandbox settings every mechanism's own worker is started with."""
     with SandboxHost(call_timeout_s=1.0) as sandbox:
         yield sandbox
 
 
 def runtime(host: SandboxHost, *refs: MechanismRef, timeout: float = 1.0) -> MechanismRuntime:
-    return MechanismRuntime(list(refs), call_timeout_s=timeout, host=host)
+    return MechanismRuntime(list(refs), call_timeout_s=timeout, sandbox=host)
 
 
 # -- merging advice (pure) -------------------------------------------------------------------------
@@ -183,24 +184,38 @@ def test_a_misbehaving_mechanism_is_quarantined_and_the_others_carry_on(host, ba
         assert mechanisms.liveness()[bad.name]["calls"]["plan"] == 1  # never called again
 
 
-def test_a_timeout_quarantines_and_the_others_are_rebuilt_by_replay(host):
+def test_a_timeout_quarantines_only_that_mechanism_and_the_others_keep_their_worker_and_state(host):
     with runtime(host, COUNTER, LOOPS, timeout=0.3) as mechanisms:
         for _ in range(3):
             mechanisms.observe(CTX, RESULT)
-        generation = host.ensure_running()
-        advice = mechanisms.plan(CTX)  # LOOPS times out, the worker restarts, COUNTER loses its state
+        counter_pid = mechanisms.worker_pids()["counter"]
+        advice = mechanisms.plan(CTX)  # LOOPS times out: its own worker is killed, COUNTER's is untouched
         assert mechanisms.liveness()["loops"]["quarantined"]
         assert "did not answer within 0.3 s" in mechanisms.liveness()["loops"]["reason"]
-        assert advice.guidance == "seen 3"  # asked before the restart
-        assert mechanisms.plan(CTX).guidance == "seen 3"  # after it: reloaded and replayed
-        assert host.ensure_running() == generation + 1
+        assert advice.guidance == "seen 3"
+        assert mechanisms.plan(CTX).guidance == "seen 3"
+        assert mechanisms.worker_pids() == {"counter": counter_pid, "loops": None}
+        assert mechanisms.liveness()["counter"]["replayed"] == 0
+
+
+def test_a_worker_that_dies_is_replaced_and_the_state_replayed(host):
+    with runtime(host, COUNTER) as mechanisms:
+        for _ in range(3):
+            mechanisms.observe(CTX, RESULT)
+        pid = mechanisms.worker_pids()["counter"]
+        assert pid is not None
+        mechanisms._slots[0].host._worker.stop()  # noqa: SLF001 - as if it crashed while idle
+        assert mechanisms.plan(CTX).guidance == "seen 3"
+        assert mechanisms.worker_pids()["counter"] not in (None, pid)
         assert mechanisms.liveness()["counter"]["replayed"] == 3
 
 
 def test_rebuild_starts_from_fresh_state_and_replays_history(host):
     with runtime(host, COUNTER) as mechanisms:
         mechanisms.observe(CTX, RESULT)
+        pid = mechanisms.worker_pids()["counter"]
         mechanisms.rebuild([(CTX, RESULT)] * 5)
+        assert mechanisms.worker_pids()["counter"] not in (None, pid)  # a fresh interpreter, not just a fresh instance
         assert mechanisms.plan(CTX).guidance == "seen 5"
         assert mechanisms.liveness()["counter"]["calls"]["observe"] == 1  # replays are counted apart
         assert mechanisms.liveness()["counter"]["replayed"] == 5
@@ -240,18 +255,22 @@ def test_take_activity_reports_each_experiment_then_resets(host):
         assert second["focus_depth"].calls == {}
 
 
-def test_two_runtimes_share_a_host_without_colliding(host):
+def test_two_runtimes_with_the_same_settings_do_not_collide(host):
     with runtime(host, COUNTER) as first, runtime(host, COUNTER) as second:
         first.observe(CTX, RESULT)
         assert first.plan(CTX).guidance == "seen 1"
         assert second.plan(CTX).guidance == "seen 0"
+        assert first.worker_pids()["counter"] != second.worker_pids()["counter"]
+    assert host.pid is None  # the settings' own host never starts a worker
 
 
-def test_a_runtime_owns_and_closes_its_own_sandbox():
-    mechanisms = MechanismRuntime([FOCUS_DEPTH])
+def test_a_runtime_closes_every_worker_it_started():
+    mechanisms = MechanismRuntime([FOCUS_DEPTH, COUNTER])
     assert mechanisms.plan(CTX).focus == ["DEPTH"]
+    pids = mechanisms.worker_pids()
+    assert None not in pids.values() and len(set(pids.values())) == 2
     mechanisms.close()
-    assert mechanisms._host.pid is None  # noqa: SLF001 - the worker is gone
+    assert mechanisms.worker_pids() == {"focus_depth": None, "counter": None}
 
 
 def test_a_runtime_without_mechanisms_starts_no_worker():
@@ -259,7 +278,8 @@ def test_a_runtime_without_mechanisms_starts_no_worker():
     assert mechanisms.plan(CTX).is_empty()
     assert mechanisms.screen(CTX, CANDIDATES) is None
     assert mechanisms.accept(CTX, RESULT, True) == (True, None)
-    assert mechanisms._host.pid is None  # noqa: SLF001
+    assert mechanisms.worker_pids() == {}
+    assert mechanisms._sandbox.pid is None  # noqa: SLF001
     mechanisms.close()
 
 
@@ -291,7 +311,7 @@ def test_generated_mechanisms_are_not_activated_where_the_sandbox_is_incomplete(
 
 
 def test_an_explicit_setting_runs_them_anyway(weak_host):
-    with MechanismRuntime([FOCUS_DEPTH], call_timeout_s=1.0, host=weak_host, allow_weak_sandbox=True) as mechanisms:
+    with MechanismRuntime([FOCUS_DEPTH], call_timeout_s=1.0, sandbox=weak_host, allow_weak_sandbox=True) as mechanisms:
         assert mechanisms.plan(CTX).focus == ["DEPTH"]
 
 
@@ -309,5 +329,85 @@ def test_open_runtime_trusts_only_the_library():
     try:
         assert [(slot.ref.name, slot.ref.trusted) for slot in mechanisms._slots] == [("tabu", True), ("gen", False)]  # noqa: SLF001
         assert mechanisms.allow_weak_sandbox is False
+    finally:
+        mechanisms.close()
+
+
+# -- issue 23, finding 4: a time budget per mechanism and generation ---------------------------------------------
+
+
+class TickingClock:
+    """A clock that advances one second at every reading: each timed load or hook call costs exactly 1 s."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def test_a_mechanism_past_its_time_budget_is_quarantined_with_the_reason_in_the_trace(host):
+    with MechanismRuntime([FOCUS_DEPTH, CHOOSE_SECOND], call_timeout_s=1.0, sandbox=host, time_budget_s=2.5,
+                          clock=TickingClock()) as mechanisms:
+        assert mechanisms.plan(CTX).focus == ["DEPTH"]  # load 1 s + plan 1 s: within 2.5 s
+        mechanisms.take_activity()
+        assert mechanisms.plan(CTX).is_empty()  # 3 s: over the budget, its answer is dropped
+        live = mechanisms.liveness()["focus_depth"]
+        assert live["quarantined"] and live["spent_s"] == 3.0
+        assert "too slow" in live["reason"] and "over its budget of 2.5 s" in live["reason"]
+        assert "BILEVEL_MECHANISM_TIME_BUDGET_S" in live["reason"]
+        activity = {a.name: a for a in mechanisms.take_activity()}
+        assert activity["focus_depth"].quarantined and "too slow" in activity["focus_depth"].note
+        # the budget is per mechanism: the other one spent only its load
+        assert mechanisms.liveness()["choose_second"]["spent_s"] == 1.0
+        assert mechanisms.screen(CTX, CANDIDATES).choose == 1
+        assert mechanisms.worker_pids()["focus_depth"] is None
+
+
+def test_the_replay_counts_against_the_budget(host):
+    with MechanismRuntime([COUNTER], call_timeout_s=1.0, sandbox=host, time_budget_s=3.5, clock=TickingClock(),
+                          history=[(CTX, RESULT)] * 5) as mechanisms:
+        live = mechanisms.liveness()["counter"]
+        assert live["quarantined"] and live["replayed"] == 3  # load 1 s, then 3 replayed observes reach 4 s
+        assert "too slow" in live["reason"] and "last: observe" in live["reason"]
+
+
+def test_a_hook_slower_than_a_tiny_budget_is_quarantined_on_the_real_clock(host):
+    slow = ref("slow", hook("plan(self, ctx)", "total = 0", "for i in range(3000000):", "    total += i",
+                            "return {'guidance': str(total)}"))
+    with MechanismRuntime([slow, FOCUS_LR], call_timeout_s=60.0, sandbox=host, time_budget_s=0.001) as mechanisms:
+        mechanisms.plan(CTX)
+        assert mechanisms.liveness()["slow"]["quarantined"]
+        assert "over its budget of 0.001 s" in mechanisms.liveness()["slow"]["reason"]
+
+
+def test_without_a_budget_nothing_is_quarantined_for_time(host):
+    with MechanismRuntime([FOCUS_DEPTH], call_timeout_s=1.0, sandbox=host, clock=TickingClock()) as mechanisms:
+        for _ in range(50):
+            assert mechanisms.plan(CTX).focus == ["DEPTH"]
+        assert mechanisms.liveness()["focus_depth"]["spent_s"] == 51.0
+
+
+def test_a_budget_must_be_positive(host):
+    with pytest.raises(ValueError, match="positive"):
+        MechanismRuntime([FOCUS_DEPTH], sandbox=host, time_budget_s=0)
+
+
+def test_open_runtime_passes_the_budget_and_the_setting_has_a_default(monkeypatch):
+    from infra.settings import Settings
+
+    monkeypatch.delenv("BILEVEL_MECHANISM_TIME_BUDGET_S", raising=False)
+    default = Settings().mechanism_time_budget_s
+    assert default > 0
+    monkeypatch.setenv("BILEVEL_MECHANISM_TIME_BUDGET_S", "7.5")
+    assert Settings().mechanism_time_budget_s == 7.5
+    active = ActiveSet(mechanisms=[ActiveMechanism.from_source("tabu", library_source("tabu"), version="library", origin="library")])
+    mechanisms = open_runtime(active, simulated_trace(3, seed=1), tinygpt_space(), ReplaySource(fallback_config=SEARCH_CONFIG),
+                              time_budget_s=7.5)
+    assert mechanisms is not None
+    try:
+        assert mechanisms.time_budget_s == 7.5
+        assert mechanisms.liveness()["tabu"]["spent_s"] > 0
     finally:
         mechanisms.close()
