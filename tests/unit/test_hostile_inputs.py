@@ -182,7 +182,7 @@ def test_a_mechanism_proposing_a_300_digit_integer_is_quarantined_before_the_inn
     from mechanisms.runtime import MechanismRef, MechanismRuntime
 
     ref = MechanismRef(name="huge", version="v1", source=HUGE_PROPOSER)
-    with MechanismRuntime([ref], call_timeout_s=2.0, host=host) as mechanisms:
+    with MechanismRuntime([ref], call_timeout_s=2.0, sandbox=host) as mechanisms:
         assert mechanisms.propose({"iteration": 3}) == []
         liveness = mechanisms.liveness()["huge"]
     assert liveness["quarantined"] and "the JSON has the integer" in liveness["reason"]
@@ -192,7 +192,7 @@ def test_hostile_text_from_a_mechanism_arrives_clean(host) -> None:
     from mechanisms.runtime import MechanismRef, MechanismRuntime
 
     ref = MechanismRef(name="hostile", version="v1", source=HOSTILE_MECHANISM)
-    with MechanismRuntime([ref], call_timeout_s=2.0, host=host) as mechanisms:
+    with MechanismRuntime([ref], call_timeout_s=2.0, sandbox=host) as mechanisms:
         mechanisms.plan({"iteration": 1})
         report = mechanisms.liveness()
     assert report["hostile"]["quarantined"]
