@@ -191,8 +191,8 @@ def resume(
 
     base = _settings()
     folder = _run_folder(base, meta_run_id)
-    if not folder.exists():
-        raise UserError(f"no meta-run {meta_run_id!r} under {base.runs_dir} (see: bilevel runs)")
+    if not folder.exists() and not _fetch_run_from_store(base, meta_run_id):
+        raise UserError(f"no meta-run {meta_run_id!r} under {base.runs_dir} or in the store (see: bilevel runs)")
     saved = folder.read_settings()
     # The run's own settings win, except where this process's environment names the services differently
     # (an embedded S3 server is found through its pid file, wherever its port moved).
@@ -205,6 +205,19 @@ def resume(
     if limits:
         spec = spec.model_validate({**spec.model_dump(), **limits})
     _execute(settings, spec, build_workload(settings, spec.workload))
+
+
+def _fetch_run_from_store(settings: Settings, meta_run_id: str) -> bool:
+    """A meta-run this machine lacks, downloaded from the S3 store into the state directory (settings.store_runs)."""
+    if settings.store_runs == "never":
+        return False
+    from infra.run_sync import fetch_run
+
+    with store_service(settings):
+        found = fetch_run(_store(settings), settings.runs_dir, meta_run_id)
+    if found:
+        console.print(Text(f"meta-run {meta_run_id} downloaded from s3://{settings.s3_bucket} into {settings.runs_dir}"))
+    return found
 
 
 def _run_folder(settings: Settings, meta_run_id: str):
@@ -274,6 +287,9 @@ def ablate(
     arms: Annotated[str, typer.Option(help="Comma list of arms: A, B, C, D, restart, random, tpe, cmaes, hybrid, "
                                            "library.")] = "A,C,random",
     repeats: Annotated[int, typer.Option(help="Paired repeats per arm (seeds first_seed..).")] = 3,
+    only_repeats: Annotated[Optional[str], typer.Option(help="Run just these repeats (numbered from 0), e.g. 3-5 or "
+                                                             "3,5,7: one shard of the study; finished ones are "
+                                                             "skipped.")] = None,
     generations: Annotated[Optional[int], typer.Option()] = None,
     iterations: Annotated[Optional[int], typer.Option()] = None,
     budget: Annotated[Optional[float], typer.Option(help="Training FLOPs (or steps, seconds) per experiment.")] = None,
@@ -298,10 +314,11 @@ def ablate(
     chosen = build_workload(settings)
     spec = AblationSpec.from_settings(settings, chosen, ablation_id=ablation_id or new_meta_run_id("ablation"),
                                       arms=[a.strip() for a in arms.split(",")], repeats=repeats,
-                                      reference_arms=[a.strip() for a in reference.split(",")] if reference else None)
+                                      reference_arms=[a.strip() for a in reference.split(",")] if reference else None,
+                                      only_repeats=_only_repeats(only_repeats, repeats))
     template = spec.template
     stopping.set_hint(f"resume with `bilevel ablate --id {spec.ablation_id}` and the same options")
-    console.print(Text(f"ablation {spec.ablation_id}: arms {', '.join(spec.arms)} x {repeats} repeats, "
+    console.print(Text(f"ablation {spec.ablation_id}: arms {', '.join(spec.arms)} x {_repeats_text(spec)}, "
                        f"{template.generations} x {template.iterations} iterations, budget {template.budget.describe()}, "
                        f"tested against {', '.join(spec.reference_arms)}"))
     with contextlib.ExitStack() as stack:
@@ -310,9 +327,12 @@ def ablate(
         if prefect is not None:
             prefect.wait_healthy()
         done = {"n": 0}
-        total = len(spec.arms) * repeats * template.generations * template.iterations
+        total = len(spec.arms) * len(spec.selected_repeats) * template.generations * template.iterations
 
         def on_event(event: str, data: dict) -> None:
+            if event == "ablation_plan" and data["skipped"]:
+                console.print(Text(f"{data['skipped']} of {data['jobs']} meta-runs already finished (here, imported "
+                                   "or in the store): skipped"))
             if event == "experiment":
                 done["n"] += 1
                 experiment = data["experiment"]
@@ -324,6 +344,26 @@ def ablate(
     console.print(f"ablation {spec.ablation_id} finished")
     if report:
         _report_target(settings, spec.ablation_id)
+
+
+def _only_repeats(text: str | None, repeats: int) -> list[int] | None:
+    """--only-repeats as repeat indices (a one-line UserError for a bad range)."""
+    if text is None:
+        return None
+    from search.ablation import parse_repeats
+
+    try:
+        return parse_repeats(text, repeats)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+
+
+def _repeats_text(spec: Any) -> str:
+    if spec.only_repeats is None:
+        return f"{spec.repeats} repeats"
+    from search.ablation import format_repeats
+
+    return f"repeats {format_repeats(spec.selected_repeats)} of {spec.repeats}"
 
 
 @app.command()
