@@ -396,6 +396,57 @@ def _report_target(settings: Settings, target: str) -> None:
     console.print(f"report: {page}")
 
 
+@app.command("export")
+def export_bundle(
+    target: Annotated[str, typer.Argument(help="A meta-run id or an ablation id (with all its runs).")],
+    to: Annotated[Path, typer.Option("--to", help="The bundle to write, e.g. run.tar.gz (must not exist).")],
+) -> None:
+    """Write a portable bundle: spec, trace, summary, settings (no secrets), the mechanism sources with their
+    VersionIds, and the report if built. No pickles; `bilevel import` reads it on another machine."""
+    from infra.bundle import BundleError
+    from infra.transfer import export_target
+
+    settings = _settings()
+    _run_folder(settings, target)  # a plain id, refused before anything starts
+    with contextlib.ExitStack() as stack:
+        try:
+            path = export_target(settings, target, to, lambda: _opened_store(settings, stack))
+        except BundleError as error:
+            raise UserError(str(error)) from None
+    console.print(Text(f"exported {target} to {path} ({path.stat().st_size:,} bytes)"))
+
+
+@app.command("import")
+def import_bundle_command(
+    bundle: Annotated[Path, typer.Argument(help="A bundle written by `bilevel export`.")],
+) -> None:
+    """Register a bundle's mechanisms in the store and its runs under the state directory, so that `runs`, `report`,
+    `lineage` and `resume` work here. A damaged or hostile bundle is refused whole, before anything is written."""
+    from infra.bundle import BundleError
+    from infra.transfer import import_bundle
+
+    settings = _settings()
+    with contextlib.ExitStack() as stack:
+        try:
+            result = import_bundle(settings, bundle, lambda: _opened_store(settings, stack), _tracker(settings))
+        except BundleError as error:
+            raise UserError(str(error)) from None
+    index = result.bundle.index
+    console.print(Text(f"imported {index.kind} {index.id}: {len(result.written)} meta-run(s) written"
+                       + (f", {len(result.kept)} already here and kept" if result.kept else "")
+                       + (f"; mechanism versions: {result.mechanisms_new} added to s3://{settings.s3_bucket}, "
+                          f"{result.mechanisms_present} already there" if index.mechanisms else "")))
+    for old, new in result.renamed.items():
+        console.print(Text(f"  VersionId {old} is {new} in this store (the runs' files say so)"))
+    console.print(Text(f"next: bilevel runs; bilevel report {index.id}; bilevel lineage {index.runs[0] if index.runs else index.id}"))
+
+
+def _opened_store(settings: Settings, stack: contextlib.ExitStack):
+    """The mechanism store, its embedded server (when no endpoint is configured) kept running until `stack` closes."""
+    stack.enter_context(store_service(settings))
+    return _store(settings)
+
+
 @app.command()
 def serve(
     cron: Annotated[str, typer.Option(help="When to run (cron).")] = "0 2 * * *",
