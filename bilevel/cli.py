@@ -346,6 +346,18 @@ def ablate(
         _report_target(settings, spec.ablation_id)
 
 
+def _sync_ablation_from_store(settings: Settings, target: str) -> None:
+    """Other shards of an ablation (run on other machines against the same S3) join its report here."""
+    from infra.run_sync import runs_kept_in_store, sync_ablation
+
+    if not runs_kept_in_store(settings) or (settings.runs_dir / target).is_dir():
+        return
+    with store_service(settings):
+        fetched = sync_ablation(_store(settings), settings.state_path, target)
+    if fetched:
+        console.print(Text(f"{fetched} finished meta-run(s) of {target} downloaded from s3://{settings.s3_bucket}"))
+
+
 def _only_repeats(text: str | None, repeats: int) -> list[int] | None:
     """--only-repeats as repeat indices (a one-line UserError for a bad range)."""
     if text is None:
@@ -379,6 +391,7 @@ def _report_target(settings: Settings, target: str) -> None:
     from search.ablation import manifest_path
 
     folder = _run_folder(settings, target)  # ids only: a path outside the state directory is refused here
+    _sync_ablation_from_store(settings, target)
     is_ablation = manifest_path(settings.state_path, target).is_file()
     if not is_ablation and not folder.trace_path.is_file():
         raise UserError(f"{target!r} is neither a meta-run nor an ablation under {settings.state_path} (see: bilevel runs)")

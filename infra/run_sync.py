@@ -91,3 +91,27 @@ def fetch_manifest(store: MechanismStore, ablation_id: str) -> AblationManifest 
     except ValueError as error:  # pydantic's ValidationError is a ValueError
         raise StoreError(f"ablations/{ablation_id}/manifest.json in the store is not a manifest: "
                          f"{str(error).splitlines()[0][:200]}") from None
+
+
+def sync_ablation(store: MechanismStore, state_dir: Path, ablation_id: str) -> int:
+    """Bring an ablation's shards from the store: its manifest merged with the one here, and every finished
+    meta-run it lists that this machine lacks (or has unfinished). Returns how many runs were downloaded."""
+    from search.ablation import merge_manifests
+
+    remote = fetch_manifest(store, ablation_id)
+    if remote is None:
+        return 0
+    path = manifest_path(state_dir, ablation_id)
+    manifest = remote
+    if path.is_file():
+        manifest = merge_manifests(AblationManifest.model_validate_json(path.read_text()), remote)
+    write_json_atomic(path, manifest.model_dump(mode="json"))
+    runs_dir = state_dir / "runs"
+    fetched = 0
+    for meta_run_id in (m for item in manifest.arms for m in item.meta_run_ids):
+        folder = RunFolder(runs_dir, meta_run_id)
+        summary = folder.read_summary() if folder.summary_path.is_file() else None
+        if summary is not None and summary.stop_reason == "finished":
+            continue
+        fetched += fetch_run(store, runs_dir, meta_run_id, only_finished=True)
+    return fetched
