@@ -196,8 +196,8 @@ def resume(
 
     base = _settings()
     folder = _run_folder(base, meta_run_id)
-    if not folder.exists():
-        raise UserError(f"no meta-run {meta_run_id!r} under {base.runs_dir} (see: bilevel runs)")
+    if not folder.exists() and not _fetch_run_from_store(base, meta_run_id):
+        raise UserError(f"no meta-run {meta_run_id!r} under {base.runs_dir} or in the store (see: bilevel runs)")
     saved = folder.read_settings()
     # The run's own settings win, except where this process's environment names the services differently
     # (an embedded S3 server is found through its pid file, wherever its port moved).
@@ -210,6 +210,19 @@ def resume(
     if limits:
         spec = spec.model_validate({**spec.model_dump(), **limits})
     _execute(settings, spec, build_workload(settings, spec.workload))
+
+
+def _fetch_run_from_store(settings: Settings, meta_run_id: str) -> bool:
+    """A meta-run this machine lacks, downloaded from the S3 store into the state directory (settings.store_runs)."""
+    if settings.store_runs == "never":
+        return False
+    from infra.run_sync import fetch_run
+
+    with store_service(settings):
+        found = fetch_run(_store(settings), settings.runs_dir, meta_run_id)
+    if found:
+        console.print(Text(f"meta-run {meta_run_id} downloaded from s3://{settings.s3_bucket} into {settings.runs_dir}"))
+    return found
 
 
 def _run_folder(settings: Settings, meta_run_id: str):
@@ -279,6 +292,9 @@ def ablate(
     arms: Annotated[str, typer.Option(help="Comma list of arms: A, B, C, D, restart, random, tpe, cmaes, hybrid, "
                                            "library.")] = "A,C,random",
     repeats: Annotated[int, typer.Option(help="Paired repeats per arm (seeds first_seed..).")] = 3,
+    only_repeats: Annotated[Optional[str], typer.Option(help="Run just these repeats (numbered from 0), e.g. 3-5 or "
+                                                             "3,5,7: one shard of the study; finished ones are "
+                                                             "skipped.")] = None,
     generations: Annotated[Optional[int], typer.Option()] = None,
     iterations: Annotated[Optional[int], typer.Option()] = None,
     budget: Annotated[Optional[float], typer.Option(help="Training FLOPs (or steps, seconds) per experiment.")] = None,
@@ -304,10 +320,11 @@ def ablate(
     chosen = build_workload(settings)
     spec = AblationSpec.from_settings(settings, chosen, ablation_id=ablation_id or new_meta_run_id("ablation"),
                                       arms=[a.strip() for a in arms.split(",")], repeats=repeats,
-                                      reference_arms=[a.strip() for a in reference.split(",")] if reference else None)
+                                      reference_arms=[a.strip() for a in reference.split(",")] if reference else None,
+                                      only_repeats=_only_repeats(only_repeats, repeats))
     template = spec.template
     stopping.set_hint(f"resume with `bilevel ablate --id {spec.ablation_id}` and the same options")
-    console.print(Text(f"ablation {spec.ablation_id}: arms {', '.join(spec.arms)} x {repeats} repeats, "
+    console.print(Text(f"ablation {spec.ablation_id}: arms {', '.join(spec.arms)} x {_repeats_text(spec)}, "
                        f"{template.generations} x {template.iterations} iterations, budget {template.budget.describe()}, "
                        f"tested against {', '.join(spec.reference_arms)}"))
     with contextlib.ExitStack() as stack:
@@ -316,9 +333,12 @@ def ablate(
         if prefect is not None:
             prefect.wait_healthy()
         done = {"n": 0}
-        total = len(spec.arms) * repeats * template.generations * template.iterations
+        total = len(spec.arms) * len(spec.selected_repeats) * template.generations * template.iterations
 
         def on_event(event: str, data: dict) -> None:
+            if event == "ablation_plan" and data["skipped"]:
+                console.print(Text(f"{data['skipped']} of {data['jobs']} meta-runs already finished (here, imported "
+                                   "or in the store): skipped"))
             if event == "experiment":
                 done["n"] += 1
                 experiment = data["experiment"]
@@ -330,6 +350,38 @@ def ablate(
     console.print(f"ablation {spec.ablation_id} finished")
     if report:
         _report_target(settings, spec.ablation_id)
+
+
+def _sync_ablation_from_store(settings: Settings, target: str) -> None:
+    """Other shards of an ablation (run on other machines against the same S3) join its report here."""
+    from infra.run_sync import runs_kept_in_store, sync_ablation
+
+    if not runs_kept_in_store(settings) or (settings.runs_dir / target).is_dir():
+        return
+    with store_service(settings):
+        fetched = sync_ablation(_store(settings), settings.state_path, target)
+    if fetched:
+        console.print(Text(f"{fetched} finished meta-run(s) of {target} downloaded from s3://{settings.s3_bucket}"))
+
+
+def _only_repeats(text: str | None, repeats: int) -> list[int] | None:
+    """--only-repeats as repeat indices (a one-line UserError for a bad range)."""
+    if text is None:
+        return None
+    from search.ablation import parse_repeats
+
+    try:
+        return parse_repeats(text, repeats)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+
+
+def _repeats_text(spec: Any) -> str:
+    if spec.only_repeats is None:
+        return f"{spec.repeats} repeats"
+    from search.ablation import format_repeats
+
+    return f"repeats {format_repeats(spec.selected_repeats)} of {spec.repeats}"
 
 
 @app.command()
@@ -345,6 +397,7 @@ def _report_target(settings: Settings, target: str) -> None:
     from search.ablation import manifest_path
 
     folder = _run_folder(settings, target)  # ids only: a path outside the state directory is refused here
+    _sync_ablation_from_store(settings, target)
     is_ablation = manifest_path(settings.state_path, target).is_file()
     if not is_ablation and not folder.trace_path.is_file():
         raise UserError(f"{target!r} is neither a meta-run nor an ablation under {settings.state_path} (see: bilevel runs)")
@@ -360,6 +413,57 @@ def _report_target(settings: Settings, target: str) -> None:
     if run_id:
         log_report(tracker, run_id, page.parent)
     console.print(f"report: {page}")
+
+
+@app.command("export")
+def export_bundle(
+    target: Annotated[str, typer.Argument(help="A meta-run id or an ablation id (with all its runs).")],
+    to: Annotated[Path, typer.Option("--to", help="The bundle to write, e.g. run.tar.gz (must not exist).")],
+) -> None:
+    """Write a portable bundle: spec, trace, summary, settings (no secrets), the mechanism sources with their
+    VersionIds, and the report if built. No pickles; `bilevel import` reads it on another machine."""
+    from infra.bundle import BundleError
+    from infra.transfer import export_target
+
+    settings = _settings()
+    _run_folder(settings, target)  # a plain id, refused before anything starts
+    with contextlib.ExitStack() as stack:
+        try:
+            path = export_target(settings, target, to, lambda: _opened_store(settings, stack))
+        except BundleError as error:
+            raise UserError(str(error)) from None
+    console.print(Text(f"exported {target} to {path} ({path.stat().st_size:,} bytes)"))
+
+
+@app.command("import")
+def import_bundle_command(
+    bundle: Annotated[Path, typer.Argument(help="A bundle written by `bilevel export`.")],
+) -> None:
+    """Register a bundle's mechanisms in the store and its runs under the state directory, so that `runs`, `report`,
+    `lineage` and `resume` work here. A damaged or hostile bundle is refused whole, before anything is written."""
+    from infra.bundle import BundleError
+    from infra.transfer import import_bundle
+
+    settings = _settings()
+    with contextlib.ExitStack() as stack:
+        try:
+            result = import_bundle(settings, bundle, lambda: _opened_store(settings, stack), _tracker(settings))
+        except BundleError as error:
+            raise UserError(str(error)) from None
+    index = result.bundle.index
+    console.print(Text(f"imported {index.kind} {index.id}: {len(result.written)} meta-run(s) written"
+                       + (f", {len(result.kept)} already here and kept" if result.kept else "")
+                       + (f"; mechanism versions: {result.mechanisms_new} added to s3://{settings.s3_bucket}, "
+                          f"{result.mechanisms_present} already there" if index.mechanisms else "")))
+    for old, new in result.renamed.items():
+        console.print(Text(f"  VersionId {old} is {new} in this store (the runs' files say so)"))
+    console.print(Text(f"next: bilevel runs; bilevel report {index.id}; bilevel lineage {index.runs[0] if index.runs else index.id}"))
+
+
+def _opened_store(settings: Settings, stack: contextlib.ExitStack):
+    """The mechanism store, its embedded server (when no endpoint is configured) kept running until `stack` closes."""
+    stack.enter_context(store_service(settings))
+    return _store(settings)
 
 
 @app.command()

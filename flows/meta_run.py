@@ -10,6 +10,7 @@ from flows.generation import generation
 from flows.steps import train
 from infra.mlflow_schema import MetricNames, experiment_name
 from infra.resources import Resources
+from infra.run_sync import publish_run
 from infra.runs import RunFolder
 from mechanisms.active import resolve_initial_set
 from search.config import SearchConfig
@@ -57,6 +58,7 @@ def meta_run(spec: MetaRunSpec, res: Resources) -> MetaRunSummary:
                          f"hold {res.workload.ref.reference!r}")
     folder = RunFolder(res.settings.runs_dir, spec.meta_run_id)
     folder.write_spec(spec, res.settings.model_dump(mode="json", exclude=SECRET_SETTINGS))
+    publish_run(res, folder)
     res.workload.prepare()
     limits = RunLimits.for_spec(spec, started=time.time())
     run_id = open_meta_run(res.tracker, spec, {"model": res.llm.model, "objective": res.workload.objective.describe()})
@@ -78,6 +80,7 @@ def meta_run(spec: MetaRunSpec, res: Resources) -> MetaRunSummary:
             seen.update({m.label: m for m in active.mechanisms})
             folder.write_trace(trace)
             folder.write_mechanisms(list(seen.values()))
+            publish_run(res, folder)
             if outcome.stop_reason != "finished":
                 stop_reason, stop_detail = outcome.stop_reason, outcome.stop_detail
                 break
@@ -91,6 +94,7 @@ def meta_run(spec: MetaRunSpec, res: Resources) -> MetaRunSummary:
                             experiment_name=experiment_name(spec.name), stop_reason=stop_reason,
                             stop_detail=stop_detail)
         folder.write_summary(summary)
+        publish_run(res, folder)
         res.tracker.log_text(run_id, res.workload.source_for(summary.best_config), f"best_{res.workload.script_name}")
         names = MetricNames(trace.objective)
         close_run(res.tracker, run_id, "FINISHED", metrics={names.delta: summary.delta, names.final_best: summary.best_value},)

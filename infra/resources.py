@@ -148,9 +148,10 @@ def open_resources(settings: Settings, *, with_store: bool | None = None, worklo
     """Resources for one command or scheduled flow: the task runner (a local Dask cluster when asked for), the
     embedded S3 server when the store is needed, and everything `build_resources` makes; services started here
     are stopped on exit."""
+    from infra.run_sync import runs_kept_in_store
     from infra.runners import runner_for
 
-    need_store = "2" in settings.level_set if with_store is None else with_store
+    need_store = ("2" in settings.level_set if with_store is None else with_store) or runs_kept_in_store(settings)
     with runner_for(settings) as task_runner, store_service(settings, need_store):
         res = build_resources(settings, with_store=need_store, workload=workload)
         res.task_runner = task_runner

@@ -5,6 +5,9 @@ Layout of the bucket (versioning enabled):
     mechanisms/<name>/mechanism.py                 accepted mechanisms, one S3 version per put
     attempts/<name>/mechanism.py                   rejected attempts (the data for improving Level 2)
     documents/<name>/<version_id>/<kind>.json      larger JSON about one version (validation report, transcript)
+    aliases/<version_id>.json                      an imported version's VersionId on the machine it came from
+    runs/<meta_run_id>/<file>.json                 a meta-run's spec, settings, trace, summary, mechanisms
+    ablations/<ablation_id>/manifest.json          an ablation's manifest (its arms and repeats, merged over shards)
 
 Documents sit under their own prefix so that listing mechanism names stays one cheap delimiter query,
 and a document is addressed by (name, version_id) whatever the version's status.
@@ -51,6 +54,14 @@ MAX_DOCUMENT_BYTES = 8 * 1024 * 1024
 MAX_DOCUMENT_DEPTH = 64
 MAX_METADATA_BYTES = 2048  # S3's limit on user-defined metadata (keys + values)
 MAX_PARENTS = 16
+MAX_RECORD_BYTES = 64 * 1024 * 1024  # a trace of thousands of experiments with their log tails
+RECORD_KINDS = ("runs", "ablations")
+RECORD_FILES: dict[str, tuple[str, ...]] = {
+    "runs": ("spec.json", "settings.json", "trace.json", "summary.json", "mechanisms.json"),
+    "ablations": ("manifest.json",),
+}
+RECORD_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}")  # infra.runs.RUN_ID_PATTERN: ids are folder names
+ALIASES_PREFIX = "aliases"
 MAX_MODEL_CHARS = 200
 
 _NOT_FOUND_CODES = {"404", "NoSuchKey", "NoSuchVersion", "NotFound"}
@@ -166,6 +177,19 @@ def mechanism_key(name: str, status: Status) -> str:
 def document_key(name: str, version_id: str, kind: str) -> str:
     kind = _check(KIND_PATTERN, kind, "document kind")
     return f"{DOCUMENTS_PREFIX}/{check_name(name)}/{check_version_id(version_id)}/{kind}.json"
+
+
+def record_key(kind: str, record_id: str, filename: str) -> str:
+    """Key of one file of a meta-run (`runs`) or an ablation (`ablations`) in the bucket."""
+    if kind not in RECORD_FILES:
+        raise ValueError(f"invalid record kind {kind!r}: must be one of {RECORD_KINDS}")
+    if filename not in RECORD_FILES[kind]:
+        raise ValueError(f"invalid {kind} file {filename!r}: must be one of {RECORD_FILES[kind]}")
+    return f"{kind}/{_check(RECORD_ID_PATTERN, record_id, 'run or ablation id')}/{filename}"
+
+
+def alias_key(version_id: str) -> str:
+    return f"{ALIASES_PREFIX}/{check_version_id(version_id)}.json"
 
 
 def encode_metadata(sha256: str, meta: VersionMeta, created_at: datetime) -> dict[str, str]:
@@ -506,6 +530,92 @@ class MechanismStore:
             return loads_bounded(body, MAX_DOCUMENT_BYTES, MAX_DOCUMENT_DEPTH)
         except ValueError as exc:
             raise CorruptObject(f"{key} on {self.endpoint_url}: {exc}") from None
+
+    # -- meta-runs and ablations (the trace is the unit of portability) -----------------------------
+
+    def put_record(self, kind: str, record_id: str, filename: str, body: bytes) -> str | None:
+        """Store one file of a meta-run or ablation as a new version; None when the latest version already holds
+        these bytes (nothing written). Returns the new VersionId."""
+        key = record_key(kind, record_id, filename)
+        if len(body) > MAX_RECORD_BYTES:
+            raise ValueError(f"{key} is {len(body)} bytes, over the {MAX_RECORD_BYTES}-byte limit")
+        digest = sha256_hex(body)
+        existing = self._head_document_or_none(key)
+        if existing is not None and existing[1].get("sha256") == digest:
+            return None
+        return self._put_versioned(key, body, "application/json", {"sha256": digest})
+
+    def get_record(self, kind: str, record_id: str, filename: str) -> bytes | None:
+        """The latest bytes of one file of a meta-run or ablation, checked against their sha256; None if absent."""
+        key = record_key(kind, record_id, filename)
+        try:
+            with self._s3(f"GetObject {key}"):
+                response = self.client.get_object(Bucket=self.bucket, Key=key)
+                body = response["Body"].read(MAX_RECORD_BYTES + 1)
+        except StoreError as exc:
+            if self._is_not_found(exc):
+                return None
+            raise
+        recorded = {k.lower(): v for k, v in response.get("Metadata", {}).items()}.get("sha256")
+        if len(body) > MAX_RECORD_BYTES or recorded != sha256_hex(body):
+            raise CorruptObject(f"{key} on {self.endpoint_url}: content does not match its recorded sha256 (or is "
+                                f"over {MAX_RECORD_BYTES} bytes); refusing to use it")
+        return body
+
+    def record_ids(self, kind: str) -> list[str]:
+        """Ids of the meta-runs (`runs`) or ablations (`ablations`) that have files in the store, sorted."""
+        if kind not in RECORD_FILES:
+            raise ValueError(f"invalid record kind {kind!r}: must be one of {RECORD_KINDS}")
+        prefix = f"{kind}/"
+        found: set[str] = set()
+        paginator = self.client.get_paginator("list_objects_v2")
+        with self._s3(f"ListObjectsV2 {prefix}"):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/",
+                                           PaginationConfig={"PageSize": self.page_size}):
+                for common in page.get("CommonPrefixes", []):
+                    candidate = common["Prefix"][len(prefix):].rstrip("/")
+                    if RECORD_ID_PATTERN.fullmatch(candidate):
+                        found.add(candidate)
+        return sorted(found)
+
+    # -- imported versions ------------------------------------------------------------------------
+
+    def import_version(self, name: str, source: str, meta: VersionMeta, origin_version_id: str) -> StoredVersion:
+        """A mechanism version that another store called `origin_version_id`, made present here: the same
+        version if this store already holds it (a shared S3), the one an earlier import made (its alias), or a
+        new version with an alias from the old id. Its source must match what the other store recorded."""
+        key = mechanism_key(name, meta.status)
+        digest = sha256_hex(source.encode("utf-8"))
+        here = self._head_or_none(name, key, origin_version_id)
+        if here is not None and here.sha256 == digest:
+            return here
+        aliased = self.resolve_alias(origin_version_id)
+        if aliased is not None and aliased.name == name and aliased.sha256 == digest:
+            return aliased
+        stored = self.put(name, source, meta)
+        alias = {"name": name, "status": meta.status, "version_id": stored.version_id, "sha256": digest}
+        body = json.dumps(alias, sort_keys=True).encode()
+        self._put_versioned(alias_key(origin_version_id), body, "application/json", {"sha256": sha256_hex(body)})
+        return stored
+
+    def resolve_alias(self, origin_version_id: str) -> StoredVersion | None:
+        """The version an import made from `origin_version_id` (another store's VersionId), or None."""
+        key = alias_key(origin_version_id)
+        try:
+            with self._s3(f"GetObject {key}"):
+                body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read(4096)
+        except StoreError as exc:
+            if self._is_not_found(exc):
+                return None
+            raise
+        try:
+            alias = json.loads(body)
+            name, status, version_id = check_name(alias["name"]), alias["status"], check_version_id(alias["version_id"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorruptObject(f"{key} on {self.endpoint_url} is not an alias this store wrote ({exc!s:.100})") from exc
+        if status not in STATUS_PREFIXES:
+            raise CorruptObject(f"{key} on {self.endpoint_url} names an unknown status {status!r}")
+        return self._head_or_none(name, mechanism_key(name, status), version_id)
 
     # -- internals ------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from reports.wording import (
     noise_floor_text,
     reading_note,
 )
-from search.ablation import STANDARD_ARMS, AblationManifest, ArmSpec
+from search.ablation import STANDARD_ARMS, AblationManifest, ArmSpec, RepeatCoverage, format_repeats
 from search.influence import MechanismInfluence
 from search.objective import Objective
 
@@ -30,13 +30,14 @@ TEST_NAMES = {"wilcoxon signed-rank": "Wilcoxon", "mann-whitney u": "Mann-Whitne
 def ablation_page(ablation_id: str, statistics: AblationStats, *, manifest: AblationManifest | None = None,
                   repeats: Repeats | None = None, influence: Sequence[MechanismInfluence] = (),
                   curves_png: Path | None = None, deltas_png: Path | None = None,
-                  run_links: Mapping[str, str] | None = None) -> str:
+                  run_links: Mapping[str, str] | None = None, coverage: RepeatCoverage | None = None) -> str:
     """The whole HTML document of an ablation. Without a manifest and repeats (a page rebuilt from statistics.json
     alone) the sections that need the meta-runs say so instead."""
     objective = statistics.objective
     arms = {item.arm.name: item.arm for item in manifest.arms} if manifest else {}
     parts: list[object] = [
         tag("p", reading_note(objective), cls="small"),
+        *([_partial_notice(coverage, manifest)] if coverage is not None and coverage.partial else []),
         section("Verdicts", _verdicts(statistics), _caveats(statistics, repeats), element_id="verdicts"),
     ]
     if curves_png is not None:
@@ -87,6 +88,22 @@ def _verdicts(statistics: AblationStats) -> Markup:
                                      Markup(" "), tag("strong", comparison.arm), f" vs {comparison.reference}: ",
                                      effect, f" — {comparison.reason}."])))
     return tag("ul", join(items), cls="verdicts")
+
+
+def _partial_notice(coverage: RepeatCoverage, manifest: AblationManifest | None) -> Markup:
+    """The banner of a report built while repeats are missing: which repeats count, which do not and why."""
+    seeds = manifest.seeds if manifest is not None else []
+    items = []
+    for repeat, arms in sorted(coverage.missing.items()):
+        seed = f" (seed {seeds[repeat]})" if repeat < len(seeds) else ""
+        why = "; ".join(f"{arm}: {reason}" for arm, reason in arms.items())
+        items.append(tag("li", f"repeat {repeat}{seed}: {why}"))
+    counted = format_repeats(coverage.complete) if coverage.complete else "none"
+    return section("Partial report", tag("p", tag("strong", "This report is partial. ") + (
+        f"The statistics use the complete repeats only (every arm finished for that seed): {counted}. "
+        f"Missing: {format_repeats(sorted(coverage.missing))}. Run the missing repeats (bilevel ablate --id ... "
+        "--only-repeats ...) or import them (bilevel import), then build the report again.")),
+        tag("ul", join(items)), element_id="partial")
 
 
 def _caveats(statistics: AblationStats, repeats: Repeats | None) -> Markup:

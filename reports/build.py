@@ -19,7 +19,7 @@ from reports.plots import plot_best_so_far, plot_deltas, plot_run
 from reports.run_data import RunData, load_run
 from reports.run_page import run_page
 from reports.stats import AblationStats, ablation_statistics
-from search.ablation import AblationManifest, manifest_path
+from search.ablation import AblationManifest, RepeatCoverage, manifest_path, repeat_coverage
 from search.influence import MechanismInfluence, mechanism_influence
 from search.objective import Objective
 from search.trace import Trace
@@ -63,7 +63,13 @@ def build_ablation_report(state_dir: Path, ablation_id: str, out_dir: Path, *, r
         loaded: list[RunData | None] = [_under(objective, load_run(runs_dir, meta_run_id))
                                         for meta_run_id in item.meta_run_ids]
         repeats[item.arm.name] = loaded + [None] * (len(manifest.seeds) - len(loaded))
-    usable = {arm: [run if run is not None and run.usable else None for run in runs] for arm, runs in repeats.items()}
+    coverage = repeat_coverage({arm: [_not_usable(run) for run in runs] for arm, runs in repeats.items()},
+                               len(manifest.seeds))
+    # Statistics from the complete repeats only: every arm has its finished run for those seeds, so the pairing
+    # holds and a missing shard cannot tilt one arm.
+    complete = set(coverage.complete)
+    usable = {arm: [run if index in complete else None for index, run in enumerate(runs)]
+              for arm, runs in repeats.items()}
     statistics = ablation_statistics(
         {arm: [None if run is None else (run.baseline, run.best) for run in runs]  # type: ignore[misc]
          for arm, runs in usable.items()},
@@ -89,6 +95,7 @@ def build_ablation_report(state_dir: Path, ablation_id: str, out_dir: Path, *, r
         "references": statistics.references,
         "statistics": statistics.model_dump(mode="json"),
         "mechanisms": _mechanisms_json(influence),
+        **_coverage_json(coverage),
         "repeats": {arm: [None if run is None else {
             "meta_run_id": run.meta_run_id, "status": run.status, "problem": run.problem,
             "baseline_value": run.baseline, "best_value": run.best, "delta": run.delta,
@@ -97,8 +104,22 @@ def build_ablation_report(state_dir: Path, ablation_id: str, out_dir: Path, *, r
     page_path = out_dir / PAGE
     page_path.write_text(ablation_page(ablation_id, statistics, manifest=manifest, repeats=repeats,
                                        influence=influence, curves_png=curves_png, deltas_png=deltas_png,
-                                       run_links=links), encoding="utf-8")
+                                       run_links=links, coverage=coverage), encoding="utf-8")
     return page_path
+
+
+def _not_usable(run: RunData | None) -> str | None:
+    """Why a repeat's run cannot enter the statistics (None: it can)."""
+    if run is None:
+        return "not started: the manifest lists no meta-run for this seed"
+    if run.usable:
+        return None
+    return f"{run.status}: {run.problem}" if run.problem else run.status
+
+
+def _coverage_json(coverage: RepeatCoverage) -> dict[str, Any]:
+    return {"partial": coverage.partial, "complete_repeats": coverage.complete,
+            "missing_repeats": {str(repeat): arms for repeat, arms in coverage.missing.items()}}
 
 
 def rebuild_ablation_report(statistics_path: Path, out_dir: Path) -> Path:

@@ -205,3 +205,46 @@ def test_unreachable_endpoint_is_retried_then_unavailable() -> None:
     with pytest.raises(StoreUnavailable, match=rf"{url}.*bilevel doctor"):
         store.get("tabu")
     assert len(attempts) == 2  # the first try and one retry
+
+
+# -- meta-runs and imported versions ------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_run_records_are_versioned_checked_and_listed(mechanism_store: MechanismStore) -> None:  # noqa: F811
+    first = mechanism_store.put_record("runs", "run-1", "trace.json", b'{"experiments": []}')
+    assert first is not None
+    assert mechanism_store.put_record("runs", "run-1", "trace.json", b'{"experiments": []}') is None  # unchanged
+    second = mechanism_store.put_record("runs", "run-1", "trace.json", b'{"experiments": [1]}')
+    assert second not in (None, first)
+    assert mechanism_store.get_record("runs", "run-1", "trace.json") == b'{"experiments": [1]}'
+    assert mechanism_store.get_record("runs", "run-1", "summary.json") is None
+    mechanism_store.put_record("ablations", "abl", "manifest.json", b"{}")
+    assert mechanism_store.record_ids("runs") == ["run-1"] and mechanism_store.record_ids("ablations") == ["abl"]
+    for bad in (("runs", "../x", "trace.json"), ("runs", "run-1", "trace.pkl"), ("secrets", "run-1", "trace.json")):
+        with pytest.raises(ValueError):
+            mechanism_store.put_record(*bad, b"{}")
+
+
+@pytest.mark.integration
+def test_a_damaged_run_record_is_refused(mechanism_store: MechanismStore) -> None:  # noqa: F811
+    mechanism_store.put_record("runs", "run-1", "spec.json", b"{}")
+    mechanism_store.client.put_object(Bucket=mechanism_store.bucket, Key="runs/run-1/spec.json", Body=b'{"x": 1}',
+                                      Metadata={"sha256": sha256_hex(b"{}")})
+    with pytest.raises(CorruptObject, match="does not match"):
+        mechanism_store.get_record("runs", "run-1", "spec.json")
+
+
+@pytest.mark.integration
+def test_imported_versions_keep_their_identity_through_an_alias(s3_server: S3TestServer) -> None:  # noqa: F811
+    origin = MechanismStore.from_endpoint(s3_server.endpoint, "import-origin", max_attempts=2)
+    target = MechanismStore.from_endpoint(s3_server.endpoint, "import-target", max_attempts=2)
+    origin.ensure_bucket()
+    target.ensure_bucket()
+    stored = origin.put("tabu", SOURCE_V1, _meta(2))
+    assert origin.import_version("tabu", SOURCE_V1, _meta(2), stored.version_id) == stored  # same store: as it is
+    moved = target.import_version("tabu", SOURCE_V1, _meta(2), stored.version_id)
+    assert moved.version_id != stored.version_id and (moved.sha256, moved.generation) == (stored.sha256, 2)
+    assert target.resolve_alias(stored.version_id) == moved
+    assert target.import_version("tabu", SOURCE_V1, _meta(2), stored.version_id) == moved  # a second import: no copy
+    assert len(target.history("tabu")) == 1
