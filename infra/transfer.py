@@ -52,7 +52,9 @@ def export_target(settings: Settings, target: str, to: Path, store: StoreFactory
     members: dict[str, bytes] = {}
     if path.is_file():
         manifest = AblationManifest.model_validate_json(path.read_text())
-        runs = [m for item in manifest.arms for m in item.meta_run_ids if RunFolder(settings.runs_dir, m).exists()]
+        # a meta-run that has no trace yet (still at its baseline, or running elsewhere) decided nothing to carry
+        runs = [m for item in manifest.arms for m in item.meta_run_ids
+                if (RunFolder(settings.runs_dir, m).root / "trace.json").is_file()]
         members[f"ablations/{target}/manifest.json"] = _json_bytes(scrub(manifest.model_dump(mode="json")))
         kind = "ablation"
     else:

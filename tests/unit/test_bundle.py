@@ -107,6 +107,9 @@ def test_round_trip_into_a_fresh_state_directory(run_bundle: Path, tmp_path: Pat
 def test_ablation_round_trip_merges_with_the_manifest_here(tmp_path: Path) -> None:
     source = _settings(tmp_path / "a")
     write_ablation(source.state_path, "abl", repeats=3, gains={"A": 0.0, "C": 0.03}, missing=[("C", 2)])
+    started = source.runs_dir / "abl-C-s2"  # C's repeat 2 has started here: a spec, no trace yet
+    started.mkdir(parents=True)
+    (started / "spec.json").write_text((source.runs_dir / "abl-C-s1" / "spec.json").read_text().replace("-s1", "-s2"))
     bundle = export_target(source, "abl", tmp_path / "abl.tar.gz", store=None)
     fresh = _settings(tmp_path / "b")
     result = import_bundle(fresh, bundle, store=None, tracker=_tracker(fresh))
