@@ -102,7 +102,6 @@ class Settings(BaseSettings):
     s3_region: str = "us-east-1"
     s3_bucket: str = "bilevel-mechanisms"
     s3_port: int = Field(8333, ge=1024, le=55531, description="Port of the embedded S3 server.")
-    result_storage: Literal["local", "s3"] = Field("local", description="Where Prefect persists task results.")
 
     # -- orchestration ----------------------------------------------------------------------------
     task_runner: Literal["threads", "dask", "ray"] = "threads"
