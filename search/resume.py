@@ -79,9 +79,9 @@ def split_generation(trace: Trace, generation: int) -> GenerationSplit:
     base = trace.with_experiments(trace.experiments[: record.start])
     decided: dict[int, list[Experiment]] = {}
     for experiment in trace.experiments[record.start:]:
-        if experiment.generation != generation:
-            raise ResumeError(f"experiment #{experiment.index} of generation {experiment.generation} follows the start "
-                              f"of generation {generation}: the trace is damaged")
+        if experiment.generation != generation:  # traces written before generations recorded their end
+            raise ResumeError(f"the trace holds experiments of generation {experiment.generation} but no record of how "
+                              f"generation {generation} ended: written by an older version, it cannot be resumed")
         decided.setdefault(experiment.track, []).append(experiment)
     for track, experiments in decided.items():
         experiments.sort(key=lambda e: e.iteration)

@@ -146,6 +146,12 @@ def test_a_track_with_a_gap_is_a_damaged_trace() -> None:
         split_generation(damaged, 0)
     with pytest.raises(ResumeError, match="no record of how generation 1 began"):
         split_generation(trace, 1)
+    # a trace of an older version: generation 1 had begun, but nothing says how generation 0 ended
+    later = begin_generation(trace, 1, SearchConfig(), ActiveSet())
+    later = later.with_experiments([*later.experiments, later.experiments[-1].model_copy(
+        update={"index": len(later), "generation": 1, "track": 0, "iteration": 0})])
+    with pytest.raises(ResumeError, match="no record of how generation 0 ended"):
+        split_generation(later, 0)
 
 
 def test_begin_generation_keeps_the_record_of_a_generation_that_had_begun() -> None:
