@@ -187,11 +187,13 @@ def run(
 @app.command()
 def resume(
     meta_run_id: Annotated[str, typer.Argument(help="The id of the meta-run to resume.")],
-    max_llm_cost: Annotated[Optional[float], typer.Option(help="A new LLM cost limit (USD) for the rest.")] = None,
-    max_hours: Annotated[Optional[float], typer.Option(help="A new time limit (hours) for the rest.")] = None,
+    max_llm_cost: Annotated[Optional[float], typer.Option(help="USD of LLM calls allowed for the rest, on top of "
+                                                                "what the run spent.")] = None,
+    max_hours: Annotated[Optional[float], typer.Option(help="Hours of work allowed for the rest, on top of what the "
+                                                             "run worked.")] = None,
 ) -> None:
-    """Re-run a failed, interrupted or limit-stopped meta-run: finished trainings and LLM answers are reused, the rest
-    runs. Its recorded spec (workload, budget, knobs) is used as it was."""
+    """Continue a failed, interrupted or limit-stopped meta-run from its trace: decided experiments and Level 1.5/2
+    decisions are taken from it, only the rest runs. Its recorded spec (workload, budget, knobs) is used as it was."""
     from infra.resources import build_workload
 
     base = _settings()
@@ -206,8 +208,13 @@ def resume(
     settings = _settings(**keep)
     _prepare_process(settings, runs_flows=True)
     spec = folder.read_spec()
-    limits = {k: v for k, v in {"max_llm_cost_usd": max_llm_cost, "max_hours": max_hours}.items() if v is not None}
-    if limits:
+    trace = folder.read_trace_if_any()
+    if trace is not None:
+        from search.resume import limits_for_the_rest
+
+        spec = limits_for_the_rest(trace, spec, hours=max_hours, cost_usd=max_llm_cost)
+    elif max_hours is not None or max_llm_cost is not None:  # nothing was spent yet
+        limits = {k: v for k, v in {"max_llm_cost_usd": max_llm_cost, "max_hours": max_hours}.items() if v is not None}
         spec = spec.model_validate({**spec.model_dump(), **limits})
     _execute(settings, spec, build_workload(settings, spec.workload))
 

@@ -64,6 +64,10 @@ class RunProgress:
             elif event == "experiment":
                 self._add(data["experiment"], data["best"])
                 self.progress.advance(self.task)
+            elif event == "resumed":
+                self.progress.advance(self.task, data["experiments"])
+                self.progress.update(self.task, description="searching")
+                self.console.log(Text(f"resumed from the trace: {data['experiments']} decided experiments are not run again"))
             elif event == "generation":
                 active = ", ".join(data.get("active") or []) or "none"
                 self.console.log(Text(f"generation {data['generation']} done: best {data['best']:.4f}; mechanisms: {active}"))

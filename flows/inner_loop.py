@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from flows.steps import Trainer
 from infra.resources import Resources
+from infra.runs import TraceWriter
 from mechanisms.active import ActiveSet, open_runtime
 from mechanisms.replay import ReplaySource
 from search.context import DecisionPoint
@@ -18,6 +19,7 @@ from search.hooks import NoHooks
 from search.iteration import Proposer, run_iteration
 from search.random_proposal import random_proposer
 from search.run_spec import MetaRunSpec, RunLimits, StopReason, llm_usage
+from search.state import SearchState
 from search.trace import Experiment, Trace
 from tasks.propose import LLMProposer
 from tasks.record import open_iteration, record_experiment
@@ -68,26 +70,34 @@ def inner_loop(
     active: ActiveSet,
     run_ids: dict[str, str],
     limits: RunLimits,
-    outer_spent_usd: float = 0.0,
+    writer: TraceWriter,
+    decided: list[Experiment] | None = None,
 ) -> InnerLoopResult:
-    """K iterations on one track, starting from the shared trace (which records how this generation began). The
-    active mechanisms run in this loop's own sandbox, their state rebuilt by replaying `observe` over the trace.
+    """K iterations on one track, starting from the shared trace (which records how this generation began) and
+    after this track's `decided` experiments (a resume: they are neither trained nor asked again). The active
+    mechanisms run in this loop's own sandbox, their state rebuilt by replaying `observe` over the track's history,
+    the decided experiments included. Every decision is written to the trace (`writer`) before it is logged.
     Returns this track's new experiments, and why it stopped early if a run limit was reached."""
     start = trace.generation_start(generation)
     if start is None:
         raise ValueError(f"the trace has no record of how generation {generation} began")
+    decided = decided or []
     space = res.workload.space
-    runtime = open_runtime(active, trace, space, replay_source(spec, trace, generation),
+    local = trace.with_experiments([*trace.experiments, *decided])
+    runtime = open_runtime(active, local, space, replay_source(spec, local, generation),
                            allow_weak_sandbox=res.settings.sandbox_allow_weak,
                            time_budget_s=res.settings.mechanism_time_budget_s)
     hooks = runtime if runtime is not None else NoHooks()
     iteration_runs: dict[int, str] = {}
     proposer = proposer_for(spec, res, run_for=lambda point: iteration_runs.get(point.iteration))
-    local, state = trace, trace.state()
-    spent = outer_spent_usd + llm_usage(trace).cost_usd
+    state = local.state()
+    spent = llm_usage(local).cost_usd
     result = InnerLoopResult()
+    if decided:  # its MLflow run is missing if the last session died between the trace write and the log
+        before = local.with_experiments(local.experiments[:-1])
+        _record(res, spec, run_ids, decided[-1], before.state(), local.state())
     try:
-        for iteration in range(spec.iterations):
+        for iteration in range(len(decided), spec.iterations):
             reached = limits.reached(spent, time.time())
             if reached is not None:
                 result.stop_reason, result.stop_detail = reached
@@ -104,16 +114,11 @@ def inner_loop(
                 seq=generation * spec.iterations + iteration,
                 screen_rounds=spec.screen_rounds, near=start.config.near_repeat,
             )
-            incumbent = state.best  # the diff is taken against the best this experiment had to beat
+            writer.decided(track, experiment)  # the trace first: it is what a resume continues from
+            incumbent = state  # the diff is taken against the best this experiment had to beat
             local, state = local.appended(experiment), state.after(experiment)
             spent += experiment.llm.cost_usd
-            record_experiment(
-                res.tracker, spec, trace.objective, meta_run_run_id=run_ids["meta_run"],
-                generation_run_id=run_ids["generation"], experiment=experiment,
-                source=res.workload.source_for(experiment.config) if experiment.changes else "",
-                best_source=res.workload.source_for(incumbent.config), best_value=state.best.value,
-                incumbent_value=incumbent.value, script_name=res.workload.script_name,
-            )
+            _record(res, spec, run_ids, experiment, incumbent, state)
             result.experiments.append(experiment)
             res.emit("experiment", experiment=experiment, best=state.best.value, baseline=state.baseline.value,
                      objective=trace.objective)
@@ -121,3 +126,17 @@ def inner_loop(
         if runtime is not None:
             runtime.close()
     return result
+
+
+def _record(res: Resources, spec: MetaRunSpec, run_ids: dict[str, str], experiment: Experiment, before: SearchState,
+            after: SearchState) -> None:
+    """The experiment's MLflow run (found by key: a resume writes nothing twice); `before` is the state it was decided
+    in, whose best it had to beat, `after` the state it led to."""
+    incumbent = before.best
+    record_experiment(
+        res.tracker, spec, before.objective, meta_run_run_id=run_ids["meta_run"],
+        generation_run_id=run_ids["generation"], experiment=experiment,
+        source=res.workload.source_for(experiment.config) if experiment.changes else "",
+        best_source=res.workload.source_for(incumbent.config), best_value=after.best.value,
+        incumbent_value=incumbent.value, script_name=res.workload.script_name,
+    )

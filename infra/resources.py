@@ -14,6 +14,7 @@ from search.config import SearchConfig
 from search.run_spec import Budget, MetaRunSpec, WorkloadRef
 
 if TYPE_CHECKING:
+    from infra.runs import TraceHook
     from infra.store import MechanismStore
     from workloads.base import Workload
 
@@ -33,6 +34,7 @@ class Resources:
         store: MechanismStore | None = None,
         task_runner: Callable[[], Any] | None = None,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
+        on_trace_written: TraceHook | None = None,
     ) -> None:
         self.settings = settings
         self.workload = workload
@@ -41,6 +43,8 @@ class Resources:
         self.store = store
         self.task_runner = task_runner  # makes the runner of inner loops and meta-runs (None: Prefect's default)
         self.on_event = on_event
+        # Called after every write of a meta-run's trace.json (every decision), e.g. to copy it to the S3 store.
+        self.on_trace_written = on_trace_written
 
     def __reduce__(self) -> tuple[Any, tuple[Settings]]:
         # Prefect sends a flow run's parameters along with every task submitted to a remote runner (Dask, Ray).

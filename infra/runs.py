@@ -8,6 +8,9 @@ import json
 import os
 import re
 import tempfile
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -15,10 +18,11 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from search.iteration import merge_tracks
 from search.objective import Objective
 from search.run_spec import MetaRunSpec, MetaRunSummary
 from search.state import BaselineFailed
-from search.trace import Trace
+from search.trace import Experiment, Trace
 
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}")  # always fullmatch: `$` would let "id\n" through
 
@@ -105,8 +109,68 @@ class RunFolder:
             raise FileNotFoundError(f"no trace for meta-run {self.meta_run_id!r} at {self.trace_path}")
         return Trace.model_validate_json(self.trace_path.read_text())
 
+    def read_trace_if_any(self) -> Trace | None:
+        """The trace a resume continues from, or None for a run that has not written one yet."""
+        return self.read_trace() if self.trace_path.is_file() else None
+
     def read_summary(self) -> MetaRunSummary | None:
         return MetaRunSummary.model_validate_json(self.summary_path.read_text()) if self.summary_path.is_file() else None
+
+
+TraceHook = Callable[[RunFolder, Trace], None]
+
+
+class TraceWriter:
+    """The one writer of a running meta-run's trace.json: every decision (an experiment of any track, the start of a
+    generation, Level 1.5, Level 2) goes through `_write`, which writes the whole trace atomically and then calls
+    `on_write` (e.g. a copy to the S3 store). While a generation's tracks run in parallel threads, their experiments
+    are merged as `merge_tracks` will merge them, so the file always holds every decided experiment."""
+
+    def __init__(self, folder: RunFolder, trace: Trace, on_write: TraceHook | None = None) -> None:
+        self.folder = folder
+        self.on_write = on_write
+        self._trace = trace
+        self._tracks: dict[int, list[Experiment]] | None = None  # the open generation's tracks
+        self._lock = threading.Lock()
+        self._session_start = time.monotonic()
+        self._elapsed_before = trace.elapsed_s  # what earlier sessions worked (the run's time limit counts it)
+
+    @property
+    def trace(self) -> Trace:
+        return self._trace
+
+    def commit(self, trace: Trace) -> Path:
+        """Record `trace` as it stands (a baseline, a generation's start or end, the merged tracks)."""
+        with self._lock:
+            self._trace, self._tracks = trace, None
+            return self._write()
+
+    def open_tracks(self, base: Trace, decided: dict[int, list[Experiment]]) -> None:
+        """The tracks of a generation start from `base` (the trace before it), with their decided experiments."""
+        with self._lock:
+            self._trace, self._tracks = base, {track: list(experiments) for track, experiments in decided.items()}
+
+    def decided(self, track: int, experiment: Experiment) -> Path:
+        """One more decided experiment of `track` in the open generation."""
+        with self._lock:
+            if self._tracks is None:
+                raise RuntimeError("no generation is open: call open_tracks first")
+            self._tracks.setdefault(track, []).append(experiment)
+            return self._write()
+
+    def _write(self) -> Path:
+        trace = self._trace
+        if self._tracks is not None:
+            trace = merge_tracks(trace, [self._tracks[t] for t in sorted(self._tracks)])
+        trace = trace.model_copy(update={"elapsed_s": self.elapsed_s()})
+        path = self.folder.write_trace(trace)
+        if self.on_write is not None:
+            self.on_write(self.folder, trace)
+        return path
+
+    def elapsed_s(self) -> float:
+        """Seconds the meta-run has worked, this session included."""
+        return self._elapsed_before + time.monotonic() - self._session_start
 
 
 class RunListing(BaseModel):

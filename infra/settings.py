@@ -104,7 +104,6 @@ class Settings(BaseSettings):
     s3_region: str = "us-east-1"
     s3_bucket: str = "bilevel-mechanisms"
     s3_port: int = Field(8333, ge=1024, le=55531, description="Port of the embedded S3 server.")
-    result_storage: Literal["local", "s3"] = Field("local", description="Where Prefect persists task results.")
     store_runs: Literal["auto", "always", "never"] = Field(
         "auto", description="Copy a meta-run's spec, trace and summary to the S3 store after every decision, so that "
         "`bilevel resume` on another machine finds it. auto: when an S3 endpoint is configured, or the run uses the "

@@ -1,12 +1,11 @@
-"""The set of active mechanisms of a meta-run: what is active, what it replaced (for revert), and the review
-after each generation that deactivates quarantined or inert mechanisms."""
+"""The active mechanisms of a meta-run at work: the review after each generation that deactivates quarantined or inert
+mechanisms, the sandboxed runtime of a set, and the set a meta-run starts from (the models: search/active_set.py)."""
 
 from __future__ import annotations
 
-import hashlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, Field
+from search.active_set import ActiveMechanism, ActiveSet
 
 if TYPE_CHECKING:
     from infra.store import MechanismStore
@@ -15,43 +14,7 @@ if TYPE_CHECKING:
     from search.space import SearchSpace
     from search.trace import MechanismLiveness, Trace
 
-
-class ActiveMechanism(BaseModel):
-    """One mechanism version as the inner loop runs it."""
-
-    name: str
-    version: str = Field(description="S3 VersionId, or 'library' / a sha prefix for unstored code.")
-    sha256: str
-    source: str
-    parents: list[str] = Field(default_factory=list)
-    origin: str = ""
-
-    @property
-    def label(self) -> str:
-        return f"{self.name}@{self.version[:12]}"
-
-    @classmethod
-    def from_source(cls, name: str, source: str, version: str | None = None, **extra: Any) -> ActiveMechanism:
-        sha = hashlib.sha256(source.encode()).hexdigest()
-        return cls(name=name, version=version or sha[:12], sha256=sha, source=source, **extra)
-
-
-class ActiveSet(BaseModel):
-    """The mechanisms active now, and the stack of earlier sets a revert restores."""
-
-    mechanisms: list[ActiveMechanism] = Field(default_factory=list)
-    previous: list[list[ActiveMechanism]] = Field(default_factory=list)
-
-    def with_added(self, mechanism: ActiveMechanism) -> ActiveSet:
-        kept = [m for m in self.mechanisms if m.name != mechanism.name]
-        return ActiveSet(mechanisms=[*kept, mechanism], previous=[*self.previous, self.mechanisms])
-
-    def reverted(self, name: str) -> ActiveSet:
-        """The set before `name` was activated; if it came with the initial set, the set without it."""
-        for depth in range(len(self.previous) - 1, -1, -1):
-            if all(m.name != name for m in self.previous[depth]):
-                return ActiveSet(mechanisms=self.previous[depth], previous=self.previous[:depth])
-        return ActiveSet(mechanisms=[m for m in self.mechanisms if m.name != name], previous=self.previous)
+__all__ = ["ActiveMechanism", "ActiveSet", "open_runtime", "resolve_initial_set", "review_active_set"]
 
 
 def review_active_set(active: ActiveSet, liveness: dict[str, MechanismLiveness]) -> tuple[ActiveSet, list[str]]:

@@ -29,6 +29,8 @@ def event_line(event: str, data: dict) -> str | None:
         return "baseline  " + "  ".join(cell for cell in experiment_cells(experiment, experiment.measured) if cell)
     if event == "experiment":
         return "experiment  " + "  ".join(cell for cell in experiment_cells(data["experiment"], data["best"]) if cell)
+    if event == "resumed":
+        return f"resumed from the trace: {data['experiments']} decided experiments are not run again"
     if event == "generation":
         active = ", ".join(data.get("active") or []) or "none"
         return f"generation {data['generation']} done: best {data['best']:.4f}; mechanisms: {active}"

@@ -212,8 +212,9 @@ def summarize(spec: MetaRunSpec, trace: Trace, *, run_id: str | None = None, tra
 
 
 def llm_usage(trace: Trace, outer: LLMUsage | None = None) -> LLMUsage:
-    """Everything the LLM cost in a meta-run: the proposals (in the trace) plus the outer levels."""
-    usage = outer or LLMUsage()
+    """Everything the LLM cost in a meta-run: the proposals and the outer levels (both in the trace), plus `outer`
+    (outer-level calls not recorded in the trace yet)."""
+    usage = trace.outer_llm() + (outer or LLMUsage())
     for experiment in trace.decided:
         usage = usage + experiment.llm
     return usage
@@ -229,8 +230,10 @@ class RunLimits(BaseModel):
     max_llm_cost_usd: float | None = None
 
     @classmethod
-    def for_spec(cls, spec: MetaRunSpec, started: float) -> RunLimits:
-        deadline = started + spec.max_hours * 3600 if spec.max_hours is not None else None
+    def for_spec(cls, spec: MetaRunSpec, started: float, elapsed_s: float = 0.0) -> RunLimits:
+        """The limits of a session that starts at `started`, after `elapsed_s` seconds of earlier sessions (a resumed
+        run counts the time it already worked: the trace records it)."""
+        deadline = started + spec.max_hours * 3600 - elapsed_s if spec.max_hours is not None else None
         return cls(deadline=deadline, max_llm_cost_usd=spec.max_llm_cost_usd)
 
     def reached(self, spent_usd: float, now: float) -> tuple[StopReason, str] | None:

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+from search.active_set import ActiveMechanism, ActiveSet
 from search.config import SearchConfig
 from search.objective import Objective
 from search.params import ParamValue, json_value, same_value
@@ -135,6 +136,48 @@ class GenerationStart(BaseModel):
     start: int = Field(description="Trace length when it began: experiments of every track are numbered from here.")
     config: SearchConfig
     visible_from: int = Field(0, description="Experiments before this index are hidden from prompts and hooks.")
+    active: ActiveSet | None = Field(None, description="The mechanisms its inner loops ran, with their sources and "
+                                     "VersionIds (None in traces written before a resume read them from here).")
+
+
+class ConfigDecision(BaseModel):
+    """Level 1.5 at the end of a generation: the search configuration of the next one, and why."""
+
+    config: SearchConfig
+    source: str = Field(description="llm, or rule (the deterministic fallback).")
+    change: str = ""
+    reason: str = ""
+    llm: LLMUsage = Field(default_factory=LLMUsage)
+
+
+class MechanismDecision(BaseModel):
+    """Level 2 at the end of a generation: the research session's verdict and the mechanism it activated, if any."""
+
+    verdict: str
+    accepted: str | None = Field(None, description="name@VersionId of the activated mechanism.")
+    llm: LLMUsage = Field(default_factory=LLMUsage)
+
+
+class GenerationEnd(BaseModel):
+    """What was decided once a generation's tracks had finished, recorded step by step (the review of the mechanisms,
+    Level 1.5, Level 2) so that a resume asks none of it again; `done` once nothing is left to decide."""
+
+    generation: int
+    config: SearchConfig = Field(description="The search configuration of the next generation.")
+    active: ActiveSet = Field(default_factory=ActiveSet, description="The mechanisms of the next generation.")
+    level15: ConfigDecision | None = None
+    level2: MechanismDecision | None = None
+    notes: list[str] = Field(default_factory=list)
+    done: bool = False
+
+    @property
+    def llm(self) -> LLMUsage:
+        """What the outer levels cost at the end of this generation."""
+        usage = LLMUsage()
+        for decision in (self.level15, self.level2):
+            if decision is not None:
+                usage = usage + decision.llm
+        return usage
 
 
 class TraceCounts(BaseModel):
@@ -190,6 +233,9 @@ class Trace(BaseModel):
     generations: list[GenerationStart] = Field(default_factory=list)
     experiments: list[Experiment] = Field(default_factory=list)
     noise_runs: list[RunOutcome] = Field(default_factory=list, description="The baseline again on other seeds.")
+    generation_ends: list[GenerationEnd] = Field(default_factory=list)
+    elapsed_s: float = Field(0.0, ge=0, description="Wall seconds the meta-run has worked, over all its sessions "
+                             "(what --max-hours counts).")
 
     @property
     def noise_floor(self) -> float | None:
@@ -216,6 +262,29 @@ class Trace(BaseModel):
 
     def generation_start(self, generation: int) -> GenerationStart | None:
         return next((g for g in self.generations if g.generation == generation), None)
+
+    def with_end(self, end: GenerationEnd) -> Trace:
+        """The trace with `end` recorded (replacing the earlier record of the same generation: it grows step by step)."""
+        kept = [e for e in self.generation_ends if e.generation != end.generation]
+        return self.model_copy(update={"generation_ends": sorted([*kept, end], key=lambda e: e.generation)})
+
+    def generation_end(self, generation: int) -> GenerationEnd | None:
+        return next((e for e in self.generation_ends if e.generation == generation), None)
+
+    def outer_llm(self) -> LLMUsage:
+        """What Level 1.5 and Level 2 cost so far (the experiments carry their own proposals' cost)."""
+        usage = LLMUsage()
+        for end in self.generation_ends:
+            usage = usage + end.llm
+        return usage
+
+    def mechanism_versions(self) -> list[ActiveMechanism]:
+        """Every mechanism version that was active at some point, in the order first seen."""
+        seen: dict[str, ActiveMechanism] = {}
+        for active in [*(g.active for g in self.generations), *(e.active for e in self.generation_ends)]:
+            for mechanism in active.mechanisms if active is not None else []:
+                seen.setdefault(mechanism.label, mechanism)
+        return list(seen.values())
 
     # -- state and counts --------------------------------------------------------------------------
 
