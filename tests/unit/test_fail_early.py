@@ -88,6 +88,8 @@ def test_the_cli_refuses_bad_input_in_one_line_before_any_service(tmp_path: Path
     (["run", "--seed-param", "SEED"], "--seed-param 'SEED' (it has no seed parameter)"),
     (["run", "--workload", "toy", "--budget-param", "EPOCHS"], "--budget-param 'EPOCHS' (its budget parameter is 'STEPS')"),
     (["run", "--workload", "toy", "--command", "{python} {script} --fast"], "--command '{python} {script} --fast'"),
+    (["run", "--workload", str(REPO / "examples" / "classify" / "train.py"), "--metric", "val_accuracy", "--budget", "9"],
+     "trains for its script's own budget: --budget does not apply"),
 ])
 def test_an_option_the_workload_would_ignore_is_refused_before_any_service(tmp_path: Path, args: list[str],
                                                                           says: str) -> None:

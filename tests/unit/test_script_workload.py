@@ -215,6 +215,15 @@ def test_an_option_with_the_value_the_workload_has_is_accepted(script: Path, tmp
     assert by_path.seed_param == "SEED" and by_path.command == "{python} {script} --quiet"
 
 
+def test_a_budget_for_a_script_that_fixes_its_own_is_refused(script: Path, tmp_path: Path) -> None:
+    from infra.resources import budget_from_settings
+
+    work = load_workload(WorkloadRef(reference=str(script), metric="val_acc"), settings(tmp_path))
+    assert budget_from_settings(settings(tmp_path), work).mode == "fixed"
+    with pytest.raises(ValueError, match="trains for its script's own budget: --budget does not apply"):
+        budget_from_settings(Settings(state_dir=tmp_path / "state", budget=800), work)
+
+
 def test_a_script_needs_its_metric_and_must_not_change_under_a_resume(script: Path, tmp_path: Path) -> None:
     with pytest.raises(WorkloadError, match="needs its metric"):
         load_workload(WorkloadRef(reference=str(script)), settings(tmp_path))
