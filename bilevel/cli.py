@@ -25,7 +25,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Bilevel auto
                   "script (Level 1), its search configuration (Level 1.5) and its search mechanisms (Level 2).")
 console = Console()
 err = Console(stderr=True)
-MAX_MECHANISM_FILE_BYTES = 256 * 1024
 
 
 class UserError(Exception):
@@ -654,15 +653,15 @@ def mechanisms_validate(
 ) -> None:
     """Run the whole validation pipeline (policy, static checks, sandbox import, smoke test on a trace, liveness) on
     your own mechanism. Exits 0 only if the mechanism would be activated."""
+    from bilevel.source_file import SourceFileError, read_mechanism_file
     from mechanisms.replay import ReplaySource, replay_steps
     from mechanisms.validate import validate_mechanism
 
     settings = _settings()
-    if not file.is_file():
-        raise UserError(f"mechanism file {file} not found")
-    if file.stat().st_size > MAX_MECHANISM_FILE_BYTES:
-        raise UserError(f"mechanism file {file} is larger than {MAX_MECHANISM_FILE_BYTES} bytes")
-    source = file.read_text(encoding="utf-8", errors="replace")
+    try:
+        source = read_mechanism_file(file)
+    except SourceFileError as error:
+        raise UserError(str(error)) from None
     if trace is None:
         from mechanisms.synthetic_trace import SEARCH_CONFIG, simulated_trace, tinygpt_space
 

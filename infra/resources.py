@@ -174,6 +174,9 @@ def budget_from_settings(settings: Settings, workload: Workload) -> Budget:
     """The settings' budget, or the workload's default for what they leave open; checked against the workload."""
     default = workload.default_budget()
     mode = settings.budget_mode or default.mode
+    if mode == "fixed" and settings.budget is not None:  # it would be ignored without a word
+        raise ValueError(f"workload {workload.name} trains for its script's own budget: --budget does not apply to it "
+                         "(name the script's steps literal with --budget-param to set it)")
     value = settings.budget if settings.budget is not None else (default.value if mode == default.mode else None)
     if value is None:
         raise ValueError(f"budget mode {mode!r} needs a budget value (--budget); the workload's default is "

@@ -110,8 +110,33 @@ def _instantiate(target: Any, settings: Settings, ref: WorkloadRef, reference: s
 
 
 def _checked(workload: Workload, ref: WorkloadRef) -> Workload:
-    """Refuse a script that changed since the meta-run that recorded `ref` started (resume must train the same)."""
+    """Refuse an option the workload does not apply, and a script that changed since the meta-run that recorded `ref`
+    started (resume must train the same)."""
+    ignored = ignored_options(ref, workload)
+    if ignored:
+        raise WorkloadError(f"workload {ref.reference!r} does not take {'; '.join(ignored)}: leave "
+                            f"{'it' if len(ignored) == 1 else 'them'} out")
     if ref.script_sha256 and workload.ref.script_sha256 and ref.script_sha256 != workload.ref.script_sha256:
         raise WorkloadError(f"the script of workload {ref.reference!r} changed since this meta-run started "
                             "(its sha256 differs); resume needs the same script (restore it, or start a new run)")
     return workload
+
+
+def ignored_options(ref: WorkloadRef, workload: Workload) -> list[str]:
+    """The options `ref` sets that the built workload would silently not apply, each with what it does instead. A
+    workload that fixes its objective (tinygpt, toy) ignores --metric and --goal; only a script given by path takes
+    --budget-param, --seed-param and --command. Passing the value the workload has anyway is accepted."""
+    objective = workload.objective
+    ignored = []
+    if ref.metric is not None and ref.metric != objective.name:
+        ignored.append(f"--metric {ref.metric!r} (it measures {objective.name})")
+    if ref.goal is not None and ref.goal != objective.goal:
+        ignored.append(f"--goal {ref.goal} (it {objective.goal}s {objective.name})")
+    unapplied = [name for name in ref.fixed if name not in workload.fixed]
+    if unapplied:
+        ignored.append(f"--fixed {','.join(unapplied)} (it does not apply it)")
+    for option, what in (("budget_param", "budget parameter"), ("seed_param", "seed parameter"), ("command", "command")):
+        wanted, has = getattr(ref, option), getattr(workload, option, None)
+        if wanted is not None and wanted != has:
+            ignored.append(f"--{option.replace('_', '-')} {wanted!r} ({f'its {what} is {has!r}' if has else f'it has no {what}'})")
+    return ignored

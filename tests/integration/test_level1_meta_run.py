@@ -85,15 +85,19 @@ def test_confirmation_runs_happen_exactly_for_would_be_keeps(finished) -> None:
     trace = trace_of(settings, spec)
     current = trace.experiments[0].measured
     margin = trace.generations[0].config.min_improvement
+    would_keeps = []
     for experiment in trace.decided:
         primary = experiment.outcome.value if experiment.outcome.ok else None
         would_keep = primary is not None and primary < current - margin
+        would_keeps.append(would_keep)
         assert (experiment.confirm is not None) == would_keep
         if experiment.confirm is not None:
             assert experiment.confirm.seed == 1
             assert experiment.measured == pytest.approx((primary + experiment.confirm.value) / 2)
         if experiment.kept:
             current = experiment.measured
+    # Both branches ran: the four candidates include would-be keeps (confirmed) and others (not confirmed).
+    assert len(would_keeps) == 4 and True in would_keeps and False in would_keeps, would_keeps
 
 
 def test_every_training_ran_once_and_llm_was_asked_as_expected(finished) -> None:

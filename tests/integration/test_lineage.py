@@ -95,9 +95,8 @@ def test_best_versions_rank_by_credited_gain(two_nights) -> None:
     store, tracker, first, second, runs_dir = two_nights
     ranked = best_versions(store, runs_dir)
     index = influence_index(runs_dir)
-    credits = {v.version_id: index[f"prefer_second@{v.version_id}"].credited_delta
-               if f"prefer_second@{v.version_id}" in index else 0.0 for v in (first, second)}
-    if any(credit < 0 for credit in credits.values()):
-        assert ranked == [f"prefer_second@{min(credits, key=credits.get)}"]
-    else:
-        assert ranked == []
+    credits = {v.version_id: index[f"prefer_second@{v.version_id}"].credited_delta for v in (first, second)}
+    # The toy trains deterministically and the LLM is scripted: both versions were credited with kept
+    # improvements (version 1 in two iterations, version 2 in one), version 1 with the larger one.
+    assert credits[first.version_id] < credits[second.version_id] < 0, credits
+    assert ranked == [f"prefer_second@{first.version_id}"]  # one per name: the best-credited version

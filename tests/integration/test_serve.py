@@ -20,7 +20,7 @@ from tests.integration.scripted import launches, proposal, write_script
 from tests.integration.stopping import cli_env, descendants, is_training, signal_and_wait, still_alive
 
 pytestmark = pytest.mark.integration
-EXIT_BOUND_S = 30.0  # the target is 10 s (benchmarks/stop_latency.py); this bound only catches a hang
+# How fast a stop is, is measured by benchmarks/stop_latency.py; here a hang fails through the waits' own limits.
 
 
 def test_serve_runs_the_schedule_and_cleans_up(tmp_path: Path) -> None:
@@ -53,7 +53,7 @@ def test_serve_runs_the_schedule_and_cleans_up(tmp_path: Path) -> None:
     print(f"\nSIGINT to bilevel serve (idle): exited in {seconds:.1f} s")
     summary = json.loads(next(runs.glob("nightly-*/summary.json")).read_text())
     assert summary["meta_run_id"].startswith("nightly-2") and summary["experiments"] == 1
-    assert serve.returncode == 130 and seconds < EXIT_BOUND_S, (tmp_path / "serve.log").read_text()[-3000:]
+    assert serve.returncode == 130, (tmp_path / "serve.log").read_text()[-3000:]  # not killed after the 60 s wait
     assert still_alive(children) == []  # the Prefect server and its uvicorn too
 
 
@@ -80,7 +80,7 @@ def test_sigterm_to_serve_mid_training_stops_the_flow_run_and_it_resumes(tmp_pat
         if serve.poll() is None:
             serve.kill()
     print(f"\nSIGTERM to bilevel serve mid-training: exited in {seconds:.1f} s")
-    assert serve.returncode == 143 and seconds < EXIT_BOUND_S, log.read_text()[-3000:]
+    assert serve.returncode == 143, log.read_text()[-3000:]
     assert log.read_text().strip().splitlines()[-1].startswith("stopped: "), log.read_text()[-3000:]
     assert still_alive(tree) == []  # the Prefect server, the flow-run process, the training
 

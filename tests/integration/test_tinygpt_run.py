@@ -117,17 +117,20 @@ def test_crashing_edit_reports_the_traceback(workload, tmp_path):
 
 
 def test_timeout_kills_the_run(workload, tmp_path):
-    started = time.perf_counter()
     outcome = workload.run(workload.editable_source(), Budget(mode="steps", value=10_000), seed=0, run_dir=tmp_path, timeout_s=1.0)
+    # "timeout" is the supervisor's kill at the deadline (a run that ends by itself is ok or a crash), and it
+    # names the 1 s timeout; 10,000 steps take minutes, and the run was killed before its summary.
     assert outcome.status == "timeout" and outcome.value is None
-    assert "timeout" in outcome.error_tail
-    assert time.perf_counter() - started < 60  # 10,000 steps would take minutes: the 1 s timeout stopped it
+    assert "killed after the 1 s timeout" in outcome.error_tail
+    assert "val_bpb:" not in outcome.log_tail and outcome.steps is None
 
 
 def test_time_budget_counts_training_seconds(workload, tmp_path):
     outcome = workload.run(workload.editable_source(), Budget(mode="time", value=1.0), seed=0, run_dir=tmp_path, timeout_s=120)
     assert outcome.ok, outcome.error_tail
-    assert 1.0 <= outcome.train_seconds < 10.0  # stops at the first step past the budget (a step is ~0.1 s)
+    # It stopped itself (ok, not the 120 s timeout) once training time reached the budget; that it stops at the first
+    # step past it is tested with a controlled clock (tests/unit/test_tinygpt_budget.py).
+    assert outcome.budget_mode == "time" and outcome.train_seconds >= 1.0
     assert outcome.wall_seconds > outcome.train_seconds  # startup and evaluation are not training time
 
 

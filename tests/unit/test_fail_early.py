@@ -76,6 +76,36 @@ def test_the_cli_refuses_bad_input_in_one_line_before_any_service(tmp_path: Path
     assert not state.exists() or not any(state.iterdir()), sorted(p.name for p in state.iterdir())
 
 
+@pytest.mark.parametrize(("args", "says"), [
+    (["run", "--goal", "maximize"], "'tinygpt' does not take --goal maximize (it minimizes val_bpb)"),
+    (["run", "--metric", "loss"], "'tinygpt' does not take --metric 'loss' (it measures val_bpb)"),
+    (["run", "--workload", "toy", "--metric", "accuracy", "--goal", "maximize"],
+     "'toy' does not take --metric 'accuracy' (it measures loss); --goal maximize (it minimizes loss): leave them out"),
+    (["ablate", "--goal", "maximize"], "does not take --goal maximize"),
+    (["ablate", "--workload", "toy", "--metric", "accuracy"], "does not take --metric 'accuracy'"),
+    (["setup", "--metric", "loss"], "does not take --metric 'loss'"),
+    (["run", "--budget-param", "STEPS"], "--budget-param 'STEPS' (it has no budget parameter)"),
+    (["run", "--seed-param", "SEED"], "--seed-param 'SEED' (it has no seed parameter)"),
+    (["run", "--workload", "toy", "--budget-param", "EPOCHS"], "--budget-param 'EPOCHS' (its budget parameter is 'STEPS')"),
+    (["run", "--workload", "toy", "--command", "{python} {script} --fast"], "--command '{python} {script} --fast'"),
+    (["run", "--workload", str(REPO / "examples" / "classify" / "train.py"), "--metric", "val_accuracy", "--budget", "9"],
+     "trains for its script's own budget: --budget does not apply"),
+])
+def test_an_option_the_workload_would_ignore_is_refused_before_any_service(tmp_path: Path, args: list[str],
+                                                                          says: str) -> None:
+    state = tmp_path / "state"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BILEVEL_", "PREFECT_API_URL"))}
+    env.update(BILEVEL_STATE_DIR=str(state), PYTHONPATH=str(REPO), COLUMNS="100")
+    done = subprocess.run([sys.executable, "-m", "bilevel.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], done.stderr
+    # Nothing started: Prefect's home is set up before the workload is built (so a workload's own import of Prefect
+    # sees it), and stays empty; no MLflow, S3, runs or logs.
+    assert [p.name for p in state.iterdir()] == ["prefect"] and not any((state / "prefect").iterdir())
+
+
 @pytest.mark.parametrize("target", ["/etc", "/etc/passwd", "../..", "a/../../b", "ok\n", "x" * 81, ".hidden"])
 def test_ids_outside_the_runs_directory_are_refused(tmp_path: Path, target: str) -> None:
     with pytest.raises(ValueError, match="is not a meta-run id"):

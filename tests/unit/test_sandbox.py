@@ -214,7 +214,7 @@ def test_concurrent_callers_get_their_own_answers(host):
         thread.start()
     for thread in threads:
         thread.join()
-    assert all(values == [str(who)] * 20 for who, values in results.items())
+    assert results == {who: [str(who)] * 20 for who in range(3)}  # every caller answered (a failed thread leaves a gap)
 
 
 def test_the_worker_reports_its_protections(host):

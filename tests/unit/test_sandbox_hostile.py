@@ -395,10 +395,9 @@ def test_infinite_loop_times_out_and_the_host_restarts(host):
     assert check_source(source).ok  # the policy cannot see this one: only the process limits stop it
     host.load("loop", source)
     generation = host.ensure_running()
-    started = time.monotonic()
-    with pytest.raises(CallTimedOut):
+    with pytest.raises(CallTimedOut, match=r"within 0\.3 s"):  # the call's own deadline, not a longer limit
         host.call("loop", "plan", [{}], timeout_s=0.3)
-    assert time.monotonic() - started < 2.0
+    assert not host.running  # the looping worker was killed at that deadline, not left to spin
     assert host.ensure_running() == generation + 1
     assert_host_carries_on(host)
 

@@ -183,6 +183,47 @@ def test_bad_references_are_one_line_errors(tmp_path: Path, reference: str, metr
     assert message in str(caught.value) and "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize(("reference", "options", "message"), [
+    ("tinygpt", {"goal": "maximize"}, "'tinygpt' does not take --goal maximize (it minimizes val_bpb): leave it out"),
+    ("tinygpt", {"metric": "loss"}, "--metric 'loss' (it measures val_bpb)"),
+    ("toy", {"metric": "acc", "goal": "maximize"}, "--metric 'acc' (it measures loss); --goal maximize"),
+    ("tinygpt", {"budget_param": "STEPS"}, "--budget-param 'STEPS' (it has no budget parameter)"),
+    ("toy", {"seed_param": "RNG"}, "--seed-param 'RNG' (its seed parameter is 'SEED')"),
+    ("toy", {"command": "{python} {script} --fast"}, "--command '{python} {script} --fast' (its command is"),
+    ("userpkg:Fit", {"fixed": ("SEED",)}, "--fixed SEED (it does not apply it)"),  # a class that ignores ref
+])
+def test_an_option_the_workload_does_not_apply_is_refused(script: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         reference: str, options: dict, message: str) -> None:
+    (tmp_path / "userpkg").mkdir()
+    (tmp_path / "userpkg" / "__init__.py").write_text(
+        "from workloads.script import ScriptWorkload\n"
+        f"class Fit(ScriptWorkload):\n    def __init__(self):\n        super().__init__({str(script)!r}, metric='val_acc')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(WorkloadError) as caught:
+        load_workload(WorkloadRef(reference=reference, **options), settings(tmp_path))
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_an_option_with_the_value_the_workload_has_is_accepted(script: Path, tmp_path: Path) -> None:
+    toy = load_workload(WorkloadRef(reference="toy", metric="loss", goal="minimize", fixed=("STEPS", "WIDTH"),
+                                    budget_param="STEPS", seed_param="SEED", command="{python} {script}"),
+                        settings(tmp_path))
+    assert toy.objective.name == "loss" and "WIDTH" in toy.space.fixed
+    assert load_workload(WorkloadRef(reference="tinygpt", metric="val_bpb", goal="minimize"), settings(tmp_path)).name == "tinygpt"
+    by_path = load_workload(WorkloadRef(reference=str(script), metric="val_acc", goal="maximize", seed_param="SEED",
+                                        command="{python} {script} --quiet"), settings(tmp_path))
+    assert by_path.seed_param == "SEED" and by_path.command == "{python} {script} --quiet"
+
+
+def test_a_budget_for_a_script_that_fixes_its_own_is_refused(script: Path, tmp_path: Path) -> None:
+    from infra.resources import budget_from_settings
+
+    work = load_workload(WorkloadRef(reference=str(script), metric="val_acc"), settings(tmp_path))
+    assert budget_from_settings(settings(tmp_path), work).mode == "fixed"
+    with pytest.raises(ValueError, match="trains for its script's own budget: --budget does not apply"):
+        budget_from_settings(Settings(state_dir=tmp_path / "state", budget=800), work)
+
+
 def test_a_script_needs_its_metric_and_must_not_change_under_a_resume(script: Path, tmp_path: Path) -> None:
     with pytest.raises(WorkloadError, match="needs its metric"):
         load_workload(WorkloadRef(reference=str(script)), settings(tmp_path))

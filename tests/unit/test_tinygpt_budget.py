@@ -113,3 +113,20 @@ def test_checkpoint_lines_report_the_mean_loss_since_the_last_one(harness, tmp_p
                          "checkpoint: fraction=0.75 step=6 loss=5.500000"]
     if budget == 2:
         assert lines == ["checkpoint: fraction=0.5 step=1 loss=1.000000"]  # 25% and 50% at once: the later one
+
+
+def test_a_time_budget_stops_at_the_first_step_past_it_and_counts_only_steps(harness, tmp_path, monkeypatch):
+    import numpy as np
+
+    np.arange(4096, dtype=np.uint8).tofile(tmp_path / "train.bin")
+    np.arange(4096, dtype=np.uint8).tofile(tmp_path / "val.bin")
+    clock = type("Clock", (), {"now": 1000.0, "perf_counter": lambda self: self.now})()
+    monkeypatch.setattr(harness, "time", clock)  # the harness's clock, moved by the test: no real time is measured
+    run = harness.Run(harness.RunConfig(data_dir=tmp_path, budget_mode="time", budget=1.0, seed=0, device="cpu",
+                                        eval_bytes=1024))
+    clock.now += 50.0  # before training (startup): not training time
+    for step in run.training_steps():
+        assert step < 100, "the time budget never stopped the run"
+        clock.now += 0.3  # one step
+    # 0.9 s after three steps is under the budget, 1.2 s after four is past it: exactly four steps.
+    assert run.steps == 4 and run.train_seconds == pytest.approx(1.2)

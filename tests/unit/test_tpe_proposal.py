@@ -48,7 +48,9 @@ def test_suggestions_that_break_a_constraint_are_told_to_the_study_and_skipped()
     only_depth = SearchConfig(frozen=("MATRIX_LR", "OPTIMIZER", "ADAM_BETAS", "USE_BIAS"))
     request = request_for(build_trace([]), SPACE, only_depth)
     for seed in range(15):
-        for candidate in optimiser_suggestions(request, "tpe", seed=seed, count=3).candidates:
+        batch = optimiser_suggestions(request, "tpe", seed=seed, count=3)
+        assert len(batch.candidates) == 3  # a skipped suggestion is replaced, not left out
+        for candidate in batch.candidates:
             assert candidate.changes["DEPTH"] != 5
     assert BASE_CONFIG["DEPTH"] == 4
 
