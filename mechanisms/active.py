@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from search.simulate import SimulatedGain
+
 if TYPE_CHECKING:
     from infra.store import MechanismStore
     from mechanisms.replay import ReplaySource
@@ -25,6 +27,7 @@ class ActiveMechanism(BaseModel):
     source: str
     parents: list[str] = Field(default_factory=list)
     origin: str = ""
+    simulated: SimulatedGain | None = Field(None, description="Its simulated benefit when Level 2 activated it.")
 
     @property
     def label(self) -> str:
