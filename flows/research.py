@@ -133,7 +133,7 @@ def _recorded(spec: MetaRunSpec, res: Resources, generation: int, active: Active
                                    origin=f"{spec.meta_run_id}/g{generation}", simulated=chosen.simulated)
     tracker.log_dict(run_id, {"transcript": report.transcript, "stats": stats, "verdict": report.verdict,
                               "samples": [s.model_dump(mode="json") for s in report.samples]}, "transcript.json")
-    metrics: dict[str, float] = {"llm_tokens": report.usage.total_tokens, "llm_seconds": report.usage.seconds,
+    metrics: dict[str, float | None] = {"llm_tokens": report.usage.total_tokens, "llm_seconds": report.usage.seconds,
                                  "samples": len(report.samples),
                                  "valid_samples": sum(s.stage_failed in (None, "benefit") for s in report.samples)}
     if report.accepted is not None:

@@ -4,9 +4,10 @@ Model choice. A random forest (scikit-learn, pinned) is robust on the 10-40 poin
 mixed int/float/choice/log parameters once encoded, needs no tuning, and ranked held-out tinygpt trainings of the
 committed early-stop traces with Spearman 0.85 when fitted on 12 (issue 19). A forest alone cannot extrapolate: its
 prediction is an average of measured values, so no simulated search could ever beat the best measured point, and
-every mechanism would simulate as "no gain". The surrogate therefore adds a ridge-regularised linear trend on the
-same encoding (the forest models the residuals): inside the data it is the forest, beyond it the measured slope
-continues, bounded by the parameter ranges (the encoding is [0, 1] per dimension). Crashes count: a crash is a
+every mechanism would simulate as "no gain". The surrogate therefore adds a ridge-regularised linear trend (on
+standardised features; a parameter the trace never varied gets no slope) and the forest models its residuals:
+inside the data it is the forest, beyond it the measured slope continues, and no prediction lies more than one
+measured span beyond the values seen (an unbounded trend would reward whatever runs to a corner). Crashes count: a crash is a
 measurement of the worst value seen plus a margin (a tenth of the measured span), so a mechanism steering into a
 region that crashed is punished by the simulation like a bad training. Deterministic given its seed (bootstrap
 resample and forest).
@@ -27,7 +28,7 @@ from search.trace import Trace
 MIN_POINTS = 3  # measured (or crashed) experiments a surrogate needs
 TREES = 60
 CRASH_MARGIN = 0.1  # a crash counts as the worst value seen plus this fraction of the measured span
-RIDGE = 1.0  # the trend's ridge penalty (on [0, 1] features): a slope the data barely supports stays flat
+RIDGE = 1.0  # the trend's ridge penalty on standardised features (in units of one experiment's weight)
 
 
 class SurrogateError(ValueError):
@@ -114,9 +115,14 @@ class Surrogate:
         y = np.array([points[i].value for i in chosen], dtype=float)
         self.mean_x = x.mean(axis=0)
         self.mean_y = float(y.mean())
-        centred = x - self.mean_x
-        # ridge trend, closed form: (X'X + λI) w = X'y
-        self.slope = np.linalg.solve(centred.T @ centred + RIDGE * np.eye(x.shape[1]), centred.T @ (y - self.mean_y))
+        scale = x.std(axis=0)
+        scale[scale == 0] = np.inf  # a parameter the trace never varied: no slope
+        standard = (x - self.mean_x) / scale
+        # ridge trend, closed form: (Z'Z + λI) w = Z'y, then back to the [0, 1] encoding
+        weights = np.linalg.solve(standard.T @ standard + RIDGE * np.eye(x.shape[1]), standard.T @ (y - self.mean_y))
+        self.slope = weights / scale
+        span = float(y.max() - y.min())
+        self.bounds = (float(y.min()) - span, float(y.max()) + span)
         residual = y - self._trend(x)
         self.forest = RandomForestRegressor(n_estimators=TREES, min_samples_leaf=1, max_features=0.6,
                                             random_state=int(rng.integers(0, 2**31 - 1)), n_jobs=1)
@@ -132,7 +138,8 @@ class Surrogate:
         x = np.asarray([row], dtype=np.float32)
         # the trees directly: the forest's own predict spends milliseconds per call on checks and threads
         forest = sum(float(tree.predict(x)[0, 0]) for tree in self._trees) / len(self._trees)
-        return float(self._trend(np.asarray([row], dtype=float))[0]) + forest
+        value = float(self._trend(np.asarray([row], dtype=float))[0]) + forest
+        return min(max(value, self.bounds[0]), self.bounds[1])
 
     def predict(self, config: dict[str, Any]) -> float:
         return self.predict_encoded(encode(config, self.specs))
