@@ -57,39 +57,36 @@ def simulation_settings(spec: MetaRunSpec) -> SimulationSettings:
     return SimulationSettings(iterations=min(MAX_SIMULATED_ITERATIONS, spec.iterations * spec.tracks))
 
 
-def _ports(spec: MetaRunSpec, res: Resources, generation: int, trace: Trace, active: ActiveSet, run_id: str,
-           name: list[str]) -> SessionPorts:
-    """The session's effects as Prefect tasks. `name` holds the specified mechanism name once known."""
+def _ports(spec: MetaRunSpec, res: Resources, generation: int, trace: Trace, active: ActiveSet, run_id: str) -> SessionPorts:
+    """The session's effects as Prefect tasks."""
     source = replay_source(spec, trace, generation)
     space = res.workload.space
     parents = [m.version for m in active.mechanisms if m.version != "library"]
     allow_weak = res.settings.sandbox_allow_weak
 
     def ask_round(round_name: str, messages: Messages) -> RoundResult:
-        result = research_round(res.llm, spec, generation=generation, round_name=round_name, messages=messages,
-                                run_id=run_id)
-        if round_name == "specify" and result.answer:
-            name[:] = [str(result.answer.get("name") or "mechanism")]
-        return result
+        return research_round(res.llm, spec, generation=generation, round_name=round_name, messages=messages,
+                              run_id=run_id)
 
     def generate(round_index: int, messages: Messages, samples: int) -> list[CodeResult]:
         return generate_samples(res.llm, spec, generation=generation, round_index=round_index, messages=messages,
                                 samples=samples, run_id=run_id)
 
-    def request(attempt: int, code: str) -> ValidationRequest:
-        return ValidationRequest(meta_run_id=spec.meta_run_id, generation=generation, attempt=attempt,
-                                 name=name[0], source=code)
+    def request(name: str, attempt: int, code: str) -> ValidationRequest:
+        return ValidationRequest(meta_run_id=spec.meta_run_id, generation=generation, attempt=attempt, name=name,
+                                 source=code)
 
-    def validate(attempt: int, code: str) -> dict:
-        return validate_candidate(request(attempt, code), trace, space, source, allow_weak_sandbox=allow_weak)
+    def validate(name: str, attempt: int, code: str) -> dict:
+        return validate_candidate(request(name, attempt, code), trace, space, source, allow_weak_sandbox=allow_weak)
 
-    def simulate(attempt: int, code: str) -> SimulatedGain:
-        return simulate_candidate(SimulationRequest(validation=request(attempt, code), settings=simulation_settings(spec)),
+    def simulate(name: str, attempt: int, code: str) -> SimulatedGain:
+        return simulate_candidate(SimulationRequest(validation=request(name, attempt, code),
+                                                    settings=simulation_settings(spec)),
                                   active, trace, space, source, next_config(trace, spec.search),
                                   screen_rounds=spec.screen_rounds, allow_weak_sandbox=allow_weak)
 
-    def publish(attempt: Attempt, status: str) -> Published:
-        stored = publish_mechanism(res.store, res.tracker, spec, generation=generation, name=name[0], source=attempt.code,
+    def publish(name: str, attempt: Attempt, status: str) -> Published:
+        stored = publish_mechanism(res.store, res.tracker, spec, generation=generation, name=name, source=attempt.code,
                                    status=status, parents=parents, model=res.llm.model,
                                    report={**attempt.report, "benefit": attempt.simulated.model_dump() if attempt.simulated
                                            else attempt.benefit_error},
@@ -117,7 +114,7 @@ def research(spec: MetaRunSpec, res: Resources, *, generation: int, trace: Trace
                            objective_text=trace.objective.describe(), metric_name=trace.objective.name,
                            active=[(m.name, m.source) for m in active.mechanisms], program=spec.program,
                            samples=spec.research_samples, repairs=spec.research_repairs)
-    report = run_session(inputs, _ports(spec, res, generation, trace, active, run_id, name=["mechanism"]))
+    report = run_session(inputs, _ports(spec, res, generation, trace, active, run_id))
     return _recorded(spec, res, generation, active, run_id, stats, report)
 
 

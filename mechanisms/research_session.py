@@ -186,9 +186,9 @@ class SessionPorts:
 
     ask_round: Callable[[str, Messages], RoundResult]
     generate: Callable[[int, Messages, int], list[CodeResult]]  # (round index, messages, samples)
-    validate: Callable[[int, str], dict[str, Any]]  # (attempt id, code) -> validation report (JSON)
-    simulate: Callable[[int, str], SimulatedGain]  # (attempt id, code) -> simulated benefit
-    publish: Callable[[Attempt, str], Published]  # (attempt, status) -> where it was stored
+    validate: Callable[[str, int, str], dict[str, Any]]  # (name, attempt id, code) -> validation report (JSON)
+    simulate: Callable[[str, int, str], SimulatedGain]  # (name, attempt id, code) -> simulated benefit
+    publish: Callable[[str, Attempt, str], Published]  # (name, attempt, status) -> where it was stored
     describe_novelty: Callable[[str], str | None] | None = None
 
 
@@ -275,7 +275,7 @@ def autofixed(results: list[CodeResult], attempts: list[Attempt | None], metric_
     return fixed
 
 
-def checked(results: list[CodeResult], round_index: int, ports: SessionPorts) -> list[Attempt | None]:
+def checked(name: str, results: list[CodeResult], round_index: int, ports: SessionPorts) -> list[Attempt | None]:
     """One attempt per sample (None: no class, or a repeat of an earlier sample's code, validated once)."""
     seen: set[str] = set()
     attempts: list[Attempt | None] = []
@@ -286,20 +286,20 @@ def checked(results: list[CodeResult], round_index: int, ports: SessionPorts) ->
         seen.add(result.code)
         copied = copied_example(result.code)
         number = attempt_id(round_index, result.sample)
-        report = copy_report(copied) if copied else ports.validate(number, result.code)
+        report = copy_report(copied) if copied else ports.validate(name, number, result.code)
         novelty = ports.describe_novelty(result.code) if ports.describe_novelty is not None else None
         attempts.append(Attempt(round_index=round_index, sample=result.sample, code=result.code,
                                 temperature=result.temperature, report=report, novelty=novelty))
     return attempts
 
 
-def simulated(attempts: list[Attempt], ports: SessionPorts) -> str | None:
+def simulated(name: str, attempts: list[Attempt], ports: SessionPorts) -> str | None:
     """Simulate every live attempt (in place); the reason no simulation is possible on this trace, if so."""
     for attempt in attempts:
         if not attempt.live:
             continue
         try:
-            attempt.simulated = ports.simulate(attempt.attempt_id, attempt.code)
+            attempt.simulated = ports.simulate(name, attempt.attempt_id, attempt.code)
         except SurrogateError as error:
             attempt.benefit_error = str(error)
             return str(error)
@@ -341,17 +341,17 @@ def run_session(inputs: SessionInputs, ports: SessionPorts) -> SessionReport:
         samples = inputs.samples if round_index == 0 else max(1, inputs.samples // 2)
         results = ports.generate(round_index, messages, samples)
         report.usage = sum((r.usage for r in results), report.usage)
-        round_attempts = checked(results, round_index, ports)
+        round_attempts = checked(spec.name, results, round_index, ports)
         fixed = autofixed(results, round_attempts, inputs.metric_name)
-        results, round_attempts = results + fixed, round_attempts + checked(fixed, round_index, ports)
+        results, round_attempts = results + fixed, round_attempts + checked(spec.name, fixed, round_index, ports)
         valid = [a for a in round_attempts if a is not None]
-        unavailable = simulated(valid, ports)
+        unavailable = simulated(spec.name, valid, ports)
         report.transcript += _transcript_entries(round_index, results, round_attempts)
         attempts += valid
         best = select(valid)
         for attempt in valid:
             status: Literal["accepted", "rejected"] = "accepted" if attempt is best else "rejected"
-            published = ports.publish(attempt, status)
+            published = ports.publish(spec.name, attempt, status)
             report.samples.append(_sample_report(attempt, status, published))
             if attempt is best and best.simulated is not None:
                 report.accepted = AcceptedMechanism(name=spec.name, code=best.code, version_id=published.version_id,

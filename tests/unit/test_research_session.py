@@ -67,17 +67,18 @@ class Fakes:
         return [CodeResult(sample=i, temperature=0.5, code=code(t) if t else None, error=None if t else "no code")
                 for i, t in enumerate(tags[:samples])]
 
-    def validate(self, attempt: int, source: str) -> dict:
+    def validate(self, name: str, attempt: int, source: str) -> dict:
+        assert name == "probe"
         return self.reports[self.tag(source)]
 
-    def simulate(self, attempt: int, source: str) -> SimulatedGain:
+    def simulate(self, name: str, attempt: int, source: str) -> SimulatedGain:
         self.simulated.append(attempt)
         value = self.gains[self.tag(source)]
         if isinstance(value, Exception):
             raise value
         return value
 
-    def publish(self, attempt: Attempt, status: str) -> Published:
+    def publish(self, name: str, attempt: Attempt, status: str) -> Published:
         self.published.append((attempt.attempt_id, status))
         return Published(version_id=f"v{attempt.attempt_id}", sha256="0" * 64)
 
