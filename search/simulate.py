@@ -27,7 +27,7 @@ from search.context import DecisionPoint
 from search.hooks import Hooks
 from search.iteration import Candidate, ProposalBatch, ProposalRequest, run_iteration
 from search.space import CandidateError, SearchSpace
-from search.surrogate import Surrogate, training_points
+from search.surrogate import Surrogate, largest_improvement, training_points
 from search.trace import GenerationStart, RunOutcome, Trace
 
 MAX_DRAWS = 60  # stand-in draws to find valid, untried candidates
@@ -57,6 +57,7 @@ class SimulatedGain(BaseModel):
     per_seed: list[float] = Field(default_factory=list)
     seconds: float = 0.0
     points: int = Field(0, description="Experiments the surrogate was fitted on (crashes included).")
+    headroom: float = Field(0.0, description="How far beyond the best measured value a simulated training may go.")
     noise_sd: float = 0.0
     stand_in: str = "recorded moves"
     decisions_changed: int = Field(0, description="Decisions the mechanism changed over all simulated seeds.")
@@ -186,11 +187,12 @@ def simulate_gain(trace: Trace, space: SearchSpace, config: SearchConfig, *, cur
     started = time.perf_counter()
     points = training_points(trace, space.params)
     sd = noise_sd(trace)
+    headroom = max(largest_improvement(trace), sd)
     proposer = RecordedMoves(trace)
     per_seed: list[float] = []
     changed = 0
     for seed in range(settings.seeds):
-        surrogate = Surrogate(points, space.params, seed=seed)
+        surrogate = Surrogate(points, space.params, seed=seed, minimize=trace.objective.minimize, headroom=headroom)
         trainer = SurrogateTrainer(surrogate, sd, seed)
         arm = dict(meta_run_id=meta_run_id, seed=seed, iterations=settings.iterations, screen_rounds=screen_rounds,
                    proposer=proposer)
@@ -201,7 +203,7 @@ def simulate_gain(trace: Trace, space: SearchSpace, config: SearchConfig, *, cur
     low, high = bootstrap_ci(per_seed, settings.confidence)
     return SimulatedGain(delta=float(np.mean(per_seed)), ci_low=low, ci_high=high, confidence=settings.confidence,
                          seeds=settings.seeds, iterations=settings.iterations, per_seed=[round(v, 8) for v in per_seed],
-                         seconds=round(time.perf_counter() - started, 3), points=len(points), noise_sd=sd,
+                         seconds=round(time.perf_counter() - started, 3), points=len(points), noise_sd=sd, headroom=headroom,
                          stand_in=proposer.name, decisions_changed=changed)
 
 

@@ -6,11 +6,13 @@ committed early-stop traces with Spearman 0.85 when fitted on 12 (issue 19). A f
 prediction is an average of measured values, so no simulated search could ever beat the best measured point, and
 every mechanism would simulate as "no gain". The surrogate therefore adds a ridge-regularised linear trend (on
 standardised features; a parameter the trace never varied gets no slope) and the forest models its residuals:
-inside the data it is the forest, beyond it the measured slope continues, and no prediction lies more than one
-measured span beyond the values seen (an unbounded trend would reward whatever runs to a corner). Crashes count: a crash is a
-measurement of the worst value seen plus a margin (a tenth of the measured span), so a mechanism steering into a
-region that crashed is punished by the simulation like a bad training. Deterministic given its seed (bootstrap
-resample and forest).
+inside the data it is the forest, beyond it the measured slope continues. Its optimism is bounded by the trace's
+own record: a prediction beyond the best value measured saturates smoothly (tanh) at the largest single improvement
+the trace ever made on its best so far, so better stays better but no simulated search is promised gains no real
+search there ever showed (a trend fitted mostly to bad configs would otherwise run to a corner). Crashes count: a
+crash is a measurement of the worst value seen plus a margin (a tenth of the measured span), so a mechanism
+steering into a region that crashed is punished by the simulation like a bad training. Deterministic given its
+seed (bootstrap resample and forest).
 """
 
 from __future__ import annotations
@@ -105,7 +107,8 @@ class Surrogate:
     (resample=False: to all of them). `predict` is the noiseless value of one config."""
 
     def __init__(self, points: Sequence[TrainingPoint], specs: Sequence[ParamSpec], *, seed: int,
-                 resample: bool = True) -> None:
+                 resample: bool = True, minimize: bool = True, headroom: float | None = None) -> None:
+        """`headroom`: how far beyond the best value measured a prediction may go (None: the measured span)."""
         from sklearn.ensemble import RandomForestRegressor
 
         self.specs = list(specs)
@@ -121,8 +124,12 @@ class Surrogate:
         # ridge trend, closed form: (Z'Z + λI) w = Z'y, then back to the [0, 1] encoding
         weights = np.linalg.solve(standard.T @ standard + RIDGE * np.eye(x.shape[1]), standard.T @ (y - self.mean_y))
         self.slope = weights / scale
-        span = float(y.max() - y.min())
-        self.bounds = (float(y.min()) - span, float(y.max()) + span)
+        all_values = [p.value for p in points]
+        span = float(max(all_values) - min(all_values))
+        self.minimize = minimize
+        self.best = min(all_values) if minimize else max(all_values)
+        self.worst = max(all_values) + span if minimize else min(all_values) - span
+        self.headroom = span if headroom is None else headroom
         residual = y - self._trend(x)
         self.forest = RandomForestRegressor(n_estimators=TREES, min_samples_leaf=1, max_features=0.6,
                                             random_state=int(rng.integers(0, 2**31 - 1)), n_jobs=1)
@@ -139,7 +146,28 @@ class Surrogate:
         # the trees directly: the forest's own predict spends milliseconds per call on checks and threads
         forest = sum(float(tree.predict(x)[0, 0]) for tree in self._trees) / len(self._trees)
         value = float(self._trend(np.asarray([row], dtype=float))[0]) + forest
-        return min(max(value, self.bounds[0]), self.bounds[1])
+        sign = 1.0 if self.minimize else -1.0
+        beyond = sign * (self.best - value)  # > 0: better than the best measured
+        if beyond > 0:
+            saturated = self.headroom * math.tanh(beyond / self.headroom) if self.headroom > 0 else 0.0
+            return self.best - sign * saturated
+        return min(value, self.worst) if self.minimize else max(value, self.worst)
 
     def predict(self, config: dict[str, Any]) -> float:
         return self.predict_encoded(encode(config, self.specs))
+
+
+def largest_improvement(trace: Trace) -> float:
+    """The largest single improvement of the trace on its best so far (0.0 when it never improved), in units of
+    the objective, positive."""
+    objective = trace.objective
+    best: float | None = None
+    largest = 0.0
+    for experiment in trace.experiments:
+        value = experiment.measured
+        if value is None:
+            continue
+        if best is not None and objective.better(value, best):
+            largest = max(largest, objective.gain(best, value))
+        best = value if objective.better(value, best) else best
+    return largest
