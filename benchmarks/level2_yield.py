@@ -146,14 +146,14 @@ def run(sessions: int, model: str | None, out: Path, scripted: bool) -> dict[str
             started = time.perf_counter()
             outcome = research(spec, res, generation=generation, trace=trace, active=ActiveSet(), parent_run_id=parent)
             seconds = time.perf_counter() - started
-        best = max((s for s in outcome.samples if s["stage_failed"] is None), key=lambda s: s["decisions_changed"],
-                   default=None)  # the activated sample: valid, and the most decisions changed on replay
+        best = next((s for s in outcome.samples if s["status"] == "accepted"), None)  # activated: simulated benefit
         record = {
             "session": number, "fixture": fixture["name"], "workload": fixture["name"],
             "experiments_seen": seen, "verdict": outcome.verdict, "activated": outcome.accepted is not None,
             "mechanism": outcome.accepted, "seconds": round(seconds, 1), "tokens": outcome.usage.total_tokens,
             "llm_calls": outcome.usage.calls, "samples": outcome.samples,
             "hooks": best["hooks"] if best else [], "decisions_changed": best["decisions_changed"] if best else 0,
+            "simulated": outcome.simulated.model_dump() if outcome.simulated else None,
         }
         records.append(record)
         print(json.dumps({k: record[k] for k in ("session", "fixture", "activated", "seconds", "verdict")}), flush=True)

@@ -89,7 +89,10 @@ def run_lineage(store: MechanismStore | None, tracker: Tracker, runs_dir: Path, 
                                                                     "mlflow_run": run.info.run_id})
         if read_tag(run, "status") == "accepted":
             influence = _influence(index, read_tag(run, "mechanism") or "", read_tag(run, "version_id") or "")
-            node.details.update(influenced=len(influence.iterations), credited_delta=round(influence.credited_delta, 4))
+            # the real trainings' credit next to what the simulation promised when it was activated
+            node.details.update(influenced=len(influence.iterations), credited_delta=round(influence.credited_delta, 4),
+                                simulated_delta=read_tag(run, "simulated_delta", "-"),
+                                simulated_ci=read_tag(run, "simulated_ci", "-"))
         root.children.append(node)
     return root
 

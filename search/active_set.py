@@ -9,6 +9,34 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 
+class SimulatedGain(BaseModel):
+    """The simulated effect of adding a mechanism to the current search over the next generation: the paired Δ of
+    the final best (with minus without, sign-corrected: negative is better), its bootstrap CI and the raw values."""
+
+    delta: float = Field(description="Mean paired Δ of the final best; negative: the mechanism helps.")
+    ci_low: float
+    ci_high: float
+    confidence: float = 0.95
+    seeds: int
+    iterations: int
+    per_seed: list[float] = Field(default_factory=list)
+    seconds: float = 0.0
+    points: int = Field(0, description="Experiments the surrogate was fitted on (crashes included).")
+    headroom: float = Field(0.0, description="How far beyond the best measured value a simulated training may go.")
+    noise_sd: float = 0.0
+    stand_in: str = "recorded moves"
+    decisions_changed: int = Field(0, description="Decisions the mechanism changed over all simulated seeds.")
+
+    @property
+    def beats_current(self) -> bool:
+        """The CI lies entirely on the better side: the mechanism beats the current search in simulation."""
+        return self.ci_high < 0
+
+    def describe(self) -> str:
+        return (f"simulated Δ {self.delta:+.4g} (CI {self.ci_low:+.4g} to {self.ci_high:+.4g}, {self.seeds} seeds x "
+                f"{self.iterations} iterations)")
+
+
 class ActiveMechanism(BaseModel):
     """One mechanism version as the inner loop runs it."""
 
@@ -18,6 +46,7 @@ class ActiveMechanism(BaseModel):
     source: str
     parents: list[str] = Field(default_factory=list)
     origin: str = ""
+    simulated: SimulatedGain | None = Field(None, description="Its simulated benefit when Level 2 activated it.")
 
     @property
     def label(self) -> str:

@@ -13,24 +13,19 @@ from pydantic import BaseModel, Field
 from infra.llm import LLMClient
 from infra.mlflow_schema import experiment_name, run_key, run_tags
 from infra.tracking import Tracker
+from mechanisms.active import ActiveMechanism, ActiveSet
 from mechanisms.replay import ReplaySource
+from mechanisms.research_session import CodeResult, RoundResult
+from search.config import SearchConfig
 from search.research import SAMPLE_TEMPERATURES, extract_code, parse_round, round_schema
 from search.run_spec import MetaRunSpec
+from search.simulate import SimulatedGain, SimulationSettings
 from search.space import SearchSpace
-from search.trace import LLMUsage, Trace
+from search.trace import Trace
 from tasks.llm_call import LLMCall, ask, converse
 
 ROUND_ATTEMPTS = 2
 GENERATE_MAX_TOKENS = 1000
-
-
-class RoundResult(BaseModel):
-    """A research round's parsed answer (None if every attempt was refused) and its conversation."""
-
-    answer: dict[str, Any] | None
-    messages: list[dict[str, str]]
-    transcript: list[dict[str, Any]] = Field(default_factory=list)
-    usage: LLMUsage = Field(default_factory=LLMUsage)
 
 
 @task(name="research-round", cache_policy=NO_CACHE, task_run_name="level-2 {round_name} g{generation}")
@@ -44,17 +39,6 @@ def research_round(llm: LLMClient, spec: MetaRunSpec, *, generation: int, round_
     return RoundResult(answer=exchange.value.model_dump() if exchange.value is not None else None,
                        messages=exchange.messages, usage=exchange.usage,
                        transcript=[{"round": round_name, **entry} for entry in exchange.transcript])
-
-
-class CodeResult(BaseModel):
-    """One generated sample: its code (None if the answer held no usable class), the temperature it was drawn at."""
-
-    sample: int
-    temperature: float
-    code: str | None
-    error: str | None = None
-    text: str = ""
-    usage: LLMUsage = Field(default_factory=LLMUsage)
 
 
 @task(name="research-generate", cache_policy=NO_CACHE, task_run_name="level-2 generate g{generation} r{round_index}")
@@ -109,27 +93,61 @@ def validate_candidate(request: ValidationRequest, trace: Trace, space: SearchSp
     return report.model_dump(mode="json")
 
 
+class SimulationRequest(BaseModel):
+    """A candidate's simulated benefit is cached like its validation: by session, attempt and code."""
+
+    validation: ValidationRequest
+    settings: SimulationSettings = Field(default_factory=SimulationSettings)
+
+    @property
+    def cache_key(self) -> str:
+        s = self.settings
+        return "simulate/" + self.validation.cache_key.removeprefix("validate/") + f"/i{s.iterations}s{s.seeds}"
+
+
+def _simulation_key(_context: Any, parameters: dict[str, Any]) -> str:
+    return parameters["request"].cache_key
+
+
+@task(name="simulate-mechanism", cache_key_fn=_simulation_key, persist_result=True,
+      task_run_name="simulate {request.validation.name} a{request.validation.attempt}")
+def simulate_candidate(request: SimulationRequest, active: ActiveSet, trace: Trace, space: SearchSpace,
+                       source: ReplaySource, config: SearchConfig, screen_rounds: int = 2,
+                       allow_weak_sandbox: bool = False) -> SimulatedGain:
+    """The candidate's simulated Δ over the current active set (search/simulate.py); SurrogateError when the trace
+    cannot support a surrogate."""
+    from mechanisms.benefit import simulated_benefit
+
+    candidate = ActiveMechanism.from_source(request.validation.name, request.validation.source)
+    return simulated_benefit(candidate, active, trace, space, source, config, settings=request.settings,
+                             screen_rounds=screen_rounds, allow_weak_sandbox=allow_weak_sandbox)
+
+
 @task(name="publish-mechanism", cache_policy=NO_CACHE, task_run_name="publish {name} ({status})")
 def publish_mechanism(res_store: Any, tracker: Tracker, spec: MetaRunSpec, *, generation: int, name: str, source: str,
                       status: str, parents: list[str], model: str, report: dict, research_run_id: str,
-                      attempt: int) -> dict[str, Any]:
+                      attempt: int, simulated: SimulatedGain | None = None) -> dict[str, Any]:
     """Store the version (accepted or rejected: both are data for improving Level 2) and log a mechanism run
-    tagged with its store key, VersionId, sha256 and parents. Idempotent on resume (store and MLflow)."""
+    tagged with its store key, VersionId, sha256, parents and simulated benefit. Idempotent on resume."""
     from infra.store import VersionMeta
 
     stored = res_store.put(name, source, VersionMeta(meta_run_id=spec.meta_run_id, generation=generation,
                                                       parents=tuple(parents), status=status, model=model[:120]))
     res_store.put_document(name, stored.version_id, "validation", report)
+    benefit = ({"simulated_delta": f"{simulated.delta:.6g}", "simulated_ci": f"{simulated.ci_low:.6g},{simulated.ci_high:.6g}",
+                "simulated_seeds": simulated.seeds} if simulated is not None else {})
     run_id, finished = tracker.ensure_run(
         experiment_name(spec.name), run_key(spec.meta_run_id, f"g{generation}", "mechanism", f"a{attempt}"),
         run_name=f"mechanism {name} ({status})",
         tags=run_tags("mechanism", spec.meta_run_id, generation=generation, mechanism=name, status=status,
                       store_key=stored.key, version_id=stored.version_id, sha256=stored.sha256,
-                      parents=",".join(parents) or "none"),
+                      parents=",".join(parents) or "none", **benefit),
         parent_run_id=research_run_id,
     )
     if not finished:
         tracker.log_text(run_id, source, "mechanism.py")
         tracker.log_dict(run_id, report, "validation.json")
+        if simulated is not None:
+            tracker.log_dict(run_id, simulated.model_dump(mode="json"), "simulated.json")
         tracker.finish(run_id, "FINISHED" if status == "accepted" else "FAILED")
     return {"key": stored.key, "version_id": stored.version_id, "sha256": stored.sha256, "mlflow_run_id": run_id}

@@ -1,7 +1,8 @@
 """The outer loop end to end with the scripted LLM on the toy workload: 2 generations; Level 1.5 retunes the config
 (its unsupported freeze is refused and re-asked); Level 2 generates two samples from a skeleton (best-of-N): one
-breaks the policy and one passes, the valid one is stored in SeaweedFS with a VersionId, logged in MLflow, and in
-generation 2 it puts its own candidates on the table (propose) and they are trained."""
+breaks the policy and one passes, is simulated to beat the current search (its simulated Δ and CI recorded in the
+store's validation document, the MLflow tags and the run summary), is stored in SeaweedFS with a VersionId, logged
+in MLflow, and in generation 2 it puts its own candidates on the table (propose) and they are trained."""
 
 from __future__ import annotations
 
@@ -27,37 +28,48 @@ pytestmark = pytest.mark.integration
 REJECTED = '''import os
 
 
-class TryUntried:
-    name = "try_untried"
+class PatternMove:
+    name = "pattern_move"
 
     def screen(self, ctx, candidates):
         os.listdir("/")
         return {"choose": 0}
 '''
 
-ACCEPTED = '''import random
-
-import helpers as h
+ACCEPTED = '''import helpers as h
 
 
-class TryUntried:
-    """Put the first untried parameter on the table, at a nearby value."""
+class PatternMove:
+    """Pattern search: repeat the last improving move, one step further in the same direction."""
 
-    name = "try_untried"
+    name = "pattern_move"
 
     def __init__(self):
-        self.proposed = 0
+        self.moves = 0
 
     def propose(self, ctx):
-        untried = h.untried(ctx)
-        if not untried:
+        kept = [view for view in ctx["trace"] if view["kept"] and h.value_of(view) is not None]
+        if len(kept) < 2:
             return None
-        rng = random.Random(ctx["seed"])
-        value = h.neighbour(ctx, untried[0], rng)
-        return [h.candidate(untried[0], value, "never tried")]
+        before, after = kept[-2]["config"], kept[-1]["config"]
+        changes = {}
+        for name in h.editable(ctx):
+            spec = h.param(ctx, name)
+            old, new = before.get(name), after.get(name)
+            if spec is None or spec["kind"] not in ("int", "float") or old == new:
+                continue
+            if spec.get("log") and old > 0 and new > 0:
+                value = new * (new / old)
+            else:
+                value = new + (new - old)
+            value = min(max(value, spec["low"]), spec["high"])
+            changes[name] = int(round(value)) if spec["kind"] == "int" else value
+        if not changes:
+            return None
+        return [h.candidate(changes, None, "pattern move")]
 
     def observe(self, ctx, result):
-        self.proposed += 1
+        self.moves += 1
 '''
 
 
@@ -71,11 +83,11 @@ def outer(tmp_path_factory: pytest.TempPathFactory, s3_server):  # noqa: F811
                         proposal({"LEARNING_RATE": 0.02}), proposal({"MOMENTUM": 0.9})],
             "adjust_config": [{"freeze": [], "unfreeze": [], "strategy": "exploit",
                                "guidance": "refine the learning rate", "reason": "it helped"}],
-            "research.explore": [{"ideas": [{"problem": "parameters never tried", "evidence": "untouched_params",
-                                             "idea": "propose an untried parameter"}]}],
+            "research.explore": [{"ideas": [{"problem": "improvements are not followed up", "evidence": "kept",
+                                             "idea": "repeat the last improving move"}]}],
             "research.critique": [{"choice": 0, "reason": "simple"}],
-            "research.specify": [{"name": "try_untried", "hooks": ["propose", "observe"],
-                                  "state": "a counter", "behaviour": "propose the first untried parameter"}],
+            "research.specify": [{"name": "pattern_move", "hooks": ["propose", "observe"],
+                                  "state": "a counter", "behaviour": "repeat the last improving move"}],
         },
         by_key={"adjust/g0/a0": {"freeze": ["WIDTH"], "unfreeze": [], "strategy": "exploit", "guidance": "",
                                  "reason": "width is costly"},
@@ -94,45 +106,48 @@ def outer(tmp_path_factory: pytest.TempPathFactory, s3_server):  # noqa: F811
 
 def test_the_failed_sample_is_stored_as_rejected_and_never_runs(outer) -> None:
     spec, settings, res, store, summary = outer
-    rejected = store.history("try_untried", status="rejected")
+    rejected = store.history("pattern_move", status="rejected")
     assert len(rejected) == 1 and rejected[0].generation == 0
-    source, _ = store.get("try_untried", rejected[0].version_id, status="rejected")
+    source, _ = store.get("pattern_move", rejected[0].version_id, status="rejected")
     assert "import os" in source
-    report = store.get_document("try_untried", rejected[0].version_id, "validation")
+    report = store.get_document("pattern_move", rejected[0].version_id, "validation")
     assert report["ok"] is False and report["stage_failed"] == "policy"
     trace = RunFolder(settings.runs_dir, spec.meta_run_id).read_trace()
     assert all(m.version != rejected[0].version_id for e in trace.experiments for m in e.mechanisms)
 
 
-def test_the_valid_sample_is_stored_logged_and_its_candidates_are_trained(outer) -> None:
+def test_the_valid_sample_beat_the_current_search_in_simulation_and_its_candidates_are_trained(outer) -> None:
     spec, settings, res, store, summary = outer
-    accepted = store.history("try_untried", status="accepted")
+    accepted = store.history("pattern_move", status="accepted")
     assert len(accepted) == 1 and accepted[0].version_id and accepted[0].meta_run_id == spec.meta_run_id
+    benefit = store.get_document("pattern_move", accepted[0].version_id, "validation")["benefit"]
+    assert benefit["ci_high"] < 0 and benefit["iterations"] == spec.iterations and benefit["seeds"] >= 8
     trace = RunFolder(settings.runs_dir, spec.meta_run_id).read_trace()
     generation_two = trace.in_generation(1)
     assert len(generation_two) == 2
     trained = []
     for experiment in generation_two:
-        activity = {m.name: m for m in experiment.mechanisms}["try_untried"]
+        activity = {m.name: m for m in experiment.mechanisms}["pattern_move"]
         assert activity.version == accepted[0].version_id and activity.calls["propose"] == 1
-        if experiment.proposed_by == "mechanism:try_untried":  # its candidate trained: a changed decision
-            assert activity.changed == ["propose"] and experiment.hypothesis == "never tried"
+        if experiment.proposed_by == "mechanism:pattern_move":  # its candidate trained: a changed decision
+            assert activity.changed == ["propose"] and experiment.hypothesis == "pattern move"
             trained.append(experiment)
-        else:  # its candidate broke a constraint, was refused like an LLM proposal, and the LLM's trained instead
+        else:  # it had no move to repeat (the last change was not kept), and the LLM's candidate trained
             assert activity.changed == [] and experiment.proposed_by == "llm"
-            assert any(e.startswith("try_untried: the constraint") for e in experiment.proposal_errors)
-    assert trained  # at least once its candidate was on the table and trained
-    tried_in_g0 = {name for e in trace.in_generation(0) for name in e.changes}
-    assert not tried_in_g0 & set(trained[0].changes)  # an untried parameter was put on the table
+    assert trained and trained[0].changes == {"MOMENTUM": pytest.approx(0.9)}  # g0 kept MOMENTUM 0.5 -> 0.7
     assert all(not e.mechanisms for e in trace.in_generation(0))
     runs = runs_of(res.tracker, spec.meta_run_id, kind="mechanism")
     by_status = {r.data.tags["bilevel.status"]: r for r in runs}
-    assert by_status["accepted"].data.tags["bilevel.version_id"] == accepted[0].version_id
-    assert by_status["accepted"].data.tags["bilevel.sha256"] == accepted[0].sha256
+    tags = by_status["accepted"].data.tags
+    assert tags["bilevel.version_id"] == accepted[0].version_id and tags["bilevel.sha256"] == accepted[0].sha256
+    assert float(tags["bilevel.simulated_delta"]) == pytest.approx(benefit["delta"], rel=1e-5)
+    assert float(tags["bilevel.simulated_ci"].split(",")[1]) < 0
     assert by_status["rejected"].data.tags["bilevel.store_key"].startswith("attempts/")
     [research] = runs_of(res.tracker, spec.meta_run_id, kind="research")
     verdict = research.data.tags["bilevel.verdict"]
-    assert "accepted try_untried" in verdict and "1 of 2 samples valid" in verdict
+    assert "accepted pattern_move" in verdict and "1 of 2 samples valid" in verdict and "simulated Δ -" in verdict
+    [activated] = summary.mechanisms
+    assert activated["name"] == "pattern_move" and activated["simulated"]["delta"] == pytest.approx(benefit["delta"])
 
 
 def test_level_15_refusal_was_re_asked_and_the_trace_persisted(outer) -> None:
@@ -143,7 +158,7 @@ def test_level_15_refusal_was_re_asked_and_the_trace_persisted(outer) -> None:
     assert trace.generations[1].config.strategy == "exploit" and trace.generations[1].config.frozen == ()
     assert len(trace.experiments) == 1 + 2 * 2
     assert len(launches(settings)) == 5
-    assert summary.mechanisms and summary.mechanisms[0]["name"] == "try_untried"
+    assert summary.mechanisms and summary.mechanisms[0]["name"] == "pattern_move"
     calls = [call for call in llm_calls(settings) if "error" not in call]
     assert [c["call_key"] for c in calls if c["purpose"] == "adjust_config"][:2] == ["adjust/g0/a0", "adjust/g0/a1"]
     proposals = sum(e.llm.calls for e in trace.experiments)

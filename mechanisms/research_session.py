@@ -1,0 +1,375 @@
+"""Level 2 as pure logic: explore -> critique -> specify -> generate (best-of-N) -> check -> simulate -> select ->
+repair. The LLM rounds, validation, simulation, publishing (and later a novelty check) are injected callables, so
+selection and repair are unit-tested without Prefect, MLflow, S3 or a model; flows/research.py only composes.
+
+Selection is by benefit: among valid, live samples, the one with the best simulated Δ whose CI lies entirely below
+0 (it beats the current search) is activated. A live sample without that is rejected at the `benefit` stage, with
+its numbers. Repairs start from the sample that got furthest, for a bounded number of rounds.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from mechanisms.api import API_TEXT, HOOK_DOCS
+from mechanisms.autofix import autofix
+from mechanisms.library import list_library
+from mechanisms.validate import STAGES
+from search.research import (
+    LOOP_TEXT,
+    CritiqueAnswer,
+    ExploreAnswer,
+    SpecifyAnswer,
+    critique_messages,
+    explore_messages,
+    generate_messages,
+    repair_messages,
+    specify_messages,
+)
+from search.simulate import SimulatedGain
+from search.surrogate import SurrogateError
+from search.trace import LLMUsage
+
+AUTOFIX_SAMPLE = 50  # the autofixed variant of sample n is sample 50 + n (at most 8 samples per round)
+BENEFIT = "benefit"
+ALL_STAGES = (*STAGES, BENEFIT)
+
+Messages = list[dict[str, str]]
+
+
+class RoundResult(BaseModel):
+    """A research round's parsed answer (None if every attempt was refused) and its conversation."""
+
+    answer: dict[str, Any] | None
+    messages: Messages
+    transcript: list[dict[str, Any]] = Field(default_factory=list)
+    usage: LLMUsage = Field(default_factory=LLMUsage)
+
+
+class CodeResult(BaseModel):
+    """One generated sample: its code (None if the answer held no usable class), the temperature it was drawn at."""
+
+    sample: int
+    temperature: float
+    code: str | None
+    error: str | None = None
+    text: str = ""
+    usage: LLMUsage = Field(default_factory=LLMUsage)
+
+
+class Published(BaseModel):
+    """Where the publish port stored a sample."""
+
+    version_id: str
+    sha256: str
+
+
+class Attempt(BaseModel):
+    """One checked sample: its validation report, and once simulated its benefit (or why it could not be measured)."""
+
+    round_index: int
+    sample: int
+    code: str
+    temperature: float | None = None
+    report: dict = Field(default_factory=dict)
+    simulated: SimulatedGain | None = None
+    benefit_error: str | None = None
+    novelty: str | None = None
+
+    @property
+    def attempt_id(self) -> int:
+        return attempt_id(self.round_index, self.sample)
+
+    @property
+    def live(self) -> bool:
+        """Valid and live: passed every validation stage."""
+        return bool(self.report.get("ok"))
+
+    @property
+    def beneficial(self) -> bool:
+        return self.live and self.simulated is not None and self.simulated.beats_current
+
+    @property
+    def stage_failed(self) -> str | None:
+        if not self.live:
+            return self.report.get("stage_failed") or STAGES[0]
+        return None if self.beneficial else BENEFIT
+
+    @property
+    def error(self) -> str:
+        if not self.live:
+            return self.report.get("error") or ""
+        if self.beneficial:
+            return ""
+        if self.simulated is None:
+            return f"benefit stage could not run: {self.benefit_error or 'not simulated'}"
+        return (f"benefit stage failed: live, but no simulated gain: {self.simulated.describe()}; Δ is the next "
+                "generation's final best with the mechanism minus without it (negative is better) and its CI must lie "
+                "entirely below 0. Make its decisions help the search find better values sooner (e.g. move towards "
+                "what improved, avoid what got worse), not just change them")
+
+    @property
+    def progress(self) -> int:
+        """Stages passed: what "got furthest" means for a repair (a live sample passed all of validation)."""
+        failed = self.stage_failed
+        return len(ALL_STAGES) if failed is None else ALL_STAGES.index(failed) if failed in ALL_STAGES else 0
+
+    @property
+    def decisions_changed(self) -> int:
+        return int((self.report.get("liveness") or {}).get("decisions_changed") or 0)
+
+
+class SampleReport(BaseModel):
+    """One checked sample as the session reports it."""
+
+    round: int
+    sample: int
+    temperature: float | None = None
+    status: Literal["accepted", "rejected"]
+    stage_failed: str | None = Field(description="None: activated; a validation stage, or `benefit`.")
+    error: str = ""
+    decisions_changed: int = 0
+    hooks: list[str] = Field(default_factory=list)
+    simulated: SimulatedGain | None = None
+    novelty: str | None = None
+    version_id: str | None = None
+
+
+class AcceptedMechanism(BaseModel):
+    """The activated sample: its code, where it was stored and its simulated benefit."""
+
+    name: str
+    code: str
+    version_id: str
+    sha256: str
+    simulated: SimulatedGain
+    round: int
+    sample: int
+
+
+class SessionReport(BaseModel):
+    """What one research session did, end to end."""
+
+    verdict: str
+    specification: SpecifyAnswer | None = None
+    accepted: AcceptedMechanism | None = None
+    samples: list[SampleReport] = Field(default_factory=list)
+    rounds: int = 0
+    transcript: list[dict[str, Any]] = Field(default_factory=list)
+    usage: LLMUsage = Field(default_factory=LLMUsage)
+
+
+@dataclass(frozen=True)
+class SessionInputs:
+    """What the session reads: the trace's statistics, the workload and objective, the active mechanisms."""
+
+    stats: dict[str, Any]
+    workload_text: str
+    objective_text: str
+    metric_name: str
+    active: list[tuple[str, str]]  # (name, source) of the active mechanisms
+    program: str = ""
+    samples: int = 4
+    repairs: int = 2
+
+
+@dataclass(frozen=True)
+class SessionPorts:
+    """The session's effects, injected. `simulate` may raise SurrogateError (the trace cannot support one: no
+    repair can help, so the session stops). `describe_novelty(source)` is where a novelty check plugs in: its text
+    (e.g. "derived from library:one_factor (similarity 0.93)") is recorded per sample."""
+
+    ask_round: Callable[[str, Messages], RoundResult]
+    generate: Callable[[int, Messages, int], list[CodeResult]]  # (round index, messages, samples)
+    validate: Callable[[str, int, str], dict[str, Any]]  # (name, attempt id, code) -> validation report (JSON)
+    simulate: Callable[[str, int, str], SimulatedGain]  # (name, attempt id, code) -> simulated benefit
+    publish: Callable[[str, Attempt, str], Published]  # (name, attempt, status) -> where it was stored
+    describe_novelty: Callable[[str], str | None] | None = None
+
+
+def attempt_id(round_index: int, sample: int) -> int:
+    """A sample's number within the session (autofixed variants are samples AUTOFIX_SAMPLE + n)."""
+    return round_index * 100 + sample
+
+
+def example_source(hooks: list[str]) -> str:
+    """The reference mechanism closest to the specification (most shared hooks, then the shortest): a small model
+    imitates structure, so the example should have the structure wanted."""
+
+    def closeness(entry: Any) -> tuple[int, int]:
+        shared = sum(f"def {hook}(self" in entry.source for hook in hooks)
+        return (-shared, len(entry.source))
+
+    return min(list_library(), key=closeness).source
+
+
+def copied_example(code: str) -> str | None:
+    """The name of the reference mechanism `code` copies verbatim (same syntax tree), if any."""
+    try:
+        tree = ast.dump(ast.parse(code))
+    except SyntaxError:
+        return None
+    for entry in list_library():
+        if ast.dump(ast.parse(entry.source)) == tree:
+            return entry.name
+    return None
+
+
+def copy_report(name: str) -> dict[str, Any]:
+    error = (f"static stage failed: this is the worked example `{name}` copied verbatim; write the mechanism "
+             "that was specified")
+    return {"ok": False, "stage_failed": "static", "error": error, "stages": [], "liveness": {}}
+
+
+def select(attempts: list[Attempt]) -> Attempt | None:
+    """The sample to activate: valid, live, simulated to beat the current search (CI entirely below 0), with the best
+    (most negative) mean Δ; ties go to the earliest sample."""
+    beneficial = [a for a in attempts if a.beneficial]
+    return min(beneficial, key=lambda a: (a.simulated.delta, a.round_index, a.sample), default=None)  # type: ignore[union-attr]
+
+
+def furthest(attempts: list[Attempt]) -> Attempt:
+    """The sample a repair starts from: the most stages passed, then the earliest."""
+    return max(attempts, key=lambda a: (a.progress, -a.round_index, -a.sample))
+
+
+def specification(inputs: SessionInputs, ports: SessionPorts, transcript: list[dict[str, Any]]) -> tuple[SpecifyAnswer | None, LLMUsage]:
+    """The three JSON rounds: weaknesses from the trace statistics, the chosen idea, its specification."""
+    messages = explore_messages(api_text=API_TEXT, loop_source=LOOP_TEXT, active=inputs.active, stats=inputs.stats,
+                                workload_text=inputs.workload_text)
+    if inputs.program.strip():
+        messages[-1]["content"] = f"Research direction from the user: {inputs.program.strip()[:1500]}\n\n" + messages[-1]["content"]
+    explore = ports.ask_round("explore", messages)
+    usage = explore.usage
+    transcript += explore.transcript
+    if explore.answer is None:
+        return None, usage
+    ideas = ExploreAnswer.model_validate(explore.answer)
+    critique = ports.ask_round("critique", critique_messages(explore.messages, ideas, inputs.objective_text))
+    usage, transcript[:] = usage + critique.usage, [*transcript, *critique.transcript]
+    choice = CritiqueAnswer.model_validate(critique.answer).choice if critique.answer else 0
+    idea = ideas.ideas[min(choice, len(ideas.ideas) - 1)]
+    specify = ports.ask_round("specify", specify_messages(critique.messages, idea))
+    usage, transcript[:] = usage + specify.usage, [*transcript, *specify.transcript]
+    return (SpecifyAnswer.model_validate(specify.answer) if specify.answer else None), usage
+
+
+def autofixed(results: list[CodeResult], attempts: list[Attempt | None], metric_name: str) -> list[CodeResult]:
+    """The mechanically fixed variant of every sample that failed on a mistake autofix knows (no LLM call)."""
+    seen = {r.code for r in results if r.code is not None}
+    fixed = []
+    for result, attempt in zip(results, attempts):
+        if attempt is None or attempt.live or result.code is None:
+            continue
+        repaired = autofix(result.code, metric_name)
+        if repaired is None or repaired[0] in seen:
+            continue
+        seen.add(repaired[0])
+        fixed.append(CodeResult(sample=AUTOFIX_SAMPLE + result.sample, temperature=result.temperature,
+                                code=repaired[0], text=f"# autofix: {'; '.join(repaired[1])}\n{repaired[0]}"))
+    return fixed
+
+
+def checked(name: str, results: list[CodeResult], round_index: int, ports: SessionPorts) -> list[Attempt | None]:
+    """One attempt per sample (None: no class, or a repeat of an earlier sample's code, validated once)."""
+    seen: set[str] = set()
+    attempts: list[Attempt | None] = []
+    for result in results:
+        if result.code is None or result.code in seen:
+            attempts.append(None)
+            continue
+        seen.add(result.code)
+        copied = copied_example(result.code)
+        number = attempt_id(round_index, result.sample)
+        report = copy_report(copied) if copied else ports.validate(name, number, result.code)
+        novelty = ports.describe_novelty(result.code) if ports.describe_novelty is not None else None
+        attempts.append(Attempt(round_index=round_index, sample=result.sample, code=result.code,
+                                temperature=result.temperature, report=report, novelty=novelty))
+    return attempts
+
+
+def simulated(name: str, attempts: list[Attempt], ports: SessionPorts) -> str | None:
+    """Simulate every live attempt (in place); the reason no simulation is possible on this trace, if so."""
+    for attempt in attempts:
+        if not attempt.live:
+            continue
+        try:
+            attempt.simulated = ports.simulate(name, attempt.attempt_id, attempt.code)
+        except SurrogateError as error:
+            attempt.benefit_error = str(error)
+            return str(error)
+    return None
+
+
+def _transcript_entries(round_index: int, results: list[CodeResult], attempts: list[Attempt | None]) -> list[dict[str, Any]]:
+    return [{"round": "generate", "repair_round": round_index, "sample": result.sample,
+             "temperature": result.temperature, "answer": result.text,
+             "stage_failed": attempt.stage_failed if attempt else ("no code" if result.code is None
+                                                                 else "duplicate of an earlier sample"),
+             "error": attempt.error if attempt else result.error,
+             "simulated": attempt.simulated.model_dump() if attempt and attempt.simulated else None}
+            for result, attempt in zip(results, attempts)]
+
+
+def _sample_report(attempt: Attempt, status: Literal["accepted", "rejected"], published: Published) -> SampleReport:
+    return SampleReport(round=attempt.round_index, sample=attempt.sample, temperature=attempt.temperature,
+                        status=status, stage_failed=attempt.stage_failed, error=attempt.error[:500],
+                        decisions_changed=attempt.decisions_changed,
+                        hooks=list((attempt.report.get("liveness") or {}).get("hooks", [])),
+                        simulated=attempt.simulated, novelty=attempt.novelty, version_id=published.version_id)
+
+
+def run_session(inputs: SessionInputs, ports: SessionPorts) -> SessionReport:
+    """One research session: the specification, then rounds of generation (round 0) or repair, each sample checked,
+    the live ones simulated, the best beneficial one activated; every checked sample is published."""
+    report = SessionReport(verdict="research rounds gave no usable specification")
+    spec, report.usage = specification(inputs, ports, report.transcript)
+    report.specification = spec
+    if spec is None:
+        return report
+    prompt = generate_messages(api_text=API_TEXT, example_source=example_source(spec.hooks), spec=spec,
+                               hook_docs=HOOK_DOCS)
+    messages = prompt
+    attempts: list[Attempt] = []
+    for round_index in range(inputs.repairs + 1):
+        report.rounds = round_index + 1
+        samples = inputs.samples if round_index == 0 else max(1, inputs.samples // 2)
+        results = ports.generate(round_index, messages, samples)
+        report.usage = sum((r.usage for r in results), report.usage)
+        round_attempts = checked(spec.name, results, round_index, ports)
+        fixed = autofixed(results, round_attempts, inputs.metric_name)
+        results, round_attempts = results + fixed, round_attempts + checked(spec.name, fixed, round_index, ports)
+        valid = [a for a in round_attempts if a is not None]
+        unavailable = simulated(spec.name, valid, ports)
+        report.transcript += _transcript_entries(round_index, results, round_attempts)
+        attempts += valid
+        best = select(valid)
+        for attempt in valid:
+            status: Literal["accepted", "rejected"] = "accepted" if attempt is best else "rejected"
+            published = ports.publish(spec.name, attempt, status)
+            report.samples.append(_sample_report(attempt, status, published))
+            if attempt is best and best.simulated is not None:
+                report.accepted = AcceptedMechanism(name=spec.name, code=best.code, version_id=published.version_id,
+                                                    sha256=published.sha256, simulated=best.simulated,
+                                                    round=round_index, sample=best.sample)
+        live = [a for a in valid if a.live]
+        if best is not None:
+            report.verdict = (f"accepted {spec.name} (round {round_index}, {len(live)} of {len(valid)} samples valid, "
+                              f"{best.decisions_changed} decisions changed on replay, {best.simulated.describe()})")  # type: ignore[union-attr]
+            return report
+        if not attempts:
+            report.verdict = "no sample held a usable class"
+            messages = [*prompt, {"role": "user", "content": "Answer with the complete class in one ```python block."}]
+            continue
+        start = furthest(attempts)
+        report.verdict = f"rejected at {start.stage_failed}: {start.error[:300]}"
+        if unavailable is not None:
+            report.verdict = f"rejected at {BENEFIT}: no simulation possible on this trace ({unavailable})"
+            return report
+        messages = repair_messages(prompt, start.code, start.stage_failed or "?", start.error)
+    return report

@@ -1,0 +1,212 @@
+"""The research session's selection and repair logic (mechanisms/research_session.py) with fake injected effects:
+no Prefect, MLflow, S3, sandbox or model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from mechanisms.research_session import (
+    AUTOFIX_SAMPLE,
+    BENEFIT,
+    Attempt,
+    CodeResult,
+    Published,
+    RoundResult,
+    SessionInputs,
+    SessionPorts,
+    furthest,
+    run_session,
+    select,
+)
+from search.simulate import SimulatedGain
+from search.surrogate import SurrogateError
+
+SPECIFY = {"name": "probe", "hooks": ["propose"], "state": "none", "behaviour": "propose something"}
+ROUNDS = {"explore": {"ideas": [{"problem": "p", "evidence": "e", "idea": "i"}]},
+          "critique": {"choice": 0, "reason": "r"}, "specify": SPECIFY}
+
+
+def gain(delta: float, high: float | None = None) -> SimulatedGain:
+    high = delta + 0.01 if high is None else high
+    return SimulatedGain(delta=delta, ci_low=delta - 0.01, ci_high=high, seeds=4, iterations=2,
+                         per_seed=[delta] * 4)
+
+
+def code(tag: str) -> str:
+    return f"class Probe:\n    name = 'probe'\n\n    def propose(self, ctx):\n        return None  # {tag}\n"
+
+
+def valid(report_hooks: tuple[str, ...] = ("propose",)) -> dict[str, Any]:
+    return {"ok": True, "stage_failed": None, "error": None, "liveness": {"decisions_changed": 3, "hooks": list(report_hooks)}}
+
+
+def failed(stage: str, error: str = "boom") -> dict[str, Any]:
+    return {"ok": False, "stage_failed": stage, "error": f"{stage} stage failed: {error}", "liveness": {}}
+
+
+class Fakes:
+    """Scripted effects: per round the generated codes; per code tag its validation and simulated gain."""
+
+    def __init__(self, rounds: list[list[str | None]], reports: dict[str, dict], gains: dict[str, Any]) -> None:
+        self.rounds, self.reports, self.gains = rounds, reports, gains
+        self.generated: list[tuple[int, list[dict[str, str]], int]] = []
+        self.published: list[tuple[int, str]] = []
+        self.simulated: list[int] = []
+
+    def tag(self, source: str) -> str:
+        return source.rsplit("# ", 1)[1].strip()
+
+    def ask_round(self, name: str, messages: list[dict[str, str]]) -> RoundResult:
+        return RoundResult(answer=ROUNDS[name], messages=[*messages, {"role": "assistant", "content": name}])
+
+    def generate(self, round_index: int, messages: list[dict[str, str]], samples: int) -> list[CodeResult]:
+        self.generated.append((round_index, messages, samples))
+        tags = self.rounds[round_index] if round_index < len(self.rounds) else []
+        return [CodeResult(sample=i, temperature=0.5, code=code(t) if t else None, error=None if t else "no code")
+                for i, t in enumerate(tags[:samples])]
+
+    def validate(self, name: str, attempt: int, source: str) -> dict:
+        assert name == "probe"
+        return self.reports[self.tag(source)]
+
+    def simulate(self, name: str, attempt: int, source: str) -> SimulatedGain:
+        self.simulated.append(attempt)
+        value = self.gains[self.tag(source)]
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    def publish(self, name: str, attempt: Attempt, status: str) -> Published:
+        self.published.append((attempt.attempt_id, status))
+        return Published(version_id=f"v{attempt.attempt_id}", sha256="0" * 64)
+
+    def ports(self, **extra: Any) -> SessionPorts:
+        return SessionPorts(ask_round=self.ask_round, generate=self.generate, validate=self.validate,
+                            simulate=self.simulate, publish=self.publish, **extra)
+
+
+INPUTS = SessionInputs(stats={}, workload_text="w", objective_text="minimise loss", metric_name="loss", active=[],
+                       samples=3, repairs=2)
+
+
+def attempt(sample: int, report: dict, simulated: SimulatedGain | None = None, round_index: int = 0) -> Attempt:
+    return Attempt(round_index=round_index, sample=sample, code=code(str(sample)), report=report, simulated=simulated)
+
+
+def test_select_takes_the_best_simulated_gain_whose_ci_lies_below_zero() -> None:
+    small, large, unsure = attempt(0, valid(), gain(-0.01)), attempt(1, valid(), gain(-0.05)), attempt(2, valid(), gain(-0.2, high=0.01))
+    assert select([small, large, unsure]) is large  # `unsure` has the best mean, but its CI reaches above 0
+
+
+def test_select_breaks_ties_by_the_earliest_sample() -> None:
+    later, earlier = attempt(2, valid(), gain(-0.03)), attempt(1, valid(), gain(-0.03))
+    assert select([later, earlier]) is earlier
+    assert select([attempt(0, valid(), gain(-0.03), round_index=1), attempt(5, valid(), gain(-0.03))]).sample == 5
+
+
+def test_select_refuses_inert_harmful_and_invalid_samples() -> None:
+    inert = attempt(0, valid(), gain(0.0, high=0.0))  # never changed a decision: every paired Δ is exactly 0
+    harmful = attempt(1, valid(), gain(0.02))
+    invalid = attempt(2, failed("smoke"), gain(-0.5))  # a gain without validity counts for nothing
+    assert select([inert, harmful, invalid]) is None
+    assert inert.stage_failed == BENEFIT and "no simulated gain" in inert.error and "+0" in inert.error
+    assert invalid.stage_failed == "smoke"
+
+
+def test_repair_starts_from_the_sample_that_got_furthest() -> None:
+    policy, smoke, live = attempt(0, failed("policy")), attempt(1, failed("smoke")), attempt(2, valid(), gain(0.01))
+    assert furthest([policy, smoke, live]) is live  # live but no benefit passed every validation stage
+    assert furthest([policy, smoke]) is smoke
+    assert furthest([attempt(3, failed("smoke"), round_index=1), smoke]) is smoke  # earliest on a tie
+
+
+def test_the_session_activates_the_beneficial_sample_and_publishes_every_checked_one() -> None:
+    fakes = Fakes([["harmful", "helpful", None]], {"harmful": valid(), "helpful": valid()},
+                  {"harmful": gain(0.02), "helpful": gain(-0.04)})
+    report = run_session(INPUTS, fakes.ports())
+    assert report.accepted is not None and report.accepted.sample == 1 and report.accepted.version_id == "v1"
+    assert report.accepted.simulated.delta == -0.04 and "accepted probe (round 0, 2 of 2 samples valid" in report.verdict
+    assert "simulated Δ -0.04" in report.verdict
+    assert fakes.published == [(0, "rejected"), (1, "accepted")]
+    assert [(s.sample, s.status, s.stage_failed) for s in report.samples] == [(0, "rejected", BENEFIT), (1, "accepted", None)]
+    assert report.samples[0].simulated.delta == 0.02 and report.rounds == 1 and len(fakes.generated) == 1
+
+
+def test_all_inert_samples_are_repaired_from_the_live_one_with_its_numbers_then_the_session_gives_up() -> None:
+    fakes = Fakes([["inert", "broken"], ["inert2"], ["inert3"]],
+                  {"inert": valid(), "inert2": valid(), "inert3": valid(), "broken": failed("smoke")},
+                  {"inert": gain(0.0, high=0.0), "inert2": gain(0.0, high=0.0), "inert3": gain(0.0, high=0.0)})
+    report = run_session(INPUTS.__class__(**{**INPUTS.__dict__, "samples": 2}), fakes.ports())
+    assert report.accepted is None and report.rounds == 3  # bounded: 1 generation + 2 repairs
+    assert [round_index for round_index, _, _ in fakes.generated] == [0, 1, 2]
+    repair_prompt = "\n".join(m["content"] for m in fakes.generated[1][1])
+    assert "# inert" in repair_prompt and "no simulated gain" in repair_prompt  # from the live one, with its numbers
+    assert report.verdict.startswith("rejected at benefit: benefit stage failed: live, but no simulated gain")
+    assert all(s.status == "rejected" for s in report.samples) and len(report.samples) == 4
+
+
+def test_all_invalid_samples_are_never_simulated_and_repair_starts_from_the_furthest() -> None:
+    fakes = Fakes([["a", "b"], ["c"], ["d"]], {"a": failed("policy"), "b": failed("smoke", "propose refused"),
+                                              "c": failed("policy"), "d": failed("import")}, {})
+    report = run_session(INPUTS, fakes.ports())
+    assert report.accepted is None and fakes.simulated == []
+    assert "# b" in "\n".join(m["content"] for m in fakes.generated[1][1])  # smoke is further than policy
+    assert report.verdict.startswith("rejected at smoke")
+
+
+def test_a_repair_that_shows_benefit_is_activated_in_its_round() -> None:
+    fakes = Fakes([["inert"], ["fixed"]], {"inert": valid(), "fixed": valid()},
+                  {"inert": gain(0.0, high=0.0), "fixed": gain(-0.02)})
+    report = run_session(INPUTS, fakes.ports())
+    assert report.accepted is not None and report.accepted.round == 1 and report.rounds == 2
+    assert fakes.published == [(0, "rejected"), (100, "accepted")]
+
+
+def test_no_class_at_all_asks_again_for_a_python_block() -> None:
+    fakes = Fakes([[None, None], ["ok"]], {"ok": valid()}, {"ok": gain(-0.02)})
+    report = run_session(INPUTS, fakes.ports())
+    assert report.accepted is not None and "```python" in fakes.generated[1][1][-1]["content"]
+
+
+def test_a_trace_too_short_to_simulate_stops_the_session_with_the_reason() -> None:
+    fakes = Fakes([["live"], ["live2"]], {"live": valid(), "live2": valid()},
+                  {"live": SurrogateError("the trace holds 1 measured and 0 crashed experiments")})
+    report = run_session(INPUTS, fakes.ports())
+    assert report.accepted is None and len(fakes.generated) == 1  # a repair cannot lengthen the trace
+    assert report.verdict == ("rejected at benefit: no simulation possible on this trace (the trace holds 1 measured "
+                              "and 0 crashed experiments)")
+    assert report.samples[0].stage_failed == BENEFIT and "could not run" in report.samples[0].error
+
+
+def test_a_verbatim_copy_of_the_example_is_refused_without_validation() -> None:
+    from mechanisms.library import list_library
+
+    example = list_library()[0].source
+    fakes = Fakes([["x"]], {}, {})
+    fakes.generate = lambda r, m, n: [CodeResult(sample=0, temperature=0.0, code=example)]  # type: ignore[method-assign]
+    report = run_session(INPUTS.__class__(**{**INPUTS.__dict__, "repairs": 0}), fakes.ports())
+    assert report.samples[0].stage_failed == "static" and "copied verbatim" in report.samples[0].error
+
+
+def test_autofixed_variants_are_checked_as_their_own_samples(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mechanisms.research_session as session
+
+    monkeypatch.setattr(session, "autofix", lambda source, metric: (source.replace("# bad", "# good"), ["fixed"]))
+    fakes = Fakes([["bad"]], {"bad": failed("static"), "good": valid()}, {"good": gain(-0.02)})
+    report = run_session(INPUTS, fakes.ports())
+    assert report.accepted is not None and report.accepted.sample == AUTOFIX_SAMPLE
+
+
+def test_the_novelty_hook_is_recorded_per_sample() -> None:
+    fakes = Fakes([["ok"]], {"ok": valid()}, {"ok": gain(-0.02)})
+    report = run_session(INPUTS, fakes.ports(describe_novelty=lambda source: "derived from library:x (similarity 0.9)"))
+    assert report.samples[0].novelty == "derived from library:x (similarity 0.9)"
+
+
+def test_no_specification_ends_the_session_before_generation() -> None:
+    fakes = Fakes([["ok"]], {}, {})
+    fakes.ask_round = lambda name, messages: RoundResult(answer=None, messages=messages)  # type: ignore[method-assign]
+    report = run_session(INPUTS, fakes.ports())
+    assert report.verdict == "research rounds gave no usable specification" and fakes.generated == []
