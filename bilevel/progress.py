@@ -110,6 +110,7 @@ def summary_table(summary: MetaRunSummary, *, tracking_uri: str, prefect_home: s
         row("stopped early", f"{summary.stop_detail} (resume with `bilevel resume {summary.meta_run_id}`)")
     if summary.mechanisms:
         row("mechanisms at the end", ", ".join(f"{m['name']}@{str(m['version'])[:12]}" + _simulated(m.get("simulated"))
+                                                + (f", {m['novelty']}" if m.get("novelty") else "")
                                                 for m in summary.mechanisms))
     row("trace", summary.trace_path or "-")
     row("MLflow", f"{tracking_uri}  experiment '{summary.mlflow_experiment}', run {summary.mlflow_run_id}")

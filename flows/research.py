@@ -12,6 +12,7 @@ from infra.mlflow_schema import experiment_name, run_key, run_tags
 from infra.resources import Resources
 from mechanisms.active import ActiveMechanism, ActiveSet
 from mechanisms.benefit import next_config
+from mechanisms.novelty import assess
 from mechanisms.research_session import (
     Attempt,
     CodeResult,
@@ -88,12 +89,14 @@ def _ports(spec: MetaRunSpec, res: Resources, generation: int, trace: Trace, act
     def publish(name: str, attempt: Attempt, status: str) -> Published:
         stored = publish_mechanism(res.store, res.tracker, spec, generation=generation, name=name, source=attempt.code,
                                    status=status, parents=parents, model=res.llm.model,
-                                   report={**attempt.report, "benefit": attempt.simulated.model_dump() if attempt.simulated
+                                   report={**attempt.report, "novelty": attempt.novelty, "benefit": attempt.simulated.model_dump() if attempt.simulated
                                            else attempt.benefit_error},
-                                   research_run_id=run_id, attempt=attempt.attempt_id, simulated=attempt.simulated)
+                                   research_run_id=run_id, attempt=attempt.attempt_id, simulated=attempt.simulated,
+                                   novelty=attempt.novelty)
         return Published(version_id=stored["version_id"], sha256=stored["sha256"])
 
-    return SessionPorts(ask_round=ask_round, generate=generate, validate=validate, simulate=simulate, publish=publish)
+    return SessionPorts(ask_round=ask_round, generate=generate, validate=validate, simulate=simulate, publish=publish,
+                        describe_novelty=lambda code: assess(code).label)
 
 
 @flow(name="research", flow_run_name="{spec.meta_run_id}-g{generation}-research", validate_parameters=False)
@@ -127,7 +130,8 @@ def _recorded(spec: MetaRunSpec, res: Resources, generation: int, active: Active
         chosen = report.accepted
         accepted = ActiveMechanism(name=chosen.name, version=chosen.version_id, sha256=chosen.sha256, source=chosen.code,
                                    parents=[m.version for m in active.mechanisms if m.version != "library"],
-                                   origin=f"{spec.meta_run_id}/g{generation}", simulated=chosen.simulated)
+                                   origin=f"{spec.meta_run_id}/g{generation}", simulated=chosen.simulated,
+                                   novelty=chosen.novelty)
     tracker.log_dict(run_id, {"transcript": report.transcript, "stats": stats, "verdict": report.verdict,
                               "samples": [s.model_dump(mode="json") for s in report.samples]}, "transcript.json")
     metrics: dict[str, float | None] = {"llm_tokens": report.usage.total_tokens, "llm_seconds": report.usage.seconds,

@@ -92,7 +92,7 @@ def run_lineage(store: MechanismStore | None, tracker: Tracker, runs_dir: Path, 
             # the real trainings' credit next to what the simulation promised when it was activated
             node.details.update(influenced=len(influence.iterations), credited_delta=round(influence.credited_delta, 4),
                                 simulated_delta=read_tag(run, "simulated_delta", "-"),
-                                simulated_ci=read_tag(run, "simulated_ci", "-"))
+                                simulated_ci=read_tag(run, "simulated_ci", "-"), novelty=read_tag(run, "novelty", "-"))
         root.children.append(node)
     return root
 

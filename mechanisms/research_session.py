@@ -150,6 +150,7 @@ class AcceptedMechanism(BaseModel):
     simulated: SimulatedGain
     round: int
     sample: int
+    novelty: str | None = None
 
 
 class SessionReport(BaseModel):
@@ -356,7 +357,7 @@ def run_session(inputs: SessionInputs, ports: SessionPorts) -> SessionReport:
             if attempt is best and best.simulated is not None:
                 report.accepted = AcceptedMechanism(name=spec.name, code=best.code, version_id=published.version_id,
                                                     sha256=published.sha256, simulated=best.simulated,
-                                                    round=round_index, sample=best.sample)
+                                                    round=round_index, sample=best.sample, novelty=best.novelty)
         live = [a for a in valid if a.live]
         if best is not None:
             report.verdict = (f"accepted {spec.name} (round {round_index}, {len(live)} of {len(valid)} samples valid, "

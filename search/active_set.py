@@ -47,6 +47,8 @@ class ActiveMechanism(BaseModel):
     parents: list[str] = Field(default_factory=list)
     origin: str = ""
     simulated: SimulatedGain | None = Field(None, description="Its simulated benefit when Level 2 activated it.")
+    novelty: str | None = Field(None, description="Invented, or derived from which reference and how closely "
+                                "(mechanisms/novelty.py), when Level 2 activated it.")
 
     @property
     def label(self) -> str:

@@ -126,7 +126,7 @@ def simulate_candidate(request: SimulationRequest, active: ActiveSet, trace: Tra
 @task(name="publish-mechanism", cache_policy=NO_CACHE, task_run_name="publish {name} ({status})")
 def publish_mechanism(res_store: Any, tracker: Tracker, spec: MetaRunSpec, *, generation: int, name: str, source: str,
                       status: str, parents: list[str], model: str, report: dict, research_run_id: str,
-                      attempt: int, simulated: SimulatedGain | None = None) -> dict[str, Any]:
+                      attempt: int, simulated: SimulatedGain | None = None, novelty: str | None = None) -> dict[str, Any]:
     """Store the version (accepted or rejected: both are data for improving Level 2) and log a mechanism run
     tagged with its store key, VersionId, sha256, parents and simulated benefit. Idempotent on resume."""
     from infra.store import VersionMeta
@@ -136,6 +136,8 @@ def publish_mechanism(res_store: Any, tracker: Tracker, spec: MetaRunSpec, *, ge
     res_store.put_document(name, stored.version_id, "validation", report)
     benefit = ({"simulated_delta": f"{simulated.delta:.6g}", "simulated_ci": f"{simulated.ci_low:.6g},{simulated.ci_high:.6g}",
                 "simulated_seeds": simulated.seeds} if simulated is not None else {})
+    if novelty is not None:
+        benefit["novelty"] = novelty[:250]
     run_id, finished = tracker.ensure_run(
         experiment_name(spec.name), run_key(spec.meta_run_id, f"g{generation}", "mechanism", f"a{attempt}"),
         run_name=f"mechanism {name} ({status})",

@@ -6,6 +6,8 @@ in MLflow, and in generation 2 it puts its own candidates on the table (propose)
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from flows.meta_run import meta_run
@@ -148,6 +150,12 @@ def test_the_valid_sample_beat_the_current_search_in_simulation_and_its_candidat
     assert "accepted pattern_move" in verdict and "1 of 2 samples valid" in verdict and "simulated Δ -" in verdict
     [activated] = summary.mechanisms
     assert activated["name"] == "pattern_move" and activated["simulated"]["delta"] == pytest.approx(benefit["delta"])
+    # honest novelty: how close it is to what the prompts showed, in the summary, the MLflow tags and the store
+    assert activated["novelty"] == tags["bilevel.novelty"]
+    assert re.fullmatch(r"(derived from|invented \(closest) (library|snippet):\w+.*similarity 0\.\d\d\)?",
+                        activated["novelty"]), activated["novelty"]
+    validation = store.get_document("pattern_move", accepted[0].version_id, "validation")
+    assert validation["novelty"] == activated["novelty"]
 
 
 def test_level_15_refusal_was_re_asked_and_the_trace_persisted(outer) -> None:
