@@ -17,22 +17,11 @@ from infra.store import MechanismStore
 from infra.tracking import Tracker
 from tests.fixtures_s3 import S3TestServer, s3_server  # noqa: F401  (fixture)
 from tests.integration.scripted import proposal, write_script
+from tests.integration.test_outer_loop import ACCEPTED as PATTERN_MOVE
 
 pytestmark = pytest.mark.integration
 
-MECHANISM = '''class PreferSecond:
-    """Ask for two candidates and train the second."""
-
-    name = "prefer_second"
-
-    def plan(self, ctx):
-        return {"n_candidates": 2}
-
-    def screen(self, ctx, candidates):
-        if len(candidates) > 1:
-            return {"choose": 1}
-        return None
-'''
+MECHANISM = PATTERN_MOVE  # activated by its simulated benefit, so the runs reference a stored version
 
 
 class Machines:
@@ -41,19 +30,20 @@ class Machines:
     def __init__(self, tmp: Path, server: S3TestServer) -> None:
         self.tmp = tmp
         script = write_script(tmp / "answers.json", answers={
-            "propose": [proposal({"LEARNING_RATE": 0.04}), proposal({"MOMENTUM": 0.6}),
-                        proposal({"LEARNING_RATE": 0.08}), proposal({"MOMENTUM": 0.85})],
-            "research.explore": [{"ideas": [{"problem": "p", "evidence": "e", "idea": "prefer another candidate"}]}],
+            "propose": [proposal({"LEARNING_RATE": 0.05}), proposal({"MOMENTUM": 0.7}),
+                        proposal({"LEARNING_RATE": 0.02}), proposal({"MOMENTUM": 0.9})],
+            "research.explore": [{"ideas": [{"problem": "improvements are not followed up", "evidence": "kept",
+                                             "idea": "repeat the last improving move"}]}],
             "research.critique": [{"choice": 0, "reason": "r"}],
-            "research.specify": [{"name": "prefer_second", "hooks": ["plan", "screen"], "state": "-",
-                                  "behaviour": "b"}],
+            "research.specify": [{"name": "pattern_move", "hooks": ["propose", "observe"], "state": "a counter",
+                                  "behaviour": "repeat the last improving move"}],
             "research.generate": [f"```python\n{MECHANISM}```"],
-        }, by_key={"propose/*/c1/*": proposal({"LEARNING_RATE": 0.1})})
+        })
         base = {k: v for k, v in os.environ.items() if not k.startswith(("BILEVEL_", "PREFECT_"))}
         endpoint = server.endpoint
         self.base = {**base, "BILEVEL_MODEL": "scripted/replay", "BILEVEL_SCRIPTED_ANSWERS": str(script),
                      "BILEVEL_WORKLOAD": "toy", "BILEVEL_BUDGET_MODE": "steps", "BILEVEL_BUDGET": "100",
-                     "BILEVEL_ITERATIONS": "1", "BILEVEL_GENERATIONS": "2", "BILEVEL_LEVELS": "1,2",
+                     "BILEVEL_ITERATIONS": "2", "BILEVEL_GENERATIONS": "2", "BILEVEL_LEVELS": "1,2",
                      "BILEVEL_RESEARCH_SAMPLES": "1", "BILEVEL_S3_ENDPOINT_URL": endpoint.url,
                      "BILEVEL_S3_ACCESS_KEY": endpoint.access_key, "BILEVEL_S3_SECRET_KEY": endpoint.secret_key,
                      "COLUMNS": "200"}
@@ -91,7 +81,7 @@ def test_each_decision_is_kept_in_the_store(machines: Machines) -> None:
     for name in ("spec.json", "trace.json", "summary.json", "mechanisms.json"):
         assert store.get_record("runs", "night-1", name) == (local / name).read_bytes()
     versions = store.client.list_object_versions(Bucket="portable-a", Prefix="runs/night-1/trace.json")["Versions"]
-    assert len(versions) >= 2  # one per generation: the store follows the run, not just its end
+    assert len(versions) >= 5  # one per decision (baseline and 4 experiments): the store follows the run, not its end
 
 
 def test_resume_on_another_machine_finds_the_run_in_the_store(machines: Machines) -> None:
@@ -107,12 +97,12 @@ def test_resume_on_another_machine_finds_the_run_in_the_store(machines: Machines
 def test_export_delete_import_then_runs_report_and_lineage(machines: Machines) -> None:
     bundle = machines.tmp / "night-1.tar.gz"
     machines.run("a", "export", "night-1", "--to", str(bundle), bucket="portable-a")
-    old = machines.store("portable-a").history("prefer_second")[0].version_id
+    old = machines.store("portable-a").history("pattern_move")[0].version_id
     shutil.rmtree(machines.state("a"))
     # Machine c: a fresh state directory, its own bucket (so new VersionIds) and its own MLflow.
     imported = machines.run("c", "import", str(bundle), bucket="portable-c").stdout
     assert "imported run night-1: 1 meta-run(s) written" in imported
-    new = machines.store("portable-c").history("prefer_second")[0]
+    new = machines.store("portable-c").history("pattern_move")[0]
     assert new.version_id != old and f"VersionId {old} is {new.version_id}" in imported
     assert new.meta_run_id == "night-1"
     listing = machines.run("c", "runs", bucket="portable-c").stdout
@@ -120,11 +110,11 @@ def test_export_delete_import_then_runs_report_and_lineage(machines: Machines) -
     assert "report:" in machines.run("c", "report", "night-1", bucket="portable-c").stdout
     assert (machines.state("c") / "reports" / "night-1" / "index.html").is_file()
     lineage = machines.run("c", "lineage", "night-1", bucket="portable-c").stdout
-    assert f"prefer_second@{new.version_id}" in lineage and "accepted" in lineage
+    assert f"pattern_move@{new.version_id}" in lineage and "accepted" in lineage
     trace = (machines.state("c") / "runs" / "night-1" / "trace.json").read_text()
     assert old not in trace  # the runs' files name this store's versions
     again = machines.run("c", "import", str(bundle), bucket="portable-c").stdout
-    assert "1 already here and kept" in again and len(machines.store("portable-c").history("prefer_second")) == 1
+    assert "1 already here and kept" in again and len(machines.store("portable-c").history("pattern_move")) == 1
 
 
 def test_a_hostile_bundle_is_refused_in_one_line(machines: Machines) -> None:
