@@ -139,6 +139,17 @@ class TraceWriter:
     def trace(self) -> Trace:
         return self._trace
 
+    # Prefect serialises a flow's parameters with the task context it sends to a Dask or Ray worker, so the writer
+    # must pickle; a copy there is detached (no lock, no hook: the hook holds the resources) and refuses to write.
+    def __getstate__(self) -> dict:
+        state = {**self.__dict__, "on_write": None, "_detached": True}
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def commit(self, trace: Trace) -> Path:
         """Record `trace` as it stands (a baseline, a generation's start or end, the merged tracks)."""
         with self._lock:
@@ -159,6 +170,9 @@ class TraceWriter:
             return self._write()
 
     def _write(self) -> Path:
+        if self.__dict__.get("_detached"):
+            raise RuntimeError("a copy of a meta-run's trace writer cannot write: only the flow's own writer records "
+                               "decisions")
         trace = self._trace
         if self._tracks is not None:
             trace = merge_tracks(trace, [self._tracks[t] for t in sorted(self._tracks)])

@@ -238,3 +238,21 @@ def test_the_trace_writer_writes_every_decision_of_every_track(tmp_path: Path) -
     assert folder.read_trace().experiments == trace.experiments and seen[-1] == len(trace)
     with pytest.raises(RuntimeError, match="open_tracks"):
         writer.decided(0, split.of_track(0)[1])
+
+
+def test_the_trace_writer_travels_with_a_flows_parameters_but_its_copy_never_writes(tmp_path: Path) -> None:
+    """Prefect sends a flow's parameters, the writer included, along with a task to a Dask worker: the writer must
+    pickle (its lock and its hook, which holds the resources, stay behind), and the copy must refuse to write."""
+    import pickle
+    import threading
+
+    trace = first_generation()
+    folder = RunFolder(tmp_path, "w")
+    resources_like = threading.Lock()  # what the hook's closure holds: nothing a worker could use
+    writer = TraceWriter(folder, trace, on_write=lambda f, t: resources_like.locked())
+    copy = pickle.loads(pickle.dumps(writer))
+    assert copy.trace == trace and copy.on_write is None
+    with pytest.raises(RuntimeError, match="cannot write"):
+        copy.commit(trace)
+    assert not folder.trace_path.exists()
+    assert writer.commit(trace) == folder.trace_path  # the original still writes
