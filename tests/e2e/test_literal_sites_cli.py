@@ -51,9 +51,12 @@ def test_a_proposed_literal_site_trains_and_is_recorded(cli) -> None:
     assert first["changes"] == {SITE: 0.05} and first["config"][SITE] == 0.05 and first["outcome"]["status"] == "ok"
     assert trace["experiments"][0]["config"][SITE] == 0.01  # the baseline's literal is a parameter value
     # The script that trained holds the new literal, and nothing else of it changed.
+    # (When that edit is kept, the second proposal trains on top of it with DEGREE = 5, so look for the copy, not
+    # the first of the scripts that hold the new literal: their order on disk is arbitrary.)
+    expected = FIT_CURVE.read_text().replace("rng.normal(0.0, 0.01, size=DEGREE + 1)",
+                                             "rng.normal(0.0, 0.05, size=DEGREE + 1)")
     trained = [p.read_text() for p in state.rglob("train.py") if "rng.normal(0.0, 0.05, size=DEGREE + 1)" in p.read_text()]
-    assert trained and trained[0] == FIT_CURVE.read_text().replace("rng.normal(0.0, 0.01, size=DEGREE + 1)",
-                                                                    "rng.normal(0.0, 0.05, size=DEGREE + 1)")
+    assert expected in trained, f"{len(trained)} trained scripts hold the new literal, none is otherwise unchanged"
     # The prompt showed the site with its line; the data lines marked `# bilevel: fixed` were not offered.
     prompts = [json.loads(line) for line in Path(f"{script}.requests.jsonl").read_text().splitlines()]
     text = prompts[0]["messages"][1]["content"]
