@@ -95,7 +95,8 @@ GoalOption = Annotated[Optional[str], typer.Option(help="minimize (default) or m
 FixedOption = Annotated[Optional[str], typer.Option(help="Comma list of parameters no level may change.")]
 EditsOption = Annotated[Optional[str], typer.Option(help="What Level 1 edits: block (the hyperparameter block, "
                                                          "default), literals (also the script's numeric literals "
-                                                         "outside it, as sites); code is not implemented yet.")]
+                                                         "outside it, as sites), code (free-form SEARCH/REPLACE "
+                                                         "edits of the script, for API models).")]
 
 
 def _workload_overrides(workload: str | None, metric: str | None, goal: str | None, fixed: str | None,

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from search.code_edits import CodeEdit
 from search.context import DecisionPoint, build_context, candidate_view, experiment_view, visible_history
 from search.hooks import Hooks, PlanAdvice
 from search.space import CandidateError, SearchSpace
@@ -28,6 +29,7 @@ class Candidate(BaseModel):
     changes: dict[str, Any]
     hypothesis: str = ""
     proposed_by: str = "llm"
+    code: CodeEdit | None = None  # edits = code: the edit whose source `changes[SOURCE_KEY]` names
 
     @property
     def mechanism(self) -> str | None:
@@ -93,6 +95,8 @@ class ProposalBatch(BaseModel):
 
 
 Proposer = Callable[[ProposalRequest], ProposalBatch]
+# (request, crashed candidate, its outcome) -> at most one fixed candidate (edits = code: one fix attempt)
+FixFn = Callable[[ProposalRequest, Candidate, RunOutcome], ProposalBatch]
 TrainFn = Callable[[dict[str, Any], str, int], RunOutcome]  # (config, purpose, seed) -> outcome
 
 
@@ -199,6 +203,10 @@ def _choose(hooks: Hooks, ctx: dict[str, Any], request: ProposalRequest, propose
     return choice
 
 
+def _joined(note: str, more: str) -> str:
+    return f"{note}; {more}" if note else more
+
+
 def run_iteration(
     *,
     local: Trace,
@@ -211,9 +219,12 @@ def run_iteration(
     seq: int = 0,
     screen_rounds: int = 2,
     near: float = 0.0,
+    fix: FixFn | None = None,
 ) -> Experiment:
     """Decide, train and record one experiment at `point`. `local` is the track's own history (`local_history`)
-    and `state` the state it folds to; the returned experiment is numbered `point.index`."""
+    and `state` the state it folds to; the returned experiment is numbered `point.index`. With `fix`, a free-form
+    edit that crashed gets one fix attempt: the fixed edit, when one comes, is what the experiment trains and records
+    (the crash is noted)."""
     ctx = build_context(local, state, space, point)
     advice = hooks.plan(ctx)
     request = ProposalRequest(point=point, local=local, state=state, space=space, advice=advice, seq=seq, near=near)
@@ -231,6 +242,18 @@ def run_iteration(
             hooks.credit(candidate.mechanism, "propose")
         config = config_with(state.current.config, candidate.changes)
         outcome = train(config, "candidate", point.run_seed)
+        if fix is not None and candidate.code is not None and outcome.status == "crash":
+            fixed = fix(request, candidate, outcome)
+            choice.usage, choice.attempts = choice.usage + fixed.usage, choice.attempts + fixed.attempts
+            choice.errors += [f"fix: {error}" for error in fixed.errors]
+            first_line = (outcome.error_tail or "").strip().splitlines()[-1:] or ["no output"]
+            if fixed.candidates:
+                candidate = fixed.candidates[0]
+                config = config_with(state.current.config, candidate.changes)
+                choice.note = _joined(choice.note, f"the first version crashed ({first_line[0][:160]}); trained its fix")
+                outcome = train(config, "candidate", point.run_seed)
+            else:
+                choice.note = _joined(choice.note, "crashed; the fix attempt gave no valid edit")
         if needs_confirmation(state, measured_value(outcome, None), config_now.min_improvement, config_now.confirm_seed):
             confirm = train(config, "confirm", config_now.confirm_seed)  # type: ignore[arg-type]
         measured = measured_value(outcome, confirm)
@@ -249,6 +272,7 @@ def run_iteration(
         proposed_by=candidate.proposed_by if candidate else "", config=config, outcome=outcome, confirm=confirm,
         default_kept=default, kept=kept, decided_by=decided_by if kept != default else None,
         llm=choice.usage, proposal_attempts=choice.attempts, proposal_errors=choice.errors, note=choice.note,
+        code=candidate.code if candidate else None,
     )
     hooks.observe(ctx, experiment_view(experiment, local.objective))
     return experiment.model_copy(update={"mechanisms": hooks.take_activity()})

@@ -37,7 +37,7 @@ MaxLLMCost = Annotated[float | None, Field(None, ge=0, description="Stop cleanly
 MaxHours = Annotated[float | None, Field(None, gt=0, le=24 * 365, description="Stop cleanly after this many hours.")]
 PROGRAM_MAX_CHARS = 4000
 EditsMode = Literal["block", "literals", "code"]
-EDITS_BUILT: tuple[EditsMode, ...] = ("block", "literals")
+EDITS_BUILT: tuple[EditsMode, ...] = ("block", "literals", "code")
 
 
 def _built_edits(value: EditsMode) -> EditsMode:
@@ -49,7 +49,7 @@ def _built_edits(value: EditsMode) -> EditsMode:
 
 Edits = Annotated[EditsMode, AfterValidator(_built_edits), Field(
     description="What Level 1 may edit: block (the hyperparameter block), literals (also every numeric literal of "
-                "the editable script outside it, as sites), code (free-form edits; not built yet).")]
+                "the editable script outside it, as sites), code (free-form SEARCH/REPLACE edits of the editable script, meant for API models).")]
 MaxSites = Annotated[int, Field(ge=1, le=1000, description="With edits = literals: the best-ranked literal sites "
                                                             "that join the search space (and the prompt).")]
 

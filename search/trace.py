@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from search.active_set import ActiveMechanism, ActiveSet
+from search.code_edits import CodeEdit
 from search.config import SearchConfig
 from search.objective import Objective
 from search.params import ParamValue, json_value, same_value
@@ -109,6 +110,8 @@ class Experiment(BaseModel):
     proposal_attempts: int = 0
     proposal_errors: list[str] = Field(default_factory=list)
     note: str = ""
+    code: CodeEdit | None = Field(None, description="With edits = code: the free-form edit trained (its whole "
+                                  "source, so the trace alone rebuilds every script).")
 
     @property
     def is_baseline(self) -> bool:
@@ -341,6 +344,10 @@ class Trace(BaseModel):
 
     def tried_configs(self) -> list[dict[str, Any]]:
         return [e.config for e in self.experiments]
+
+    def code_edits(self) -> list[tuple[int, CodeEdit]]:
+        """Every free-form edit of the trace with its experiment's index (edits = code)."""
+        return [(e.index, e.code) for e in self.experiments if e.code is not None]
 
     def has_tried(self, config: dict[str, Any]) -> bool:
         return any(same_config(config, seen) for seen in self.tried_configs())

@@ -10,12 +10,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from search.code_edits import SOURCE_KEY, source_key
 from search.objective import Objective
-from search.params import ParamError, ParamSpec, json_value, validate_changes
+from search.params import ParamError, ParamSpec, json_value, same_value, validate_changes
 from search.run_spec import Budget, BudgetMode, EditsMode, WorkloadRef
 from search.space import SearchSpace
 from search.trace import RunOutcome
-from workloads.hyperblock import Block, apply_changes, parse_block
+from workloads.hyperblock import Block, ScriptError, apply_changes, parse_block
 from workloads.literal_sites import Slot, apply_sites, find_sites, literal_slots
 
 SOURCE_CACHE_SIZE = 256
@@ -31,6 +32,7 @@ class Workload(ABC):
     script_name: str = "script.py"  # the editable script's file name (artifacts, diffs)
     edits: EditsMode = "block"  # literals: the best-ranked literal sites outside the block are parameters too
     max_sites: int = 12
+    read_only_files: tuple[str, ...] = ()  # files next to the script that measure it: never edited (edits = code)
 
     @abstractmethod
     def editable_source(self) -> str:
@@ -100,15 +102,72 @@ class Workload(ABC):
         return rewritten
 
     def source_for(self, config: Mapping[str, Any]) -> str:
-        """The script of a full configuration: the baseline with every literal set to the config's value
-        (memoised: an iteration asks for the same script to train, record and diff)."""
+        """The script of a full configuration: the baseline (or, with edits = code, the edited script the config's
+        SOURCE_KEY names) with every literal set to the config's value (memoised: an iteration asks for the same
+        script to train, record and diff)."""
         key = json.dumps(dict(config), sort_keys=True, default=str)
         cache: dict[str, str] = self.__dict__.setdefault("_sources", {})
         if key not in cache:
             if len(cache) >= SOURCE_CACHE_SIZE:
                 cache.clear()
-            cache[key] = self.apply(self.editable_source(), config)
+            values = {name: value for name, value in config.items() if name != SOURCE_KEY}
+            cache[key] = self.apply(self.code_source(config.get(SOURCE_KEY)), values)
         return cache[key]
+
+    # -- free-form edits (edits = code) ---------------------------------------------------------------
+
+    def code_source(self, key: str | None) -> str:
+        """The edited script a source key names (the baseline for None); ValueError when it was never remembered
+        (the trace that holds it was not read: `remember_sources`)."""
+        if key is None:
+            return self.editable_source()
+        known: dict[str, str] = self.__dict__.setdefault("_code", {})
+        if key not in known:
+            if key == source_key(self.editable_source()):
+                return self.editable_source()
+            raise ValueError(f"no edited script with source key {key!r} is known; read the run's trace first")
+        return known[key]
+
+    def remember_source(self, source: str) -> str:
+        """Keep an edited script under its source key (the trace holds it too), and return the key."""
+        key = source_key(source)
+        self.__dict__.setdefault("_code", {})[key] = source
+        return key
+
+    def remember_sources(self, edits: Any) -> None:
+        """Keep the edited scripts of a trace's `code_edits()` (index, CodeEdit) pairs."""
+        for _, edit in edits:
+            self.remember_source(edit.source)
+
+    def code_changes(self, edited: str, current: Mapping[str, Any]) -> dict[str, Any]:
+        """The block values a free-form edit changed (they join the config, so the config always states the
+        script's values); ValueError (one line, for the LLM) when it renames, adds or removes a block parameter,
+        changes a fixed one, or sets a value the block's rules refuse."""
+        try:
+            block = parse_block(edited)
+        except ScriptError as error:
+            raise ValueError(f"the hyperparameter block no longer parses: {error}") from None
+        names = [spec.name for spec in block.params]
+        expected = [spec.name for spec in self.block.params]
+        if names != expected:
+            raise ValueError("keep the hyperparameter block's names as they are (change values only): it declares "
+                             + ", ".join(expected))
+        values = {spec.name: json_value(spec.value) for spec in block.params}
+        moved = [name for name in self.space.fixed if name in values and name in self.space.fixed_values
+                 and not same_value(values[name], self.space.fixed_values[name]) and name not in self._system_set()]
+        if moved:
+            raise ValueError(f"{', '.join(moved)} is fixed and may not be changed")
+        searched = {spec.name for spec in self.space.params}
+        changed = {name: value for name, value in values.items() if name in searched and not same_value(value, current.get(name))}
+        clean = validate_changes(list(self.space.params), changed) if changed else {}
+        broken = self.space.broken_constraints({**self.space.baseline_config(), **dict(current), **clean})
+        if broken:
+            raise ValueError(broken[0])
+        return {name: json_value(value) for name, value in clean.items()}
+
+    def _system_set(self) -> tuple[str, ...]:
+        """Block names the system sets on every run (a script's budget and seed literals): an edit of them is moot."""
+        return tuple(name for name in (getattr(self, "budget_param", None), getattr(self, "seed_param", None)) if name)
 
     def default_budget(self) -> Budget:
         """The budget of one experiment when the user sets none."""

@@ -100,6 +100,7 @@ class TinyGPT(ScriptWorkload):
     """Byte-level GPT pretraining on Django's documentation; the metric is val_bpb on a fixed 32 KiB slice."""
 
     budget_modes: tuple[BudgetMode, ...] = ("flops", "steps", "time")  # type: ignore[assignment]
+    read_only_files = ("harness.py",)  # data, budget and evaluation: a free-form edit may never touch it
 
     def __init__(
         self,
