@@ -42,6 +42,11 @@ def replay_source(spec: MetaRunSpec, trace: Trace, generation: int) -> ReplaySou
 def proposer_for(spec: MetaRunSpec, res: Resources, run_for: Callable[[DecisionPoint], str | None] | None = None) -> Proposer:
     """Who proposes in this meta-run: the LLM (default), or a control arm without it. `run_for` names the tracking
     run of a decision point (where its LLM calls are traced)."""
+    if res.workload.edits == "code" and spec.proposer in ("llm", "hybrid"):  # free-form edits: the LLM writes code
+        from tasks.propose_code import CodeProposer
+
+        return CodeProposer(res.llm, res.workload, workload_text=res.workload.describe(spec.budget.mode),
+                            program=spec.program, attempts=spec.propose_attempts, run_for=run_for)
     llm = LLMProposer(res.llm, workload_text=res.workload.describe(spec.budget.mode), program=spec.program,
                       attempts=spec.propose_attempts, run_for=run_for)
     if spec.proposer == "llm":
@@ -84,6 +89,7 @@ def inner_loop(
     decided = decided or []
     space = res.workload.space
     local = trace.with_experiments([*trace.experiments, *decided])
+    res.workload.remember_sources(local.code_edits())  # edits = code: the scripts a resume continues from
     runtime = open_runtime(active, local, space, replay_source(spec, local, generation),
                            allow_weak_sandbox=res.settings.sandbox_allow_weak,
                            time_budget_s=res.settings.mechanism_time_budget_s)
@@ -113,6 +119,7 @@ def inner_loop(
                     local, state.current.index, res.settings.early_stop_margin if res.settings.early_stop else None)),
                 seq=generation * spec.iterations + iteration,
                 screen_rounds=spec.screen_rounds, near=start.config.near_repeat,
+                fix=getattr(proposer, "fix", None),  # edits = code: one fix attempt after a crash
             )
             writer.decided(track, experiment)  # the trace first: it is what a resume continues from
             incumbent = state  # the diff is taken against the best this experiment had to beat

@@ -134,6 +134,7 @@ def meta_run(spec: MetaRunSpec, res: Resources) -> MetaRunSummary:
                             stop_detail=stop_detail)
         folder.write_summary(summary)
         publish_run(res, folder)
+        res.workload.remember_sources(trace.code_edits())  # edits = code: the best may be an edited script
         res.tracker.log_text(run_id, res.workload.source_for(summary.best_config), f"best_{res.workload.script_name}")
         names = MetricNames(trace.objective)
         close_run(res.tracker, run_id, "FINISHED", metrics={names.delta: summary.delta, names.final_best: summary.best_value},)

@@ -150,7 +150,7 @@ def _section(lines: list[str], start: int, end_mark: str, number: int, shown: st
 
 def apply_blocks(source: str, blocks: list[Block], *, script_name: str, read_only: Iterable[str] = ()) -> str:
     """`source` with each block applied in order; CodeEditError when a block names another file (the read-only
-    evaluation files above all), or its SEARCH text does not occur exactly once."""
+    evaluation files above all), or its SEARCH lines do not occur exactly once (as whole lines)."""
     protected = sorted(set(read_only))
     text = source if source.endswith("\n") else source + "\n"
     for number, block in enumerate(blocks, start=1):
@@ -158,7 +158,8 @@ def apply_blocks(source: str, blocks: list[Block], *, script_name: str, read_onl
             named = block.file.replace("\\", "/").rsplit("/", 1)[-1]
             why = "is read-only (it measures the result)" if named in protected else "is not editable"
             raise CodeEditError(f"block {number} edits {named}, which {why}; only {script_name} may be edited")
-        count = text.count(block.search)
+        padded, needle = "\n" + text, "\n" + block.search  # whole lines only: `x = 1` never matches `max = 1`
+        count = padded.count(needle)
         if count == 0:
             first = next((line.strip() for line in block.search.splitlines() if line.strip()), "")[:80]
             raise CodeEditError(f"block {number}'s SEARCH text does not occur in {script_name} (first line {first!r}); "
@@ -166,7 +167,7 @@ def apply_blocks(source: str, blocks: list[Block], *, script_name: str, read_onl
         if count > 1:
             raise CodeEditError(f"block {number}'s SEARCH text occurs {count} times in {script_name}; include more "
                                 "surrounding lines so that it matches exactly once")
-        text = text.replace(block.search, block.replace, 1)
+        text = padded.replace(needle, "\n" + block.replace, 1)[1:]
     return text
 
 

@@ -246,10 +246,11 @@ def proposal_messages(request: ProposalRequest, *, workload_text: str, program: 
     return [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(lines)}]
 
 
-def reask_messages(messages: list[dict[str, str]], answer: str, error: str) -> list[dict[str, str]]:
+def reask_messages(messages: list[dict[str, str]], answer: str, error: str,
+                   again: str = "Answer again with one valid JSON object.") -> list[dict[str, str]]:
     """The conversation extended with the invalid answer and the reason it was refused."""
     return [
         *messages,
         {"role": "assistant", "content": answer[:2000]},
-        {"role": "user", "content": f"That answer was refused: {error}. Answer again with one valid JSON object."},
+        {"role": "user", "content": f"That answer was refused: {error}. {again}"},
     ]

@@ -91,9 +91,11 @@ def converse(
     temperature: float | None = None,
     max_tokens: int | None = None,
     run_id: str | None = None,
+    again: str | None = None,
 ) -> Exchange[T]:
-    """Ask, parse (a ValueError refuses the answer), re-ask with the refusal, at most `attempts` times. Each
-    ask is its own cached call `<call_key>/a<attempt>`, so a resumed conversation replays its answers."""
+    """Ask, parse (a ValueError refuses the answer), re-ask with the refusal (and `again`, what to answer, when the
+    answer is not JSON), at most `attempts` times. Each ask is its own cached call `<call_key>/a<attempt>`, so a
+    resumed conversation replays its answers."""
     exchange: Exchange[T] = Exchange(messages=list(messages))
     for attempt in range(attempts):
         reply = ask(llm, LLMCall(meta_run_id=meta_run_id, call_key=f"{call_key}/a{attempt}", purpose=purpose,
@@ -108,7 +110,8 @@ def converse(
             reason = str(error)[:300]
             exchange.errors.append(reason)
             exchange.transcript.append({**entry, "refused": reason})
-            exchange.messages = reask_messages(exchange.messages, reply.text, reason)
+            exchange.messages = (reask_messages(exchange.messages, reply.text, reason, again) if again
+                                 else reask_messages(exchange.messages, reply.text, reason))
             continue
         exchange.transcript.append(entry)
         exchange.messages = [*exchange.messages, {"role": "assistant", "content": reply.text[:3000]}]
