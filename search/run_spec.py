@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from search.config import SearchConfig
 from search.objective import Goal, Objective
@@ -37,19 +37,10 @@ MaxLLMCost = Annotated[float | None, Field(None, ge=0, description="Stop cleanly
 MaxHours = Annotated[float | None, Field(None, gt=0, le=24 * 365, description="Stop cleanly after this many hours.")]
 PROGRAM_MAX_CHARS = 4000
 EditsMode = Literal["block", "literals", "code"]
-EDITS_BUILT: tuple[EditsMode, ...] = ("block", "literals", "code")
-
-
-def _built_edits(value: EditsMode) -> EditsMode:
-    """Refuse an edit mode that is declared but not built yet, loudly (never a silent fallback to `block`)."""
-    if value not in EDITS_BUILT:
-        raise ValueError(f"{value!r} is not implemented yet; use {' or '.join(EDITS_BUILT)}")
-    return value
-
-
-Edits = Annotated[EditsMode, AfterValidator(_built_edits), Field(
+Edits = Annotated[EditsMode, Field(
     description="What Level 1 may edit: block (the hyperparameter block), literals (also every numeric literal of "
-                "the editable script outside it, as sites), code (free-form SEARCH/REPLACE edits of the editable script, meant for API models).")]
+                "the editable script outside it, as sites), code (free-form SEARCH/REPLACE edits of the editable "
+                "script, meant for API models).")]
 MaxSites = Annotated[int, Field(ge=1, le=1000, description="With edits = literals: the best-ranked literal sites "
                                                             "that join the search space (and the prompt).")]
 

@@ -1,6 +1,6 @@
 """`bilevel run --edits literals` end to end on a user script with the scripted LLM: the prompt offers the literal
 site with its line, the proposed change of the site trains (the trained script holds the new literal), the trace,
-MLflow params and the diff record it, resume finds the edit mode again; `--edits code` fails in one line first."""
+MLflow params and the diff record it, resume finds the edit mode again; an unknown edit mode fails in one line first."""
 
 from __future__ import annotations
 
@@ -81,10 +81,10 @@ def test_a_proposed_literal_site_trains_and_is_recorded(cli) -> None:
     assert (state / "logs" / "launches.jsonl").read_text().count("\n") == launches
 
 
-def test_edits_code_is_refused_in_one_line_before_anything_starts(cli) -> None:
+def test_an_unknown_edit_mode_is_refused_in_one_line_before_anything_starts(cli) -> None:
     run, state, _ = cli
-    done = run("run", "--workload", str(FIT_CURVE), "--metric", "val_mse", "--edits", "code", "--id", "code",
+    done = run("run", "--workload", str(FIT_CURVE), "--metric", "val_mse", "--edits", "free", "--id", "free",
                check=False)
-    assert done.returncode == 1 and "'code' is not implemented yet; use block or literals" in done.stderr
+    assert done.returncode == 1 and "edits: Input should be 'block', 'literals' or 'code'" in done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
-    assert not (state / "runs" / "code").exists()
+    assert not (state / "runs" / "free").exists()

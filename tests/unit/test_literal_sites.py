@@ -193,9 +193,10 @@ def test_site_values_are_validated_like_block_values(script: Path) -> None:
     assert literal.source_for(current) == base  # the baseline configuration is the baseline script, byte for byte
 
 
-def test_edits_code_is_refused_and_the_mode_is_recorded_in_the_spec(script: Path) -> None:
-    with pytest.raises(ValidationError, match="'code' is not implemented yet; use block or literals"):
-        WorkloadRef(edits="code")
+def test_an_unknown_edit_mode_is_refused_and_the_mode_is_recorded_in_the_spec(script: Path) -> None:
+    with pytest.raises(ValidationError, match="Input should be 'block', 'literals' or 'code'"):
+        WorkloadRef(edits="free")
+    assert WorkloadRef(edits="code").edits == "code"
     literal = workload(script, edits="literals", max_sites=5)
     spec = MetaRunSpec.model_validate({"meta_run_id": "x", "budget": {"mode": "fixed", "value": 1},
                                        "workload": literal.ref.model_dump()})
@@ -206,11 +207,12 @@ def test_edits_code_is_refused_and_the_mode_is_recorded_in_the_spec(script: Path
     assert MetaRunSpec.model_validate({"meta_run_id": "y", "budget": {"mode": "fixed", "value": 1}}).edits == "block"
 
 
-def test_settings_refuse_code_in_one_line() -> None:
+def test_settings_take_the_edit_mode() -> None:
     from infra.settings import load_settings
 
-    with pytest.raises(ValidationError, match="'code' is not implemented yet"):
-        load_settings(edits="code")
+    with pytest.raises(ValidationError, match="Input should be 'block', 'literals' or 'code'"):
+        load_settings(edits="free")
+    assert load_settings(edits="code").workload_ref.edits == "code"
     settings = load_settings(edits="literals", max_sites=3)
     assert (settings.workload_ref.edits, settings.workload_ref.max_sites) == ("literals", 3)
 
