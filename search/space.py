@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from search.code_edits import SOURCE_KEY
 from search.constraints import Constraint, violations
 from search.params import ParamError, ParamSpec, ParamValue, json_value, same_value, validate_changes
 from search.trace import config_with, same_config
@@ -122,8 +123,9 @@ class SearchSpace(BaseModel):
 
     def distance(self, a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
         """How far apart two configurations are: the largest per-parameter distance, each as a fraction of its
-        range (of its log range for log-scale parameters); a choice, bool or key that differs counts as 1."""
-        if a.keys() != b.keys():
+        range (of its log range for log-scale parameters); a choice, bool or key that differs counts as 1, and so
+        do two edited scripts (edits = code: their repeats are found on the normalised diff instead)."""
+        if a.keys() != b.keys() or a.get(SOURCE_KEY) != b.get(SOURCE_KEY):
             return 1.0
         largest = 0.0
         for spec in self.params:

@@ -309,3 +309,13 @@ def test_a_crashed_edit_gets_one_fix_attempt(work: ScriptWorkload, fix_works: bo
     # a kept edit is the base of later edits: the state's current config names its source
     after = trace.appended(experiment).state()
     assert (after.current.config.get(SOURCE_KEY) == experiment.code.key) is fix_works
+
+
+def test_block_values_on_two_different_scripts_are_never_near_repeats(work: ScriptWorkload) -> None:
+    config = work.space.baseline_config()
+    assert work.space.distance({**config, SOURCE_KEY: "a"}, {**config, SOURCE_KEY: "b"}) == 1.0
+    assert work.space.distance({**config, SOURCE_KEY: "a"}, {**config, SOURCE_KEY: "a"}) == 0.0
+    request = _request(work, _trace(work, Experiment(index=1, changes={SOURCE_KEY: "a"}, config={**config, SOURCE_KEY: "a"},
+                                                     outcome=RunOutcome(status="ok", value=0.6))))
+    current = {**config, SOURCE_KEY: "b"}  # a mechanism moves a block value on top of another script
+    assert work.space.check({"MOMENTUM": 0.01}, current, tried=request.tried, near=0.5) == {"MOMENTUM": 0.01}
