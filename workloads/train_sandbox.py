@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from mechanisms import sandbox_os
 from search.run_spec import EditsMode
 from workloads.train_launcher import PROBE_FLAG
 
 TrainSandboxMode = Literal["auto", "always", "never"]
 LAUNCHER_PATH = Path(__file__).resolve().with_name("train_launcher.py")
-CONFINEMENT_PATH = Path(__file__).resolve().parents[1] / "mechanisms" / "sandbox_os.py"
+CONFINEMENT_PATH = Path(sandbox_os.__file__).resolve()  # the launcher loads it by path: the one OS layer
 PROBE_TIMEOUT_S = 60.0
 
 _probed: dict[tuple[str, str], dict[str, Any]] = {}  # (interpreter, spec) -> the probe's answer, once per process
