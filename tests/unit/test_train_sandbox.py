@@ -304,35 +304,3 @@ def test_the_rule_set_keeps_gpus_writable_and_the_home_closed(tmp_path, monkeypa
         assert real != home and not (home + "/.ssh").startswith(real + "/"), path
     assert train_launcher.TRAINING_OPTIONS["nproc"] > 0  # a training needs threads
 
-
-def test_the_settings_reach_the_workload(monkeypatch):
-    """BILEVEL_TRAIN_SANDBOX and BILEVEL_SANDBOX_ALLOW_WEAK reach the workload the registry builds; a workload that
-    runs its trainings itself cannot be confined, and says so in one line when it should be."""
-    from infra.settings import Settings
-    from search.run_spec import WorkloadRef
-    from workloads.base import Workload
-    from workloads.registry import _confined, load_workload
-    from workloads.script import WorkloadError
-
-    monkeypatch.setenv("BILEVEL_TRAIN_SANDBOX", "always")
-    monkeypatch.setenv("BILEVEL_SANDBOX_ALLOW_WEAK", "1")
-    toy = load_workload(WorkloadRef(reference="toy"), Settings())
-    assert isinstance(toy, ScriptWorkload) and toy.sandboxed and toy.train_sandbox.allow_weak
-    assert Settings(train_sandbox="auto").train_sandbox == "auto"
-    assert not load_workload(WorkloadRef(reference="toy"), Settings(train_sandbox="auto")).sandboxed
-
-    class InProcess(Workload):
-        name = "in-process"
-
-        def editable_source(self) -> str:
-            return BLOCK
-
-        def prepare(self) -> None:
-            return None
-
-        def run(self, source, budget, seed, run_dir, timeout_s):
-            raise AssertionError("never trained here")
-
-    with pytest.raises(WorkloadError, match="train_sandbox = never"):
-        _confined(InProcess(), Settings())
-    assert _confined(InProcess(), Settings(train_sandbox="never")).name == "in-process"
