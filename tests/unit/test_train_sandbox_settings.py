@@ -17,7 +17,6 @@ STEPS = 10                  # int [1, 100]: steps
 """
 
 
-
 def test_the_settings_reach_the_workload(monkeypatch):
     """BILEVEL_TRAIN_SANDBOX and BILEVEL_SANDBOX_ALLOW_WEAK reach the workload the registry builds; a workload that
     runs its trainings itself cannot be confined, and says so in one line when it should be."""
@@ -43,3 +42,11 @@ def test_the_settings_reach_the_workload(monkeypatch):
     with pytest.raises(WorkloadError, match="train_sandbox = never"):
         _confined(InProcess(), Settings())
     assert _confined(InProcess(), Settings(train_sandbox="never")).name == "in-process"
+
+
+def test_doctor_names_what_the_training_sandbox_holds(monkeypatch):
+    from bilevel.doctor import train_sandbox_check
+
+    check = train_sandbox_check(Settings(train_sandbox="always"))
+    assert check.name == "training sandbox" and "confines every training" in check.details
+    assert check.state == "ok" or "missing" in check.details
