@@ -91,6 +91,32 @@ def _sandbox(settings: Settings) -> list[Check]:
     return [sandbox_check(report, settings.sandbox_allow_weak)]
 
 
+def train_sandbox_check(settings: Settings) -> Check:
+    """The doctor line of the training sandbox (workloads/train_sandbox.py): what it holds here, and what follows."""
+    import os
+    import sys
+
+    from workloads.subprocess_run import scrubbed_environment
+    from workloads.train_sandbox import TrainSandbox, TrainSandboxRefused
+
+    when = {"auto": "trainings of LLM-written code (edits = code)", "always": "every training", "never": "no training"}
+    sandbox = TrainSandbox(mode=settings.train_sandbox, allow_weak=True)
+    try:
+        answer = sandbox.check(sys.executable, scrubbed_environment(os.environ))
+    except TrainSandboxRefused as error:
+        return Check("training sandbox", "warn" if settings.train_sandbox == "never" else "fail", str(error))
+    report = answer["report"]
+    held = (f"namespaces {'on' if report.get('network_namespace') else 'off'}, Landlock "
+            f"{'ABI ' + str(report.get('landlock_abi')) if report.get('landlock') else 'off'}, seccomp "
+            f"{'on' if report.get('seccomp') else 'off'}; confines {when[settings.train_sandbox]}")
+    if not answer["missing"]:
+        return Check("training sandbox", "ok", held)
+    consequence = ("trainings run anyway (sandbox_allow_weak is set)" if settings.sandbox_allow_weak
+                   else "confined trainings are refused; set BILEVEL_SANDBOX_ALLOW_WEAK=1 to run them anyway")
+    return Check("training sandbox", "ok" if settings.train_sandbox == "never" else "warn",
+                 f"{held}; missing: {'; '.join(answer['missing'])}; {consequence}")
+
+
 def sandbox_check(report: dict, allow_weak: bool) -> Check:
     """The doctor line for a sandbox_protections() report: ok when complete, else what is missing and what follows."""
     from mechanisms.sandbox import ALLOW_WEAK_SETTING
@@ -103,4 +129,5 @@ def sandbox_check(report: dict, allow_weak: bool) -> Check:
 
 
 def run_checks(settings: Settings) -> list[Check]:
-    return [*_paths(settings), *_tracking(settings), *_store(settings), *_sandbox(settings), *_llm(settings)]
+    return [*_paths(settings), *_tracking(settings), *_store(settings), *_sandbox(settings), train_sandbox_check(settings),
+            *_llm(settings)]

@@ -170,6 +170,12 @@ class Settings(BaseSettings):
     sandbox_allow_weak: bool = Field(
         False, description="Run generated mechanisms even where the sandbox's OS layer is incomplete (e.g. no user "
         "namespaces): `bilevel doctor` lists what is missing. Off by default: such mechanisms are not activated.")
+    train_sandbox: Literal["auto", "always", "never"] = Field(
+        "auto", description="Run trainings in the training sandbox (no network, no secrets, a file system read-only "
+        "but for the run folder and a private temporary directory, rlimits, nothing left running; "
+        "workloads/train_launcher.py). auto: when the LLM writes code (edits = code); always: every training (a "
+        "new interpreter per training, no warm workers); never. A machine without the protections refuses unless "
+        "sandbox_allow_weak.")
     mechanism_time_budget_s: float = Field(
         20.0, gt=0, le=24 * 3600, description="Hook wall time one mechanism may use per generation and track (its "
         "load and the replay of the trace included); past it, the mechanism is quarantined. A mechanism normally "

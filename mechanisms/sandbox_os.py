@@ -1,22 +1,29 @@
-"""OS-level confinement of the sandbox worker, the same steps for every user, and a report of what holds.
+"""OS-level confinement of an untrusted process, the same steps for every user, and a report of what holds.
 
-Loaded by file path by mechanisms/sandbox_worker.py after its imports and before it serves any
-request; standard library and ctypes only. The order (DESIGN §5):
+Loaded by file path, standard library and ctypes only, by two callers that choose the steps through Options:
+mechanisms/sandbox_worker.py (after its imports, before it serves any request: everything below, no file
+access at all) and workloads/train_launcher.py (a training script the LLM may have written: no root drop, no
+chroot, Landlock allowing reads of the interpreter, libraries and workload and writes of the run folder, a
+temporary directory and the GPU devices; rlimits a training tolerates; a seccomp list that keeps exec and
+threads). The order (DESIGN §5):
 
   1. a worker started as root becomes an unprivileged uid (nobody, or `become_uid` in tests), so what
-     follows is exactly the path of an ordinary user;
+     follows is exactly the path of an ordinary user (`drop_root`);
   2. unshare user, mount, PID, network, IPC and UTS namespaces; write the uid/gid maps (setgroups deny
-     first); chroot into the (empty, read-only) working directory inside the user namespace;
+     first); chroot into the (empty, read-only) working directory inside the user namespace (`chroot`);
   3. fork, so the serving process is PID 1 of the new PID namespace: nothing outside it can be seen or
      signalled, and /proc of the parent is not there. The parent stays as a small keeper that waits
      for it and exits the same way (the host kills the whole process group);
   4. drop every capability held in the namespace (bounding set, ambient, then capset to empty):
      otherwise a namespaced root could leave the chroot;
-  5. rlimits (address space, CPU, open files, FSIZE 0, CORE 0, NPROC 0), no_new_privs;
-  6. Landlock, where the kernel offers it: no file access at all, no TCP bind/connect (ABI >= 4), no
-     signals or abstract unix sockets outside the sandbox (ABI >= 6);
-  7. seccomp, where libseccomp is installed: the system calls a confined worker never needs (sockets,
-     ptrace, mount, namespaces, exec, fork, kill, open, file changes...) fail with EPERM.
+  5. rlimits (mechanisms: address space, CPU, open files, FSIZE 0, CORE 0, NPROC 0; each a knob, 0 or
+     None meaning as the knob says), no_new_privs;
+  6. Landlock, where the kernel offers it: no file access except beneath `read_paths` (read, execute)
+     and `write_paths` (everything, device ioctls included), no TCP bind/connect (ABI >= 4), no signals
+     or abstract unix sockets outside the sandbox (ABI >= 6);
+  7. seccomp, where libseccomp is installed: the system calls the process never needs fail with EPERM
+     (`seccomp_profile`: "mechanism" also denies sockets, exec, fork, kill, open, file changes...;
+     "training" only what no training does: ptrace, mount, namespaces, kernel keys, modules...).
 
 Landlock and seccomp are plain ctypes here. The PyPI `landlock` package (1.0.0.dev5, alpha) only
 knows file rights, not the TCP and signal scoping that matter most when namespaces are missing;
@@ -33,6 +40,7 @@ import ctypes
 import os
 import resource
 import signal
+import stat
 
 NOBODY = 65534
 CLONE_NEWNS = 0x00020000
@@ -79,6 +87,21 @@ DENIED_SYSCALLS = (
     "syslog personality settimeofday clock_settime clock_adjtime adjtimex sethostname setdomainname iopl ioperm "
     "fanotify_init"
 ).split()
+# What a training never does: it needs open, exec, threads, fork and pipes, so only these go.
+TRAINING_DENIED_SYSCALLS = (
+    "ptrace process_vm_readv process_vm_writev "
+    "mount umount umount2 pivot_root chroot unshare setns fsopen fsconfig fsmount fspick move_mount open_tree "
+    "mount_setattr name_to_handle_at open_by_handle_at "
+    "bpf userfaultfd io_uring_setup io_uring_enter io_uring_register keyctl add_key request_key "
+    "init_module finit_module delete_module kexec_load kexec_file_load reboot swapon swapoff acct quotactl "
+    "syslog settimeofday clock_settime clock_adjtime adjtimex sethostname setdomainname iopl ioperm fanotify_init"
+).split()
+SECCOMP_PROFILES = {"mechanism": DENIED_SYSCALLS, "training": TRAINING_DENIED_SYSCALLS}
+SYS_LANDLOCK_ADD_RULE = 445
+LANDLOCK_RULE_PATH_BENEATH = 1
+LANDLOCK_READ = (1 << 0) | (1 << 2) | (1 << 3)  # execute, read_file, read_dir
+# The rights a rule on a file (not a directory) may carry: execute, write_file, read_file, truncate, ioctl_dev.
+LANDLOCK_FILE_RIGHTS = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 14) | (1 << 15)
 
 
 class _CapHeader(ctypes.Structure):
@@ -89,16 +112,30 @@ class _CapData(ctypes.Structure):
     _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
 
 
+class _PathBeneath(ctypes.Structure):
+    _pack_ = 1
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+
 class Options:
-    """The confinement knobs, from the worker's settings."""
+    """The confinement knobs: the defaults are the mechanism worker's; the training launcher sets its own."""
 
     def __init__(self, raw: dict) -> None:
-        self.memory_mb = int(raw.get("memory_mb", 1024))
-        self.cpu_s = int(raw.get("cpu_s", 600))
+        self.memory_mb = int(raw.get("memory_mb", 1024))  # RLIMIT_AS; 0: unlimited
+        self.cpu_s = int(raw.get("cpu_s", 600))  # RLIMIT_CPU; 0: unlimited
         self.max_open_files = int(raw.get("max_open_files", 16))
+        self.file_size_mb = int(raw.get("file_size_mb", 0))  # RLIMIT_FSIZE: 0 means no file may grow at all
+        self.nproc = int(raw.get("nproc", 0))  # RLIMIT_NPROC: 0 means no child process (nor thread)
         self.isolate = bool(raw.get("isolate", True))
+        self.drop_root = bool(raw.get("drop_root", True))
+        self.chroot = bool(raw.get("chroot", True))
         self.landlock = bool(raw.get("landlock", True))
+        self.read_paths = tuple(str(p) for p in raw.get("read_paths", ()))  # Landlock: read and execute beneath
+        self.write_paths = tuple(str(p) for p in raw.get("write_paths", ()))  # Landlock: every right beneath
         self.seccomp = bool(raw.get("seccomp", True))
+        self.seccomp_profile = str(raw.get("seccomp_profile", "mechanism"))
+        if self.seccomp_profile not in SECCOMP_PROFILES:
+            raise ValueError(f"unknown seccomp_profile {self.seccomp_profile!r}; one of {', '.join(SECCOMP_PROFILES)}")
         # Test knob, honoured only when started as root: become this uid instead of nobody (DESIGN §5).
         self.become_uid = None if raw.get("become_uid") is None else int(raw["become_uid"])
         self.become_gid = None if raw.get("become_gid") is None else int(raw["become_gid"])
@@ -114,9 +151,10 @@ def confine(options: Options, keeper_closes: tuple[int, ...] = ()) -> dict:
     libc.syscall.restype = ctypes.c_long
     seccomp_lib = _load_libseccomp(errors) if options.seccomp else None
     last_cap = _last_capability()
-    _become_unprivileged(options, libc, report, errors)
+    if options.drop_root:
+        _become_unprivileged(options, libc, report, errors)
     if options.isolate:
-        _enter_namespaces(libc, report, errors)
+        _enter_namespaces(libc, report, errors, options.chroot)
     else:
         for name in NAMESPACES:
             report[name] = False
@@ -128,10 +166,11 @@ def confine(options: Options, keeper_closes: tuple[int, ...] = ()) -> dict:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past RLIMIT_FSIZE fails with EFBIG instead of killing us
     report["rlimits"] = _set_rlimits(options, errors)
     report["no_new_privs"] = _prctl(libc, PR_SET_NO_NEW_PRIVS, 1) == 0
-    report["landlock"], report["landlock_abi"] = _landlock(libc, errors) if options.landlock else (False, 0)
+    report["landlock"], report["landlock_abi"] = _landlock(libc, options, report, errors) if options.landlock else (False, 0)
     if not options.landlock:
         errors["landlock"] = "switched off"
-    report["seccomp"] = _seccomp(seccomp_lib, errors) if seccomp_lib is not None else False
+    report["seccomp"] = (_seccomp(seccomp_lib, SECCOMP_PROFILES[options.seccomp_profile], errors)
+                         if seccomp_lib is not None else False)
     if not options.seccomp:
         errors["seccomp"] = "switched off"
     report["uid"], report["gid"] = os.getuid(), os.getgid()
@@ -190,7 +229,7 @@ def _become_unprivileged(options: Options, libc: ctypes.CDLL, report: dict, erro
     _prctl(libc, PR_SET_DUMPABLE, 1)
 
 
-def _enter_namespaces(libc: ctypes.CDLL, report: dict, errors: dict) -> None:
+def _enter_namespaces(libc: ctypes.CDLL, report: dict, errors: dict, chroot: bool) -> None:
     flags = 0
     for flag in NAMESPACES.values():
         flags |= flag
@@ -209,6 +248,9 @@ def _enter_namespaces(libc: ctypes.CDLL, report: dict, errors: dict) -> None:
             with open(path, "w") as handle:
                 handle.write(text)
         _prctl(libc, PR_SET_DUMPABLE, 0)  # nothing outside may ptrace or read /proc of the worker
+        if not chroot:  # the training launcher: Landlock, not an empty root, decides what can be opened
+            report["chroot"] = False
+            return
         os.chroot(".")
         os.chdir("/")
         report["chroot"] = True
@@ -264,18 +306,22 @@ def _drop_capabilities(libc: ctypes.CDLL, last_cap: int, errors: dict) -> bool:
 
 
 def _set_rlimits(options: Options, errors: dict) -> dict:
+    unlimited = resource.RLIM_INFINITY
     wanted = {
-        "RLIMIT_AS": options.memory_mb * 1024 * 1024,
-        "RLIMIT_CPU": options.cpu_s,
+        "RLIMIT_AS": options.memory_mb * 1024 * 1024 if options.memory_mb > 0 else unlimited,
+        "RLIMIT_CPU": options.cpu_s if options.cpu_s > 0 else unlimited,
         "RLIMIT_NOFILE": options.max_open_files,
-        "RLIMIT_FSIZE": 0,
+        "RLIMIT_FSIZE": options.file_size_mb * 1024 * 1024,
         "RLIMIT_CORE": 0,
-        "RLIMIT_NPROC": 0,  # no child processes: holds for every uid but root's, and root is never kept
+        # Mechanisms: 0, no child processes: holds for every uid but root's, and root is never kept there.
+        "RLIMIT_NPROC": options.nproc,
     }
     applied = {}
     for name, soft in wanted.items():
         # CPU: SIGXCPU at the soft limit (ignored by a PID 1), SIGKILL at the hard one.
-        hard = soft + 5 if name == "RLIMIT_CPU" else soft
+        hard = soft + 5 if name == "RLIMIT_CPU" and soft != unlimited else soft
+        if soft == unlimited:  # unlimited is only kept, never raised past the current hard limit
+            soft = hard = resource.getrlimit(getattr(resource, name))[1]
         try:
             resource.setrlimit(getattr(resource, name), (soft, hard))
             applied[name] = soft
@@ -284,8 +330,8 @@ def _set_rlimits(options: Options, errors: dict) -> dict:
     return applied
 
 
-def _landlock(libc: ctypes.CDLL, errors: dict) -> tuple[bool, int]:
-    """A Landlock domain that allows nothing: no file opened or created, no TCP, no signals out."""
+def _landlock(libc: ctypes.CDLL, options: Options, report: dict, errors: dict) -> tuple[bool, int]:
+    """A Landlock domain that allows no file access but beneath the read and write paths, no TCP, no signals out."""
     abi = libc.syscall(ctypes.c_long(SYS_LANDLOCK_CREATE_RULESET), None, ctypes.c_size_t(0),
                        ctypes.c_uint32(LANDLOCK_CREATE_RULESET_VERSION))
     if abi < 0:
@@ -303,6 +349,12 @@ def _landlock(libc: ctypes.CDLL, errors: dict) -> tuple[bool, int]:
     if ruleset < 0:
         errors["landlock"] = f"landlock_create_ruleset: {_errno_text()}"
         return False, abi
+    try:
+        report["landlock_rules"] = _landlock_rules(libc, ruleset, options, handled_fs, errors)
+    except OSError as error:
+        os.close(ruleset)
+        errors["landlock"] = f"landlock_add_rule: {error}"
+        return False, abi
     restricted = libc.syscall(ctypes.c_long(SYS_LANDLOCK_RESTRICT_SELF), ctypes.c_int(ruleset), ctypes.c_uint32(0))
     failure = _errno_text()
     os.close(ruleset)
@@ -314,14 +366,40 @@ def _landlock(libc: ctypes.CDLL, errors: dict) -> tuple[bool, int]:
     return True, abi
 
 
-def _seccomp(lib: ctypes.CDLL, errors: dict) -> bool:
-    """Deny DENIED_SYSCALLS with EPERM; libseccomp adds the architecture check (a foreign ABI is killed)."""
+def _landlock_rules(libc: ctypes.CDLL, ruleset: int, options: Options, handled_fs: int, errors: dict) -> int:
+    """Allow reads beneath `read_paths` and everything beneath `write_paths`; a path that does not exist is
+    skipped (noted in errors). Returns the number of rules added."""
+    added = 0
+    missing = []
+    for paths, rights in ((options.read_paths, LANDLOCK_READ), (options.write_paths, handled_fs)):
+        for path in paths:
+            try:
+                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except OSError:
+                missing.append(path)
+                continue
+            try:
+                allowed = rights if stat.S_ISDIR(os.fstat(fd).st_mode) else rights & LANDLOCK_FILE_RIGHTS
+                rule = _PathBeneath(allowed & handled_fs, fd)
+                if libc.syscall(ctypes.c_long(SYS_LANDLOCK_ADD_RULE), ctypes.c_int(ruleset),
+                                ctypes.c_int(LANDLOCK_RULE_PATH_BENEATH), ctypes.byref(rule), ctypes.c_uint32(0)) != 0:
+                    raise OSError(ctypes.get_errno(), f"{path}: {_errno_text()}")
+                added += 1
+            finally:
+                os.close(fd)
+    if missing:
+        errors["landlock_paths"] = "not found, no rule: " + ", ".join(missing[:8])
+    return added
+
+
+def _seccomp(lib: ctypes.CDLL, denied: list[str], errors: dict) -> bool:
+    """Deny `denied` with EPERM; libseccomp adds the architecture check (a foreign ABI is killed)."""
     context = lib.seccomp_init(SCMP_ACT_ALLOW)
     if not context:
         errors["seccomp"] = "seccomp_init failed"
         return False
     try:
-        for name in DENIED_SYSCALLS:
+        for name in denied:
             number = lib.seccomp_syscall_resolve_name(name.encode())
             if number < 0 and number > -100:  # unknown to libseccomp: not a syscall on any architecture it knows
                 continue

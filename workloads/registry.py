@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from search.run_spec import WorkloadRef
 from workloads.base import Workload
 from workloads.script import ScriptWorkload, WorkloadError
+from workloads.train_sandbox import TrainSandbox
 
 if TYPE_CHECKING:
     from infra.settings import Settings
@@ -42,7 +43,22 @@ def registered_names() -> list[str]:
 
 
 def load_workload(ref: WorkloadRef, settings: Settings) -> Workload:
-    """The workload `ref` names; WorkloadError (one line) when it cannot be found or built."""
+    """The workload `ref` names, with the training sandbox of the settings; WorkloadError (one line) when it cannot
+    be found or built, or when its trainings should be confined and cannot be."""
+    return _confined(_load(ref, settings), settings)
+
+
+def _confined(workload: Workload, settings: Settings) -> Workload:
+    sandbox = TrainSandbox(mode=settings.train_sandbox, allow_weak=settings.sandbox_allow_weak)
+    if isinstance(workload, ScriptWorkload):
+        workload.set_train_sandbox(sandbox)
+    elif sandbox.applies(workload.edits):
+        raise WorkloadError(f"workload {workload.name!r} runs its trainings itself, so the training sandbox cannot "
+                            "confine them: use a script workload, or set train_sandbox = never")
+    return workload
+
+
+def _load(ref: WorkloadRef, settings: Settings) -> Workload:
     reference = ref.reference.strip()
     if reference in BUILTIN:
         return _checked(BUILTIN[reference](settings, ref), ref)

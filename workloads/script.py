@@ -13,7 +13,9 @@ import math
 import os
 import re
 import shlex
+import shutil
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from workloads.base import Workload
 from workloads.curve import CurveWatch
 from workloads.hyperblock import ScriptError, apply_changes
 from workloads.subprocess_run import ProcessResult, run_script, run_warm, scrubbed_environment
+from workloads.train_sandbox import TrainSandbox
 from workloads.warm_pool import WarmSpec, WarmStartError
 
 logger = logging.getLogger(__name__)
@@ -163,6 +166,7 @@ class ScriptWorkload(Workload):
 
     supports_early_stop = True
     warm = False  # user scripts run cold: a workload that knows its imports (tinygpt) turns warm runs on
+    train_sandbox = TrainSandbox()  # never, until the registry applies the settings (set_train_sandbox)
 
     def __init__(
         self,
@@ -304,6 +308,20 @@ class ScriptWorkload(Workload):
     def outcome(self, result: ProcessResult, run_dir: Path, seed: int, timeout_s: float) -> RunOutcome:
         return failed_outcome(result, seed, timeout_s) or measured_outcome(result, run_dir, self.objective, seed)
 
+    def set_train_sandbox(self, sandbox: TrainSandbox) -> None:
+        """Whether (and how) trainings run confined (workloads/train_sandbox.py)."""
+        self.train_sandbox = sandbox
+
+    @property
+    def sandboxed(self) -> bool:
+        """Whether the next training runs in the training sandbox."""
+        return self.train_sandbox.applies(self.edits)
+
+    def sandbox_read_paths(self) -> list[Path]:
+        """What a confined training may read besides its interpreter and the system: the script's folder (its
+        modules import from there). A workload that reads data elsewhere adds it."""
+        return [self.path.parent]
+
     def warm_spec(self) -> WarmSpec | None:
         """What a warm worker preloads for this workload's runs; None: every run starts a new interpreter."""
         return None
@@ -316,7 +334,8 @@ class ScriptWorkload(Workload):
         run_dir.mkdir(parents=True, exist_ok=True)
         runnable = self.runnable_source(source, budget, seed)
         script = self.write_run_files(run_dir, runnable)
-        spec = self.warm_spec() if self.warm and self.command == DEFAULT_COMMAND else None
+        # A confined training starts a new interpreter: a warm worker's forked child is not confined.
+        spec = self.warm_spec() if self.warm and self.command == DEFAULT_COMMAND and not self.sandboxed else None
         self._log_launch(run_dir, runnable, budget, seed, timeout_s, warm=spec is not None)
         watch = CurveWatch(early_stop)
         result = self._launch(script, run_dir, self.environment(budget, seed, run_dir), timeout_s, watch, spec)
@@ -329,6 +348,8 @@ class ScriptWorkload(Workload):
                 spec: WarmSpec | None) -> ProcessResult:
         """Forked from a warm worker when `spec` is given and one can take it, else in a new interpreter."""
         log_path = run_dir / "train.log"
+        if self.sandboxed:
+            return self._launch_confined(script, run_dir, env, timeout_s, watch, log_path)
         if spec is not None:
             try:
                 return run_warm(Path(script.name), python=self.python, spec=spec, cwd=run_dir, env=env,
@@ -337,6 +358,19 @@ class ScriptWorkload(Workload):
                 logger.warning("%s; this run starts a new interpreter", error)
         return run_script(self.argv(script), cwd=run_dir, env=env, timeout_s=timeout_s, log_path=log_path,
                           watch=watch)
+
+    def _launch_confined(self, script: Path, run_dir: Path, env: dict[str, str], timeout_s: float,
+                         watch: CurveWatch, log_path: Path) -> ProcessResult:
+        """In the training sandbox, with a private temporary directory removed afterwards; TrainSandboxRefused (a
+        WorkloadError-like one line) when this machine cannot confine it and weak sandboxes are not allowed."""
+        self.train_sandbox.check(self.python, env)
+        tmp_dir = Path(tempfile.mkdtemp(prefix="bilevel-train-"))
+        try:
+            argv = self.train_sandbox.command(self.argv(script), python=self.python, run_dir=run_dir,
+                                              tmp_dir=tmp_dir, read_paths=self.sandbox_read_paths())
+            return run_script(argv, cwd=run_dir, env=env, timeout_s=timeout_s, log_path=log_path, watch=watch)
+        finally:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
 
     def _log_launch(self, run_dir: Path, source: str, budget: Budget, seed: int, timeout_s: float,
                     warm: bool = False) -> None:
@@ -352,6 +386,7 @@ class ScriptWorkload(Workload):
             "timeout_s": timeout_s,
             "pid": os.getpid(),
             "warm": warm,
+            "sandboxed": self.sandboxed,
         }
         self.launch_log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.launch_log, "a", encoding="utf-8") as log:

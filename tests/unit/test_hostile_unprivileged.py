@@ -31,7 +31,7 @@ import pytest
 
 UID = 12345
 ROOT = Path(__file__).resolve().parents[2]
-HOSTILE_FILES = ("tests/unit/test_sandbox_hostile.py", "tests/unit/test_hostile_set.py")
+HOSTILE_FILES = ("tests/unit/test_sandbox_hostile.py", "tests/unit/test_hostile_set.py", "tests/unit/test_train_sandbox.py")
 COPIED = ("tests/__init__.py", "tests/conftest.py", "tests/unit/__init__.py", "tests/hostile", "pyproject.toml", *HOSTILE_FILES)
 # Skips expected in an unprivileged run: the configurations that need a root-started worker.
 EXPECTED_SKIPS = ("needs a worker started as root", "runs for real only as uid 12345")

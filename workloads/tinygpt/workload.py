@@ -150,6 +150,10 @@ class TinyGPT(ScriptWorkload):
     def data_dir(self) -> Path:
         return data.corpus_dir(self.cache_dir)
 
+    def sandbox_read_paths(self) -> list[Path]:
+        """The corpus too: a confined training reads it from the cache (workloads/train_sandbox.py)."""
+        return [*super().sandbox_read_paths(), self.data_dir]
+
     def default_budget(self) -> Budget:
         if self.device == "cuda":
             return Budget(mode="time", value=300.0)  # the paper's 5 minutes of training
