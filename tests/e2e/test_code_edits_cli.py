@@ -101,5 +101,8 @@ def test_a_free_form_edit_trains_is_kept_becomes_the_base_and_a_crash_gets_one_f
     run("report", "code")
     launches = (state / "logs" / "launches.jsonl").read_text().count("\n")
     assert launches == 4  # the baseline, the first edit, the crash and its fix
+    # The LLM wrote code, so every training ran in the training sandbox (train_sandbox = auto).
+    entries = [json.loads(line) for line in (state / "logs" / "launches.jsonl").read_text().splitlines()]
+    assert all(entry["sandboxed"] and not entry["warm"] for entry in entries), entries
     run("resume", "code")
     assert (state / "logs" / "launches.jsonl").read_text().count("\n") == launches
