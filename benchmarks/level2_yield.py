@@ -1,15 +1,23 @@
-"""Level 2 yield: how often a research session activates a live mechanism, on real recorded traces.
+"""Level 2 yield, out of sample and about benefit: how often a research session activates a mechanism that beats the
+current search in simulation, how new it is, and (optionally) what it gains in real trainings.
 
-Each session runs the real Level-2 flow (flows/research.py: explore, critique, specify, a skeleton filled best-of-N
-at mixed temperatures, static checks and sandbox validation of every sample, repairs from the one that got
-furthest; stored in the embedded S3 server, logged to MLflow) on a trace recorded from a real meta-run. Sessions
-differ by the fixture (at least two workloads) and by where the trace is cut (Level 2 runs after any generation).
+Each session runs the real Level-2 flow (flows/research.py: explore, critique, specify, best-of-N generation, static
+checks and sandbox validation, simulated benefit on the trace's surrogate and the synthetic landscapes, selection,
+repairs; stored in the embedded S3 server, logged to MLflow) on a trace recorded from a real meta-run, cut after some
+experiments. Fixtures live in benchmarks/fixtures/level2/<name>/ (spec.json, trace.json, fixture.json); fixture.json
+says whether the trace was used while developing the prompts and autofix rules (`development`) or is held out.
+Development and held-out sessions are reported separately.
 
-    python benchmarks/level2_yield.py [--sessions 10] [--model local/qwen2.5-coder-1.5b] [--out DIR]
-    python benchmarks/level2_yield.py --scripted   # the API-model path through the scripted provider (wiring)
+Per session: activated or not, the simulated gain with its CI (and per landscape), novelty (the highest similarity
+to any library mechanism, worked example or snippet: mechanisms/novelty.py), seconds; every activated mechanism's
+source is written to DIR/mechanisms/. Sessions are written one file each (DIR/sessions/NNN.json) and skipped when
+present, so a run resumes, and `--shard i/n` runs every n-th session only (several machines or processes).
 
-Writes DIR/summary.json (model, sessions, activated, yield, median_session_s, stage_failures, and per session the
-verdict, seconds, tokens, hooks and decisions changed on replay) and DIR/README.md (a table).
+    python benchmarks/level2_yield.py --sessions 12 [--model local/qwen2.5-coder-1.5b] [--out DIR] [--shard 0/2]
+    python benchmarks/level2_yield.py --scripted --sessions 3 --out DIR   # wiring check with the scripted provider
+
+Not built yet: the "real next-generation gain" mode (paired real trainings with and without each activated
+mechanism); the per-session `real_gain` field and the summary's columns are where it will report.
 """
 
 from __future__ import annotations
@@ -56,7 +64,8 @@ class UntriedFirst:
 
 
 def fixtures() -> list[dict[str, Any]]:
-    """Every recorded run under benchmarks/fixtures/level2/<name>/ (spec.json + trace.json)."""
+    """Every recorded run under benchmarks/fixtures/level2/<name>/ (spec.json + trace.json; fixture.json says whether
+    it was used while developing the prompts: absent means it was)."""
     from search.run_spec import MetaRunSpec
     from search.trace import Trace
 
@@ -64,9 +73,11 @@ def fixtures() -> list[dict[str, Any]]:
     for folder in sorted(p for p in FIXTURES.iterdir() if p.is_dir()):
         spec = MetaRunSpec.model_validate_json((folder / "spec.json").read_text())
         trace = Trace.model_validate_json((folder / "trace.json").read_text())
-        found.append({"name": folder.name, "spec": spec, "trace": trace})
-    if len({f["spec"].workload.reference for f in found}) < 2:
-        raise SystemExit(f"need recorded traces of at least two workloads under {FIXTURES}")
+        about = json.loads((folder / "fixture.json").read_text()) if (folder / "fixture.json").exists() else {}
+        found.append({"name": folder.name, "spec": spec, "trace": trace,
+                      "development": bool(about.get("development", True)), "note": about.get("note", "")})
+    if len({f["spec"].workload.reference for f in found}) < 3:
+        raise SystemExit(f"need recorded traces of at least three workloads under {FIXTURES}")
     return found
 
 
@@ -93,14 +104,15 @@ def plan_sessions(found: list[dict[str, Any]], sessions: int) -> list[tuple[dict
     return plan
 
 
-def scripted_answers(path: Path) -> Path:
+def scripted_answers(path: Path, sessions: int) -> Path:
+    """One prepared answer per round and session (the provider replays them in order)."""
     answers = {
         "research.explore": [{"ideas": [{"problem": "parameters never tried", "evidence": "untouched_params",
-                                         "idea": "put an untried parameter on the table"}]}],
-        "research.critique": [{"choice": 0, "reason": "simple"}],
+                                         "idea": "put an untried parameter on the table"}]}] * sessions,
+        "research.critique": [{"choice": 0, "reason": "simple"}] * sessions,
         "research.specify": [{"name": "untried_first", "hooks": ["propose"], "state": "none",
-                              "behaviour": "propose the first untried parameter"}],
-        "research.generate": [f"```python\n{SCRIPTED_MECHANISM}```"],
+                              "behaviour": "propose the first untried parameter"}] * sessions,
+        "research.generate": [f"```python\n{SCRIPTED_MECHANISM}```"] * sessions,
     }
     path.write_text(json.dumps({"answers": answers}))
     return path
@@ -114,13 +126,40 @@ def _commit() -> str:
     return git("rev-parse", "--short", "HEAD") + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
-def run(sessions: int, model: str | None, out: Path, scripted: bool) -> dict[str, Any]:
+def session_record(number: int, fixture: dict[str, Any], seen: int, outcome: Any, seconds: float,
+                   out: Path) -> dict[str, Any]:
+    """What one session reports; the activated mechanism's source goes to DIR/mechanisms/."""
+    from mechanisms.novelty import assess
+
+    best = next((s for s in outcome.samples if s["status"] == "accepted"), None)
+    activated = outcome.active.mechanisms[-1] if outcome.accepted is not None else None
+    source_file = None
+    novelty = None
+    if activated is not None:
+        source_file = f"mechanisms/{number:03d}-{fixture['name']}-{activated.name}.py"
+        (out / source_file).parent.mkdir(parents=True, exist_ok=True)
+        (out / source_file).write_text(activated.source)
+        novelty = assess(activated.source).model_dump()
+    simulated = outcome.simulated.model_dump() if outcome.simulated else None
+    return {
+        "session": number, "fixture": fixture["name"], "workload": fixture["spec"].workload.reference,
+        "development": fixture["development"], "experiments_seen": seen, "verdict": outcome.verdict,
+        "activated": outcome.accepted is not None, "mechanism": outcome.accepted, "source_file": source_file,
+        "simulated": simulated,
+        "ci_excludes_0": bool(simulated and simulated["ci_high"] < 0),
+        "novelty": novelty, "seconds": round(seconds, 1), "tokens": outcome.usage.total_tokens,
+        "llm_calls": outcome.usage.calls, "samples": outcome.samples,
+        "hooks": best["hooks"] if best else [], "decisions_changed": best["decisions_changed"] if best else 0,
+    }
+
+
+def run(sessions: int, model: str | None, out: Path, scripted: bool, shard: tuple[int, int] = (0, 1)) -> dict[str, Any]:
     apply_telemetry_opt_outs()
     os.chdir(ROOT)  # fixtures name example scripts relative to the repository
     state = Path(tempfile.mkdtemp(prefix="bilevel-level2-yield-"))
     overrides: dict[str, Any] = {"state_dir": state}
     if scripted:
-        overrides.update(model="scripted/replay", scripted_answers=scripted_answers(state / "answers.json"))
+        overrides.update(model="scripted/replay", scripted_answers=scripted_answers(state / "answers.json", sessions))
     elif model:
         overrides["model"] = model
     settings = load_settings(**overrides)
@@ -133,8 +172,11 @@ def run(sessions: int, model: str | None, out: Path, scripted: bool) -> dict[str
     from mechanisms.active import ActiveSet
 
     found = fixtures()
-    records = []
+    (out / "sessions").mkdir(parents=True, exist_ok=True)
     for number, (fixture, seen) in enumerate(plan_sessions(found, sessions)):
+        done = out / "sessions" / f"{number:03d}.json"
+        if done.exists() or number % shard[1] != shard[0]:
+            continue  # resumable: a session already recorded is not run again; another shard's is left to it
         spec = fixture["spec"].model_copy(update={"meta_run_id": f"yield-{number}-{fixture['name']}-{seen}",
                                                   "name": "level2-yield", "levels": ["1", "2"]})
         trace = cut(fixture["trace"], seen)
@@ -146,53 +188,92 @@ def run(sessions: int, model: str | None, out: Path, scripted: bool) -> dict[str
             started = time.perf_counter()
             outcome = research(spec, res, generation=generation, trace=trace, active=ActiveSet(), parent_run_id=parent)
             seconds = time.perf_counter() - started
-        best = next((s for s in outcome.samples if s["status"] == "accepted"), None)  # activated: simulated benefit
-        record = {
-            "session": number, "fixture": fixture["name"], "workload": fixture["name"],
-            "experiments_seen": seen, "verdict": outcome.verdict, "activated": outcome.accepted is not None,
-            "mechanism": outcome.accepted, "seconds": round(seconds, 1), "tokens": outcome.usage.total_tokens,
-            "llm_calls": outcome.usage.calls, "samples": outcome.samples,
-            "hooks": best["hooks"] if best else [], "decisions_changed": best["decisions_changed"] if best else 0,
-            "simulated": outcome.simulated.model_dump() if outcome.simulated else None,
-        }
-        records.append(record)
+        record = session_record(number, fixture, seen, outcome, seconds, out)
+        done.write_text(json.dumps(record, indent=1))
         print(json.dumps({k: record[k] for k in ("session", "fixture", "activated", "seconds", "verdict")}), flush=True)
+    return summarise(out, model=settings.model, research_samples=found[0]["spec"].research_samples)
+
+
+def _group(records: list[dict[str, Any]]) -> dict[str, Any]:
+    activated = [r for r in records if r["activated"]]
+    invented = [r for r in activated if r["novelty"] and not r["novelty"]["derived"]]
+    gains = [r["real_gain"] for r in activated if r.get("real_gain")]
+    return {
+        "sessions": len(records), "activated": len(activated),
+        "activated_ci_excludes_0": sum(r["ci_excludes_0"] for r in activated),
+        "share_ci_excludes_0": round(sum(r["ci_excludes_0"] for r in activated) / len(records), 3) if records else None,
+        "invented": len(invented), "median_session_s": round(statistics.median(r["seconds"] for r in records), 1) if records else None,
+        "real_gain_sessions": len(gains),
+        "real_gain_mean": round(statistics.fmean(g["delta"] for g in gains), 6) if gains else None,
+    }
+
+
+def summarise(out: Path, *, model: str, research_samples: int | None = None) -> dict[str, Any]:
+    """summary.json and README.md from every session file in DIR/sessions (whichever shard or run wrote them)."""
+    records = [json.loads(p.read_text()) for p in sorted((out / "sessions").glob("*.json"))]
     failures: Counter[str] = Counter()
     for record in records:
         for sample in record["samples"]:
             failures[sample["stage_failed"] or "valid"] += 1
-    activated = sum(r["activated"] for r in records)
     summary = {
-        "model": settings.model, "commit": _commit(), "sessions": len(records), "activated": activated,
-        "yield": round(activated / len(records), 3) if records else 0.0,
-        "median_session_s": round(statistics.median(r["seconds"] for r in records), 1) if records else None,
-        "stage_failures": dict(failures), "research_samples": records and found[0]["spec"].research_samples,
-        "load_average": [round(x, 2) for x in os.getloadavg()], "per_session": records,
+        "model": model, "commit": _commit(), "research_samples": research_samples,
+        "development": _group([r for r in records if r["development"]]),
+        "held_out": _group([r for r in records if not r["development"]]),
+        "stage_failures": dict(failures), "load_average": [round(x, 2) for x in os.getloadavg()],
+        "per_session": records,
     }
-    out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    rows = [f"| {r['session']} | {r['workload']} | {r['experiments_seen']} | {'yes' if r['activated'] else 'no'} | "
-            f"{r['decisions_changed']} | {', '.join(r['hooks']) or '-'} | {r['seconds']:.0f} | {r['tokens']} | "
-            f"{r['verdict'][:90].replace('|', '/')} |" for r in records]
-    (out / "README.md").write_text("\n".join([
-        f"# Level 2 yield ({settings.model})", "",
-        f"{activated} of {len(records)} sessions activated a live mechanism (yield {summary['yield']:.0%}); median "
-        f"session {summary['median_session_s']} s; sample verdicts: {dict(failures)}. Measured at commit "
-        f"{summary['commit']}, load average {summary['load_average']} at the end (2 cores).", "",
-        "| session | workload | experiments seen | activated | decisions changed on replay | hooks | seconds | tokens | verdict |",
-        "|---|---|---|---|---|---|---|---|---|", *rows, ""]))
+    (out / "README.md").write_text(readme(summary))
     return summary
+
+
+def _cell_gain(gain: dict[str, Any] | None) -> str:
+    if not gain:
+        return "-"
+    text = f"{gain['delta']:+.3g} [{gain['ci_low']:+.3g}, {gain['ci_high']:+.3g}]"
+    for entry in gain.get("landscapes", []):
+        text += f"; {entry['landscape']} {entry['delta']:+.3g} [{entry['ci_low']:+.3g}, {entry['ci_high']:+.3g}]"
+    return text
+
+
+def readme(summary: dict[str, Any]) -> str:
+    lines = [f"# Level 2 yield ({summary['model']})", "",
+             f"Measured at commit {summary['commit']}, load average {summary['load_average']} at the end (2 cores). "
+             f"Sample verdicts: {summary['stage_failures']}.", ""]
+    for group, title in (("held_out", "Held-out traces"), ("development", "Traces used while developing the prompts")):
+        g = summary[group]
+        lines += [f"**{title}:** {g['activated']} of {g['sessions']} sessions activated a mechanism, "
+                  f"{g['activated_ci_excludes_0']} with a simulated-gain CI excluding 0; {g['invented']} activated "
+                  f"mechanism(s) invented (similarity < 0.7 to every reference); median session {g['median_session_s']} s; "
+                  f"real next-generation gain measured in {g['real_gain_sessions']} session(s), mean {g['real_gain_mean']}.", ""]
+    lines += ["| session | fixture | held out | seen | activated | simulated Δ [CI]; per landscape | novelty | real Δ [CI] | "
+              "seconds | source | verdict |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in summary["per_session"]:
+        novelty = (f"{'derived' if r['novelty']['derived'] else 'invented'} ({r['novelty']['closest']}, "
+                   f"{r['novelty']['similarity']:.2f})") if r["novelty"] else "-"
+        real = r.get("real_gain")
+        real_text = f"{real['delta']:+.3g} [{real['ci_low']:+.3g}, {real['ci_high']:+.3g}] (n={real['pairs']})" if real else "-"
+        source = f"[{Path(r['source_file']).name}]({r['source_file']})" if r["source_file"] else "-"
+        lines.append(f"| {r['session']} | {r['fixture']} | {'no' if r['development'] else 'yes'} | {r['experiments_seen']} | "
+                     f"{'yes' if r['activated'] else 'no'} | {_cell_gain(r['simulated'])} | {novelty} | {real_text} | "
+                     f"{r['seconds']:.0f} | {source} | {r['verdict'][:90].replace('|', '/')} |")
+    return "\n".join([*lines, ""])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sessions", type=int, default=10)
+    parser.add_argument("--sessions", type=int, default=12)
     parser.add_argument("--model", default=None, help="litellm model string (default: the settings' model)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--scripted", action="store_true", help="the API-model path through the scripted provider")
+    parser.add_argument("--shard", default="0/1", help="i/n: run sessions whose number is i modulo n")
     args = parser.parse_args()
+    index, _, count = args.shard.partition("/")
+    shard = (int(index), int(count or 1))
+    if not 0 <= shard[0] < shard[1]:
+        raise SystemExit(f"--shard {args.shard}: expected i/n with 0 <= i < n")
     out = args.out or (DEFAULT_OUT.with_name("level2-yield-scripted") if args.scripted else DEFAULT_OUT)
-    summary = run(args.sessions, args.model, out, args.scripted)
+    summary = run(args.sessions, args.model, out, args.scripted, shard)
     print(json.dumps({k: v for k, v in summary.items() if k != "per_session"}))
 
 

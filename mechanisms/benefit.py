@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from mechanisms.active import ActiveMechanism, ActiveSet, open_runtime
 from search.config import SearchConfig
 from search.hooks import Hooks, NoHooks
-from search.simulate import HooksFactory, SimulatedGain, SimulationSettings, simulate_gain
+from search.simulate import SimulatedGain, SimulationSettings, TraceHooksFactory, simulate_everywhere
 
 if TYPE_CHECKING:
     from mechanisms.replay import ReplaySource
@@ -25,24 +25,35 @@ def next_config(trace: Trace, fallback: SearchConfig) -> SearchConfig:
 def simulated_benefit(candidate: ActiveMechanism, active: ActiveSet, trace: Trace, space: SearchSpace,
                       source: ReplaySource, config: SearchConfig, *, settings: SimulationSettings | None = None,
                       screen_rounds: int = 2, allow_weak_sandbox: bool = False) -> SimulatedGain:
-    """`candidate` added to `active` against `active` alone, over the simulated next generation.
-    SurrogateError when the trace cannot support a surrogate."""
+    """`candidate` added to `active` against `active` alone, over the simulated next generation, on the trace's
+    surrogate and on the synthetic landscapes. SurrogateError when the trace cannot support a surrogate."""
     from mechanisms.replay import replay_history
 
-    history = replay_history(trace, space, source)
+    original = replay_history(trace, space, source)
+    last: list = [None, None]  # the last relabelled trace and its history (both arms of a seed share it)
+
+    def history_of(seen: Trace) -> list:
+        # a relabelled trace (a synthetic landscape's) has other values: its own history, so state matches it
+        if seen is trace:
+            return original
+        if last[0] is not seen:
+            last[:] = [seen, replay_history(seen, space, source)]
+        return last[1]
+
     with ExitStack() as stack:
-        def arm(mechanisms: ActiveSet) -> HooksFactory:
+        def arm(mechanisms: ActiveSet) -> TraceHooksFactory:
             runtime = open_runtime(mechanisms, trace, space, source, allow_weak_sandbox=allow_weak_sandbox)
             if runtime is None:
-                return NoHooks
+                return lambda _seen: NoHooks()
             stack.callback(runtime.close)
 
-            def fresh() -> Hooks:
-                runtime.rebuild(history)  # every seed starts from the state the live loop would have
+            def fresh(seen: Trace) -> Hooks:
+                runtime.rebuild(history_of(seen))  # every seed starts from the state the live loop would have
                 runtime.take_activity()
                 return runtime
 
             return fresh
 
-        return simulate_gain(trace, space, config, current=arm(active), candidate=arm(active.with_added(candidate)),
-                             settings=settings, meta_run_id=source.meta_run_id, screen_rounds=screen_rounds)
+        return simulate_everywhere(trace, space, config, current=arm(active),
+                                   candidate=arm(active.with_added(candidate)), settings=settings,
+                                   meta_run_id=source.meta_run_id, screen_rounds=screen_rounds)

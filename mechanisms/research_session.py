@@ -2,9 +2,10 @@
 repair. The LLM rounds, validation, simulation, publishing (and later a novelty check) are injected callables, so
 selection and repair are unit-tested without Prefect, MLflow, S3 or a model; flows/research.py only composes.
 
-Selection is by benefit: among valid, live samples, the one with the best simulated Δ whose CI lies entirely below
-0 (it beats the current search) is activated. A live sample without that is rejected at the `benefit` stage, with
-its numbers. Repairs start from the sample that got furthest, for a bounded number of rounds.
+Selection is by benefit: among valid, live samples, the one with the best simulated Δ on the trace's surrogate whose
+CI lies entirely below 0 (it beats the current search) and which is significantly harmful on no synthetic landscape
+(no CI entirely above 0: search/landscapes.py) is activated. A live sample without that is rejected at the `benefit`
+stage, with its numbers. Repairs start from the sample that got furthest, for a bounded number of rounds.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ class Attempt(BaseModel):
 
     @property
     def beneficial(self) -> bool:
-        return self.live and self.simulated is not None and self.simulated.beats_current
+        return self.live and self.simulated is not None and self.simulated.selectable
 
     @property
     def stage_failed(self) -> str | None:
@@ -108,6 +109,11 @@ class Attempt(BaseModel):
             return ""
         if self.simulated is None:
             return f"benefit stage could not run: {self.benefit_error or 'not simulated'}"
+        if self.simulated.beats_current:
+            return (f"benefit stage failed: it helps on the trace's surrogate but is significantly harmful on the "
+                    f"synthetic landscape(s) {', '.join(self.simulated.harmful_on)}: {self.simulated.describe()}; a CI "
+                    "entirely above 0 there means the search gets worse with it. Make its rule follow what the "
+                    "measurements say (what improved, what got worse), not this trace's particular values")
         return (f"benefit stage failed: live, but no simulated gain: {self.simulated.describe()}; Δ is the next "
                 "generation's final best with the mechanism minus without it (negative is better) and its CI must lie "
                 "entirely below 0. Make its decisions help the search find better values sooner (e.g. move towards "
@@ -228,8 +234,9 @@ def copy_report(name: str) -> dict[str, Any]:
 
 
 def select(attempts: list[Attempt]) -> Attempt | None:
-    """The sample to activate: valid, live, simulated to beat the current search (CI entirely below 0), with the best
-    (most negative) mean Δ; ties go to the earliest sample."""
+    """The sample to activate: valid, live, simulated to beat the current search (CI entirely below 0 on the trace's
+    surrogate) and harmful on no synthetic landscape, with the best (most negative) mean Δ on the surrogate; ties go
+    to the earliest sample."""
     beneficial = [a for a in attempts if a.beneficial]
     return min(beneficial, key=lambda a: (a.simulated.delta, a.round_index, a.sample), default=None)  # type: ignore[union-attr]
 

@@ -9,6 +9,26 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 
+class LandscapeGain(BaseModel):
+    """The same paired simulation on a synthetic landscape mapped onto the run's space (search/landscapes.py)."""
+
+    landscape: str
+    delta: float
+    ci_low: float
+    ci_high: float
+    seeds: int
+    per_seed: list[float] = Field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def harmful(self) -> bool:
+        """The CI lies entirely on the worse side: the mechanism makes the search significantly worse here."""
+        return self.ci_low > 0
+
+    def describe(self) -> str:
+        return f"{self.landscape} Δ {self.delta:+.4g} (CI {self.ci_low:+.4g} to {self.ci_high:+.4g})"
+
+
 class SimulatedGain(BaseModel):
     """The simulated effect of adding a mechanism to the current search over the next generation: the paired Δ of
     the final best (with minus without, sign-corrected: negative is better), its bootstrap CI and the raw values."""
@@ -26,15 +46,31 @@ class SimulatedGain(BaseModel):
     noise_sd: float = 0.0
     stand_in: str = "recorded moves"
     decisions_changed: int = Field(0, description="Decisions the mechanism changed over all simulated seeds.")
+    landscapes: list[LandscapeGain] = Field(default_factory=list, description="The same simulation on synthetic "
+                                            "landscapes: a mechanism tuned to the trace's surrogate shows there.")
 
     @property
     def beats_current(self) -> bool:
-        """The CI lies entirely on the better side: the mechanism beats the current search in simulation."""
+        """The CI lies entirely on the better side: the mechanism beats the current search on the trace's surrogate."""
         return self.ci_high < 0
 
+    @property
+    def harmful_on(self) -> list[str]:
+        """The synthetic landscapes on which the mechanism is significantly harmful."""
+        return [entry.landscape for entry in self.landscapes if entry.harmful]
+
+    @property
+    def selectable(self) -> bool:
+        """Level 2's activation rule: beats the current search on the trace's surrogate (CI entirely below 0) and is
+        significantly harmful on no synthetic landscape (no CI entirely above 0)."""
+        return self.beats_current and not self.harmful_on
+
     def describe(self) -> str:
-        return (f"simulated Δ {self.delta:+.4g} (CI {self.ci_low:+.4g} to {self.ci_high:+.4g}, {self.seeds} seeds x "
+        text = (f"simulated Δ {self.delta:+.4g} (CI {self.ci_low:+.4g} to {self.ci_high:+.4g}, {self.seeds} seeds x "
                 f"{self.iterations} iterations)")
+        if self.landscapes:
+            text += "; on synthetic landscapes: " + ", ".join(entry.describe() for entry in self.landscapes)
+        return text
 
 
 class ActiveMechanism(BaseModel):

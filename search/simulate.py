@@ -7,7 +7,9 @@ resample of the trace (search/surrogate.py) stands in for the training, with noi
 cheap stand-in replaces the LLM (`RecordedMoves`). Both arms of one seed share the surrogate, the noise of every
 configuration and the stand-in's draws, so the paired difference of their final best is the mechanism's effect.
 The result is the mean paired Δ (sign-corrected by the goal: negative is better, as the project's Δ) and its
-bootstrap CI. No LLM call, no training: milliseconds per simulated evaluation.
+bootstrap CI. The same paired simulation then runs on synthetic landscapes mapped onto the run's space
+(search/landscapes.py), so that a mechanism that only fits the trace's surrogate shows (`simulate_everywhere`).
+No LLM call, no training: milliseconds per simulated evaluation.
 """
 
 from __future__ import annotations
@@ -17,16 +19,17 @@ import json
 import random
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
-from search.active_set import SimulatedGain
+from search.active_set import LandscapeGain, SimulatedGain
 from search.config import SearchConfig
 from search.context import DecisionPoint
 from search.hooks import Hooks
 from search.iteration import Candidate, ProposalBatch, ProposalRequest, run_iteration
+from search.landscapes import LANDSCAPES, mapped, relabelled
 from search.space import CandidateError, SearchSpace
 from search.surrogate import Surrogate, largest_improvement, training_points
 from search.trace import GenerationStart, RunOutcome, Trace
@@ -43,9 +46,26 @@ class SimulationSettings(BaseModel):
     iterations: int = Field(8, ge=1, le=64, description="Simulated iterations of the next generation.")
     seeds: int = Field(16, ge=2, le=256, description="Paired repeats (each its own bootstrap refit of the surrogate).")
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    landscapes: tuple[str, ...] = Field(tuple(LANDSCAPES), description="Synthetic landscapes simulated besides the "
+                                        "trace's surrogate (search/landscapes.py).")
+
+    @field_validator("landscapes")
+    @classmethod
+    def _known(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [name for name in names if name not in LANDSCAPES]
+        if unknown:
+            raise ValueError(f"unknown landscapes {unknown}; known: {', '.join(LANDSCAPES)}")
+        return names
 
 
 HooksFactory = Callable[[], Hooks]  # fresh hooks: the arm's mechanisms with state rebuilt from the trace
+TraceHooksFactory = Callable[[Trace], Hooks]  # the same, with state rebuilt from the given (possibly relabelled) trace
+
+
+class Model(Protocol):
+    """What a simulated training measures without noise: the trace's surrogate or a mapped landscape."""
+
+    def predict(self, config: dict[str, Any]) -> float: ...
 
 
 class RecordedMoves:
@@ -117,7 +137,7 @@ class SurrogateTrainer:
     """The TrainFn of a simulated iteration: the surrogate's value plus noise drawn from (seed, config, purpose),
     so both arms of a seed measure the same configuration alike."""
 
-    def __init__(self, surrogate: Surrogate, sd: float, seed: int) -> None:
+    def __init__(self, surrogate: Model, sd: float, seed: int) -> None:
         self.surrogate, self.sd, self.seed = surrogate, sd, seed
 
     def __call__(self, config: dict[str, Any], purpose: str, run_seed: int) -> RunOutcome:
@@ -133,7 +153,7 @@ def next_generation(trace: Trace, config: SearchConfig) -> tuple[Trace, int]:
     return trace.with_generation(GenerationStart(generation=generation, start=len(trace), config=config)), generation
 
 
-def _run_arm(trace: Trace, space: SearchSpace, config: SearchConfig, hooks: Hooks, surrogate: Surrogate,
+def _run_arm(trace: Trace, space: SearchSpace, config: SearchConfig, hooks: Hooks, surrogate: Model,
              trainer: SurrogateTrainer, *, meta_run_id: str, seed: int, iterations: int,
              screen_rounds: int, proposer: RecordedMoves) -> tuple[float, int]:
     """One simulated generation; the surrogate's noiseless value of the config it ends up calling best, and the
@@ -178,6 +198,46 @@ def simulate_gain(trace: Trace, space: SearchSpace, config: SearchConfig, *, cur
                          seeds=settings.seeds, iterations=settings.iterations, per_seed=[round(v, 8) for v in per_seed],
                          seconds=round(time.perf_counter() - started, 3), points=len(points), noise_sd=sd, headroom=headroom,
                          stand_in=proposer.name, decisions_changed=changed)
+
+
+def simulate_landscape(trace: Trace, space: SearchSpace, config: SearchConfig, landscape: str, *,
+                       current: TraceHooksFactory, candidate: TraceHooksFactory, settings: SimulationSettings | None = None,
+                       meta_run_id: str = "simulated", screen_rounds: int = 2) -> LandscapeGain:
+    """The simulated Δ of `candidate` over `current` on a synthetic landscape: per seed a landscape drawn and mapped
+    onto the trace's units, the trace relabelled as if its runs had measured it (each arm's state is rebuilt from that
+    trace), then the same paired generations as on the surrogate."""
+    settings = settings or SimulationSettings()
+    started = time.perf_counter()
+    sd = noise_sd(trace)
+    per_seed: list[float] = []
+    for seed in range(settings.seeds):
+        model = mapped(landscape, trace, space.params, seed)
+        local = relabelled(trace, model, sd, seed)
+        trainer = SurrogateTrainer(model, sd, seed)
+        arm = dict(meta_run_id=meta_run_id, seed=seed, iterations=settings.iterations, screen_rounds=screen_rounds,
+                   proposer=RecordedMoves(local))
+        without, _ = _run_arm(local, space, config, current(local), model, trainer, **arm)  # type: ignore[arg-type]
+        with_it, _ = _run_arm(local, space, config, candidate(local), model, trainer, **arm)  # type: ignore[arg-type]
+        per_seed.append(trace.objective.delta(without, with_it))
+    low, high = bootstrap_ci(per_seed, settings.confidence)
+    return LandscapeGain(landscape=landscape, delta=float(np.mean(per_seed)), ci_low=low, ci_high=high,
+                         seeds=settings.seeds, per_seed=[round(v, 8) for v in per_seed],
+                         seconds=round(time.perf_counter() - started, 3))
+
+
+def simulate_everywhere(trace: Trace, space: SearchSpace, config: SearchConfig, *, current: TraceHooksFactory,
+                        candidate: TraceHooksFactory, settings: SimulationSettings | None = None,
+                        meta_run_id: str = "simulated", screen_rounds: int = 2) -> SimulatedGain:
+    """The simulated gain on the trace's surrogate, with one entry per synthetic landscape of `settings`.
+    SurrogateError when the trace cannot support a surrogate (the landscapes are not tried then)."""
+    settings = settings or SimulationSettings()
+    gain = simulate_gain(trace, space, config, current=lambda: current(trace), candidate=lambda: candidate(trace),
+                         settings=settings, meta_run_id=meta_run_id, screen_rounds=screen_rounds)
+    landscapes = [simulate_landscape(trace, space, config, name, current=current, candidate=candidate,
+                                     settings=settings, meta_run_id=meta_run_id, screen_rounds=screen_rounds)
+                  for name in settings.landscapes]
+    seconds = gain.seconds + sum(entry.seconds for entry in landscapes)
+    return gain.model_copy(update={"landscapes": landscapes, "seconds": round(seconds, 3)})
 
 
 def bootstrap_ci(values: list[float], confidence: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float]:

@@ -102,7 +102,8 @@ class SimulationRequest(BaseModel):
     @property
     def cache_key(self) -> str:
         s = self.settings
-        return "simulate/" + self.validation.cache_key.removeprefix("validate/") + f"/i{s.iterations}s{s.seeds}"
+        return ("simulate/" + self.validation.cache_key.removeprefix("validate/") + f"/i{s.iterations}s{s.seeds}"
+                + "".join(f"/{name}" for name in s.landscapes))
 
 
 def _simulation_key(_context: Any, parameters: dict[str, Any]) -> str:
@@ -135,7 +136,9 @@ def publish_mechanism(res_store: Any, tracker: Tracker, spec: MetaRunSpec, *, ge
                                                       parents=tuple(parents), status=status, model=model[:120]))
     res_store.put_document(name, stored.version_id, "validation", report)
     benefit = ({"simulated_delta": f"{simulated.delta:.6g}", "simulated_ci": f"{simulated.ci_low:.6g},{simulated.ci_high:.6g}",
-                "simulated_seeds": simulated.seeds} if simulated is not None else {})
+                "simulated_seeds": simulated.seeds,
+                "simulated_landscapes": "; ".join(entry.describe() for entry in simulated.landscapes)[:250]}
+               if simulated is not None else {})
     if novelty is not None:
         benefit["novelty"] = novelty[:250]
     run_id, finished = tracker.ensure_run(

@@ -20,6 +20,7 @@ from mechanisms.research_session import (
     run_session,
     select,
 )
+from search.active_set import LandscapeGain
 from search.simulate import SimulatedGain
 from search.surrogate import SurrogateError
 
@@ -113,6 +114,20 @@ def test_select_refuses_inert_harmful_and_invalid_samples() -> None:
     assert select([inert, harmful, invalid]) is None
     assert inert.stage_failed == BENEFIT and "no simulated gain" in inert.error and "+0" in inert.error
     assert invalid.stage_failed == "smoke"
+
+
+def on_landscapes(base: SimulatedGain, *entries: tuple[str, float, float]) -> SimulatedGain:
+    return base.model_copy(update={"landscapes": [LandscapeGain(landscape=name, delta=(low + high) / 2, ci_low=low,
+                                                                ci_high=high, seeds=4) for name, low, high in entries]})
+
+
+def test_a_sample_that_helps_on_the_trace_but_harms_a_synthetic_landscape_is_refused_with_its_numbers() -> None:
+    overfit = attempt(0, valid(), on_landscapes(gain(-0.2), ("synthetic", -0.1, 0.3), ("hartmann6", 0.02, 0.4)))
+    modest = attempt(1, valid(), on_landscapes(gain(-0.03), ("synthetic", -0.2, 0.1), ("hartmann6", -0.3, 0.2)))
+    assert select([overfit, modest]) is modest  # the larger gain on the trace's surrogate does not count
+    assert overfit.stage_failed == BENEFIT and "harmful on the synthetic landscape(s) hartmann6" in overfit.error
+    assert "hartmann6 Δ +0.21 (CI +0.02 to +0.4)" in overfit.error and "synthetic Δ +0.1" in overfit.error
+    assert select([overfit]) is None
 
 
 def test_repair_starts_from_the_sample_that_got_furthest() -> None:
