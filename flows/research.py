@@ -53,7 +53,8 @@ class ResearchOutcome(BaseModel):
     simulated: SimulatedGain | None = Field(None, description="The activated mechanism's simulated benefit.")
     samples: list[dict] = Field(default_factory=list, description="Per checked sample (SampleReport): round, sample, "
                                 "the stage it failed at (None: activated; `benefit`: live, no simulated gain), "
-                                "decisions changed on replay, hooks, simulated benefit.")
+                                "decisions changed on replay, hooks, simulated benefit, novelty, a mutant's parent and "
+                                "change.")
 
 
 def simulation_settings(spec: MetaRunSpec) -> SimulationSettings:
