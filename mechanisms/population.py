@@ -1,7 +1,10 @@
 """Level 2's population: the parents a session may mutate (the best-credited mechanisms of earlier runs first, then
-the reference library) and the one stated change each mutant is asked for. Pure: the store is read elsewhere."""
+the reference library), the one stated change each mutant is asked for, and whether a mutant changed anything. Pure:
+the store is read elsewhere."""
 
 from __future__ import annotations
+
+import ast
 
 from pydantic import BaseModel, Field
 
@@ -86,3 +89,35 @@ def lineage_parents(context: list[str], parent: Parent | None) -> list[str]:
     when it was made (a library parent has no VersionId; the validation document and MLflow tags name it)."""
     ordered = [parent.version_id] if parent is not None and parent.version_id else []
     return list(dict.fromkeys([*ordered, *context]))[:MAX_LINEAGE_PARENTS]
+
+
+class _Shape(ast.NodeTransformer):
+    """What a mutant may rename without changing anything: class names, the declared `name`, docstrings."""
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:
+        node.name = "_"
+        for item in node.body:
+            if (isinstance(item, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "name" for t in item.targets)
+                    and isinstance(item.value, ast.Constant)):
+                item.value = ast.Constant(value="_")
+        return self._undocumented(node)
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+        return self._undocumented(node)
+
+    def _undocumented(self, node: ast.ClassDef | ast.FunctionDef) -> ast.AST:
+        first = node.body[0] if node.body else None
+        if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+            node.body = node.body[1:] or [ast.Pass()]
+        self.generic_visit(node)
+        return node
+
+
+def unchanged(code: str, parent_source: str) -> bool:
+    """Whether a mutant is its parent with nothing changed but names and docstrings (a threshold's new number is a
+    change, unlike in novelty's shapes)."""
+    try:
+        trees = [_Shape().visit(ast.parse(text)) for text in (code, parent_source)]
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # untrusted code: validation says what is wrong
+        return False
+    return ast.dump(trees[0]) == ast.dump(trees[1])

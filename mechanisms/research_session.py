@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from mechanisms.api import API_TEXT, HOOK_DOCS
 from mechanisms.autofix import autofix
 from mechanisms.library import list_library
-from mechanisms.population import Mutation, Parent, mutant_count, plan_mutations
+from mechanisms.population import Mutation, Parent, mutant_count, plan_mutations, unchanged
 from mechanisms.validate import STAGES
 from search.research import (
     LOOP_TEXT,
@@ -242,38 +242,6 @@ def copy_report(name: str) -> dict[str, Any]:
     error = (f"static stage failed: this is the worked example `{name}` copied verbatim; write the mechanism "
              "that was specified")
     return {"ok": False, "stage_failed": "static", "error": error, "stages": [], "liveness": {}}
-
-
-class _Shape(ast.NodeTransformer):
-    """What a mutant may rename without changing anything: class names, the declared `name`, docstrings."""
-
-    def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:
-        node.name = "_"
-        for item in node.body:
-            if (isinstance(item, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "name" for t in item.targets)
-                    and isinstance(item.value, ast.Constant)):
-                item.value = ast.Constant(value="_")
-        return self._undocumented(node)
-
-    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
-        return self._undocumented(node)
-
-    def _undocumented(self, node: ast.ClassDef | ast.FunctionDef) -> ast.AST:
-        first = node.body[0] if node.body else None
-        if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
-            node.body = node.body[1:] or [ast.Pass()]
-        self.generic_visit(node)
-        return node
-
-
-def unchanged(code: str, parent_source: str) -> bool:
-    """Whether a mutant is its parent with nothing changed but names and docstrings (a threshold's new number is a
-    change, unlike in novelty's shapes)."""
-    try:
-        trees = [_Shape().visit(ast.parse(text)) for text in (code, parent_source)]
-    except SyntaxError:
-        return False
-    return ast.dump(trees[0]) == ast.dump(trees[1])
 
 
 def unchanged_report(mutation: Mutation) -> dict[str, Any]:

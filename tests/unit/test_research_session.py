@@ -7,7 +7,15 @@ from typing import Any
 
 import pytest
 
-from mechanisms.population import CHANGES, Parent, build_population, lineage_parents, mutant_count, plan_mutations
+from mechanisms.population import (
+    CHANGES,
+    Parent,
+    build_population,
+    lineage_parents,
+    mutant_count,
+    plan_mutations,
+    unchanged,
+)
 from mechanisms.research_session import (
     AUTOFIX_SAMPLE,
     BENEFIT,
@@ -20,7 +28,6 @@ from mechanisms.research_session import (
     furthest,
     run_session,
     select,
-    unchanged,
 )
 from search.simulate import SimulatedGain
 from search.surrogate import SurrogateError
@@ -318,3 +325,4 @@ def test_unchanged_sees_through_renaming_but_not_a_new_threshold() -> None:
     renamed = tabu.replace("class TabuSearch", "class Probe").replace('name = "tabu"', 'name = "probe"')
     assert unchanged(renamed.replace('"""Tabu search: screen', '"""Another docstring: screen'), tabu)
     assert not unchanged(renamed.replace("TENURE = 12", "TENURE = 6"), tabu)
+    assert not unchanged("class Probe:\x00", tabu) and not unchanged("(" * 500 + ")" * 500, tabu)  # untrusted
