@@ -1,6 +1,7 @@
-"""Level 2: one research session (mechanisms/research_session.py) composed with its effects: the LLM rounds,
-validation, the simulated benefit and publication run as Prefect tasks; the session decides. The activated
-mechanism joins the active set with its simulated benefit; every checked sample is stored and logged."""
+"""Level 2: one research session (mechanisms/research_session.py) composed with its effects: the population of
+parents, the LLM rounds, validation, the simulated benefit and publication run as Prefect tasks; the session decides.
+The activated mechanism joins the active set with its simulated benefit; every checked sample is stored and logged,
+a mutant with its parent."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from infra.resources import Resources
 from mechanisms.active import ActiveMechanism, ActiveSet
 from mechanisms.benefit import next_config
 from mechanisms.novelty import assess
+from mechanisms.population import Parent, lineage_parents
 from mechanisms.research_session import (
     Attempt,
     CodeResult,
@@ -33,6 +35,7 @@ from tasks.research import (
     SimulationRequest,
     ValidationRequest,
     generate_samples,
+    load_population,
     publish_mechanism,
     research_round,
     simulate_candidate,
@@ -50,7 +53,8 @@ class ResearchOutcome(BaseModel):
     simulated: SimulatedGain | None = Field(None, description="The activated mechanism's simulated benefit.")
     samples: list[dict] = Field(default_factory=list, description="Per checked sample (SampleReport): round, sample, "
                                 "the stage it failed at (None: activated; `benefit`: live, no simulated gain), "
-                                "decisions changed on replay, hooks, simulated benefit.")
+                                "decisions changed on replay, hooks, simulated benefit, novelty, a mutant's parent and "
+                                "change.")
 
 
 def simulation_settings(spec: MetaRunSpec) -> SimulationSettings:
@@ -73,6 +77,10 @@ def _ports(spec: MetaRunSpec, res: Resources, generation: int, trace: Trace, act
         return generate_samples(res.llm, spec, generation=generation, round_index=round_index, messages=messages,
                                 samples=samples, run_id=run_id)
 
+    def mutate(round_index: int, messages: Messages, sample: int) -> CodeResult:
+        return generate_samples(res.llm, spec, generation=generation, round_index=round_index, messages=messages,
+                                samples=1, run_id=run_id, first=sample)[0]
+
     def request(name: str, attempt: int, code: str) -> ValidationRequest:
         return ValidationRequest(meta_run_id=spec.meta_run_id, generation=generation, attempt=attempt, name=name,
                                  source=code)
@@ -87,16 +95,24 @@ def _ports(spec: MetaRunSpec, res: Resources, generation: int, trace: Trace, act
                                   screen_rounds=spec.screen_rounds, allow_weak_sandbox=allow_weak)
 
     def publish(name: str, attempt: Attempt, status: str) -> Published:
+        mutation = attempt.mutation
+        lineage = {"parent": mutation.parent.label, "change": mutation.kind} if mutation else {}
         stored = publish_mechanism(res.store, res.tracker, spec, generation=generation, name=name, source=attempt.code,
-                                   status=status, parents=parents, model=res.llm.model,
-                                   report={**attempt.report, "novelty": attempt.novelty, "benefit": attempt.simulated.model_dump() if attempt.simulated
+                                   status=status, parents=lineage_parents(parents, mutation.parent if mutation else None),
+                                   model=res.llm.model,
+                                   report={**attempt.report, "novelty": attempt.novelty, **lineage,
+                                           "benefit": attempt.simulated.model_dump() if attempt.simulated
                                            else attempt.benefit_error},
                                    research_run_id=run_id, attempt=attempt.attempt_id, simulated=attempt.simulated,
-                                   novelty=attempt.novelty)
+                                   novelty=attempt.novelty, mutated_from=lineage.get("parent"),
+                                   mutation=lineage.get("change"))
         return Published(version_id=stored["version_id"], sha256=stored["sha256"])
 
+    def novelty(code: str, parent: Parent | None) -> str:
+        return assess(code, parent=(parent.label, parent.source) if parent else None).label
+
     return SessionPorts(ask_round=ask_round, generate=generate, validate=validate, simulate=simulate, publish=publish,
-                        describe_novelty=lambda code: assess(code).label)
+                        describe_novelty=novelty, mutate=mutate)
 
 
 @flow(name="research", flow_run_name="{spec.meta_run_id}-g{generation}-research", validate_parameters=False)
@@ -116,7 +132,9 @@ def research(spec: MetaRunSpec, res: Resources, *, generation: int, trace: Trace
     inputs = SessionInputs(stats=stats, workload_text=res.workload.describe(spec.budget.mode),
                            objective_text=trace.objective.describe(), metric_name=trace.objective.name,
                            active=[(m.name, m.source) for m in active.mechanisms], program=spec.program,
-                           samples=spec.research_samples, repairs=spec.research_repairs)
+                           samples=spec.research_samples, repairs=spec.research_repairs,
+                           population=tuple(load_population(res.store, res.settings.runs_dir)),
+                           mutants=spec.research_mutants)
     report = run_session(inputs, _ports(spec, res, generation, trace, active, run_id))
     return _recorded(spec, res, generation, active, run_id, stats, report)
 
@@ -128,8 +146,9 @@ def _recorded(spec: MetaRunSpec, res: Resources, generation: int, active: Active
     accepted = None
     if report.accepted is not None:
         chosen = report.accepted
+        context = [m.version for m in active.mechanisms if m.version != "library"]
         accepted = ActiveMechanism(name=chosen.name, version=chosen.version_id, sha256=chosen.sha256, source=chosen.code,
-                                   parents=[m.version for m in active.mechanisms if m.version != "library"],
+                                   parents=lineage_parents(context, chosen.parent),
                                    origin=f"{spec.meta_run_id}/g{generation}", simulated=chosen.simulated,
                                    novelty=chosen.novelty)
     tracker.log_dict(run_id, {"transcript": report.transcript, "stats": stats, "verdict": report.verdict,

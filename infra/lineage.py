@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from infra.mlflow_schema import read_tag, safe_value, tag_equals
 from infra.runs import read_traces
-from infra.store import MechanismStore, StoredVersion
+from infra.store import MechanismNotFound, MechanismStore, StoredVersion
 from infra.tracking import Tracker
 from search.influence import MechanismInfluence, mechanism_influence
 
@@ -39,6 +39,9 @@ def _version_node(store: MechanismStore, tracker: Tracker, index: dict[str, Mech
     node = LineageNode(kind="mechanism", label=f"{version.name}@{version.version_id}", details={
         "sha256": version.sha256[:16], "status": version.status, "created": version.created_at.isoformat(timespec="seconds"),
         "s3_key": version.key, "model": version.model})
+    mutated = _mutated_from(store, version)
+    if mutated:
+        node.details["mutated_from"] = mutated
     research = tracker.search(" and ".join([tag_equals("kind", "research"), tag_equals("meta_run_id", version.meta_run_id),
                                             tag_equals("generation", version.generation)]))
     node.children.append(LineageNode(kind="produced_by", label=f"meta-run {version.meta_run_id}, generation {version.generation}",
@@ -60,6 +63,20 @@ def _version_node(store: MechanismStore, tracker: Tracker, index: dict[str, Mech
         else:
             node.children.append(LineageNode(kind="parent", label=f"{parent.name}@{parent.version_id} (...)"))
     return node
+
+
+def _mutated_from(store: MechanismStore, version: StoredVersion) -> str | None:
+    """`<parent> (<change>)` for a mutant, from its validation document (a library parent has no VersionId, so the
+    version's metadata cannot name it); None for a fresh invention or a version stored without the document."""
+    try:
+        document = store.get_document(version.name, version.version_id, "validation")
+    except MechanismNotFound:
+        return None
+    parent = document.get("parent") if isinstance(document, dict) else None
+    if not isinstance(parent, str):
+        return None
+    change = document.get("change")
+    return f"{parent[:200]} ({change})" if isinstance(change, str) else parent[:200]
 
 
 def mechanism_lineage(store: MechanismStore, tracker: Tracker, runs_dir: Path, target: str, depth: int = 5) -> LineageNode:
@@ -87,6 +104,8 @@ def run_lineage(store: MechanismStore | None, tracker: Tracker, runs_dir: Path, 
         node = LineageNode(kind="produced", label=f"generation {read_tag(run, 'generation')}: {label} "
                            f"({read_tag(run, 'status')})", details={"parents": read_tag(run, "parents"),
                                                                     "mlflow_run": run.info.run_id})
+        if read_tag(run, "mutated_from"):
+            node.details["mutated_from"] = f"{read_tag(run, 'mutated_from')} ({read_tag(run, 'mutation', '-')})"
         if read_tag(run, "status") == "accepted":
             influence = _influence(index, read_tag(run, "mechanism") or "", read_tag(run, "version_id") or "")
             # the real trainings' credit next to what the simulation promised when it was activated
@@ -97,16 +116,22 @@ def run_lineage(store: MechanismStore | None, tracker: Tracker, runs_dir: Path, 
     return root
 
 
-def best_versions(store: MechanismStore, runs_dir: Path, limit: int = 2) -> list[str]:
-    """`name@VersionId` of the accepted versions with the best measured effect so far (most negative credited Δ)."""
+def credited_versions(store: MechanismStore, runs_dir: Path, limit: int = 2) -> list[tuple[float, StoredVersion]]:
+    """The accepted versions with the best measured effect so far (most negative credited Δ, only those that helped),
+    the best version of each name, best first: cross-night memory."""
     index = influence_index(runs_dir)
     scored = []
     for name in store.names():
         for version in store.history(name):
             credit = _influence(index, name, version.version_id).credited_delta
             if credit < 0:
-                scored.append((credit, f"{name}@{version.version_id}"))
-    best_per_name: dict[str, tuple[float, str]] = {}
-    for credit, label in sorted(scored):
-        best_per_name.setdefault(label.split("@")[0], (credit, label))
-    return [label for _, label in sorted(best_per_name.values())[:limit]]
+                scored.append((credit, version))
+    best_per_name: dict[str, tuple[float, StoredVersion]] = {}
+    for credit, version in sorted(scored, key=lambda item: (item[0], item[1].version_id)):
+        best_per_name.setdefault(version.name, (credit, version))
+    return sorted(best_per_name.values(), key=lambda item: (item[0], item[1].version_id))[:limit]
+
+
+def best_versions(store: MechanismStore, runs_dir: Path, limit: int = 2) -> list[str]:
+    """`name@VersionId` of the accepted versions with the best measured effect so far (most negative credited Δ)."""
+    return [f"{version.name}@{version.version_id}" for _, version in credited_versions(store, runs_dir, limit)]

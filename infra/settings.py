@@ -28,6 +28,7 @@ from search.run_spec import (
     ProposeAttempts,
     Proposer,
     ResearchEvery,
+    ResearchMutants,
     ResearchRepairs,
     ResearchSamples,
     Seed,
@@ -153,6 +154,7 @@ class Settings(BaseSettings):
     propose_attempts: ProposeAttempts = 3
     research_samples: ResearchSamples = 4
     research_repairs: ResearchRepairs = 2
+    research_mutants: ResearchMutants = 2
     proposer: Proposer = Field("hybrid", description="Who proposes in Level 1: hybrid (Optuna TPE's suggestions "
                                "offered to the LLM, which picks, edits or overrides them; a suggestion trains when "
                                "the LLM gives nothing valid), llm, or a control: random, tpe, cmaes.")

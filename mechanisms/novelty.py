@@ -150,8 +150,12 @@ def default_references() -> tuple[tuple[str, str], ...]:
 
 
 def assess(source: str, references: tuple[tuple[str, str], ...] | None = None,
-           derived_at: float = DERIVED_AT) -> Novelty:
-    """The closest reference of a sample and whether the sample is an adaptation of it."""
+           derived_at: float = DERIVED_AT, parent: tuple[str, str] | None = None) -> Novelty:
+    """The closest reference of a sample and whether the sample is an adaptation of it. A mutant (`parent`: its
+    parent's label and source) is an adaptation of its parent whatever the similarity: it was asked to change one
+    thing in that code, so it is never called new."""
+    if parent is not None:
+        return Novelty(closest=parent[0], similarity=similarity(source, parent[1]), derived=True)
     pool = references if references is not None else default_references()
     if not pool:
         return Novelty(closest="none", similarity=0.0, derived=False)

@@ -1,6 +1,11 @@
-"""Level 2 as pure logic: explore -> critique -> specify -> generate (best-of-N) -> check -> simulate -> select ->
-repair. The LLM rounds, validation, simulation, publishing (and later a novelty check) are injected callables, so
+"""Level 2 as pure logic: explore -> critique -> specify -> generate (best-of-N) and mutate -> check -> simulate ->
+select -> repair. The LLM rounds, validation, simulation, publishing and the novelty check are injected callables, so
 selection and repair are unit-tested without Prefect, MLflow, S3 or a model; flows/research.py only composes.
+
+Fresh samples and mutants: of the first round's samples, `mutants` (at most half) are mutants, each asked to change
+one parent of the population (earlier runs' best-credited mechanisms, then the library) in one stated way
+(mechanisms/population.py); the rest are fresh inventions from the specification. A mutant is checked, simulated and
+selected like any sample; a repair of a mutant remains a mutant of the same parent.
 
 Selection is by benefit: among valid, live samples, the one with the best simulated Δ on the trace's surrogate whose
 CI lies entirely below 0 (it beats the current search) and which is significantly harmful on no synthetic landscape
@@ -20,6 +25,7 @@ from pydantic import BaseModel, Field
 from mechanisms.api import API_TEXT, HOOK_DOCS
 from mechanisms.autofix import autofix
 from mechanisms.library import list_library
+from mechanisms.population import Mutation, Parent, mutant_count, plan_mutations, unchanged
 from mechanisms.validate import STAGES
 from search.research import (
     LOOP_TEXT,
@@ -29,6 +35,7 @@ from search.research import (
     critique_messages,
     explore_messages,
     generate_messages,
+    mutate_messages,
     repair_messages,
     specify_messages,
 )
@@ -37,6 +44,7 @@ from search.surrogate import SurrogateError
 from search.trace import LLMUsage
 
 AUTOFIX_SAMPLE = 50  # the autofixed variant of sample n is sample 50 + n (at most 8 samples per round)
+MUTANT_SAMPLE = 10  # mutant k of a round is sample 10 + k (its autofixed variant 60 + k)
 BENEFIT = "benefit"
 ALL_STAGES = (*STAGES, BENEFIT)
 
@@ -81,6 +89,7 @@ class Attempt(BaseModel):
     simulated: SimulatedGain | None = None
     benefit_error: str | None = None
     novelty: str | None = None
+    mutation: Mutation | None = None
 
     @property
     def attempt_id(self) -> int:
@@ -143,6 +152,8 @@ class SampleReport(BaseModel):
     hooks: list[str] = Field(default_factory=list)
     simulated: SimulatedGain | None = None
     novelty: str | None = None
+    parent: str | None = Field(None, description="A mutant's parent (`library:<name>` or `<name>@<VersionId>`).")
+    change: str | None = Field(None, description="The kind of change a mutant was asked for (rule, state, threshold).")
     version_id: str | None = None
 
 
@@ -157,6 +168,8 @@ class AcceptedMechanism(BaseModel):
     round: int
     sample: int
     novelty: str | None = None
+    parent: Parent | None = Field(None, description="The parent it is a mutant of, if any.")
+    change: str | None = None
 
 
 class SessionReport(BaseModel):
@@ -183,20 +196,24 @@ class SessionInputs:
     program: str = ""
     samples: int = 4
     repairs: int = 2
+    population: tuple[Parent, ...] = ()  # the parents mutants start from, in order (mechanisms/population.py)
+    mutants: int = 0  # first-round samples that are mutants (at most half the samples)
 
 
 @dataclass(frozen=True)
 class SessionPorts:
     """The session's effects, injected. `simulate` may raise SurrogateError (the trace cannot support one: no
-    repair can help, so the session stops). `describe_novelty(source)` is where a novelty check plugs in: its text
-    (e.g. "derived from library:one_factor (similarity 0.93)") is recorded per sample."""
+    repair can help, so the session stops). `mutate(round index, messages, sample)` draws one mutant (no port: no
+    mutants). `describe_novelty(source, parent)` is where a novelty check plugs in: its text (e.g. "derived from
+    library:one_factor (similarity 0.93)") is recorded per sample; `parent` is a mutant's parent."""
 
     ask_round: Callable[[str, Messages], RoundResult]
     generate: Callable[[int, Messages, int], list[CodeResult]]  # (round index, messages, samples)
     validate: Callable[[str, int, str], dict[str, Any]]  # (name, attempt id, code) -> validation report (JSON)
     simulate: Callable[[str, int, str], SimulatedGain]  # (name, attempt id, code) -> simulated benefit
     publish: Callable[[str, Attempt, str], Published]  # (name, attempt, status) -> where it was stored
-    describe_novelty: Callable[[str], str | None] | None = None
+    describe_novelty: Callable[[str, Parent | None], str | None] | None = None
+    mutate: Callable[[int, Messages, int], CodeResult] | None = None
 
 
 def attempt_id(round_index: int, sample: int) -> int:
@@ -231,6 +248,17 @@ def copy_report(name: str) -> dict[str, Any]:
     error = (f"static stage failed: this is the worked example `{name}` copied verbatim; write the mechanism "
              "that was specified")
     return {"ok": False, "stage_failed": "static", "error": error, "stages": [], "liveness": {}}
+
+
+def unchanged_report(mutation: Mutation) -> dict[str, Any]:
+    error = (f"static stage failed: this is the parent `{mutation.parent.label}` unchanged; make the one change "
+             f"asked: {mutation.change}")
+    return {"ok": False, "stage_failed": "static", "error": error, "stages": [], "liveness": {}}
+
+
+def mutant_prompt(spec: SpecifyAnswer, mutation: Mutation) -> Messages:
+    return mutate_messages(api_text=API_TEXT, parent_label=mutation.parent.label, parent_source=mutation.parent.source,
+                           change=mutation.change, spec=spec)
 
 
 def select(attempts: list[Attempt]) -> Attempt | None:
@@ -283,8 +311,10 @@ def autofixed(results: list[CodeResult], attempts: list[Attempt | None], metric_
     return fixed
 
 
-def checked(name: str, results: list[CodeResult], round_index: int, ports: SessionPorts) -> list[Attempt | None]:
-    """One attempt per sample (None: no class, or a repeat of an earlier sample's code, validated once)."""
+def checked(name: str, results: list[CodeResult], round_index: int, ports: SessionPorts,
+            mutations: dict[int, Mutation] | None = None) -> list[Attempt | None]:
+    """One attempt per sample (None: no class, or a repeat of an earlier sample's code, validated once). `mutations`:
+    the mutation each mutant sample was asked for, by sample (an autofixed variant inherits its sample's)."""
     seen: set[str] = set()
     attempts: list[Attempt | None] = []
     for result in results:
@@ -292,13 +322,34 @@ def checked(name: str, results: list[CodeResult], round_index: int, ports: Sessi
             attempts.append(None)
             continue
         seen.add(result.code)
+        mutation = (mutations or {}).get(result.sample) or (mutations or {}).get(result.sample - AUTOFIX_SAMPLE)
         copied = copied_example(result.code)
         number = attempt_id(round_index, result.sample)
-        report = copy_report(copied) if copied else ports.validate(name, number, result.code)
-        novelty = ports.describe_novelty(result.code) if ports.describe_novelty is not None else None
+        if mutation is not None and unchanged(result.code, mutation.parent.source):
+            report = unchanged_report(mutation)
+        else:
+            report = copy_report(copied) if copied else ports.validate(name, number, result.code)
+        parent = mutation.parent if mutation is not None else None
+        novelty = ports.describe_novelty(result.code, parent) if ports.describe_novelty is not None else None
         attempts.append(Attempt(round_index=round_index, sample=result.sample, code=result.code,
-                                temperature=result.temperature, report=report, novelty=novelty))
+                                temperature=result.temperature, report=report, novelty=novelty, mutation=mutation))
     return attempts
+
+
+def drawn(inputs: SessionInputs, ports: SessionPorts, spec: SpecifyAnswer, prompt: Messages) -> tuple[list[CodeResult], dict[int, Mutation]]:
+    """The first round's samples: fresh inventions from `prompt`, then the mutants (samples MUTANT_SAMPLE + k), with
+    the mutation each mutant was asked for."""
+    population = list(inputs.population)
+    count = mutant_count(inputs.samples, inputs.mutants, population) if ports.mutate is not None else 0
+    plan = plan_mutations(population, count, spec.hooks)
+    results = ports.generate(0, prompt, inputs.samples - len(plan))
+    mutations: dict[int, Mutation] = {}
+    for k, mutation in enumerate(plan):
+        sample = MUTANT_SAMPLE + k
+        result = ports.mutate(0, mutant_prompt(spec, mutation), sample)  # type: ignore[misc]
+        results.append(result.model_copy(update={"sample": sample}))
+        mutations[sample] = mutation
+    return results, mutations
 
 
 def simulated(name: str, attempts: list[Attempt], ports: SessionPorts) -> str | None:
@@ -320,6 +371,7 @@ def _transcript_entries(round_index: int, results: list[CodeResult], attempts: l
              "stage_failed": attempt.stage_failed if attempt else ("no code" if result.code is None
                                                                  else "duplicate of an earlier sample"),
              "error": attempt.error if attempt else result.error,
+             "parent": attempt.mutation.parent.label if attempt and attempt.mutation else None,
              "simulated": attempt.simulated.model_dump() if attempt and attempt.simulated else None}
             for result, attempt in zip(results, attempts)]
 
@@ -329,7 +381,9 @@ def _sample_report(attempt: Attempt, status: Literal["accepted", "rejected"], pu
                         status=status, stage_failed=attempt.stage_failed, error=attempt.error[:500],
                         decisions_changed=attempt.decisions_changed,
                         hooks=list((attempt.report.get("liveness") or {}).get("hooks", [])),
-                        simulated=attempt.simulated, novelty=attempt.novelty, version_id=published.version_id)
+                        simulated=attempt.simulated, novelty=attempt.novelty, version_id=published.version_id,
+                        parent=attempt.mutation.parent.label if attempt.mutation else None,
+                        change=attempt.mutation.kind if attempt.mutation else None)
 
 
 def run_session(inputs: SessionInputs, ports: SessionPorts) -> SessionReport:
@@ -344,14 +398,19 @@ def run_session(inputs: SessionInputs, ports: SessionPorts) -> SessionReport:
                                hook_docs=HOOK_DOCS)
     messages = prompt
     attempts: list[Attempt] = []
+    repaired: Mutation | None = None  # the mutation of the sample a repair round starts from
     for round_index in range(inputs.repairs + 1):
         report.rounds = round_index + 1
-        samples = inputs.samples if round_index == 0 else max(1, inputs.samples // 2)
-        results = ports.generate(round_index, messages, samples)
+        if round_index == 0:
+            results, mutations = drawn(inputs, ports, spec, prompt)
+        else:
+            results = ports.generate(round_index, messages, max(1, inputs.samples // 2))
+            mutations = {r.sample: repaired for r in results} if repaired is not None else {}
         report.usage = sum((r.usage for r in results), report.usage)
-        round_attempts = checked(spec.name, results, round_index, ports)
+        round_attempts = checked(spec.name, results, round_index, ports, mutations)
         fixed = autofixed(results, round_attempts, inputs.metric_name)
-        results, round_attempts = results + fixed, round_attempts + checked(spec.name, fixed, round_index, ports)
+        results, round_attempts = results + fixed, round_attempts + checked(spec.name, fixed, round_index, ports,
+                                                                            mutations)
         valid = [a for a in round_attempts if a is not None]
         unavailable = simulated(spec.name, valid, ports)
         report.transcript += _transcript_entries(round_index, results, round_attempts)
@@ -364,11 +423,16 @@ def run_session(inputs: SessionInputs, ports: SessionPorts) -> SessionReport:
             if attempt is best and best.simulated is not None:
                 report.accepted = AcceptedMechanism(name=spec.name, code=best.code, version_id=published.version_id,
                                                     sha256=published.sha256, simulated=best.simulated,
-                                                    round=round_index, sample=best.sample, novelty=best.novelty)
+                                                    round=round_index, sample=best.sample, novelty=best.novelty,
+                                                    parent=best.mutation.parent if best.mutation else None,
+                                                    change=best.mutation.kind if best.mutation else None)
         live = [a for a in valid if a.live]
         if best is not None:
+            origin = (f"a mutant of {best.mutation.parent.label} ({best.mutation.kind}), " if best.mutation
+                      else "a fresh invention, ")
             report.verdict = (f"accepted {spec.name} (round {round_index}, {len(live)} of {len(valid)} samples valid, "
-                              f"{best.decisions_changed} decisions changed on replay, {best.simulated.describe()})")  # type: ignore[union-attr]
+                              f"{origin}{best.decisions_changed} decisions changed on replay, "
+                              f"{best.simulated.describe()})")  # type: ignore[union-attr]
             return report
         if not attempts:
             report.verdict = "no sample held a usable class"
@@ -379,5 +443,7 @@ def run_session(inputs: SessionInputs, ports: SessionPorts) -> SessionReport:
         if unavailable is not None:
             report.verdict = f"rejected at {BENEFIT}: no simulation possible on this trace ({unavailable})"
             return report
-        messages = repair_messages(prompt, start.code, start.stage_failed or "?", start.error)
+        repaired = start.mutation
+        base = mutant_prompt(spec, start.mutation) if start.mutation is not None else prompt
+        messages = repair_messages(base, start.code, start.stage_failed or "?", start.error)
     return report

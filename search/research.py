@@ -1,5 +1,5 @@
 """Level 2 in pure Python: trace statistics that expose failure modes, the four research prompts
-(explore, critique, specify, generate), the repair prompt, and decoding of their answers."""
+(explore, critique, specify, generate), the mutate and repair prompts, and decoding of their answers."""
 
 from __future__ import annotations
 
@@ -286,6 +286,27 @@ def generate_messages(*, api_text: str, example_source: str, spec: SpecifyAnswer
         "The class to complete:",
         "```python", skeleton(spec, hook_docs).strip(), "```",
         "Answer with the complete class in one ```python block.",
+    ])
+    return [_system(), {"role": "user", "content": content}]
+
+
+def mutate_messages(*, api_text: str, parent_label: str, parent_source: str, change: str,
+                    spec: SpecifyAnswer) -> list[dict[str, str]]:
+    """A fresh, short conversation for a mutant: the parent's source and exactly one stated change to make to it."""
+    content = "\n".join([
+        f"Change the search mechanism `{parent_label}` below in exactly one way: {change}.",
+        f"The change should serve this goal: {spec.behaviour}",
+        f"Keep everything else as it is. Rename the class to `{class_name(spec.name)}` and set "
+        f'`name = "{spec.name}"`.',
+        "Rules: imports only random, math, collections and helpers; no files, no os, no eval; bound every loop "
+        "(iterate over a list or a range, never `while True`); each hook returns exactly what the API says, or None; "
+        "keep it under 60 lines. ctx exists only inside the hooks (not in __init__).",
+        "",
+        api_text.strip(),
+        "",
+        f"The mechanism to change (`{parent_label}`):",
+        "```python", parent_source.strip()[:MAX_CODE_CHARS], "```",
+        "Answer with the complete changed class in one ```python block.",
     ])
     return [_system(), {"role": "user", "content": content}]
 

@@ -29,6 +29,8 @@ ProposeAttempts = Annotated[int, Field(ge=1, le=10, description="Asks of the LLM
 ScreenRounds = Annotated[int, Field(ge=1, le=5, description="Proposal rounds when a screen hook rejects them all.")]
 ResearchSamples = Annotated[int, Field(ge=1, le=8, description="Level 2 best-of-N: code samples per attempt.")]
 ResearchRepairs = Annotated[int, Field(ge=0, le=5, description="Level 2 repair rounds after a failed attempt.")]
+ResearchMutants = Annotated[int, Field(ge=0, le=4, description="Level 2: of the first round's samples, how many "
+                                       "are mutants of a parent (at most half the samples; 0: inventions only).")]
 NoiseRepeats = Annotated[int, Field(ge=0, le=10, description="Extra runs of the baseline on other seeds, to measure "
                                                            "the noise floor (0: not measured).")]
 NoiseMultiple = Annotated[float, Field(ge=0.0, le=10.0, description="Keep only improvements beyond this multiple "
@@ -108,6 +110,7 @@ class MetaRunSpec(BaseModel):
     screen_rounds: ScreenRounds = 2
     research_samples: ResearchSamples = 4
     research_repairs: ResearchRepairs = 2
+    research_mutants: ResearchMutants = 2
     restart_each_generation: bool = Field(False, description="Control arm: restart the inner loop from the best config.")
     proposer: Proposer = Field("llm", description="Who proposes: the LLM, a control arm, or the hybrid.")
     program: str = Field("", max_length=PROGRAM_MAX_CHARS, description="Research direction every prompt includes.")

@@ -1,9 +1,11 @@
-"""Level-2 tasks: one research round (a cached LLM call, validated, re-asked once), code generation,
-validation of a candidate (cached by its sha), and publication to the store and MLflow."""
+"""Level-2 tasks: one research round (a cached LLM call, validated, re-asked once), the population of parents,
+code generation, validation of a candidate (cached by its sha), and publication to the store and MLflow."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
+from pathlib import Path
 from typing import Any
 
 from prefect import task
@@ -14,6 +16,7 @@ from infra.llm import LLMClient
 from infra.mlflow_schema import experiment_name, run_key, run_tags
 from infra.tracking import Tracker
 from mechanisms.active import ActiveMechanism, ActiveSet
+from mechanisms.population import MAX_CREDITED, Parent, build_population
 from mechanisms.replay import ReplaySource
 from mechanisms.research_session import CodeResult, RoundResult
 from search.config import SearchConfig
@@ -23,6 +26,8 @@ from search.simulate import SimulatedGain, SimulationSettings
 from search.space import SearchSpace
 from search.trace import Trace
 from tasks.llm_call import LLMCall, ask, converse
+
+log = logging.getLogger(__name__)
 
 ROUND_ATTEMPTS = 2
 GENERATE_MAX_TOKENS = 1000
@@ -41,13 +46,34 @@ def research_round(llm: LLMClient, spec: MetaRunSpec, *, generation: int, round_
                        transcript=[{"round": round_name, **entry} for entry in exchange.transcript])
 
 
+@task(name="research-population", cache_policy=NO_CACHE, task_run_name="level-2 population")
+def load_population(store: Any, runs_dir: Path, limit: int = MAX_CREDITED) -> list[Parent]:
+    """The parents mutants start from: earlier runs' best-credited mechanisms (infra/lineage.py), read back from the
+    store with their sources, then the library. A version the store cannot give back is left out with a warning."""
+    from infra.lineage import credited_versions
+    from infra.store import StoreError
+
+    credited = []
+    for credit, version in credited_versions(store, runs_dir, limit):
+        try:
+            source, _ = store.get(version.name, version.version_id)
+        except StoreError as error:
+            log.warning("level 2 population: %s@%s left out: %s", version.name, version.version_id, error)
+            continue
+        credited.append(Parent(label=f"{version.name}@{version.version_id}", name=version.name, source=source,
+                               version_id=version.version_id, credited_delta=credit))
+    return build_population(credited, limit)
+
+
 @task(name="research-generate", cache_policy=NO_CACHE, task_run_name="level-2 generate g{generation} r{round_index}")
 def generate_samples(llm: LLMClient, spec: MetaRunSpec, *, generation: int, round_index: int,
-                     messages: list[dict[str, str]], samples: int, run_id: str | None = None) -> list[CodeResult]:
+                     messages: list[dict[str, str]], samples: int, run_id: str | None = None,
+                     first: int = 0) -> list[CodeResult]:
     """Best-of-N: `samples` completions of the same prompt at mixed temperatures (round 0 generates, later rounds
-    repair). Each is its own cached `ask`; a local model reuses the prompt's KV cache across them."""
+    repair), numbered from `first` (a mutant is one sample of its own prompt). Each is its own cached `ask`; a local
+    model reuses the prompt's KV cache across them."""
     results = []
-    for sample in range(samples):
+    for sample in range(first, first + samples):
         temperature = SAMPLE_TEMPERATURES[sample % len(SAMPLE_TEMPERATURES)]
         reply = ask(llm, LLMCall(meta_run_id=spec.meta_run_id, call_key=f"research/g{generation}/generate/r{round_index}/n{sample}",
                                  purpose="research.generate", messages=messages,
@@ -127,9 +153,11 @@ def simulate_candidate(request: SimulationRequest, active: ActiveSet, trace: Tra
 @task(name="publish-mechanism", cache_policy=NO_CACHE, task_run_name="publish {name} ({status})")
 def publish_mechanism(res_store: Any, tracker: Tracker, spec: MetaRunSpec, *, generation: int, name: str, source: str,
                       status: str, parents: list[str], model: str, report: dict, research_run_id: str,
-                      attempt: int, simulated: SimulatedGain | None = None, novelty: str | None = None) -> dict[str, Any]:
+                      attempt: int, simulated: SimulatedGain | None = None, novelty: str | None = None,
+                      mutated_from: str | None = None, mutation: str | None = None) -> dict[str, Any]:
     """Store the version (accepted or rejected: both are data for improving Level 2) and log a mechanism run
-    tagged with its store key, VersionId, sha256, parents and simulated benefit. Idempotent on resume."""
+    tagged with its store key, VersionId, sha256, parents, simulated benefit and, for a mutant, the parent it was
+    mutated from (`library:<name>` or `<name>@<VersionId>`) and the kind of change. Idempotent on resume."""
     from infra.store import VersionMeta
 
     stored = res_store.put(name, source, VersionMeta(meta_run_id=spec.meta_run_id, generation=generation,
@@ -141,6 +169,8 @@ def publish_mechanism(res_store: Any, tracker: Tracker, spec: MetaRunSpec, *, ge
                if simulated is not None else {})
     if novelty is not None:
         benefit["novelty"] = novelty[:250]
+    if mutated_from is not None:
+        benefit.update(mutated_from=mutated_from[:250], mutation=(mutation or "-")[:40])
     run_id, finished = tracker.ensure_run(
         experiment_name(spec.name), run_key(spec.meta_run_id, f"g{generation}", "mechanism", f"a{attempt}"),
         run_name=f"mechanism {name} ({status})",

@@ -1,6 +1,7 @@
 """Lineage across two nights: night 1's Level 2 writes a mechanism; night 2 starts from it (a lineage parent)
-and its Level 2 writes an improved version of it (each activated because it beat the current search in simulation).
-The tree resolves the same ids in S3 and MLflow."""
+and its Level 2 writes an improved version of it as a mutant of night 1's credited version (each activated because it
+beat the current search in simulation; night 2's fresh invention breaks the policy). The tree resolves the same ids in
+S3 and MLflow."""
 
 from __future__ import annotations
 
@@ -51,7 +52,19 @@ class PatternMove:
 VERSION_2 = VERSION_1.replace("STEPS = 1", "STEPS = 2").replace("one step further", "two steps further")
 
 
-def _night(tmp, store, meta_run_id: str, code: str, mechanisms: list[str], offset: float):
+BROKEN = """import os
+
+
+class PatternMove:
+    name = "pattern_move"
+
+    def screen(self, ctx, candidates):
+        os.listdir("/")
+        return None
+"""
+
+
+def _night(tmp, store, meta_run_id: str, code: str, mechanisms: list[str], offset: float, mutant: str | None = None):
     answers = {
         "propose": [proposal({"LEARNING_RATE": 0.05 + offset}), proposal({"MOMENTUM": 0.7 + offset}),
                     proposal({"LEARNING_RATE": 0.02 + offset}), proposal({"MOMENTUM": 0.9 + offset})],
@@ -60,10 +73,13 @@ def _night(tmp, store, meta_run_id: str, code: str, mechanisms: list[str], offse
         "research.specify": [{"name": "pattern_move", "hooks": ["propose"], "state": "-", "behaviour": "b"}],
         "research.generate": [f"```python\n{code}```"],
     }
-    settings = scripted_settings(tmp, write_script(tmp / f"{meta_run_id}.json", answers))
+    # with a mutant: sample 0 is the fresh invention (it breaks the policy), sample 10 the mutant (mechanisms/population.py)
+    by_key = {"research/g0/generate/r0/n0": f"```python\n{BROKEN}```",
+              "research/g0/generate/r0/n10": f"```python\n{mutant}```"} if mutant else {}
+    settings = scripted_settings(tmp, write_script(tmp / f"{meta_run_id}.json", answers, by_key))
     spec = MetaRunSpec(meta_run_id=meta_run_id, name="nightly", workload=WorkloadRef(reference="toy"), generations=2,
                        iterations=2, levels=["1", "2"], budget=Budget(mode="steps", value=100), mechanisms=mechanisms,
-                       research_samples=1)
+                       research_samples=2 if mutant else 1, research_mutants=1 if mutant else 0)
     res = wired_resources(settings, store=store)
     return meta_run(spec, res), res
 
@@ -75,7 +91,7 @@ def two_nights(tmp_path_factory: pytest.TempPathFactory, s3_server):  # noqa: F8
     store.ensure_bucket()
     _night(tmp, store, "night-1", VERSION_1, [], 0.0)
     first = store.history("pattern_move")[0]
-    _, res = _night(tmp, store, "night-2", VERSION_2, [f"pattern_move@{first.version_id}"], 0.001)
+    _, res = _night(tmp, store, "night-2", VERSION_2, [f"pattern_move@{first.version_id}"], 0.001, mutant=VERSION_2)
     second = store.history("pattern_move")[0]
     return store, res.tracker, first, second, res.settings.runs_dir
 
@@ -84,12 +100,17 @@ def test_night_two_improved_night_ones_mechanism(two_nights) -> None:
     store, tracker, first, second, runs_dir = two_nights
     assert first.meta_run_id == "night-1" and second.meta_run_id == "night-2"
     assert second.version_id != first.version_id and second.parents == [first.version_id]
+    # night 2's improvement is a mutant of night 1's credited version: cross-night memory seeds the population
+    validation = store.get_document("pattern_move", second.version_id, "validation")
+    assert validation["parent"] == f"pattern_move@{first.version_id}" and validation["change"] == "rule"
+    assert validation["novelty"].startswith(f"derived from pattern_move@{first.version_id} (similarity ")
 
 
 def test_mechanism_tree_walks_parents_research_and_influence(two_nights) -> None:
     store, tracker, first, second, runs_dir = two_nights
     tree = mechanism_lineage(store, tracker, runs_dir, f"pattern_move@{second.version_id}")
     assert tree.label == f"pattern_move@{second.version_id}"
+    assert tree.details["mutated_from"] == f"pattern_move@{first.version_id} (rule)"
     kinds = [child.kind for child in tree.children]
     assert kinds == ["produced_by", "influenced", "mechanism"]
     assert "night-2, generation 0" in tree.children[0].label and tree.children[0].details["research_run"] != "not in MLflow"
@@ -104,9 +125,11 @@ def test_run_tree_shows_seeds_and_what_the_night_produced(two_nights) -> None:
     store, tracker, first, second, runs_dir = two_nights
     tree = run_lineage(store, tracker, runs_dir, "night-2")
     assert tree.children[0].kind == "seeds" and first.version_id in tree.children[0].label
-    produced = [c for c in tree.children if c.kind == "produced"]
-    assert len(produced) == 1 and second.version_id in produced[0].label and "(accepted)" in produced[0].label
+    produced = [c for c in tree.children if c.kind == "produced" and "(accepted)" in c.label]
+    assert len(produced) == 1 and second.version_id in produced[0].label
     assert produced[0].details["parents"] == first.version_id
+    assert produced[0].details["mutated_from"] == f"pattern_move@{first.version_id} (rule)"
+    assert produced[0].details["novelty"].startswith(f"derived from pattern_move@{first.version_id}")
     # what the simulation promised, next to what the real trainings credit
     assert float(produced[0].details["simulated_delta"]) < 0 and "credited_delta" in produced[0].details
 

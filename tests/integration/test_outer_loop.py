@@ -1,6 +1,6 @@
 """The outer loop end to end with the scripted LLM on the toy workload: 2 generations; Level 1.5 retunes the config
-(its unsupported freeze is refused and re-asked); Level 2 generates two samples from a skeleton (best-of-N): one
-breaks the policy and one passes, is simulated to beat the current search (its simulated Δ and CI recorded in the
+(its unsupported freeze is refused and re-asked); Level 2 draws two samples (by default half are mutants of a
+parent): the fresh one, from a skeleton, breaks the policy; the mutant of a library mechanism passes, is simulated to beat the current search (its simulated Δ and CI recorded in the
 store's validation document, the MLflow tags and the run summary), is stored in SeaweedFS with a VersionId, logged
 in MLflow, and in generation 2 it puts its own candidates on the table (propose) and they are trained."""
 
@@ -94,7 +94,7 @@ def outer(tmp_path_factory: pytest.TempPathFactory, s3_server):  # noqa: F811
         by_key={"adjust/g0/a0": {"freeze": ["WIDTH"], "unfreeze": [], "strategy": "exploit", "guidance": "",
                                  "reason": "width is costly"},
                 "research/g0/generate/r0/n0": f"```python\n{REJECTED}```",
-                "research/g0/generate/r0/n1": f"```python\n{ACCEPTED}```"},
+                "research/g0/generate/r0/n10": f"```python\n{ACCEPTED}```"},  # the mutant (population.py)
     )
     settings = scripted_settings(tmp, script)
     store = MechanismStore.from_endpoint(s3_server.endpoint, "outer-loop-test", connect_timeout_s=1.0, read_timeout_s=5.0)
@@ -156,6 +156,11 @@ def test_the_valid_sample_beat_the_current_search_in_simulation_and_its_candidat
                         activated["novelty"]), activated["novelty"]
     validation = store.get_document("pattern_move", accepted[0].version_id, "validation")
     assert validation["novelty"] == activated["novelty"]
+    # a mutant of the library mechanism with the specified hooks: its parent in the store, the tags and the summary
+    assert validation["parent"] == tags["bilevel.mutated_from"] == "library:ucb_bandit"
+    assert validation["change"] == tags["bilevel.mutation"] == "rule" and "a mutant of library:ucb_bandit" in verdict
+    assert activated["novelty"].startswith("derived from library:ucb_bandit (similarity ")
+    assert "bilevel.mutated_from" not in by_status["rejected"].data.tags  # the fresh invention has no parent
 
 
 def test_level_15_refusal_was_re_asked_and_the_trace_persisted(outer) -> None:

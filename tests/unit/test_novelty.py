@@ -130,3 +130,27 @@ def test_renaming_alone_changes_nothing(name: str) -> None:
 
 def test_source_that_does_not_parse_is_nobodys_copy() -> None:
     assert assess("class X(:\n  pass").similarity == 0.0
+
+
+def test_a_mutant_is_derived_from_its_parent_whatever_the_similarity() -> None:
+    tabu = library_source("tabu")
+    # a heavy rewrite of tabu's screen: far enough to pass as invented without its parent
+    mutant = tabu.replace('name = "tabu"', 'name = "probe"').replace(
+        '''        allowed = [i for i, c in enumerate(candidates) if not self.is_tabu(c)]
+        if not allowed:
+            return {"reject": True, "reason": "every candidate repeats a recent configuration or move"}
+        return {"choose": allowed[0]} if allowed[0] != 0 else None''',
+        '''        scores = []
+        for i, c in enumerate(candidates):
+            fresh = sum(1 for k in c["changes"] if k not in self.discarded)
+            scores.append((-fresh, len(c["changes"]), i))
+        scores.sort()
+        return {"choose": scores[0][2]} if scores and scores[0][2] != 0 else None''')
+    assert mutant != tabu
+    closeness = similarity(mutant, tabu)
+    novelty = assess(mutant, parent=("library:tabu", tabu))
+    assert novelty.derived and novelty.closest == "library:tabu" and novelty.similarity == closeness
+    assert novelty.label == f"derived from library:tabu (similarity {closeness:.2f})"
+    stored = assess(mutant, parent=("pattern_move@v1", library_source("ucb_bandit")))  # a parent far from it
+    assert stored.derived and stored.label.startswith("derived from pattern_move@v1 (similarity ")
+    assert stored.similarity < DERIVED_AT  # still an adaptation: it was asked to change that parent

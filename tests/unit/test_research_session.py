@@ -7,6 +7,15 @@ from typing import Any
 
 import pytest
 
+from mechanisms.population import (
+    CHANGES,
+    Parent,
+    build_population,
+    lineage_parents,
+    mutant_count,
+    plan_mutations,
+    unchanged,
+)
 from mechanisms.research_session import (
     AUTOFIX_SAMPLE,
     BENEFIT,
@@ -216,7 +225,7 @@ def test_autofixed_variants_are_checked_as_their_own_samples(monkeypatch: pytest
 
 def test_the_novelty_hook_is_recorded_per_sample() -> None:
     fakes = Fakes([["ok"]], {"ok": valid()}, {"ok": gain(-0.02)})
-    report = run_session(INPUTS, fakes.ports(describe_novelty=lambda source: "derived from library:x (similarity 0.9)"))
+    report = run_session(INPUTS, fakes.ports(describe_novelty=lambda source, parent: "derived from library:x (similarity 0.9)"))
     assert report.samples[0].novelty == "derived from library:x (similarity 0.9)"
 
 
@@ -225,3 +234,110 @@ def test_no_specification_ends_the_session_before_generation() -> None:
     fakes.ask_round = lambda name, messages: RoundResult(answer=None, messages=messages)  # type: ignore[method-assign]
     report = run_session(INPUTS, fakes.ports())
     assert report.verdict == "research rounds gave no usable specification" and fakes.generated == []
+
+
+# -- mutants of the population (mechanisms/population.py) -------------------------------------------------------------
+def parent(label: str, credit: float | None = None, tag: str = "p") -> Parent:
+    name = label.split("@")[0].removeprefix("library:")
+    return Parent(label=label, name=name, source=code(f"parent {tag}").replace("return None  #", "return []  #"),
+                  version_id=label.split("@")[1] if "@" in label else None, credited_delta=credit)
+
+
+class MutantFakes(Fakes):
+    """Fakes whose mutate port answers, per mutant sample, the scripted code tag (None: the parent unchanged)."""
+
+    def __init__(self, mutants: dict[int, str | None], *args: Any) -> None:
+        super().__init__(*args)
+        self.mutants = mutants
+        self.mutate_prompts: dict[int, str] = {}
+
+    def mutate(self, round_index: int, messages: list[dict[str, str]], sample: int) -> CodeResult:
+        self.mutate_prompts[sample] = messages[-1]["content"]
+        tag = self.mutants[sample]
+        source = code(tag) if tag else messages[-1]["content"].split("```python\n")[1].split("```")[0] + "\n"
+        return CodeResult(sample=sample, temperature=0.5, code=source)
+
+    def ports(self, **extra: Any) -> SessionPorts:
+        return super().ports(mutate=self.mutate, **extra)
+
+
+def mutant_inputs(population: list[Parent], samples: int = 4, mutants: int = 2, repairs: int = 0) -> SessionInputs:
+    return SessionInputs(stats={}, workload_text="w", objective_text="minimise loss", metric_name="loss", active=[],
+                         samples=samples, repairs=repairs, population=tuple(population), mutants=mutants)
+
+
+def test_the_population_is_earlier_credited_mechanisms_best_first_and_bounded_then_the_library() -> None:
+    from mechanisms.library import list_library
+
+    library = [f"library:{entry.name}" for entry in list_library()]
+    assert [p.label for p in build_population([])] == library  # no earlier runs: the library
+    credited = [parent("a@1", -0.01, "a"), parent("b@2", -0.05, "b"), parent("hurt@3", 0.02, "c"),
+                parent("d@4", -0.03, "d"), parent("e@5", -0.02, "e"), parent("f@6", -0.04, "b")]  # f: b's source
+    population = build_population(credited, limit=3)
+    assert [p.label for p in population] == ["b@2", "d@4", "e@5", *library]  # a helped least; hurt never helped
+
+
+def test_mutations_start_from_credited_parents_then_library_ones_with_the_wanted_hooks_one_change_each() -> None:
+    population = build_population([parent("best@7", -0.1)])
+    plan = plan_mutations(population, 4, ["screen"])
+    assert [m.parent.label for m in plan[:2]] == ["best@7", "library:tabu"]  # tabu defines screen; credit first
+    assert [m.kind for m in plan] == ["rule", "state", "threshold", "rule"]
+    assert mutant_count(4, 2, population) == 2 and mutant_count(3, 2, population) == 1  # at most half
+    assert mutant_count(1, 2, population) == 0 and mutant_count(4, 2, []) == 0  # a fresh sample always; no parents
+    assert lineage_parents(["ctx1", "v7"], plan[0].parent) == ["7", "ctx1", "v7"]
+    assert lineage_parents(["ctx1"], plan[1].parent) == ["ctx1"]  # a library parent has no VersionId
+
+
+def test_the_mutate_prompt_shows_the_parent_source_and_one_stated_change() -> None:
+    first, second = parent("kept@11", -0.2, "one"), parent("kept2@12", -0.1, "two")
+    fakes = MutantFakes({10: "m0", 11: "m1"}, [["fresh", "fresh2"]], {"fresh": valid(), "fresh2": valid(),
+                        "m0": valid(), "m1": valid()}, {t: gain(0.01) for t in ("fresh", "fresh2", "m0", "m1")})
+    run_session(mutant_inputs([first, second]), fakes.ports())
+    assert fakes.generated[0][2] == 2  # 4 samples: 2 fresh inventions and 2 mutants
+    prompt = fakes.mutate_prompts[10]
+    assert first.source.strip() in prompt and second.source.strip() not in prompt
+    assert CHANGES[0][1] in prompt and all(text not in prompt for _, text in CHANGES[1:])  # exactly one change
+    assert "kept@11" in prompt and 'name = "probe"' in prompt and "`Probe`" in prompt  # the session's name
+    assert second.source.strip() in fakes.mutate_prompts[11] and CHANGES[1][1] in fakes.mutate_prompts[11]
+
+
+def test_a_mutant_is_selected_like_any_sample_and_its_report_carries_its_parent() -> None:
+    kept = parent("kept@11", -0.2)
+    fakes = MutantFakes({10: "mutant"}, [["fresh"]], {"fresh": valid(), "mutant": valid()},
+                        {"fresh": gain(-0.01), "mutant": gain(-0.05)})
+    seen: list[tuple[str, Parent | None]] = []
+
+    def novelty(source: str, parent: Parent | None) -> str:
+        seen.append((fakes.tag(source), parent))
+        return "invented" if parent is None else f"derived from {parent.label}"
+
+    report = run_session(mutant_inputs([kept], samples=2, mutants=1), fakes.ports(describe_novelty=novelty))
+    assert fakes.simulated == [0, 10]  # simulated like the fresh sample
+    assert report.accepted is not None and report.accepted.sample == 10 and report.accepted.parent == kept
+    assert report.accepted.change == "rule" and report.accepted.novelty == "derived from kept@11"
+    assert "a mutant of kept@11 (rule)" in report.verdict
+    assert [(s.sample, s.parent, s.change) for s in report.samples] == [(0, None, None), (10, "kept@11", "rule")]
+    assert seen == [("fresh", None), ("mutant", kept)]
+
+
+def test_an_unchanged_parent_is_refused_without_validation_and_a_repair_keeps_the_parent() -> None:
+    kept = parent("kept@11", -0.2)
+    fakes = MutantFakes({10: None}, [["broken"], ["fixed"]], {"broken": failed("policy"), "fixed": valid()},
+                        {"fixed": gain(-0.02)})
+    report = run_session(mutant_inputs([kept], samples=2, mutants=1, repairs=1), fakes.ports())
+    unchanged_sample = next(s for s in report.samples if s.sample == 10)
+    assert unchanged_sample.stage_failed == "static" and "parent `kept@11` unchanged" in unchanged_sample.error
+    # the unchanged mutant got further (static) than the fresh one (policy): the repair continues the mutant
+    repair_prompt = "\n".join(m["content"] for m in fakes.generated[1][1])
+    assert kept.source.strip() in repair_prompt and "make the one change asked" in repair_prompt
+    assert report.accepted is not None and report.accepted.round == 1 and report.accepted.parent == kept
+
+
+def test_unchanged_sees_through_renaming_but_not_a_new_threshold() -> None:
+    from mechanisms.library import library_source
+
+    tabu = library_source("tabu")
+    renamed = tabu.replace("class TabuSearch", "class Probe").replace('name = "tabu"', 'name = "probe"')
+    assert unchanged(renamed.replace('"""Tabu search: screen', '"""Another docstring: screen'), tabu)
+    assert not unchanged(renamed.replace("TENURE = 12", "TENURE = 6"), tabu)
+    assert not unchanged("class Probe:\x00", tabu) and not unchanged("(" * 500 + ")" * 500, tabu)  # untrusted

@@ -1,0 +1,123 @@
+"""Level 2's population: the parents a session may mutate (the best-credited mechanisms of earlier runs first, then
+the reference library), the one stated change each mutant is asked for, and whether a mutant changed anything. Pure:
+the store is read elsewhere."""
+
+from __future__ import annotations
+
+import ast
+
+from pydantic import BaseModel, Field
+
+from mechanisms.library import list_library
+
+MAX_CREDITED = 3  # earlier runs' mechanisms in a population: the best few, so the prompt stays one parent long
+MAX_LINEAGE_PARENTS = 16  # infra.store.MAX_PARENTS: a version's metadata names at most this many parents
+
+# One stated change per mutant, in turn: a small model edits one thing in code it is shown better than it invents a
+# whole class (issue 19). Each text completes "Change it in exactly one way: ...".
+CHANGES: tuple[tuple[str, str], ...] = (
+    ("rule", "replace the rule that decides what one of its hooks returns with a different rule (choose by another "
+             "score, move in another direction, prefer other parameters); keep its other hooks as they are"),
+    ("state", "add one new state variable to self.state, update it in observe(ctx, result), and use it in one "
+              "decision of another hook"),
+    ("threshold", "add or change one threshold (a number compared with something the trace shows, e.g. experiments "
+                  "since the last improvement, how often a parameter was tried, a margin on the value) that decides "
+                  "when the mechanism acts"),
+)
+
+
+class Parent(BaseModel):
+    """A mechanism a mutant may start from: a library one, or a version stored by an earlier run with its credit."""
+
+    label: str = Field(description="`library:<name>` or `<name>@<VersionId>`.")
+    name: str
+    source: str
+    version_id: str | None = Field(None, description="The store's VersionId; None for the library.")
+    credited_delta: float | None = Field(None, description="Δ its real trainings are credited with (negative: "
+                                         "it helped); None for the library.")
+
+
+class Mutation(BaseModel):
+    """What one mutant sample is asked for: a parent, and one change of a stated kind."""
+
+    parent: Parent
+    kind: str
+    change: str
+
+
+def library_parents() -> list[Parent]:
+    return [Parent(label=f"library:{entry.name}", name=entry.name, source=entry.source) for entry in list_library()]
+
+
+def build_population(credited: list[Parent], limit: int = MAX_CREDITED) -> list[Parent]:
+    """Earlier runs' credited mechanisms (best credit first, only those that helped, at most `limit`, one per source),
+    then the library. With no earlier runs the population is the library."""
+    helped = sorted((p for p in credited if p.credited_delta is not None and p.credited_delta < 0),
+                    key=lambda p: p.credited_delta or 0.0)
+    chosen: list[Parent] = []
+    for parent in helped:
+        if len(chosen) < limit and all(parent.source != c.source for c in chosen):
+            chosen.append(parent)
+    return [*chosen, *library_parents()]
+
+
+def plan_mutations(population: list[Parent], count: int, hooks: list[str]) -> list[Mutation]:
+    """`count` mutations: parents in population order, except that library parents are ranked by how many of the
+    specified hooks they define (the wanted structure); changes in the order of CHANGES, each in turn."""
+    if count <= 0 or not population:
+        return []
+
+    def rank(indexed: tuple[int, Parent]) -> tuple[int, int, int]:
+        index, parent = indexed
+        if parent.version_id is not None:
+            return (0, 0, index)
+        return (1, -sum(f"def {hook}(self" in parent.source for hook in hooks), index)
+
+    ordered = [parent for _, parent in sorted(enumerate(population), key=rank)]
+    return [Mutation(parent=ordered[k % len(ordered)], kind=CHANGES[k % len(CHANGES)][0],
+                     change=CHANGES[k % len(CHANGES)][1]) for k in range(count)]
+
+
+def mutant_count(samples: int, mutants: int, population: list[Parent]) -> int:
+    """The rule: of a session's first-round samples, `mutants` are mutants, but at most half of them (at least one
+    sample is always a fresh invention), and none without a population."""
+    return min(mutants, samples // 2) if population else 0
+
+
+def lineage_parents(context: list[str], parent: Parent | None) -> list[str]:
+    """The store VersionIds a version names as parents: a mutant's stored parent first, then the mechanisms active
+    when it was made (a library parent has no VersionId; the validation document and MLflow tags name it)."""
+    ordered = [parent.version_id] if parent is not None and parent.version_id else []
+    return list(dict.fromkeys([*ordered, *context]))[:MAX_LINEAGE_PARENTS]
+
+
+class _Shape(ast.NodeTransformer):
+    """What a mutant may rename without changing anything: class names, the declared `name`, docstrings."""
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:
+        node.name = "_"
+        for item in node.body:
+            if (isinstance(item, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "name" for t in item.targets)
+                    and isinstance(item.value, ast.Constant)):
+                item.value = ast.Constant(value="_")
+        return self._undocumented(node)
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+        return self._undocumented(node)
+
+    def _undocumented(self, node: ast.ClassDef | ast.FunctionDef) -> ast.AST:
+        first = node.body[0] if node.body else None
+        if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+            node.body = node.body[1:] or [ast.Pass()]
+        self.generic_visit(node)
+        return node
+
+
+def unchanged(code: str, parent_source: str) -> bool:
+    """Whether a mutant is its parent with nothing changed but names and docstrings (a threshold's new number is a
+    change, unlike in novelty's shapes)."""
+    try:
+        trees = [_Shape().visit(ast.parse(text)) for text in (code, parent_source)]
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # untrusted code: validation says what is wrong
+        return False
+    return ast.dump(trees[0]) == ast.dump(trees[1])
