@@ -46,20 +46,22 @@ SCRIPTED_MECHANISM = '''import random
 import helpers as h
 
 
-class UntriedFirst:
-    """Put the first untried parameter on the table."""
+class BestNeighbour:
+    """Try a step away from the best configuration: one parameter moved from its best value."""
 
-    name = "untried_first"
-
-    def __init__(self):
-        self.state = {}
+    name = "best_neighbour"
 
     def propose(self, ctx):
-        untried = h.untried(ctx)
-        if not untried:
+        best = h.best_configs(ctx, 1)
+        names = h.editable(ctx)
+        if not best or not names:
             return None
-        value = h.neighbour(ctx, untried[0], random.Random(ctx["seed"]))
-        return [h.candidate(untried[0], value, "never tried")]
+        rng = random.Random(ctx["seed"])
+        name = rng.choice(names)
+        value = h.neighbour(ctx, name, rng, value=best[0]["config"].get(name), scale=0.5)
+        if value is None:
+            return None
+        return {"candidates": [h.candidate(name, value, "a step from the best")]}
 '''
 
 
@@ -107,11 +109,12 @@ def plan_sessions(found: list[dict[str, Any]], sessions: int) -> list[tuple[dict
 def scripted_answers(path: Path, sessions: int) -> Path:
     """One prepared answer per round and session (the provider replays them in order)."""
     answers = {
-        "research.explore": [{"ideas": [{"problem": "parameters never tried", "evidence": "untouched_params",
-                                         "idea": "put an untried parameter on the table"}]}] * sessions,
+        "research.explore": [{"ideas": [{"problem": "the best configuration's neighbourhood is not searched",
+                                         "evidence": "best", "idea": "try a small step away from the best"}]}] * sessions,
         "research.critique": [{"choice": 0, "reason": "simple"}] * sessions,
-        "research.specify": [{"name": "untried_first", "hooks": ["propose"], "state": "none",
-                              "behaviour": "propose the first untried parameter"}] * sessions,
+        "research.specify": [{"name": "best_neighbour", "hooks": ["propose"], "state": "none",
+                              "behaviour": "propose one parameter moved half a step from the best configuration"}]
+        * sessions,
         "research.generate": [f"```python\n{SCRIPTED_MECHANISM}```"] * sessions,
     }
     path.write_text(json.dumps({"answers": answers}))
@@ -153,10 +156,59 @@ def session_record(number: int, fixture: dict[str, Any], seen: int, outcome: Any
     }
 
 
-def run(sessions: int, model: str | None, out: Path, scripted: bool, shard: tuple[int, int] = (0, 1)) -> dict[str, Any]:
+def run_session(number: int, fixture: dict[str, Any], seen: int, settings: Any, out: Path) -> dict[str, Any]:
+    """One research session on the fixture's trace cut after `seen` experiments, with an empty active set."""
+    from flows.research import research
+    from infra.mlflow_schema import experiment_name, run_key, run_tags
+    from infra.resources import build_workload, open_resources
+    from mechanisms.active import ActiveSet
+
+    spec = session_spec(number, fixture, seen)
+    trace = cut(fixture["trace"], seen)
+    generation = trace.experiments[-1].generation
+    workload = build_workload(settings, spec.workload)
+    with open_resources(settings, with_store=True, workload=workload) as res:
+        parent, _ = res.tracker.ensure_run(experiment_name(spec.name), run_key(spec.meta_run_id),
+                                           run_name=spec.meta_run_id, tags=run_tags("meta_run", spec.meta_run_id))
+        started = time.perf_counter()
+        outcome = research(spec, res, generation=generation, trace=trace, active=ActiveSet(), parent_run_id=parent)
+        seconds = time.perf_counter() - started
+    return session_record(number, fixture, seen, outcome, seconds, out)
+
+
+def session_spec(number: int, fixture: dict[str, Any], seen: int) -> Any:
+    return fixture["spec"].model_copy(update={"meta_run_id": f"yield-{number}-{fixture['name']}-{seen}",
+                                              "name": "level2-yield", "levels": ["1", "2"]})
+
+
+def wants_real_gain(record: dict[str, Any]) -> bool:
+    """An activated session on a fast workload whose real gain is not recorded yet."""
+    from benchmarks.real_gain import FAST_WORKLOADS
+
+    return bool(record["activated"]) and record["workload"] in FAST_WORKLOADS and not record.get("real_gain")
+
+
+def session_real_gain(record: dict[str, Any], fixture: dict[str, Any], settings: Any, out: Path, state: Path, *,
+                      pairs: int, proposer: str) -> dict[str, Any]:
+    """The next generation of the session's trace trained with and without its activated mechanism (paired seeds,
+    real trainings, the same non-LLM proposer in both arms): benchmarks/real_gain.py."""
+    from benchmarks.real_gain import mechanism_from_record, real_gain
+
+    number, seen = record["session"], record["experiments_seen"]
+    spec = session_spec(number, fixture, seen)
+    return real_gain(spec, cut(fixture["trace"], seen), mechanism_from_record(record, out), settings,
+                     state / "real-gain" / f"{number:03d}", label=f"real-{number}-{fixture['name']}-{seen}",
+                     pairs=pairs, proposer=proposer)
+
+
+def run(sessions: int, model: str | None, out: Path, scripted: bool, shard: tuple[int, int] = (0, 1),
+        real: dict[str, Any] | None = None, state: Path | None = None) -> dict[str, Any]:
+    """The planned sessions not recorded yet (this shard's), then, with `real` ({pairs, proposer}), the real gain of
+    every activated session on a fast workload that lacks one; then the summary of every session file."""
     apply_telemetry_opt_outs()
     os.chdir(ROOT)  # fixtures name example scripts relative to the repository
-    state = Path(tempfile.mkdtemp(prefix="bilevel-level2-yield-"))
+    state = state or Path(tempfile.mkdtemp(prefix="bilevel-level2-yield-"))
+    state.mkdir(parents=True, exist_ok=True)
     overrides: dict[str, Any] = {"state_dir": state}
     if scripted:
         overrides.update(model="scripted/replay", scripted_answers=scripted_answers(state / "answers.json", sessions))
@@ -166,31 +218,24 @@ def run(sessions: int, model: str | None, out: Path, scripted: bool, shard: tupl
     from infra.prefect_env import apply_prefect_environment
 
     apply_prefect_environment(settings)
-    from flows.research import research
-    from infra.mlflow_schema import experiment_name, run_key, run_tags
-    from infra.resources import build_workload, open_resources
-    from mechanisms.active import ActiveSet
-
     found = fixtures()
     (out / "sessions").mkdir(parents=True, exist_ok=True)
     for number, (fixture, seen) in enumerate(plan_sessions(found, sessions)):
         done = out / "sessions" / f"{number:03d}.json"
-        if done.exists() or number % shard[1] != shard[0]:
-            continue  # resumable: a session already recorded is not run again; another shard's is left to it
-        spec = fixture["spec"].model_copy(update={"meta_run_id": f"yield-{number}-{fixture['name']}-{seen}",
-                                                  "name": "level2-yield", "levels": ["1", "2"]})
-        trace = cut(fixture["trace"], seen)
-        generation = trace.experiments[-1].generation
-        workload = build_workload(settings, spec.workload)
-        with open_resources(settings, with_store=True, workload=workload) as res:
-            parent, _ = res.tracker.ensure_run(experiment_name(spec.name), run_key(spec.meta_run_id),
-                                               run_name=spec.meta_run_id, tags=run_tags("meta_run", spec.meta_run_id))
-            started = time.perf_counter()
-            outcome = research(spec, res, generation=generation, trace=trace, active=ActiveSet(), parent_run_id=parent)
-            seconds = time.perf_counter() - started
-        record = session_record(number, fixture, seen, outcome, seconds, out)
-        done.write_text(json.dumps(record, indent=1))
-        print(json.dumps({k: record[k] for k in ("session", "fixture", "activated", "seconds", "verdict")}), flush=True)
+        if number % shard[1] != shard[0]:
+            continue  # another shard's session is left to it
+        if done.exists():  # resumable: a session already recorded is not run again
+            record = json.loads(done.read_text())
+        else:
+            record = run_session(number, fixture, seen, settings, out)
+            done.write_text(json.dumps(record, indent=1))
+            print(json.dumps({k: record[k] for k in ("session", "fixture", "activated", "seconds", "verdict")}), flush=True)
+        if real and wants_real_gain(record):  # written once: a session whose real gain is recorded is skipped
+            record["real_gain"] = session_real_gain(record, fixture, settings, out, state, **real)
+            done.write_text(json.dumps(record, indent=1))
+            print(json.dumps({"session": number, "real_gain": {k: record["real_gain"][k] for k in
+                                                               ("delta", "ci_low", "ci_high", "pairs", "seconds")}}),
+                  flush=True)
     return summarise(out, model=settings.model, research_samples=found[0]["spec"].research_samples)
 
 
@@ -198,18 +243,23 @@ def _group(records: list[dict[str, Any]]) -> dict[str, Any]:
     activated = [r for r in records if r["activated"]]
     invented = [r for r in activated if r["novelty"] and not r["novelty"]["derived"]]
     gains = [r["real_gain"] for r in activated if r.get("real_gain")]
+    from benchmarks.real_gain import over_sessions
+
+    real = over_sessions(gains)
     return {
         "sessions": len(records), "activated": len(activated),
         "activated_ci_excludes_0": sum(r["ci_excludes_0"] for r in activated),
         "share_ci_excludes_0": round(sum(r["ci_excludes_0"] for r in activated) / len(records), 3) if records else None,
         "invented": len(invented), "median_session_s": round(statistics.median(r["seconds"] for r in records), 1) if records else None,
-        "real_gain_sessions": len(gains),
-        "real_gain_mean": round(statistics.fmean(g["delta"] for g in gains), 6) if gains else None,
+        "real_gain_sessions": real["sessions"], "real_gain_mean": real["mean"],
+        "real_gain_ci": [real["ci_low"], real["ci_high"]] if real["sessions"] else None,
     }
 
 
 def summarise(out: Path, *, model: str, research_samples: int | None = None) -> dict[str, Any]:
     """summary.json and README.md from every session file in DIR/sessions (whichever shard or run wrote them)."""
+    from benchmarks.real_gain import over_sessions
+
     records = [json.loads(p.read_text()) for p in sorted((out / "sessions").glob("*.json"))]
     failures: Counter[str] = Counter()
     for record in records:
@@ -219,6 +269,7 @@ def summarise(out: Path, *, model: str, research_samples: int | None = None) -> 
         "model": model, "commit": _commit(), "research_samples": research_samples,
         "development": _group([r for r in records if r["development"]]),
         "held_out": _group([r for r in records if not r["development"]]),
+        "real_gain_all": over_sessions([r["real_gain"] for r in records if r.get("real_gain")]),
         "stage_failures": dict(failures), "load_average": [round(x, 2) for x in os.getloadavg()],
         "per_session": records,
     }
@@ -246,13 +297,19 @@ def readme(summary: dict[str, Any]) -> str:
                   f"{g['activated_ci_excludes_0']} with a simulated-gain CI excluding 0; {g['invented']} activated "
                   f"mechanism(s) invented (similarity < 0.7 to every reference); median session {g['median_session_s']} s; "
                   f"real next-generation gain measured in {g['real_gain_sessions']} session(s), mean {g['real_gain_mean']}.", ""]
+    every = summary["real_gain_all"]
+    lines += [f"**Real next-generation gain** (paired real trainings with and without the activated mechanism, same "
+              f"seeds and non-LLM proposer; Δ with minus without, negative: the mechanism helps): "
+              f"{every['sessions']} session(s), mean {every['mean']}, 95% bootstrap CI [{every['ci_low']}, "
+              f"{every['ci_high']}].", ""]
     lines += ["| session | fixture | held out | seen | activated | simulated Δ [CI]; per landscape | novelty | real Δ [CI] | "
               "seconds | source | verdict |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in summary["per_session"]:
         novelty = (f"{'derived' if r['novelty']['derived'] else 'invented'} ({r['novelty']['closest']}, "
                    f"{r['novelty']['similarity']:.2f})") if r["novelty"] else "-"
         real = r.get("real_gain")
-        real_text = f"{real['delta']:+.3g} [{real['ci_low']:+.3g}, {real['ci_high']:+.3g}] (n={real['pairs']})" if real else "-"
+        real_text = (f"{real['delta']:+.3g} [{real['ci_low']:+.3g}, {real['ci_high']:+.3g}] (n={real['pairs']})"
+                     if real and real["pairs"] else "-")
         source = f"[{Path(r['source_file']).name}]({r['source_file']})" if r["source_file"] else "-"
         lines.append(f"| {r['session']} | {r['fixture']} | {'no' if r['development'] else 'yes'} | {r['experiments_seen']} | "
                      f"{'yes' if r['activated'] else 'no'} | {_cell_gain(r['simulated'])} | {novelty} | {real_text} | "
@@ -267,13 +324,19 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--scripted", action="store_true", help="the API-model path through the scripted provider")
     parser.add_argument("--shard", default="0/1", help="i/n: run sessions whose number is i modulo n")
+    parser.add_argument("--real-gain", action="store_true", help="train the next generation with and without each "
+                        "activated mechanism (fast workloads only: control, fit_curve)")
+    parser.add_argument("--real-pairs", type=int, default=1, help="paired seeds per session for --real-gain")
+    parser.add_argument("--real-proposer", default="tpe", choices=["tpe", "random", "cmaes"],
+                        help="the non-LLM proposer of both arms")
     args = parser.parse_args()
     index, _, count = args.shard.partition("/")
     shard = (int(index), int(count or 1))
     if not 0 <= shard[0] < shard[1]:
         raise SystemExit(f"--shard {args.shard}: expected i/n with 0 <= i < n")
     out = args.out or (DEFAULT_OUT.with_name("level2-yield-scripted") if args.scripted else DEFAULT_OUT)
-    summary = run(args.sessions, args.model, out, args.scripted, shard)
+    real = {"pairs": args.real_pairs, "proposer": args.real_proposer} if args.real_gain else None
+    summary = run(args.sessions, args.model, out, args.scripted, shard, real)
     print(json.dumps({k: v for k, v in summary.items() if k != "per_session"}))
 
 

@@ -1,0 +1,131 @@
+"""The real next-generation gain of a mechanism Level 2 activated: the fixture's next generation trained twice from the
+recorded trace, on the same paired seeds and with the same cheap non-LLM proposer, once with the current search and
+once with the mechanism added; the paired difference of the best values reached is the mechanism's alone.
+
+Each arm is a real meta-run resumed from the trace (`bilevel resume` in its own process and state directory, so no
+Prefect result, MLflow run or training folder is shared between the arms): the trace's last generation is recorded
+as ended with the arm's mechanisms, and `resume` trains exactly the one generation after it (search/resume.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from infra.runs import RunFolder
+from infra.settings import Settings
+from mechanisms.benefit import next_config
+from search.active_set import ActiveMechanism, ActiveSet
+from search.config import SearchConfig
+from search.run_spec import MetaRunSpec
+from search.simulate import bootstrap_ci
+from search.trace import GenerationEnd, Trace
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST_WORKLOADS = ("examples/control/train.py", "examples/fit_curve/train.py")  # about a second per training
+ARM_TIMEOUT_S = 1800.0
+SECRET_SETTINGS = {"s3_access_key", "s3_secret_key"}
+
+
+class ArmFailed(RuntimeError):
+    """An arm's meta-run did not finish (one line, with the tail of its output)."""
+
+
+def arm_trace(trace: Trace, generation: int, active: ActiveSet, fallback: SearchConfig) -> Trace:
+    """The trace with `generation` recorded as ended (done), the next one searching with `active` and the config
+    Level 2 simulated it with (mechanisms/benefit.py: before any Level 1.5 change); later ends are dropped."""
+    end = GenerationEnd(generation=generation, config=next_config(trace, fallback), active=active, done=True,
+                        notes=[f"real-gain arm: {', '.join(m.label for m in active.mechanisms) or 'current search'}"])
+    ends = [e for e in trace.generation_ends if e.generation < generation]
+    return trace.model_copy(update={"generation_ends": [*ends, end]})
+
+
+def arm_spec(spec: MetaRunSpec, *, meta_run_id: str, generation: int, seed: int, proposer: str) -> MetaRunSpec:
+    """The spec that resumes into exactly generation `generation + 1`: Level 1 only, a non-LLM proposer; a script
+    named relative to the repository is named by its absolute path (as the CLI resolves it)."""
+    script = ROOT / spec.workload.reference
+    workload = spec.workload.model_copy(update={"reference": str(script)}) if script.is_file() else spec.workload
+    return spec.model_copy(update={"workload": workload, "meta_run_id": meta_run_id, "name": "level2-real-gain", "levels": ["1"],
+                                   "generations": generation + 2, "seed": seed, "proposer": proposer,
+                                   "max_hours": None, "max_llm_cost_usd": None})
+
+
+def _arm_env(state: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BILEVEL_", "PREFECT_"))}
+    env.update(BILEVEL_STATE_DIR=str(state), PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", COLUMNS="160")
+    return env
+
+
+def run_arm(spec: MetaRunSpec, trace: Trace, settings: Settings, state: Path, *,
+            timeout_s: float = ARM_TIMEOUT_S) -> dict[str, Any]:
+    """One arm: the run folder written under `state`, then `bilevel resume` in a fresh process. The LLM is the
+    scripted provider with no answers, so an arm that asked a model would fail instead of mixing one in."""
+    answers = state / "no-answers.json"
+    state.mkdir(parents=True, exist_ok=True)
+    answers.write_text(json.dumps({"answers": {}}))
+    arm_settings = settings.model_copy(update={"state_dir": state, "levels": "1", "model": "scripted/replay",
+                                               "scripted_answers": answers, "mlflow_tracking_uri": None})
+    folder = RunFolder(arm_settings.runs_dir, spec.meta_run_id)
+    folder.write_spec(spec, arm_settings.model_dump(mode="json", exclude=SECRET_SETTINGS))
+    folder.write_trace(trace)
+    log = state / "resume.log"
+    with open(log, "w", encoding="utf-8") as out:
+        done = subprocess.run([sys.executable, "-m", "bilevel.cli", "resume", spec.meta_run_id], cwd=ROOT,
+                              env=_arm_env(state), stdout=out, stderr=subprocess.STDOUT, timeout=timeout_s, check=False)
+    if done.returncode != 0:
+        raise ArmFailed(f"arm {spec.meta_run_id} in {state} exited {done.returncode}: "
+                        + log.read_text(errors="replace")[-800:].replace("\n", " | "))
+    after = folder.read_trace()
+    generation = spec.generations - 1
+    new = [e for e in after.decided if e.generation == generation]
+    launches = [json.loads(line) for line in arm_settings.launch_log.read_text().splitlines()] \
+        if arm_settings.launch_log.exists() else []
+    return {"best": after.state().best.value, "experiments": len(new),
+            "proposed_by": sorted({e.proposed_by for e in new}),
+            "trained": len(launches), "launch_seeds": sorted({int(entry["seed"]) for entry in launches})}
+
+
+def mechanism_from_record(record: dict[str, Any], out: Path) -> ActiveMechanism:
+    """The activated mechanism of a recorded session, from its committed source."""
+    name = str(record["mechanism"]).split("@", 1)[0]
+    return ActiveMechanism.from_source(name, (out / record["source_file"]).read_text())
+
+
+def real_gain(spec: MetaRunSpec, trace: Trace, mechanism: ActiveMechanism, settings: Settings, workdir: Path, *,
+              label: str, pairs: int = 1, proposer: str = "tpe", current: ActiveSet | None = None) -> dict[str, Any]:
+    """`pairs` paired runs of the next generation (seeds spec.seed, spec.seed + 1, ...): without and with `mechanism`
+    on top of `current`. Δ per pair is sign-corrected like the simulated gain (with minus without; negative: the
+    mechanism helps); the session's Δ is their mean with a bootstrap CI."""
+    current = current or ActiveSet()
+    generation = trace.experiments[-1].generation
+    started = time.perf_counter()
+    per_pair = []
+    for seed in range(spec.seed, spec.seed + pairs):
+        arm = arm_spec(spec, meta_run_id=f"{label}-s{seed}", generation=generation, seed=seed, proposer=proposer)
+        without = run_arm(arm, arm_trace(trace, generation, current, spec.search), settings, workdir / f"s{seed}-without")
+        with_it = run_arm(arm, arm_trace(trace, generation, current.with_added(mechanism), spec.search), settings,
+                          workdir / f"s{seed}-with")
+        delta = trace.objective.delta(without["best"], with_it["best"]) \
+            if without["best"] is not None and with_it["best"] is not None else None
+        per_pair.append({"seed": seed, "without": without, "with": with_it, "delta": delta})
+    deltas = [p["delta"] for p in per_pair if p["delta"] is not None]
+    low, high = bootstrap_ci(deltas) if deltas else (None, None)
+    return {"delta": statistics.fmean(deltas) if deltas else None, "ci_low": low, "ci_high": high,
+            "pairs": len(deltas), "proposer": proposer, "generation": generation + 1, "iterations": spec.iterations,
+            "mechanism": mechanism.name, "seconds": round(time.perf_counter() - started, 1), "per_pair": per_pair}
+
+
+def over_sessions(gains: list[dict[str, Any]]) -> dict[str, Any]:
+    """The mean of the sessions' real Δ and its bootstrap CI (sessions resampled)."""
+    deltas = [g["delta"] for g in gains if g.get("delta") is not None]
+    if not deltas:
+        return {"sessions": 0, "mean": None, "ci_low": None, "ci_high": None}
+    low, high = bootstrap_ci(deltas)
+    return {"sessions": len(deltas), "mean": round(statistics.fmean(deltas), 6), "ci_low": round(low, 6),
+            "ci_high": round(high, 6)}
