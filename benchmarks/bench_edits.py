@@ -166,7 +166,14 @@ def edit_statistics(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         }
     paired = sorted(set(by_mode[REFERENCE]) & set(by_mode[CHALLENGER]))
     comparison = delta_stats.comparison(CHALLENGER, REFERENCE)
-    differences: dict[str, Any] = {"pairs": len(paired), "delta": comparison.model_dump(mode="json")}
+    delta_diffs = [by_mode[CHALLENGER][i]["delta"] - by_mode[REFERENCE][i]["delta"] for i in paired]
+    differences: dict[str, Any] = {
+        "pairs": len(paired), "delta": comparison.model_dump(mode="json"), "delta_per_pair": delta_diffs,
+        "delta_mean": sum(delta_diffs) / len(delta_diffs) if delta_diffs else None,
+        # Same seed, same unedited script: the two baselines of a pair should measure the same (a nondeterministic
+        # training would show here, and widen every paired difference).
+        "baselines_differ": [i for i in paired
+                             if abs(by_mode[CHALLENGER][i]["baseline"] - by_mode[REFERENCE][i]["baseline"]) > 1e-9]}
     for name, part, whole in (("valid_share", "valid", "asked"), ("crash_rate", "crashes", "trainings")):
         values = [_share(by_mode[CHALLENGER][i][part], by_mode[CHALLENGER][i][whole]) for i in paired]
         bases = [_share(by_mode[REFERENCE][i][part], by_mode[REFERENCE][i][whole]) for i in paired]
@@ -199,10 +206,11 @@ def summary_markdown(stats: Mapping[str, Any], records: Sequence[Mapping[str, An
     diff = stats["literals_minus_block"]
     delta = diff["delta"]
     lines += ["", f"Paired differences literals − block over {diff['pairs']} pair(s) (negative Δ is better):", "",
-              f"- Δ: mean {num(delta['mean_difference'], '+.4f')}, CI {ci(delta['ci'])}, {delta['test']}, "
+              f"- Δ: mean {num(diff['delta_mean'], '+.4f')}, CI {ci(delta['ci'])}, {delta['test']}, "
               f"p = {num(delta['p_value'], '.3g')}, verdict: {delta['verdict']} ({delta['reason']})",
               f"- valid share: mean {num(diff['valid_share']['mean'], '+.3f')}, CI {ci(diff['valid_share']['ci'])}",
-              f"- crash rate: mean {num(diff['crash_rate']['mean'], '+.3f')}, CI {ci(diff['crash_rate']['ci'])}", "",
+              f"- crash rate: mean {num(diff['crash_rate']['mean'], '+.3f')}, CI {ci(diff['crash_rate']['ci'])}",
+              f"- pairs whose two baselines differ: {diff['baselines_differ'] or 'none'}", "",
               "| meta-run | seed | commit | baseline | best | Δ | noise floor | valid / asked | crashes / trainings | "
               "LLM calls, s | wall s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:

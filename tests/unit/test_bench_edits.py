@@ -82,6 +82,7 @@ def test_statistics_per_mode_and_paired_differences() -> None:
     assert diff["valid_share"]["per_pair"] == pytest.approx([0.5 - 1.0, 1.0 - 0.5, 0.75 - 0.8])
     assert diff["crash_rate"]["mean"] == pytest.approx((1 / 3 + 0 + (2 / 3 - 1 / 3)) / 3)
     assert diff["delta"]["ci"]["high"] < 0 and stats["missing"] == {}
+    assert diff["delta_mean"] == pytest.approx(-0.5 / 3) and diff["baselines_differ"] == []
 
 
 def test_a_missing_repeat_is_reported_and_left_out_of_the_pairs() -> None:
@@ -90,3 +91,9 @@ def test_a_missing_repeat_is_reported_and_left_out_of_the_pairs() -> None:
     assert stats["missing"] == {"literals": [1]} and stats["literals_minus_block"]["pairs"] == 1
     assert stats["literals_minus_block"]["delta"]["test"] == "none"  # one pair decides nothing
     assert stats["modes"]["block"]["delta_ci"] is None
+    assert stats["literals_minus_block"]["delta_mean"] == pytest.approx(-0.1)  # shown even below 3 pairs
+
+
+def test_pairs_whose_baselines_differ_are_named() -> None:
+    records = [record("block", 0, best=4.0), {**record("literals", 0, best=3.9), "baseline": 4.6}]
+    assert edit_statistics(records)["literals_minus_block"]["baselines_differ"] == [0]
