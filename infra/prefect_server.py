@@ -24,6 +24,19 @@ STOP_GRACE_S = 3.0  # uvicorn waits for open connections (a runner's long polls)
 STOP_WAIT_S = STOP_GRACE_S + 5.0
 
 
+def send_queued_logs() -> None:
+    """Send the log lines Prefect's log worker still holds while the server answers (at most 5 s): once it is gone,
+    the worker's last drain at exit prints "Error logging to API ... All connection attempts failed" after a run that
+    went well. Nothing to do when no flow ran in this process."""
+    handlers = sys.modules.get("prefect.logging.handlers")
+    if handlers is None:
+        return
+    try:
+        handlers.APILogHandler().flush()
+    except Exception as error:  # the lines are the UI's copy of the console; the stop must go on
+        print(f"warning: flow-run log lines not sent before the Prefect server stopped: {error}", file=sys.stderr)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -67,10 +80,12 @@ class PrefectServer:
         raise RuntimeError(f"the Prefect server did not answer on {self.url} within {timeout_s:.0f} s; see {self.log_file}")
 
     def stop(self) -> None:
-        """SIGTERM the supervisor (it stops the server's whole group, SIGKILL after STOP_GRACE_S) and reap it."""
+        """Send the queued flow-run log lines, then SIGTERM the supervisor (it stops the server's whole group, SIGKILL
+        after STOP_GRACE_S) and reap it."""
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return
+        send_queued_logs()
         process.terminate()
         try:
             process.wait(timeout=STOP_WAIT_S)
