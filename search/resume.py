@@ -81,7 +81,8 @@ def split_generation(trace: Trace, generation: int) -> GenerationSplit:
     for experiment in trace.experiments[record.start:]:
         if experiment.generation != generation:  # traces written before generations recorded their end
             raise ResumeError(f"the trace holds experiments of generation {experiment.generation} but no record of how "
-                              f"generation {generation} ended: written by an older version, it cannot be resumed")
+                              f"generation {generation} ended: written by an older version, it cannot be resumed; start it "
+                              "afresh (move its run folder aside, then run the same command again)")
         decided.setdefault(experiment.track, []).append(experiment)
     for track, experiments in decided.items():
         experiments.sort(key=lambda e: e.iteration)
