@@ -6,7 +6,7 @@ per finished meta-run with the commit it ran at, its Δ, counts, LLM seconds and
     python benchmarks/bench_search_collect.py --state /path/to/.bilevel --commit 5ffff0e [--id bench-search]
 
 `--commit` is the commit of the meta-runs that finished since the last collection; the ones already in runs.json keep
-theirs.
+their records (commit and wall seconds included).
 
 Wall seconds come from the run folder (spec.json written at the start, summary.json at the end), so they include
 waiting for the one local model; LLM seconds are the summary's own. Run it from the repository root.
@@ -63,11 +63,12 @@ def main() -> None:
     runs_out = out / "runs"
     runs_out.mkdir(parents=True, exist_ok=True)
     finished = sorted(p.parent for p in (args.state / "runs").glob(f"{args.id}-*/summary.json"))
-    # A meta-run collected before keeps the commit it was recorded with (shards run at different commits); only the
-    # new ones get --commit.
+    # A meta-run collected before keeps its record as it was taken from the folder it ran in: the commit it ran at
+    # (shards run at different commits) and its wall seconds (an imported copy's files all carry the import's time).
+    # Only the new ones are read here and get --commit.
     earlier = json.loads((out / "runs.json").read_text()) if (out / "runs.json").exists() else []
-    commits = {entry["meta_run_id"]: entry["commit"] for entry in earlier}
-    records = [record(folder, commits.get(folder.name, args.commit)) for folder in finished]
+    kept = {entry["meta_run_id"]: entry for entry in earlier}
+    records = [kept.get(folder.name) or record(folder, args.commit) for folder in finished]
     for folder in finished:
         bundle = runs_out / f"{folder.name}.tar.gz"
         if not bundle.exists():
