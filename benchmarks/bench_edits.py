@@ -12,6 +12,13 @@ Resumable: records already in runs.json are kept (with the commit they were coll
 directory no longer holds their meta-run), new finished meta-runs get --commit, and a run's bundle is exported once.
 The statistics are rebuilt from runs.json alone, so shards collected from different machines accumulate.
 
+`--block-from bench-search-A` takes the block arm from another study instead of running it: the search benchmark's
+arm A ran the same options in block mode (benchmarks/results/bench-edits/README.md). Its meta-run
+`bench-search-A-r<r>` is the block run of repeat r: read from its bundle in benchmarks/results/bench-search/runs/, with
+the commit and wall seconds that study's runs.json recorded; only `<prefix>-literals` runs are then collected from
+--state. Every record carries its spec's conditions, and a pair whose specs differ in anything but the edit mode and
+the id is refused.
+
 - Valid share: valid answers / answers asked, summed over a mode's runs. Every experiment records how many times
   the LLM was asked (`proposal_attempts`) and why each refused answer was refused (`proposal_errors`); the
   optimiser's own "found nothing" notes (the hybrid proposer's) are in the same list but were never asked of the LLM.
@@ -25,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -35,8 +43,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
+from infra.bundle import BundleError, read_bundle  # noqa: E402
 from reports.stats import ablation_statistics, bootstrap_mean_ci  # noqa: E402
 from search.objective import Objective  # noqa: E402
+from search.run_spec import MetaRunSpec  # noqa: E402
 
 MODES = ("block", "literals")
 REFERENCE, CHALLENGER = MODES
@@ -46,6 +56,27 @@ STUDY_FIELDS = tuple(field for field in PAIRED_FIELDS if field != "seed")
 # Refusals in `proposal_errors` that no LLM answer caused: the optimisers' (search/tpe_proposal.py,
 # search/random_proposal.py) notes that they found nothing new. Everything else is a refused LLM answer.
 NON_LLM_ERRORS = ("optuna TPE found ", "optuna CMA-ES found ", "no valid untried configuration", "every parameter is frozen")
+# What the two runs of a pair may differ in: their ids (and the name the ablation id gives), the edit mode; the seed is
+# compared on its own (equal within a pair, one per repeat across the study).
+UNPAIRED_SPEC_FIELDS = ("meta_run_id", "name", "seed", "workload.edits")
+
+
+def spec_conditions(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A meta-run's spec.json as flat `field.subfield: value` conditions, without what a pair may differ in. Read
+    through today's MetaRunSpec, so a field an older commit did not write yet takes its default (5ffff0e wrote no
+    `workload.edits`: block)."""
+    flat: dict[str, Any] = {}
+    for key, value in MetaRunSpec.model_validate(dict(spec)).model_dump(mode="json").items():
+        items = value.items() if isinstance(value, dict) else [(None, value)]
+        for sub, item in items:
+            flat[key if sub is None else f"{key}.{sub}"] = item
+    return {key: value for key, value in sorted(flat.items()) if key not in UNPAIRED_SPEC_FIELDS}
+
+
+def condition_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    """`field (a vs b)` for every condition two records' specs disagree on."""
+    return [f"{key} ({json.dumps(a.get(key))} vs {json.dumps(b.get(key))})" for key in sorted(set(a) | set(b))
+            if json.dumps(a.get(key)) != json.dumps(b.get(key))]
 
 
 def llm_refusals(errors: Iterable[str]) -> int:
@@ -67,28 +98,63 @@ def trace_counts(trace: Mapping[str, Any]) -> dict[str, int]:
 
 
 def run_record(folder: Path, mode: str, commit: str) -> dict[str, Any]:
-    """One finished meta-run's record: what pairs it, its outcome, its counts, its cost."""
+    """One finished meta-run's record, from its run folder (wall seconds: spec.json written at the start, summary.json
+    at the end)."""
     summary = json.loads((folder / "summary.json").read_text())
-    spec = json.loads((folder / "spec.json").read_text())
-    trace = json.loads((folder / "trace.json").read_text())
+    return record_of(folder.name, mode, commit, spec=json.loads((folder / "spec.json").read_text()), summary=summary,
+                     trace=json.loads((folder / "trace.json").read_text()),
+                     model=summary.get("model") or _model_of(folder),
+                     wall_seconds=(folder / "summary.json").stat().st_mtime - (folder / "spec.json").stat().st_mtime)
+
+
+def record_of(meta_run_id: str, mode: str, commit: str, *, spec: Mapping[str, Any], summary: Mapping[str, Any],
+              trace: Mapping[str, Any], model: str, wall_seconds: float) -> dict[str, Any]:
+    """One finished meta-run's record: what pairs it (its spec's conditions), its outcome, its counts, its cost."""
     objective = Objective.model_validate(summary["objective"])
     recorded_mode = spec["workload"].get("edits", "block")
     if recorded_mode != mode:
-        raise SystemExit(f"{folder.name} ran with edits = {recorded_mode}, but its id says {mode}: collect it under "
-                         "the right prefix, or rerun it")
-    repeat = int(folder.name.rsplit("-r", 1)[1])
+        raise SystemExit(f"{meta_run_id} ran with edits = {recorded_mode}, but it was collected as {mode}: collect it "
+                         "under the right prefix, or rerun it")
+    repeat = int(meta_run_id.rsplit("-r", 1)[1])
     return {
-        "meta_run_id": folder.name, "mode": mode, "repeat": repeat, "seed": spec["seed"], "commit": commit,
+        "meta_run_id": meta_run_id, "mode": mode, "repeat": repeat, "seed": spec["seed"], "commit": commit,
         "workload": spec["workload"]["reference"], "budget_mode": spec["budget"]["mode"],
         "budget": spec["budget"]["value"], "generations": spec["generations"], "iterations": spec["iterations"],
-        "proposer": spec["proposer"], "model": summary.get("model") or _model_of(folder),
+        "proposer": spec["proposer"], "model": model,
         "objective": objective.model_dump(mode="json"), "baseline": summary["baseline_value"],
         "best": summary["best_value"], "delta": round(objective.delta(summary["baseline_value"], summary["best_value"]), 6),
         "noise_floor": summary.get("noise_floor"), **trace_counts(trace), "kept": summary["kept"],
         "llm_calls": summary["llm"]["calls"], "llm_seconds": round(summary["llm"]["seconds"], 1),
-        "wall_seconds": round((folder / "summary.json").stat().st_mtime - (folder / "spec.json").stat().st_mtime, 1),
-        "best_changes": summary["best_changes"],
+        "wall_seconds": round(wall_seconds, 1), "best_changes": summary["best_changes"],
+        "conditions": spec_conditions(spec),
     }
+
+
+def borrowed_block_records(results: Path, block_from: str) -> list[dict[str, Any]]:
+    """The block arm taken from another study's results folder: every meta-run `<block_from>-r<r>` its runs.json
+    lists, read from its bundle (runs/<id>.tar.gz) with the commit and wall seconds that runs.json recorded (the
+    bundle's files carry no times)."""
+    listed = results / "runs.json"
+    if not listed.is_file():
+        raise SystemExit(f"--block-from {block_from}: no runs.json in {results} (collect that study first)")
+    pattern = re.compile(rf"{re.escape(block_from)}-r\d+")
+    records = []
+    for entry in json.loads(listed.read_text()):
+        meta_run_id = entry["meta_run_id"]
+        if not pattern.fullmatch(meta_run_id):
+            continue
+        try:
+            run = read_bundle(results / "runs" / f"{meta_run_id}.tar.gz").runs.get(meta_run_id)
+        except BundleError as error:
+            raise SystemExit(f"--block-from {block_from}: {error}") from None
+        if run is None or not run.finished:
+            raise SystemExit(f"--block-from {block_from}: the bundle of {meta_run_id} holds no finished meta-run")
+        files = run.files
+        records.append(record_of(meta_run_id, REFERENCE, entry["commit"], spec=files["spec.json"],
+                                 summary=files["summary.json"], trace=files["trace.json"],
+                                 model=str(files.get("settings.json", {}).get("model", "")),
+                                 wall_seconds=entry["wall_seconds"]))
+    return records
 
 
 def _model_of(folder: Path) -> str:
@@ -108,8 +174,9 @@ def merged_records(earlier: Sequence[Mapping[str, Any]], found: Sequence[Mapping
 
 
 def pairing_problems(records: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Why these runs do not make one paired study (empty when they do): conditions that differ across the study, or
-    the two runs of a repeat on different seeds."""
+    """Why these runs do not make one paired study (empty when they do): conditions that differ across the study, two
+    runs of one mode in a repeat, or the two runs of a repeat on different seeds or with specs that differ in more than
+    the edit mode and the id."""
     problems = []
     for field in STUDY_FIELDS:
         values = sorted({json.dumps(r[field]) for r in records})
@@ -117,11 +184,24 @@ def pairing_problems(records: Sequence[Mapping[str, Any]]) -> list[str]:
             problems.append(f"{field} differs between runs: {', '.join(values)}")
     by_repeat: dict[int, dict[str, Mapping[str, Any]]] = {}
     for record in records:
-        by_repeat.setdefault(record["repeat"], {})[record["mode"]] = record
+        earlier = by_repeat.setdefault(record["repeat"], {}).get(record["mode"])
+        if earlier is not None:
+            problems.append(f"repeat {record['repeat']} has two {record['mode']} runs: {earlier['meta_run_id']} and "
+                            f"{record['meta_run_id']}")
+        by_repeat[record["repeat"]][record["mode"]] = record
     for repeat, pair in sorted(by_repeat.items()):
         seeds = {mode: r["seed"] for mode, r in pair.items()}
         if len(set(seeds.values())) > 1:
             problems.append(f"repeat {repeat} ran on different seeds: {seeds}")
+        if len(pair) == 2:
+            block, literals = pair[REFERENCE], pair[CHALLENGER]
+            unspecified = [r["meta_run_id"] for r in (block, literals) if "conditions" not in r]
+            if unspecified:
+                problems.append(f"repeat {repeat}: {', '.join(unspecified)} has no recorded spec conditions (collect "
+                                "it again from its run folder or bundle)")
+            elif differences := condition_differences(block["conditions"], literals["conditions"]):
+                problems.append(f"repeat {repeat}: {block['meta_run_id']} and {literals['meta_run_id']} differ in more "
+                                f"than the edit mode and id: {', '.join(differences)}")
     return problems
 
 
@@ -229,10 +309,11 @@ def bilevel(*args: str, state: Path) -> str:
     return done.stdout
 
 
-def finished_runs(state: Path, prefix: str, arm: str) -> list[tuple[Path, str]]:
-    """(folder, mode) of every meta-run of the study that finished (stop reason `finished`) in this state dir."""
+def finished_runs(state: Path, prefix: str, arm: str, modes: Sequence[str] = MODES) -> list[tuple[Path, str]]:
+    """(folder, mode) of every meta-run of the study in these modes that finished (stop reason `finished`) in this
+    state dir."""
     found = []
-    for mode in MODES:
+    for mode in modes:
         for summary in sorted((state / "runs").glob(f"{prefix}-{mode}-{arm}-r*/summary.json")):
             if json.loads(summary.read_text()).get("stop_reason", "finished") == "finished":
                 found.append((summary.parent, mode))
@@ -247,12 +328,22 @@ def main() -> None:
     parser.add_argument("--arm", default="A", help="the ablation arm both runs used")
     parser.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/<prefix>")
     parser.add_argument("--title", default="Edit modes: block against literals (issue 22)")
+    parser.add_argument("--block-from", default=None,
+                        help="take the block arm from another study's meta-runs <BLOCK_FROM>-r<r> (e.g. bench-search-A) "
+                             "instead of <prefix>-block; only <prefix>-literals is collected from --state")
+    parser.add_argument("--block-results", type=Path, default=None,
+                        help="that study's results folder (runs.json, runs/*.tar.gz); default: "
+                             "benchmarks/results/<BLOCK_FROM without its arm>")
     args = parser.parse_args()
     out = args.out or ROOT / "benchmarks" / "results" / args.prefix
     (out / "runs").mkdir(parents=True, exist_ok=True)
     earlier = json.loads((out / "runs.json").read_text()) if (out / "runs.json").exists() else []
-    finished = finished_runs(args.state, args.prefix, args.arm)
-    records = merged_records(earlier, [run_record(folder, mode, args.commit) for folder, mode in finished])
+    finished = finished_runs(args.state, args.prefix, args.arm, (CHALLENGER,) if args.block_from else MODES)
+    found = [run_record(folder, mode, args.commit) for folder, mode in finished]
+    if args.block_from:
+        results = args.block_results or ROOT / "benchmarks" / "results" / args.block_from.rsplit("-", 1)[0]
+        found += borrowed_block_records(results, args.block_from)
+    records = merged_records(earlier, found)
     try:
         stats = edit_statistics(records)
     except ValueError as error:

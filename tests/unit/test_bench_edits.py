@@ -1,13 +1,33 @@
 """The edit-mode benchmark's collector (benchmarks/bench_edits.py): what counts as a valid LLM answer and a crash, that
-earlier collections are kept, that unpaired runs are refused, and the per-mode and paired statistics."""
+earlier collections are kept, that unpaired runs are refused, the per-mode and paired statistics, and the block arm
+taken from the search benchmark's arm A (`--block-from`)."""
 
 from __future__ import annotations
 
+import json
+import shutil
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from benchmarks.bench_edits import edit_statistics, llm_refusals, merged_records, pairing_problems, trace_counts
+from benchmarks import bench_edits
+from benchmarks.bench_edits import (
+    borrowed_block_records,
+    edit_statistics,
+    llm_refusals,
+    merged_records,
+    pairing_problems,
+    record_of,
+    spec_conditions,
+    trace_counts,
+)
+from infra.bundle import read_bundle
+
+SEARCH_RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "bench-search"
+CONDITIONS = {"budget.mode": "flops", "budget.value": 1.2e11, "levels": ["1"], "proposer": "hybrid",
+              "search.temperature": 0.7, "workload.reference": "tinygpt"}
 
 
 def experiment(status: str, attempts: int, errors: list[str], proposed_by: str = "llm") -> dict[str, Any]:
@@ -23,7 +43,7 @@ def record(mode: str, repeat: int, *, best: float, asked: int = 4, valid: int = 
             "objective": {"name": "val_bpb", "goal": "minimize"}, "baseline": 4.5, "best": best,
             "delta": best - 4.5, "noise_floor": 0.02, "asked": asked, "valid": valid, "experiments": 3,
             "invalid": 0, "trainings": trainings, "crashes": crashes, "llm_trained": trainings, "kept": 1,
-            "llm_calls": asked, "llm_seconds": 1.0, "wall_seconds": 2.0, "best_changes": {}}
+            "llm_calls": asked, "llm_seconds": 1.0, "wall_seconds": 2.0, "best_changes": {}, "conditions": CONDITIONS}
 
 
 def test_optimiser_notes_are_not_refused_llm_answers() -> None:
@@ -97,3 +117,92 @@ def test_a_missing_repeat_is_reported_and_left_out_of_the_pairs() -> None:
 def test_pairs_whose_baselines_differ_are_named() -> None:
     records = [record("block", 0, best=4.0), {**record("literals", 0, best=3.9), "baseline": 4.6}]
     assert edit_statistics(records)["literals_minus_block"]["baselines_differ"] == [0]
+
+
+def test_a_pair_whose_specs_differ_beyond_the_edit_mode_is_refused_naming_the_field() -> None:
+    other = {**record("literals", 0, best=3.9), "conditions": {**CONDITIONS, "search.temperature": 0.5}}
+    assert pairing_problems([record("block", 0, best=4.0), other]) == [
+        "repeat 0: bench-edits-block-A-r0 and bench-edits-literals-A-r0 differ in more than the edit mode and id: "
+        "search.temperature (0.7 vs 0.5)"]
+    with pytest.raises(ValueError, match="search.temperature"):
+        edit_statistics([record("block", 0, best=4.0), other])
+    bare = {key: value for key, value in record("literals", 0, best=3.9).items() if key != "conditions"}
+    assert pairing_problems([record("block", 0, best=4.0), bare]) == [
+        "repeat 0: bench-edits-literals-A-r0 has no recorded spec conditions (collect it again from its run folder or "
+        "bundle)"]
+
+
+def test_two_block_runs_of_one_repeat_are_refused() -> None:
+    borrowed = {**record("block", 0, best=4.1), "meta_run_id": "bench-search-A-r0"}
+    assert pairing_problems([record("block", 0, best=4.0), borrowed, record("literals", 0, best=3.9)]) == [
+        "repeat 0 has two block runs: bench-edits-block-A-r0 and bench-search-A-r0"]
+
+
+def search_run(tmp_path: Path, meta_run_id: str = "bench-search-A-r3") -> Path:
+    """A results folder holding one committed bundle of the search benchmark and its runs.json entry, plus an
+    entry of another arm (not the block arm)."""
+    results = tmp_path / "bench-search"
+    (results / "runs").mkdir(parents=True)
+    shutil.copy(SEARCH_RESULTS / "runs" / f"{meta_run_id}.tar.gz", results / "runs")
+    entries = [e for e in json.loads((SEARCH_RESULTS / "runs.json").read_text())
+               if e["meta_run_id"] in (meta_run_id, "bench-search-tpe-r3")]
+    (results / "runs.json").write_text(json.dumps(entries))
+    return results
+
+
+def test_the_block_arm_is_read_from_the_search_benchmarks_bundles_with_its_recorded_commit(tmp_path: Path) -> None:
+    [block] = borrowed_block_records(search_run(tmp_path), "bench-search-A")
+    assert (block["meta_run_id"], block["mode"], block["repeat"], block["seed"]) == ("bench-search-A-r3", "block", 3, 3)
+    assert block["commit"] == "f98a648" and block["wall_seconds"] == 931.0  # runs.json's, not the bundle's times
+    assert block["model"] == "local/qwen2.5-coder-1.5b" and block["trainings"] == 24 and block["asked"] >= block["valid"]
+    assert block["conditions"]["levels"] == ["1"] and "seed" not in block["conditions"]
+
+
+def test_the_search_benchmarks_arm_a_pairs_with_a_literals_run_of_the_same_options(tmp_path: Path) -> None:
+    results = search_run(tmp_path)
+    [block] = borrowed_block_records(results, "bench-search-A")
+    files = read_bundle(results / "runs" / "bench-search-A-r3.tar.gz").runs["bench-search-A-r3"].files
+    spec = files["spec.json"]
+    literals_spec = {**spec, "meta_run_id": "bench-edits-literals-A-r3", "name": "ablation-bench-edits-literals",
+                     "workload": {**spec["workload"], "edits": "literals"}}
+    literals = record_of("bench-edits-literals-A-r3", "literals", "f98a648", spec=literals_spec,
+                         summary=files["summary.json"], trace=files["trace.json"], model=block["model"],
+                         wall_seconds=1.0)
+    assert pairing_problems([block, literals]) == []
+    longer = record_of("bench-edits-literals-A-r3", "literals", "f98a648", summary=files["summary.json"],
+                       spec={**literals_spec, "iterations": 6, "noise_repeats": 0}, trace=files["trace.json"],
+                       model=block["model"], wall_seconds=1.0)
+    assert pairing_problems([block, longer]) == [
+        "iterations differs between runs: 6, 8",
+        "repeat 3: bench-search-A-r3 and bench-edits-literals-A-r3 differ in more than the edit mode and id: "
+        "iterations (8 vs 6), noise_repeats (2 vs 0)"]
+
+
+def test_an_older_spec_without_the_edit_mode_has_the_conditions_of_a_block_run() -> None:
+    spec = read_bundle(SEARCH_RESULTS / "runs" / "bench-search-A-r0.tar.gz").runs["bench-search-A-r0"].files["spec.json"]
+    assert "edits" not in spec["workload"]  # written at 5ffff0e, before edit modes
+    newer = {**spec, "workload": {**spec["workload"], "edits": "literals", "max_sites": 12}, "seed": 7}
+    assert spec_conditions(spec) == spec_conditions(newer)
+    assert spec_conditions(spec)["workload.max_sites"] == 12
+
+
+def test_a_missing_bundle_is_one_line(tmp_path: Path) -> None:
+    results = search_run(tmp_path)
+    (results / "runs" / "bench-search-A-r3.tar.gz").unlink()
+    with pytest.raises(SystemExit, match="no bundle at .*bench-search-A-r3.tar.gz"):
+        borrowed_block_records(results, "bench-search-A")
+
+
+def test_collecting_with_block_from_writes_runs_json_with_the_borrowed_block_arm(tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    out, state = tmp_path / "bench-edits", tmp_path / "state"
+    (state / "runs").mkdir(parents=True)
+    monkeypatch.setattr(sys, "argv", ["bench_edits.py", "--state", str(state), "--commit", "f98a648", "--out", str(out),
+                                      "--block-from", "bench-search-A", "--block-results", str(search_run(tmp_path))])
+    bench_edits.main()
+    records = json.loads((out / "runs.json").read_text())
+    assert [(r["meta_run_id"], r["mode"], r["commit"]) for r in records] == [("bench-search-A-r3", "block", "f98a648")]
+    stats = json.loads((out / "statistics.json").read_text())
+    assert stats["missing"] == {"block": [0, 1, 2], "literals": [0, 1, 2, 3]}
+    assert stats["literals_minus_block"]["pairs"] == 0
+    assert not list((out / "runs").iterdir())  # the borrowed runs' bundles stay with the search benchmark
