@@ -112,18 +112,22 @@ def load_run(meta_run_id: str) -> tuple[MetaRunSpec, Trace]:
 
 
 def real_gains(repeats: list[int]) -> dict[int, dict[str, Any]]:
-    """Per repeat: the real paired gain library − A of the final best, and of the best so far at each generation's
-    end (negative: library better), from the committed traces."""
+    """Per repeat, from the committed traces (negative: library better): `final`, the paired gap library − A of the
+    final best; `per_generation`, that gap at each generation's end; `next_generation[g]`, what library's generation
+    g+1 improved its own best by, minus what A's did (the nearest real analogue of the simulated gain at cut g, though
+    each arm starts from its own best)."""
     found = {}
     for repeat in repeats:
         _, a = load_run(f"bench-search-A-r{repeat}")
         _, lib = load_run(f"bench-search-library-r{repeat}")
-        per_generation = []
-        for generation in range(max(e.generation for e in a.decided) + 1):
-            best_a = through_generation(a, generation).state().best.value
-            best_lib = through_generation(lib, generation).state().best.value
-            per_generation.append(a.objective.delta(best_a, best_lib))
-        found[repeat] = {"final": per_generation[-1], "per_generation": per_generation}
+        generations = range(max(e.generation for e in a.decided) + 1)
+        best_a = [through_generation(a, g).state().best.value for g in generations]
+        best_lib = [through_generation(lib, g).state().best.value for g in generations]
+        found[repeat] = {
+            "final": a.objective.delta(best_a[-1], best_lib[-1]),
+            "per_generation": [a.objective.delta(x, y) for x, y in zip(best_a, best_lib, strict=True)],
+            "next_generation": [a.objective.delta(best_lib[g], best_lib[g + 1]) - a.objective.delta(best_a[g], best_a[g + 1])
+                                for g in generations[:-1]]}
     return found
 
 
@@ -199,10 +203,11 @@ def collect(out: Path) -> dict[str, Any]:
     if not parts:
         raise SystemExit(f"no records*.json under {out}: run the simulations first")
     records = [r for part in parts for r in part["records"]]
-    real = {int(k): v for part in parts for k, v in part["real"].items()}
+    real = real_gains(sorted({r["repeat"] for r in records}))
     summary = {"commits": sorted({part["commit"] for part in parts}), "seeds": sorted({part["seeds"] for part in parts}),
                "repeats": sorted(real), "cuts": list(CUTS), "real": real,
-               "calibration": [c for part in parts for c in part["calibration"]], "agreement": agreement(records, real)}
+               "calibration": [c for part in parts for c in part.get("calibration", [])],
+               "agreement": agreement(records, real)}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(table(records, real))
     return summary
@@ -212,9 +217,15 @@ def table(records: list[dict[str, Any]], real: dict[int, dict[str, Any]]) -> str
     """Markdown: one row per (mechanism, cut), the simulated Δ per repeat (* = Level 2 would activate it)."""
     repeats = sorted(real)
     lines = ["| mechanism | cut | " + " | ".join(f"r{r}" for r in repeats) + " | mean | beats | harmful on a landscape "
-             "| activated | sign agrees with real |", "|---|---|" + "---|" * (len(repeats) + 5)]
-    lines.append("| **real library − A (final)** | | " + " | ".join(f"{real[r]['final']:+.3f}" for r in repeats)
-                 + f" | {sum(real[r]['final'] for r in repeats) / len(repeats):+.3f} | | | | |")
+             "| activated | sign = real final | sign = real next gen. | synthetic mean (harmful) | hartmann6 mean (harmful) |",
+             "|---|---|" + "---|" * (len(repeats) + 8)]
+    mean = sum(real[r]["final"] for r in repeats) / len(repeats)
+    lines.append("| **real library − A, final** | | " + " | ".join(f"{real[r]['final']:+.3f}" for r in repeats)
+                 + f" | {mean:+.3f} | | | | | | | |")
+    for cut in CUTS:
+        values = [real[r]["next_generation"][cut] for r in repeats]
+        lines.append(f"| **real library − A, generation {cut + 1}'s own gain** | g{cut} | "
+                     + " | ".join(f"{v:+.3f}" for v in values) + f" | {sum(values) / len(values):+.3f} | | | | | | | |")
     summary = agreement(records, real)
     for key, entry in summary.items():
         name, cut = key.rsplit("/g", 1)
@@ -222,8 +233,18 @@ def table(records: list[dict[str, Any]], real: dict[int, dict[str, Any]]) -> str
         cells = [f"{chosen[r]['delta']:+.3f}{'*' if chosen[r]['selectable'] else ''}" if r in chosen else "" for r in repeats]
         lines.append(f"| {name} | g{cut} | " + " | ".join(cells) + f" | {entry['mean_delta']:+.3f} | {entry['beats']}/{entry['n']} "
                      f"| {entry['harmful_on_any']}/{entry['n']} | {entry['selectable']}/{entry['n']} | "
-                     f"{entry['sign_agrees']}/{entry['n']} |")
+                     f"{entry['sign_agrees_final']}/{entry['n']} | {entry['sign_agrees_next_generation']}/{entry['n']} | "
+                     + " | ".join(_landscape_cell(list(chosen.values()), landscape) for landscape in ("synthetic", "hartmann6"))
+                     + " |")
     return "\n".join(lines)
+
+
+def _landscape_cell(chosen: list[dict[str, Any]], landscape: str) -> str:
+    entries = [r["landscapes"][landscape] for r in chosen if landscape in r["landscapes"]]
+    if not entries:
+        return ""
+    harmful = sum(entry["ci_low"] > 0 for entry in entries)
+    return f"{sum(entry['delta'] for entry in entries) / len(entries):+.3f} ({harmful}/{len(entries)})"
 
 
 def calibration(repeats: list[int], seeds: int) -> list[dict[str, Any]]:
@@ -304,13 +325,18 @@ def agreement(records: list[dict[str, Any]], real: dict[int, dict[str, Any]]) ->
     for name in sorted({r["mechanism"] for r in records}):
         for cut in sorted({r["cut"] for r in records}):
             chosen = sorted((r for r in records if r["mechanism"] == name and r["cut"] == cut), key=lambda r: r["repeat"])
+            if not chosen:
+                continue
             simulated = [r["delta"] for r in chosen]
-            truth = [real[r["repeat"]]["final"] for r in chosen]
+            final = [real[r["repeat"]]["final"] for r in chosen]
+            following = [real[r["repeat"]]["next_generation"][cut] for r in chosen]
             found[f"{name}/g{cut}"] = {
                 "mean_delta": sum(simulated) / len(simulated), "beats": sum(r["beats_current"] for r in chosen),
                 "selectable": sum(r["selectable"] for r in chosen), "harmful_on_any": sum(bool(r["harmful_on"]) for r in chosen),
-                "sign_agrees": sign_agreement(simulated, truth), "n": len(chosen),
-                "spearman_vs_real": spearman(simulated, truth)}
+                "n": len(chosen), "repeats": [r["repeat"] for r in chosen],
+                "sign_agrees_final": sign_agreement(simulated, final), "spearman_final": spearman(simulated, final),
+                "sign_agrees_next_generation": sign_agreement(simulated, following),
+                "spearman_next_generation": spearman(simulated, following)}
     return found
 
 
