@@ -5,12 +5,8 @@ mixed int/float/choice/log parameters once encoded, needs no tuning, and ranked 
 committed early-stop traces with Spearman 0.85 when fitted on 12 (issue 19). A forest alone cannot extrapolate: its
 prediction is an average of measured values, so no simulated search could ever beat the best measured point, and
 every mechanism would simulate as "no gain". The surrogate therefore adds a ridge-regularised linear trend (on
-standardised features) and the forest models its residuals: inside the data it is the forest, beyond it the
-measured slope continues. A parameter the trace never varied has no measured slope; it is not taken to be flat
-(then trying it could never pay in simulation, and every mechanism that explores untried parameters would look like
-a waste of trainings, as one-factor designs did against the search benchmark's real gains:
-benchmarks/results/simulator-validity/). Each bootstrap refit draws its slope instead: the size of one of the
-measured slopes with a random sign. Its optimism is bounded by the trace's
+standardised features; a parameter the trace never varied gets no slope) and the forest models its residuals:
+inside the data it is the forest, beyond it the measured slope continues. Its optimism is bounded by the trace's
 own record: a prediction beyond the best value measured saturates smoothly (tanh) at the largest single improvement
 the trace ever made on its best so far, so better stays better but no simulated search is promised gains no real
 search there ever showed (a trend fitted mostly to bad configs would otherwise run to a corner). Crashes count: a
@@ -35,7 +31,6 @@ MIN_POINTS = 3  # measured (or crashed) experiments a surrogate needs
 TREES = 60
 CRASH_MARGIN = 0.1  # a crash counts as the worst value seen plus this fraction of the measured span
 RIDGE = 1.0  # the trend's ridge penalty on standardised features (in units of one experiment's weight)
-UNTRIED_STREAM = 1  # the random stream (besides the seed) of the slopes drawn for parameters the trace never varied
 
 
 class SurrogateError(ValueError):
@@ -129,7 +124,6 @@ class Surrogate:
         # ridge trend, closed form: (Z'Z + λI) w = Z'y, then back to the [0, 1] encoding
         weights = np.linalg.solve(standard.T @ standard + RIDGE * np.eye(x.shape[1]), standard.T @ (y - self.mean_y))
         self.slope = weights / scale
-        self._draw_untried_slopes(np.isinf(scale), seed)
         all_values = [p.value for p in points]
         span = float(max(all_values) - min(all_values))
         self.minimize = minimize
@@ -143,16 +137,6 @@ class Surrogate:
         self._trees = [tree.tree_ for tree in self.forest.estimators_]
         self.residual_sd = float(np.std(residual)) if len(residual) > 1 else 0.0
         self.values = y
-
-    def _draw_untried_slopes(self, unvaried: np.ndarray, seed: int) -> None:
-        """A parameter the fitted points never varied has an unknown effect, not none: each refit draws its slope (the
-        size of a measured parameter's slope, picked at random, with a random sign), so that trying it is worth,
-        over the seeds, what trying a measured parameter was. Its own stream: the forest stays what it was."""
-        if not unvaried.any() or unvaried.all():
-            return
-        rng = np.random.default_rng([seed, UNTRIED_STREAM])
-        count = int(unvaried.sum())
-        self.slope[unvaried] = rng.choice(np.abs(self.slope[~unvaried]), count) * rng.choice([-1.0, 1.0], count)
 
     def _trend(self, x: np.ndarray) -> np.ndarray:
         return self.mean_y + (x - self.mean_x) @ self.slope
