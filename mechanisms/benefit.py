@@ -27,6 +27,15 @@ def simulated_benefit(candidate: ActiveMechanism, active: ActiveSet, trace: Trac
                       screen_rounds: int = 2, allow_weak_sandbox: bool = False) -> SimulatedGain:
     """`candidate` added to `active` against `active` alone, over the simulated next generation, on the trace's
     surrogate and on the synthetic landscapes. SurrogateError when the trace cannot support a surrogate."""
+    return simulated_set_benefit(active.with_added(candidate), active, trace, space, source, config, settings=settings,
+                                 screen_rounds=screen_rounds, allow_weak_sandbox=allow_weak_sandbox)
+
+
+def simulated_set_benefit(proposed: ActiveSet, current: ActiveSet, trace: Trace, space: SearchSpace,
+                          source: ReplaySource, config: SearchConfig, *, settings: SimulationSettings | None = None,
+                          screen_rounds: int = 2, allow_weak_sandbox: bool = False) -> SimulatedGain:
+    """The `proposed` active set against the `current` one (any two sets: e.g. a whole library against none), as
+    `simulated_benefit`. SurrogateError when the trace cannot support a surrogate."""
     from mechanisms.replay import replay_history
 
     original = replay_history(trace, space, source)
@@ -54,6 +63,5 @@ def simulated_benefit(candidate: ActiveMechanism, active: ActiveSet, trace: Trac
 
             return fresh
 
-        return simulate_everywhere(trace, space, config, current=arm(active),
-                                   candidate=arm(active.with_added(candidate)), settings=settings,
+        return simulate_everywhere(trace, space, config, current=arm(current), candidate=arm(proposed), settings=settings,
                                    meta_run_id=source.meta_run_id, screen_rounds=screen_rounds)
