@@ -75,8 +75,11 @@ class AblationSpec(BaseModel):
         return [STANDARD_ARMS[arm] for arm in self.arms]
 
     def meta_run_spec(self, arm: ArmSpec, repeat: int) -> MetaRunSpec:
-        """Repeat r of every arm uses seed template.seed + r: the arms are paired by seed."""
+        """Repeat r of every arm uses seed template.seed + r: the arms are paired by seed. Level 2's mutants start
+        from the library and the meta-run's own mechanisms, never another repeat's: the repeats stay independent (a
+        later repeat would otherwise inherit an earlier one's credited mechanism, and the result its run order)."""
         return self.template.model_copy(update={
+            **({"population": "own"} if "2" in arm.levels else {}),
             "meta_run_id": f"{self.ablation_id}-{arm.name}-r{repeat}",
             "name": f"ablation-{self.ablation_id}",
             "levels": list(arm.levels),

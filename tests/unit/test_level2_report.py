@@ -189,3 +189,16 @@ def test_report_of_an_ablation_with_c_shows_what_level2_did(tmp_path: Path) -> N
 def test_a_page_without_level2_arms_has_no_level2_section() -> None:
     statistics = ablation_statistics({"A": repeats([-1.0] * 5), "tpe": repeats([-1.2] * 5)}, references=["A"])
     assert 'id="level2"' not in ablation_page("x", statistics)
+
+
+def test_an_ablations_level2_repeats_draw_parents_from_their_own_run_only(tmp_path: Path) -> None:
+    from flows.ablation import AblationSpec
+    from search.ablation import STANDARD_ARMS
+    from search.run_spec import Budget, MetaRunSpec, WorkloadRef
+
+    template = MetaRunSpec(meta_run_id="template", workload=WorkloadRef(reference="toy"), budget=Budget(mode="steps",
+                                                                                                       value=100))
+    spec = AblationSpec(ablation_id="x", arms=["A", "C"], template=template)
+    assert template.population == "all"  # a nightly run keeps its cross-night memory
+    assert spec.meta_run_spec(STANDARD_ARMS["C"], 1).population == "own"
+    assert spec.meta_run_spec(STANDARD_ARMS["A"], 1).population == "all"
