@@ -88,9 +88,12 @@ def level2_of(meta_run_id: str, trace: Trace) -> MetaRunLevel2:
                                        accepted=decision.accepted, llm_seconds=decision.llm.seconds))
         if decision.accepted is None:
             continue
-        # `accepted` is the mechanism's label (name@ the first 12 characters of its VersionId)
+        # `accepted` is the mechanism's label (name@ the first 12 characters of its VersionId). An import into another
+        # store renames the VersionIds in the run's files but not this label: then the mechanism is the one of that
+        # name that this session produced (its origin).
         name, _, version = decision.accepted.partition("@")
-        mechanism = next((m for m in end.active.mechanisms if m.label == decision.accepted), None)
+        mechanism = next((m for m in end.active.mechanisms if m.label == decision.accepted), None) or next(
+            (m for m in end.active.mechanisms if m.name == name and m.origin == f"{meta_run_id}/g{end.generation}"), None)
         if mechanism is None:  # the label without the record (a trace from before sources were kept)
             result.activations.append(Activation(generation=end.generation, name=name, version=version))
             continue

@@ -77,6 +77,18 @@ def test_a_long_version_id_is_matched_through_its_label() -> None:
     assert activation.version == LONG_VERSION and activation.simulated_delta == -0.05
 
 
+def test_an_imported_trace_whose_label_kept_the_old_version_id_still_finds_the_mechanism() -> None:
+    """`bilevel import` into another store renames VersionIds in the run's files, not the 12-character label."""
+    trace = with_level2(synthetic_trace(3))
+    end = trace.generation_end(0)
+    assert end is not None and end.level2 is not None
+    mechanism = end.active.mechanisms[0].model_copy(update={"version": LONG_VERSION, "origin": "C-r0/g0"})
+    end = end.model_copy(update={"active": ActiveSet(mechanisms=[mechanism]),
+                                 "level2": end.level2.model_copy(update={"accepted": "anneal@0123456789ab"})})
+    [activation] = level2_of("C-r0", trace.with_end(end)).activations
+    assert activation.version == LONG_VERSION and activation.simulated_ci == (-0.08, -0.02)
+
+
 def test_runs_without_a_session_are_left_out_and_totals_add_up() -> None:
     runs = level2_of_runs({"A-r0": synthetic_trace(1), "C-r0": with_level2(synthetic_trace(1, with_mechanisms=True)),
                            "C-r1": with_level2(synthetic_trace(2), accepted=False)})
