@@ -310,6 +310,10 @@ def ablate(
     report: Annotated[bool, typer.Option(help="Build the HTML report at the end.")] = True,
     reference: Annotated[Optional[str], typer.Option(help="Comma list of arms every other arm is tested against "
                                                           "(default: the first arm).")] = None,
+    compare: Annotated[Optional[str], typer.Option(help="Plan the comparisons instead: a comma list of arm-reference "
+                                                        "pairs (the difference arm − reference), e.g. C-A,C-library,"
+                                                        "A-tpe. Exactly these are tested, Holm-corrected together; a "
+                                                        "pair whose arm has not run yet is reported as such.")] = None,
     workload: WorkloadOption = None,
     metric: MetricOption = None,
     goal: GoalOption = None,
@@ -328,12 +332,14 @@ def ablate(
     spec = AblationSpec.from_settings(settings, chosen, ablation_id=ablation_id or new_meta_run_id("ablation"),
                                       arms=[a.strip() for a in arms.split(",")], repeats=repeats,
                                       reference_arms=[a.strip() for a in reference.split(",")] if reference else None,
-                                      only_repeats=_only_repeats(only_repeats, repeats))
+                                      only_repeats=_only_repeats(only_repeats, repeats),
+                                      comparisons=_comparisons(compare))
     template = spec.template
     stopping.set_hint(f"resume with `bilevel ablate --id {spec.ablation_id}` and the same options")
     console.print(Text(f"ablation {spec.ablation_id}: arms {', '.join(spec.arms)} x {_repeats_text(spec)}, "
                        f"{template.generations} x {template.iterations} iterations, budget {template.budget.describe()}, "
-                       f"tested against {', '.join(spec.reference_arms)}"))
+                       + (f"planned comparisons {', '.join(f'{a} − {r}' for a, r in spec.comparisons)}"
+                          if spec.comparisons else f"tested against {', '.join(spec.reference_arms)}")))
     with contextlib.ExitStack() as stack:
         prefect = _temporary_prefect(settings, stack)
         res = stack.enter_context(open_resources(settings, with_store=spec.needs_store, workload=chosen))
@@ -379,6 +385,18 @@ def _only_repeats(text: str | None, repeats: int) -> list[int] | None:
 
     try:
         return parse_repeats(text, repeats)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+
+
+def _comparisons(text: str | None) -> list[tuple[str, str]] | None:
+    """--compare as (arm, reference) pairs; a malformed list is a one-line error."""
+    if text is None:
+        return None
+    from search.ablation import parse_comparisons
+
+    try:
+        return parse_comparisons(text)
     except ValueError as error:
         raise UserError(str(error)) from None
 

@@ -38,14 +38,19 @@ class AblationSpec(BaseModel):
     only_repeats: list[int] | None = Field(None, description="Run just these repeats (a shard); None: all of them.")
     template: MetaRunSpec = Field(description="The meta-run every arm and repeat starts from (its id is unused).")
     reference_arms: list[str] = Field(default_factory=lambda: ["A"], description="Arms every other arm is tested against.")
+    comparisons: list[tuple[str, str]] = Field(default_factory=list, description="Planned (arm, reference) pairs "
+                                               "(search/ablation.py parse_comparisons); empty: every arm against each "
+                                               "reference arm.")
 
     @classmethod
     def from_settings(cls, settings: Settings, workload: Workload, *, ablation_id: str, arms: list[str], repeats: int,
-                      reference_arms: list[str] | None = None, only_repeats: list[int] | None = None) -> AblationSpec:
+                      reference_arms: list[str] | None = None, only_repeats: list[int] | None = None,
+                      comparisons: list[tuple[str, str]] | None = None) -> AblationSpec:
         """An ablation whose meta-runs follow the settings (budget, search rules, tracks, seeds) like `bilevel run`."""
         template = meta_run_spec_from_settings(settings, workload, meta_run_id="template", name="template")
         spec = cls(ablation_id=ablation_id, arms=arms, repeats=repeats, template=template,
-                   reference_arms=reference_arms or [arms[0]], only_repeats=only_repeats)
+                   reference_arms=reference_arms or [arms[0]], only_repeats=only_repeats,
+                   comparisons=comparisons or [])
         spec.arm_specs()  # unknown arm names fail here, before anything starts
         unknown = [arm for arm in spec.reference_arms if arm not in spec.arms]
         if unknown:
@@ -70,8 +75,11 @@ class AblationSpec(BaseModel):
         return [STANDARD_ARMS[arm] for arm in self.arms]
 
     def meta_run_spec(self, arm: ArmSpec, repeat: int) -> MetaRunSpec:
-        """Repeat r of every arm uses seed template.seed + r: the arms are paired by seed."""
+        """Repeat r of every arm uses seed template.seed + r: the arms are paired by seed. Level 2's mutants start
+        from the library and the meta-run's own mechanisms, never another repeat's: the repeats stay independent (a
+        later repeat would otherwise inherit an earlier one's credited mechanism, and the result its run order)."""
         return self.template.model_copy(update={
+            **({"population": "own"} if "2" in arm.levels else {}),
             "meta_run_id": f"{self.ablation_id}-{arm.name}-r{repeat}",
             "name": f"ablation-{self.ablation_id}",
             "levels": list(arm.levels),
@@ -126,7 +134,7 @@ def _manifest(spec: AblationSpec, res: Resources, arms: list[ArmSpec]) -> Ablati
         workload=res.workload.name, objective=res.workload.objective, model=res.llm.model,
         budget_mode=template.budget.mode, budget=template.budget.value, generations=template.generations,
         iterations=template.iterations, seeds=[template.seed + r for r in range(spec.repeats)],
-        reference_arm=spec.reference_arms[0], reference_arms=spec.reference_arms,
+        reference_arm=spec.reference_arms[0], reference_arms=spec.reference_arms, comparisons=spec.comparisons,
         arms=[ArmRuns(arm=arm, meta_run_ids=[spec.meta_run_spec(arm, r).meta_run_id for r in range(spec.repeats)])
               for arm in arms],
     )

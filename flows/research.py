@@ -133,7 +133,9 @@ def research(spec: MetaRunSpec, res: Resources, *, generation: int, trace: Trace
                            objective_text=trace.objective.describe(), metric_name=trace.objective.name,
                            active=[(m.name, m.source) for m in active.mechanisms], program=spec.program,
                            samples=spec.research_samples, repairs=spec.research_repairs,
-                           population=tuple(load_population(res.store, res.settings.runs_dir)),
+                           population=tuple(load_population(
+                               res.store, res.settings.runs_dir,
+                               only_meta_run=spec.meta_run_id if spec.population == "own" else None)),
                            mutants=spec.research_mutants)
     report = run_session(inputs, _ports(spec, res, generation, trace, active, run_id))
     return _recorded(spec, res, generation, active, run_id, stats, report)

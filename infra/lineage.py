@@ -116,13 +116,16 @@ def run_lineage(store: MechanismStore | None, tracker: Tracker, runs_dir: Path, 
     return root
 
 
-def credited_versions(store: MechanismStore, runs_dir: Path, limit: int = 2) -> list[tuple[float, StoredVersion]]:
+def credited_versions(store: MechanismStore, runs_dir: Path, limit: int = 2,
+                      meta_run_id: str | None = None) -> list[tuple[float, StoredVersion]]:
     """The accepted versions with the best measured effect so far (most negative credited Δ, only those that helped),
-    the best version of each name, best first: cross-night memory."""
+    the best version of each name, best first: cross-night memory (only `meta_run_id`'s own versions when given)."""
     index = influence_index(runs_dir)
     scored = []
     for name in store.names():
         for version in store.history(name):
+            if meta_run_id is not None and version.meta_run_id != meta_run_id:
+                continue
             credit = _influence(index, name, version.version_id).credited_delta
             if credit < 0:
                 scored.append((credit, version))

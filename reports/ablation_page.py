@@ -7,7 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from reports.arm_costs import ArmCosts
 from reports.html import Markup, badge, esc, figure, interval, join, number, p_value, page, section, table, tag
+from reports.level2 import MetaRunLevel2, level2_totals
 from reports.mechanism_section import mechanisms_section, unique_sources
 from reports.run_data import RunData
 from reports.stats import MIN_CI_N, MIN_TEST_N, AblationStats, Comparison
@@ -30,7 +32,8 @@ TEST_NAMES = {"wilcoxon signed-rank": "Wilcoxon", "mann-whitney u": "Mann-Whitne
 def ablation_page(ablation_id: str, statistics: AblationStats, *, manifest: AblationManifest | None = None,
                   repeats: Repeats | None = None, influence: Sequence[MechanismInfluence] = (),
                   curves_png: Path | None = None, deltas_png: Path | None = None,
-                  run_links: Mapping[str, str] | None = None, coverage: RepeatCoverage | None = None) -> str:
+                  run_links: Mapping[str, str] | None = None, coverage: RepeatCoverage | None = None,
+                  costs: Sequence[ArmCosts] = (), level2: Sequence[MetaRunLevel2] = ()) -> str:
     """The whole HTML document of an ablation. Without a manifest and repeats (a page rebuilt from statistics.json
     alone) the sections that need the meta-runs say so instead."""
     objective = statistics.objective
@@ -52,9 +55,19 @@ def ablation_page(ablation_id: str, statistics: AblationStats, *, manifest: Abla
             f"Δ = {delta_formula(objective)} per repeat ({SIGN_CORRECTED}). The grey band around 0 is ± the arm's "
             f"noise floor (median over repeats), where measured."), element_id="deltas"))
     parts.append(section("Arms", _arm_table(statistics, arms, repeats), element_id="arms"))
-    parts.append(section(f"Against the reference arm{'s' if len(statistics.references) > 1 else ''} "
-                         f"{', '.join(statistics.references)}", _comparison_table(statistics),
-                         tag("p", _method_note(statistics), cls="small"), element_id="comparisons"))
+    if costs:
+        parts.append(section("Failures and cost per arm", _cost_table(costs), tag("p", COST_NOTE, cls="small"),
+                             element_id="costs"))
+    title = ("Planned comparisons" if statistics.planned else
+             f"Against the reference arm{'s' if len(statistics.references) > 1 else ''} "
+             f"{', '.join(statistics.references)}")
+    parts.append(section(title, _comparison_table(statistics), tag("p", _method_note(statistics), cls="small"),
+                         element_id="comparisons"))
+    level2_arms = sorted({name for name, spec in arms.items() if "2" in spec.levels}
+                         | {name for c in statistics.comparisons for name in (c.arm, c.reference)
+                            if name in STANDARD_ARMS and "2" in STANDARD_ARMS[name].levels})
+    if level2 or level2_arms:
+        parts.append(_level2_section(level2, level2_arms, statistics.objective))
     if repeats is None or manifest is None:
         parts.append(section("Repeats", tag("p", "Rebuilt from statistics.json alone: the meta-runs (traces, "
                                                  "curves, mechanisms) are not part of this page.", cls="small"),
@@ -171,8 +184,8 @@ def _comparison_table(statistics: AblationStats) -> Markup:
         return tag("p", "No other arm to compare with.")
     rows = [_comparison_row(c) for c in statistics.comparisons]
     # The median difference is in statistics.json; the page keeps the table narrow enough for the reasons.
-    return table(["arm", "reference", "verdict", "test", "n", "mean difference", "95% CI of difference", "p",
-                  "Holm p", "p floor"], rows, numeric=(4, 5, 6, 7, 8, 9))
+    return table(["arm", "reference", "verdict", "test", "n", "mean difference", "95% CI of difference",
+                  "noise floor", "p", "Holm p", "p floor"], rows, numeric=(4, 5, 6, 7, 8, 9, 10))
 
 
 def _comparison_row(comparison: Comparison) -> list[object]:
@@ -181,16 +194,20 @@ def _comparison_row(comparison: Comparison) -> list[object]:
     ci = interval(comparison.ci.low, comparison.ci.high) if comparison.ci else "undefined"
     verdict = badge(comparison.verdict, comparison.verdict) + tag("div", comparison.reason, cls="small")
     return [tag("strong", comparison.arm), comparison.reference, (verdict, "why"), TEST_NAMES[comparison.test],
-            (n, "nowrap"), number(comparison.mean_difference, sign=True), ci, p_value(comparison.p_value),
+            (n, "nowrap"), number(comparison.mean_difference, sign=True), ci,
+            (noise_floor_text(comparison.noise_floor), "nowrap"), p_value(comparison.p_value),
             p_value(comparison.p_holm), p_value(comparison.min_attainable_p)]
 
 
 def _method_note(statistics: AblationStats) -> str:
     objective = statistics.objective
     improves = "lower" if objective.minimize else "higher"
+    family = ("The comparisons were planned when the ablation started (--compare); a planned pair whose arm has no "
+              "finished repeat is listed as not run yet and is not tested." if statistics.planned else
+              "Every arm is tested against each reference arm, each pair of arms once.")
     return (f"Difference = Δ(arm) − Δ(reference), both {SIGN_CORRECTED}; a negative difference means the arm found "
-            f"a {improves} {objective.name} than the reference. Every arm is tested against each reference arm, each "
-            f"pair of arms once. Repeats are paired by seed: Wilcoxon signed-rank on the per-seed differences when "
+            f"a {improves} {objective.name} than the reference. {family} The noise floor is the larger of the two "
+            f"repeats' noise floors, median over the pairs. Repeats are paired by seed: Wilcoxon signed-rank on the per-seed differences when "
             f"at least {MIN_TEST_N} pairs are complete, else Mann-Whitney U on all finished repeats. CIs: percentile "
             f"bootstrap of the mean ({statistics.resamples:,} resamples, seed {statistics.seed}, needs n ≥ "
             f"{MIN_CI_N}). p-values are Holm-adjusted across all {statistics.tests} tests made. 'better'/'worse' "
@@ -226,3 +243,75 @@ def _repeat_table(manifest: AblationManifest, repeats: Repeats, run_links: Mappi
     return table(["arm", "seed", "meta-run", "status", f"baseline {objective.name}", f"best {objective.name}",
                   delta_name(objective), "noise floor", "experiments", "kept", "crashes", "stopped early", "note"],
                  rows, row_classes=classes, numeric=(1, 4, 5, 6, 7, 8, 9, 10, 11))
+
+
+COST_NOTE = ("Over the repeats the statistics use. Rates are over all the arm's experiments (baselines not counted): a "
+             "crash or timeout measured nothing, an invalid proposal trained nothing. LLM seconds include Level 1.5 "
+             "and Level 2 sessions. Wall seconds are the meta-run's own clock (its trace), medians per meta-run; traces "
+             "written before that clock existed have none (the count says over how many runs); on a shared machine "
+             "they are not comparable between runs.")
+
+
+def _rate(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def _seconds(median: float | None, total: float | None) -> str:
+    return "–" if median is None else f"{median:.0f} (total {total or 0:.0f})"
+
+
+def _cost_table(costs: Sequence[ArmCosts]) -> Markup:
+    rows = [[tag("strong", c.arm), str(c.meta_runs), str(c.experiments), f"{c.crashes} ({_rate(c.crash_rate)})",
+             f"{c.invalid} ({_rate(c.invalid_rate)})", str(c.llm_calls),
+             _seconds(c.llm_seconds_median, c.llm_seconds_total),
+             _seconds(c.wall_seconds_median, c.wall_seconds_total)
+             + (f", {c.wall_seconds_runs} of {c.meta_runs} runs" if c.wall_seconds_runs < c.meta_runs else "")]
+            for c in costs]
+    return table(["arm", "meta-runs", "experiments", "crashes", "invalid", "LLM calls", "LLM s per run (median)",
+                  "wall s per run (median)"], rows, numeric=(1, 2, 3, 4, 5, 6, 7))
+
+
+def _level2_section(level2: Sequence[MetaRunLevel2], arms: Sequence[str], objective: Objective) -> Markup:
+    """Per meta-run with Level 2: every session's verdict, and every activated mechanism with its simulated gain,
+    invented or adapted, and the Δ its real trainings credit to it."""
+    if not level2:
+        return section("Level 2", tag("p", f"Not run yet: no meta-run of {', '.join(arms) or 'a Level 2 arm'} has "
+                                           "finished a research session."), element_id="level2")
+    totals = level2_totals(list(level2))
+    mean = number(totals.mean_simulated_delta, sign=True)
+    summary = (f"{totals.meta_runs} meta-run(s), {totals.sessions} research session(s), {totals.activations} "
+               f"activation(s): {totals.invented} invented, {totals.adapted} adapted"
+               f"{'' if totals.invented + totals.adapted == totals.activations else ', the rest unlabelled'}; mean "
+               f"simulated Δ {mean}; credited Δ in total {number(totals.credited_delta, sign=True)}.")
+    rows = []
+    for run in level2:
+        for activation in run.activations:
+            novelty = activation.novelty
+            made = {"invented": "invented", "adapted": f"adapted from {novelty.reference}"}.get(novelty.kind, "unknown")
+            if novelty.similarity is not None:
+                made += f" (similarity {novelty.similarity:.2f}" + (
+                    f" to {novelty.reference})" if novelty.kind == "invented" else ")")
+            ci = interval(*activation.simulated_ci) if activation.simulated_ci else "–"
+            rows.append([tag("code", run.meta_run_id), str(activation.generation),
+                         tag("code", f"{activation.name}@{activation.version[:12]}"),
+                         number(activation.simulated_delta, sign=True), (ci, "nowrap"), (made, "small"),
+                         (", ".join(activation.parents) or "–", "small"),
+                         f"{activation.experiments_influenced} of {activation.experiments_active}"
+                         f" ({activation.kept_influenced} kept)",
+                         number(activation.credited_delta, sign=True) if activation.credited_delta else "none"])
+    activations = (table(["meta-run", "after generation", "mechanism", "simulated Δ", "95% CI (simulated)",
+                          "invented or adapted", "lineage parents", "experiments influenced", "credited Δ"], rows,
+                         numeric=(1, 3, 7, 8))
+                   if rows else tag("p", "No session activated a mechanism."))
+    sessions = tag("ul", join(
+        tag("li", join([tag("code", run.meta_run_id), f" after generation {s.generation}: ",
+                        (f"activated {s.accepted}" if s.accepted else "nothing activated"), f" — {s.verdict}"]))
+        for run in level2 for s in run.sessions))
+    note = (f"Simulated Δ: the paired gain of the next generation's best {objective.name} with the mechanism over the "
+            f"current search, on a surrogate of the trace ({SIGN_CORRECTED}), as Level 2 measured it when it "
+            "activated the mechanism (it needs a CI entirely below 0). Invented or adapted: the similarity of its code "
+            "shape to the closest reference the prompts showed (at 0.7 or above, or a mutant of a parent: adapted). "
+            "Credited Δ: the improvements of the kept experiments whose decision it changed, against the best before "
+            "them (the lineage credit), the real trainings' answer to the simulation.")
+    return section("Level 2", tag("p", summary), activations, tag("p", note, cls="small"),
+                   tag("h3", "Research sessions"), sessions, element_id="level2")

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reports.ablation_page import ablation_page
+from reports.arm_costs import ArmCosts, RunCost, arm_costs
+from reports.level2 import level2_of_runs
 from reports.plots import plot_best_so_far, plot_deltas, plot_run
 from reports.run_data import RunData, load_run
 from reports.run_page import run_page
@@ -75,9 +77,12 @@ def build_ablation_report(state_dir: Path, ablation_id: str, out_dir: Path, *, r
          for arm, runs in usable.items()},
         references=manifest.reference_arms or [manifest.reference_arm], objective=objective,
         noise_floors={arm: [None if run is None else run.noise_floor for run in runs] for arm, runs in usable.items()},
+        pairs=manifest.comparisons or None,
     )
     traces = _measured_traces(repeats)
     influence = mechanism_influence(traces)
+    costs = _costs(usable)
+    level2 = level2_of_runs(traces)
     out_dir.mkdir(parents=True, exist_ok=True)
     curves = {arm: [run.trace.best_so_far() for run in runs if run is not None and run.trace]
               for arm, runs in usable.items()}
@@ -95,6 +100,8 @@ def build_ablation_report(state_dir: Path, ablation_id: str, out_dir: Path, *, r
         "references": statistics.references,
         "statistics": statistics.model_dump(mode="json"),
         "mechanisms": _mechanisms_json(influence),
+        "arm_costs": [c.model_dump(mode="json") for c in costs],
+        "level2": [entry.model_dump(mode="json") | {"arm": _arm_of(repeats, entry.meta_run_id)} for entry in level2],
         **_coverage_json(coverage),
         "repeats": {arm: [None if run is None else {
             "meta_run_id": run.meta_run_id, "status": run.status, "problem": run.problem,
@@ -104,8 +111,21 @@ def build_ablation_report(state_dir: Path, ablation_id: str, out_dir: Path, *, r
     page_path = out_dir / PAGE
     page_path.write_text(ablation_page(ablation_id, statistics, manifest=manifest, repeats=repeats,
                                        influence=influence, curves_png=curves_png, deltas_png=deltas_png,
-                                       run_links=links, coverage=coverage), encoding="utf-8")
+                                       run_links=links, coverage=coverage, costs=costs, level2=level2),
+                         encoding="utf-8")
     return page_path
+
+
+def _costs(usable: dict[str, list[RunData | None]]) -> list[ArmCosts]:
+    """Per arm, over the runs its statistics use (the complete repeats)."""
+    return arm_costs({arm: [RunCost(counts=run.counts, llm=run.llm,
+                                    wall_seconds=run.trace.elapsed_s if run.trace is not None else None)
+                            for run in runs if run is not None] for arm, runs in usable.items()})
+
+
+def _arm_of(repeats: dict[str, list[RunData | None]], meta_run_id: str) -> str | None:
+    return next((arm for arm, runs in repeats.items() for run in runs
+                 if run is not None and run.meta_run_id == meta_run_id), None)
 
 
 def _not_usable(run: RunData | None) -> str | None:

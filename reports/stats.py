@@ -20,6 +20,8 @@ Choices, and why:
 - Every arm is compared with each reference arm (C against random, tpe and hybrid, not only A). A pair of arms is
   tested once: a reference arm is compared with the references listed after it, not back. Holm-Bonferroni over
   every test actually made (all arms × all references) controls the family-wise error of the whole table.
+  An ablation may instead plan its comparisons (`bilevel ablate --compare C-A,C-library,...`): then exactly those
+  pairs are tested and form the Holm family, and a planned pair whose arm has not run yet is listed as such.
 - Verdict: "better"/"worse" only when the Holm-adjusted p < alpha AND the CI of the difference excludes 0;
   otherwise "inconclusive", with the reason spelled out.
 """
@@ -92,6 +94,8 @@ class Comparison(BaseModel):
     mean_difference: float | None = None
     median_difference: float | None = None
     ci: Interval | None = None
+    noise_floor: float | None = Field(None, description="Median over the pairs of the larger of the two repeats' "
+                                      "noise floors: a difference inside it is within one measurement's noise.")
     verdict: Verdict = "inconclusive"
     reason: str = ""
 
@@ -109,6 +113,8 @@ class AblationStats(BaseModel):
     seed: int = BOOTSTRAP_SEED
     arms: list[ArmStats]
     comparisons: list[Comparison]
+    planned: bool = Field(False, description="The comparisons are the ablation's planned pairs (the whole Holm family), "
+                          "not every arm against each reference.")
 
     @field_validator("references", mode="before")
     @classmethod
@@ -221,7 +227,8 @@ def compare_with_reference(arm: ArmStats, reference: ArmStats, *, resamples: int
     arm_values = [d for d in arm.deltas if d is not None]
     reference_values = [d for d in reference.deltas if d is not None]
     result = Comparison(arm=arm.arm, reference=reference.arm, test="none", n_pairs=len(pairs),
-                        n_arm=len(arm_values), n_reference=len(reference_values))
+                        n_arm=len(arm_values), n_reference=len(reference_values),
+                        noise_floor=_pair_noise_floor(arm, reference))
     if len(pairs) >= MIN_TEST_N:
         differences = np.array([a - r for a, r in pairs])
         differences[np.abs(differences) < ZERO_TOLERANCE] = 0.0
@@ -248,6 +255,20 @@ def compare_with_reference(arm: ArmStats, reference: ArmStats, *, resamples: int
         result.reason = (f"no test: {len(pairs)} complete pairs, n={len(arm_values)} vs n={len(reference_values)} "
                          f"(needs at least {MIN_TEST_N})")
     return result
+
+
+def _pair_noise_floor(arm: ArmStats, reference: ArmStats) -> float | None:
+    floors = [max(a, r) for a, r, da, dr in zip(arm.noise_floors, reference.noise_floors, arm.deltas,
+                                               reference.deltas, strict=False)
+              if a is not None and r is not None and da is not None and dr is not None]
+    return float(np.median(floors)) if floors else None
+
+
+def not_run(arm: str, reference: str, missing: Sequence[str]) -> Comparison:
+    """A planned comparison one of whose arms has no finished repeat yet: listed, not tested, not in the family."""
+    return Comparison(arm=arm, reference=reference, test="none",
+                      reason=f"not run yet: {' and '.join(missing)} {'has' if len(missing) == 1 else 'have'} no "
+                             "finished repeat")
 
 
 def _wilcoxon(differences: np.ndarray) -> tuple[float, float, float]:
@@ -292,10 +313,13 @@ def with_verdict(comparison: Comparison, p_holm: float | None, alpha: float = AL
 def ablation_statistics(repeats: Mapping[str, Sequence[Repeat]], references: Sequence[str], *, alpha: float = ALPHA,
                         confidence: float = CONFIDENCE, resamples: int = RESAMPLES, seed: int = BOOTSTRAP_SEED,
                         objective: Objective | None = None,
-                        noise_floors: Mapping[str, Sequence[float | None]] | None = None) -> AblationStats:
+                        noise_floors: Mapping[str, Sequence[float | None]] | None = None,
+                        pairs: Sequence[tuple[str, str]] | None = None) -> AblationStats:
     """Per-arm Δ statistics and every other arm against each of `references`, Holm-corrected across every test made.
     `repeats` maps an arm to its (baseline, best) per seed index, in the same seed order for every arm;
-    `noise_floors` maps an arm to its repeats' noise floors (None: not measured)."""
+    `noise_floors` maps an arm to its repeats' noise floors (None: not measured). `pairs` ((arm, reference), planned
+    in advance) replaces that family: exactly these are tested and Holm-corrected together; one whose arm has no
+    finished repeat (or is not in the ablation yet) is listed as not run yet."""
     references = list(dict.fromkeys([references] if isinstance(references, str) else references))  # once each
     if not references:
         raise ValueError("an ablation needs at least one reference arm to test the others against")
@@ -308,8 +332,14 @@ def ablation_statistics(repeats: Mapping[str, Sequence[Repeat]], references: Seq
     arms = [arm_stats(name, deltas_of(values, objective), noise_floors=floors_of.get(name, ()), **options)
             for name, values in repeats.items()]
     by_name = {a.arm: a for a in arms}
-    raw = [compare_with_reference(by_name[arm], by_name[reference], **options)
-           for reference, arm in comparison_pairs([a.arm for a in arms], references)]
+    planned = [(arm, reference) for arm, reference in pairs] if pairs else None
+    wanted = planned or [(arm, reference) for reference, arm in comparison_pairs([a.arm for a in arms], references)]
+    raw = []
+    for arm, reference in wanted:
+        missing = [name for name in (arm, reference) if name not in by_name or by_name[name].n == 0]
+        raw.append(not_run(arm, reference, missing) if missing and planned
+                   else compare_with_reference(by_name[arm], by_name[reference], resamples=resamples, seed=seed,
+                                               confidence=confidence))
     tested = [c for c in raw if c.p_value is not None]
     holm = holm_adjust([c.p_value for c in tested if c.p_value is not None])
     adjusted = dict(zip(((c.arm, c.reference) for c in tested), holm, strict=True))
@@ -317,7 +347,7 @@ def ablation_statistics(repeats: Mapping[str, Sequence[Repeat]], references: Seq
     holm_floor = min(1.0, len(tested) * min(floors)) if floors else None
     comparisons = [with_verdict(c, adjusted.get((c.arm, c.reference)), alpha, holm_floor) for c in raw]
     return AblationStats(objective=objective, references=references, alpha=alpha, confidence=confidence,
-                         resamples=resamples, seed=seed, arms=arms, comparisons=comparisons)
+                         resamples=resamples, seed=seed, arms=arms, comparisons=comparisons, planned=bool(planned))
 
 
 def comparison_pairs(arms: Sequence[str], references: Sequence[str]) -> list[tuple[str, str]]:

@@ -64,6 +64,9 @@ class AblationManifest(BaseModel):
     seeds: list[int]
     reference_arm: str = "A"
     reference_arms: list[str] = Field(default_factory=list, description="Every arm the others are tested against.")
+    comparisons: list[tuple[str, str]] = Field(default_factory=list, description="Planned (arm, reference) pairs: "
+                                               "when given, exactly these are tested (one Holm family) instead of "
+                                               "every arm against each reference arm.")
     arms: list[ArmRuns]
 
 
@@ -96,6 +99,25 @@ def parse_repeats(text: str, total: int) -> list[int]:
     return sorted(chosen)
 
 
+def parse_comparisons(text: str) -> list[tuple[str, str]]:
+    """`--compare`: `C-A,C-library,A-tpe`, each `arm-reference` (the difference arm − reference), standard arm names,
+    each pair once. ValueError with a one-line message for anything else."""
+    pairs: list[tuple[str, str]] = []
+    for part in (p.strip() for p in (text or "").split(",")):
+        arm, dash, reference = part.partition("-")
+        if not dash or not arm or not reference or "-" in reference:
+            raise ValueError(f"--compare: {part!r} is not a pair like C-A (arm minus reference arm)")
+        unknown = [name for name in (arm, reference) if name not in STANDARD_ARMS]
+        if unknown:
+            raise ValueError(f"--compare: unknown arm {unknown[0]!r} in {part!r}; choose from {sorted(STANDARD_ARMS)}")
+        if arm == reference:
+            raise ValueError(f"--compare: {part!r} compares an arm with itself")
+        if (arm, reference) in pairs or (reference, arm) in pairs:
+            raise ValueError(f"--compare: the arms of {part!r} are compared twice")
+        pairs.append((arm, reference))
+    return pairs
+
+
 # What must agree between two shards of one ablation for their repeats to be paired and comparable.
 COMPATIBLE_FIELDS = ("workload", "objective", "model", "budget_mode", "budget", "generations", "iterations")
 
@@ -115,6 +137,10 @@ def merge_manifests(existing: AblationManifest, new: AblationManifest) -> Ablati
     if longer[: len(shorter)] != shorter:
         raise ValueError(f"ablation {existing.ablation_id!r} uses seeds {existing.seeds[:5]}..., this run "
                          f"{new.seeds[:5]}...: the repeats would not be paired (use the same first seed)")
+    if existing.comparisons and new.comparisons and existing.comparisons != new.comparisons:
+        raise ValueError(f"ablation {existing.ablation_id!r} planned the comparisons "
+                         f"{_pairs_text(existing.comparisons)}; this run plans {_pairs_text(new.comparisons)}: a study's "
+                         "tests are fixed once (leave --compare out, or pass the same pairs)")
     arms = {item.arm.name: item for item in existing.arms}
     for item in new.arms:
         old = arms.get(item.arm.name)
@@ -129,7 +155,12 @@ def merge_manifests(existing: AblationManifest, new: AblationManifest) -> Ablati
                 raise ValueError(f"ablation {existing.ablation_id!r}, arm {item.arm.name}, repeat {position}: "
                                  f"{ids[position]!r} vs {meta_run_id!r} in the two manifests")
         arms[item.arm.name] = ArmRuns(arm=item.arm, meta_run_ids=ids)
-    return existing.model_copy(update={"seeds": longer, "arms": list(arms.values())})
+    return existing.model_copy(update={"seeds": longer, "arms": list(arms.values()),
+                                       "comparisons": existing.comparisons or new.comparisons})
+
+
+def _pairs_text(pairs: list[tuple[str, str]]) -> str:
+    return ",".join(f"{arm}-{reference}" for arm, reference in pairs)
 
 
 class RepeatCoverage(BaseModel):

@@ -111,6 +111,10 @@ class MetaRunSpec(BaseModel):
     research_samples: ResearchSamples = 4
     research_repairs: ResearchRepairs = 2
     research_mutants: ResearchMutants = 2
+    population: Literal["all", "own"] = Field("all", description="Whose credited mechanisms Level 2's mutants may "
+                                              "start from (besides the library): all earlier runs' (cross-night "
+                                              "memory), or this meta-run's own (an ablation: its repeats stay "
+                                              "independent of each other and of their order).")
     restart_each_generation: bool = Field(False, description="Control arm: restart the inner loop from the best config.")
     proposer: Proposer = Field("llm", description="Who proposes: the LLM, a control arm, or the hybrid.")
     program: str = Field("", max_length=PROGRAM_MAX_CHARS, description="Research direction every prompt includes.")

@@ -47,14 +47,15 @@ def research_round(llm: LLMClient, spec: MetaRunSpec, *, generation: int, round_
 
 
 @task(name="research-population", cache_policy=NO_CACHE, task_run_name="level-2 population")
-def load_population(store: Any, runs_dir: Path, limit: int = MAX_CREDITED) -> list[Parent]:
-    """The parents mutants start from: earlier runs' best-credited mechanisms (infra/lineage.py), read back from the
-    store with their sources, then the library. A version the store cannot give back is left out with a warning."""
+def load_population(store: Any, runs_dir: Path, limit: int = MAX_CREDITED, only_meta_run: str | None = None) -> list[Parent]:
+    """The parents mutants start from: earlier runs' best-credited mechanisms (infra/lineage.py; `only_meta_run`'s
+    own when given), read back from the store with their sources, then the library. A version the store cannot give
+    back is left out with a warning."""
     from infra.lineage import credited_versions
     from infra.store import StoreError
 
     credited = []
-    for credit, version in credited_versions(store, runs_dir, limit):
+    for credit, version in credited_versions(store, runs_dir, limit, meta_run_id=only_meta_run):
         try:
             source, _ = store.get(version.name, version.version_id)
         except StoreError as error:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from flows.meta_run import meta_run
-from infra.lineage import best_versions, influence_index, mechanism_lineage, run_lineage
+from infra.lineage import best_versions, credited_versions, influence_index, mechanism_lineage, run_lineage
 from infra.store import MechanismStore
 from search.run_spec import Budget, MetaRunSpec, WorkloadRef
 from tests.fixtures_s3 import s3_server  # noqa: F401  (fixture)
@@ -144,3 +144,13 @@ def test_best_versions_rank_by_credited_gain(two_nights) -> None:
     # and the ranking names the best-credited version (one per name).
     assert any(credit < 0 for credit in credits.values()), credits
     assert ranked == [f"pattern_move@{min(credits, key=credits.get)}"]
+
+
+def test_a_population_of_one_meta_runs_own_leaves_the_others_out(two_nights) -> None:
+    """An ablation's repeats (population 'own') never inherit another repeat's credited mechanism."""
+    store, tracker, first, second, runs_dir = two_nights
+    own = {night: [v.meta_run_id for _, v in credited_versions(store, runs_dir, limit=5, meta_run_id=night)]
+           for night in ("night-1", "night-2")}
+    assert own["night-1"] + own["night-2"], "no credited version at all: nothing was tested"
+    assert set(own["night-1"]) <= {"night-1"} and set(own["night-2"]) <= {"night-2"}
+    assert credited_versions(store, runs_dir, limit=5, meta_run_id="another-repeat") == []
