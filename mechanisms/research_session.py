@@ -1,4 +1,4 @@
-"""Level 2 as pure logic: explore -> critique -> specify -> generate (best-of-N) and mutate -> check -> simulate ->
+"""Level 2 as pure logic: explore -> specify -> generate (best-of-N) and mutate -> check -> simulate ->
 select -> repair. The LLM rounds, validation, simulation, publishing and the novelty check are injected callables, so
 selection and repair are unit-tested without Prefect, MLflow, S3 or a model; flows/research.py only composes.
 
@@ -29,10 +29,8 @@ from mechanisms.population import Mutation, Parent, mutant_count, plan_mutations
 from mechanisms.validate import STAGES
 from search.research import (
     LOOP_TEXT,
-    CritiqueAnswer,
     ExploreAnswer,
     SpecifyAnswer,
-    critique_messages,
     explore_messages,
     generate_messages,
     mutate_messages,
@@ -275,22 +273,17 @@ def furthest(attempts: list[Attempt]) -> Attempt:
 
 
 def specification(inputs: SessionInputs, ports: SessionPorts, transcript: list[dict[str, Any]]) -> tuple[SpecifyAnswer | None, LLMUsage]:
-    """The three JSON rounds: weaknesses from the trace statistics, the chosen idea, its specification."""
+    """The two JSON rounds: the weakness the trace statistics reveal with an idea to fix it, then its specification."""
     messages = explore_messages(api_text=API_TEXT, loop_source=LOOP_TEXT, active=inputs.active, stats=inputs.stats,
-                                workload_text=inputs.workload_text)
-    if inputs.program.strip():
-        messages[-1]["content"] = f"Research direction from the user: {inputs.program.strip()[:1500]}\n\n" + messages[-1]["content"]
+                                workload_text=inputs.workload_text, program=inputs.program,
+                                objective_text=inputs.objective_text)
     explore = ports.ask_round("explore", messages)
     usage = explore.usage
     transcript += explore.transcript
     if explore.answer is None:
         return None, usage
-    ideas = ExploreAnswer.model_validate(explore.answer)
-    critique = ports.ask_round("critique", critique_messages(explore.messages, ideas, inputs.objective_text))
-    usage, transcript[:] = usage + critique.usage, [*transcript, *critique.transcript]
-    choice = CritiqueAnswer.model_validate(critique.answer).choice if critique.answer else 0
-    idea = ideas.ideas[min(choice, len(ideas.ideas) - 1)]
-    specify = ports.ask_round("specify", specify_messages(critique.messages, idea))
+    idea = ExploreAnswer.model_validate(explore.answer).ideas[0]  # explore is asked for one (search/research.py)
+    specify = ports.ask_round("specify", specify_messages(explore.messages, idea))
     usage, transcript[:] = usage + specify.usage, [*transcript, *specify.transcript]
     return (SpecifyAnswer.model_validate(specify.answer) if specify.answer else None), usage
 

@@ -54,13 +54,46 @@ def test_repeated_lines_that_still_parse_are_kept_for_validation() -> None:
 # inert sample shows a live hook.
 
 
-def test_the_explore_and_critique_prompts_say_what_a_mechanism_cannot_change() -> None:
-    from search.research import OUT_OF_REACH, ExploreAnswer, critique_messages, explore_messages
+def test_the_explore_prompt_says_what_a_mechanism_cannot_change_and_asks_for_one_idea() -> None:
+    from search.research import OUT_OF_REACH, explore_messages
 
-    explore = explore_messages(api_text="api", loop_source="loop", active=[], stats={}, workload_text="w")
+    explore = explore_messages(api_text="api", loop_source="loop", active=[], stats={}, workload_text="w",
+                               objective_text="lower loss")
     assert OUT_OF_REACH in explore[-1]["content"] and "training budget" in OUT_OF_REACH
-    ideas = ExploreAnswer.model_validate({"ideas": [{"problem": "p", "evidence": "e", "idea": "more steps"}]})
-    assert "cannot change" in critique_messages(explore, ideas, "lower loss")[-1]["content"]
+    # The critique round is gone (its choice came before its reason): explore chooses, by the objective.
+    assert "the one weakness" in explore[-1]["content"] and "lower loss" in explore[-1]["content"]
+
+
+# -- one shared prompt prefix -----------------------------------------------------------------------------------
+# Each Level-2 prompt used to start differently after the system text, so the local model evaluated the ~1,100
+# tokens of API and loop text again for explore, the fresh samples and each mutant. They now start alike.
+
+
+def test_every_level2_conversation_starts_with_the_same_prefix() -> None:
+    from mechanisms.api import API_TEXT, HOOK_DOCS
+    from mechanisms.population import build_population, plan_mutations
+    from mechanisms.research_session import example_source, mutant_prompt
+    from search.research import (
+        LOOP_TEXT,
+        SpecifyAnswer,
+        explore_messages,
+        generate_messages,
+        repair_messages,
+        shared_prefix,
+    )
+
+    spec = SpecifyAnswer(name="step", hooks=["propose"], state="", behaviour="propose a step")
+    prefix = shared_prefix(API_TEXT)
+    explore = explore_messages(api_text=API_TEXT, loop_source=LOOP_TEXT, active=[], stats={"a": 1}, workload_text="w",
+                               program="try bandits")
+    generate = generate_messages(api_text=API_TEXT, example_source=example_source(spec.hooks), spec=spec,
+                                 hook_docs=HOOK_DOCS)
+    mutants = [mutant_prompt(spec, m) for m in plan_mutations(build_population([], 4), 2, spec.hooks)]
+    repair = repair_messages(generate, "class M: pass", "smoke", "boom")
+    assert len(prefix) > 1000 and API_TEXT.strip() in prefix and LOOP_TEXT.strip() in prefix
+    for messages in (explore, generate, *mutants, repair):
+        assert messages[0] == explore[0] and messages[1]["content"].startswith(prefix)
+    assert "try bandits" in explore[1]["content"][len(prefix):]  # the user's direction comes after the prefix
 
 
 def test_only_the_repair_of_an_inert_sample_shows_a_live_propose() -> None:

@@ -34,8 +34,8 @@ from search.simulate import SimulatedGain
 from search.surrogate import SurrogateError
 
 SPECIFY = {"name": "probe", "hooks": ["propose"], "state": "none", "behaviour": "propose something"}
-ROUNDS = {"explore": {"ideas": [{"problem": "p", "evidence": "e", "idea": "i"}]},
-          "critique": {"choice": 0, "reason": "r"}, "specify": SPECIFY}
+ROUNDS = {"explore": {"ideas": [{"problem": "p", "evidence": "e", "idea": "i"}, {"problem": "q", "idea": "j"}]},
+          "specify": SPECIFY}
 
 
 def gain(delta: float, high: float | None = None) -> SimulatedGain:
@@ -64,11 +64,13 @@ class Fakes:
         self.generated: list[tuple[int, list[dict[str, str]], int]] = []
         self.published: list[tuple[int, str]] = []
         self.simulated: list[int] = []
+        self.asked: list[tuple[str, list[dict[str, str]]]] = []
 
     def tag(self, source: str) -> str:
         return source.rsplit("# ", 1)[1].strip()
 
     def ask_round(self, name: str, messages: list[dict[str, str]]) -> RoundResult:
+        self.asked.append((name, messages))
         return RoundResult(answer=ROUNDS[name], messages=[*messages, {"role": "assistant", "content": name}])
 
     def generate(self, round_index: int, messages: list[dict[str, str]], samples: int) -> list[CodeResult]:
@@ -254,7 +256,7 @@ class MutantFakes(Fakes):
     def mutate(self, round_index: int, messages: list[dict[str, str]], sample: int) -> CodeResult:
         self.mutate_prompts[sample] = messages[-1]["content"]
         tag = self.mutants[sample]
-        source = code(tag) if tag else messages[-1]["content"].split("```python\n")[1].split("```")[0] + "\n"
+        source = code(tag) if tag else messages[-1]["content"].split("```python\n")[-1].split("```")[0] + "\n"  # the parent
         return CodeResult(sample=sample, temperature=0.5, code=source)
 
     def ports(self, **extra: Any) -> SessionPorts:
@@ -341,3 +343,12 @@ def test_unchanged_sees_through_renaming_but_not_a_new_threshold() -> None:
     assert unchanged(renamed.replace('"""Tabu search: screen', '"""Another docstring: screen'), tabu)
     assert not unchanged(renamed.replace("TENURE = 12", "TENURE = 6"), tabu)
     assert not unchanged("class Probe:\x00", tabu) and not unchanged("(" * 500 + ")" * 500, tabu)  # untrusted
+
+
+def test_the_specification_takes_two_rounds_and_specifies_the_first_idea() -> None:
+    # The critique round cost a call per session and chose before it reasoned (benchmarks/results/level2-speed).
+    fakes = Fakes([["good"]], {"good": valid()}, {"good": gain(-0.05)})
+    report = run_session(INPUTS, fakes.ports())
+    assert [name for name, _ in fakes.asked] == ["explore", "specify"]
+    assert "Specify the mechanism for: i\n" in fakes.asked[1][1][-1]["content"]
+    assert report.accepted is not None
