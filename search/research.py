@@ -258,8 +258,16 @@ def skeleton(spec: SpecifyAnswer, hook_docs: dict[str, tuple[str, str]]) -> str:
              "        self.state = {}"]
     for hook in hooks:
         signature, doc = hook_docs[hook]
-        lines += ["", f"    {signature}", f'        """{doc}"""', "        return None"]
+        lines += ["", f"    {signature}", f'        """{short_doc(hook, doc)}"""', "        return None"]
     return "\n".join(lines) + "\n"
+
+
+def short_doc(hook: str, doc: str) -> str:
+    """A hook's docstring in the skeleton: its first sentence and a pointer to its contract in the API text. The model
+    copies the skeleton's docstrings into its answer; the whole contracts made ~40% of a sample's tokens
+    (benchmarks/results/level2-speed), and the API text above the skeleton already holds them."""
+    first = re.split(r"(?<=\.)\s", doc.strip(), maxsplit=1)[0].rstrip(".")
+    return f"{first}. Return what the API says for {hook}, or None."
 
 
 def generate_messages(*, api_text: str, example_source: str, spec: SpecifyAnswer,
@@ -269,7 +277,7 @@ def generate_messages(*, api_text: str, example_source: str, spec: SpecifyAnswer
         "Fill in the method bodies of the Python class below so that it does what the specification says.",
         "Rules: keep the class name, `name`, `__init__` and every method signature; imports only random, math, collections and "
         "helpers; no files, no os, no eval; bound every loop (iterate over a list or a range, never `while True`); "
-        "each hook returns exactly what its docstring says, or None; keep it under 40 lines. ctx exists only inside "
+        "each hook returns exactly what the API above says for it, or None; keep it under 40 lines. ctx exists only inside "
         "the hooks (not in __init__). ctx[\"params\"] is a list of dicts: use h.editable(ctx) for the names.",
         "",
         f"Specification of `{spec.name}`:",

@@ -30,6 +30,20 @@ def test_the_skeleton_shows_the_state_names_and_one_body_per_hook() -> None:
     assert text.count("return None") == 2  # propose, and observe (added because there is state)
 
 
+def test_the_skeleton_points_to_the_hook_contracts_instead_of_repeating_them() -> None:
+    # The model copied the skeleton's docstrings into every sample: the full contracts were ~40% of its tokens.
+    from mechanisms.api import API_TEXT
+    from search.research import generate_messages
+
+    spec = SpecifyAnswer(name="m", hooks=["plan", "propose", "screen", "accept"], state="n", behaviour="b")
+    text = skeleton(spec, HOOK_DOCS)
+    prompt = generate_messages(api_text=API_TEXT, example_source="class E: pass", spec=spec, hook_docs=HOOK_DOCS)
+    for hook, (_, doc) in HOOK_DOCS.items():
+        assert doc not in text and prompt[-1]["content"].count(doc) == 1  # once, in the API text
+        assert f"Return what the API says for {hook}, or None." in text
+    assert '"""Put concrete candidates on the table. Return' in text
+
+
 def test_code_cut_off_in_a_loop_is_named_as_such() -> None:
     answer = "```python\nclass M:\n    def __init__(self):\n        self.state = {\n" + '            "a": None,\n' * 40
     with pytest.raises(ValueError, match='repeats `"a": None,` 40 times and was cut off'):
