@@ -10,7 +10,8 @@ selected like any sample; a repair of a mutant remains a mutant of the same pare
 Selection is by benefit: among valid, live samples, the one with the best simulated Δ on the trace's surrogate whose
 CI lies entirely below 0 (it beats the current search) and which is significantly harmful on no synthetic landscape
 (no CI entirely above 0: search/landscapes.py) is activated. A live sample without that is rejected at the `benefit`
-stage, with its numbers. Repairs start from the sample that got furthest, for a bounded number of rounds.
+stage, with its numbers. Repairs start from the sample that got furthest, one sample per round, for a bounded
+number of rounds.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ from search.trace import LLMUsage
 
 AUTOFIX_SAMPLE = 50  # the autofixed variant of sample n is sample 50 + n (at most 8 samples per round)
 MUTANT_SAMPLE = 10  # mutant k of a round is sample 10 + k (its autofixed variant 60 + k)
+# One sample per repair round: in the local-model yield benchmark (benchmarks/results/level2-yield), 5 of the 6
+# activations that came from a repair round were its first sample, and each sample costs a whole generation
+# (benchmarks/results/level2-speed); a second round, which sees the first one's error, is worth more than a twin.
+REPAIR_SAMPLES = 1
 BENEFIT = "benefit"
 ALL_STAGES = (*STAGES, BENEFIT)
 
@@ -397,7 +402,7 @@ def run_session(inputs: SessionInputs, ports: SessionPorts) -> SessionReport:
         if round_index == 0:
             results, mutations = drawn(inputs, ports, spec, prompt)
         else:
-            results = ports.generate(round_index, messages, max(1, inputs.samples // 2))
+            results = ports.generate(round_index, messages, REPAIR_SAMPLES)
             mutations = {r.sample: repaired for r in results} if repaired is not None else {}
         report.usage = sum((r.usage for r in results), report.usage)
         round_attempts = checked(spec.name, results, round_index, ports, mutations)

@@ -352,3 +352,10 @@ def test_the_specification_takes_two_rounds_and_specifies_the_first_idea() -> No
     assert [name for name, _ in fakes.asked] == ["explore", "specify"]
     assert "Specify the mechanism for: i\n" in fakes.asked[1][1][-1]["content"]
     assert report.accepted is not None
+
+
+def test_each_repair_round_draws_one_sample() -> None:
+    fakes = Fakes([["a", "b", "c", "d"], ["e"], ["f"]], {t: failed("smoke") for t in "abcdef"}, {})
+    report = run_session(SessionInputs(**{**INPUTS.__dict__, "samples": 4}), fakes.ports())
+    assert [(r, n) for r, _, n in fakes.generated] == [(0, 4), (1, 1), (2, 1)]
+    assert report.rounds == 3 and len(report.samples) == 6
