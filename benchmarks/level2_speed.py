@@ -7,6 +7,7 @@ stopped (`length`: max_tokens hit), seconds, and the load average at that moment
 vary with load; tokens do not). Sessions are written one file each (DIR/sessions/NNN.json, resumable).
 
     python benchmarks/level2_speed.py --sessions 3 --out benchmarks/results/level2-speed/after
+    python benchmarks/level2_speed.py --out - --table benchmarks/results/level2-speed/before ...after  # the table
 """
 
 from __future__ import annotations
@@ -72,11 +73,40 @@ def by_round(calls: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {k: {**v, "seconds": round(v["seconds"], 1)} for k, v in rounds.items()}
 
 
+def table(folders: list[Path]) -> str:
+    """A markdown table: one row per recorded session of each folder, then per-round totals per folder."""
+    lines = ["| run | session | fixture | commit | calls | prompt tok | evaluated prompt tok | generated tok | "
+             "max_tokens hits | LLM s | session s | load 1m before/after | verdict |", "|" + "---|" * 13]
+    rounds = ["", "| run | round | calls | prompt tok | evaluated | generated | LLM s |", "|" + "---|" * 7]
+    for folder in folders:
+        records = [json.loads(p.read_text()) for p in sorted((folder / "sessions").glob("*.json"))]
+        for r in records:
+            lines.append(f"| {folder.name} | {r['session']} | {r['fixture']} | {r['commit']} | {len(r['calls'])} | "
+                         f"{r['prompt_tokens']} | {r['evaluated_prompt_tokens']} | {r['completion_tokens']} | "
+                         f"{sum(c['finish_reason'] == 'length' for c in r['calls'])} | {r['llm_seconds']:.0f} | "
+                         f"{r['seconds']:.0f} | {r['load_before'][0]} / {r['load_after'][0]} | "
+                         f"{r['verdict'][:70].replace('|', '/')} |")
+        totals: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        for r in records:
+            for name, entry in r["rounds"].items():
+                for field, value in entry.items():
+                    totals[name][field] += value / len(records)
+        for name, entry in totals.items():
+            rounds.append(f"| {folder.name} | {name} | {entry['calls']:.1f} | {entry['prompt_tokens']:.0f} | "
+                          f"{entry['prompt_tokens'] - entry['cached_tokens']:.0f} | {entry['completion_tokens']:.0f} | "
+                          f"{entry['seconds']:.0f} |")
+    return "\n".join([*lines, *rounds, ""])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=3)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--table", type=Path, nargs="*", help="print the table of these result folders and exit")
     args = parser.parse_args()
+    if args.table:
+        print(table(args.table))
+        return
     apply_telemetry_opt_outs()
     os.chdir(ROOT)
     state = Path(tempfile.mkdtemp(prefix="bilevel-level2-speed-"))
