@@ -11,7 +11,7 @@ Selection is by benefit: among valid, live samples, the one with the best simula
 CI lies entirely below 0 (it beats the current search) and which is significantly harmful on no synthetic landscape
 (no CI entirely above 0: search/landscapes.py) is activated. A live sample without that is rejected at the `benefit`
 stage, with its numbers. Repairs start from the sample that got furthest, one sample per round, for a bounded
-number of rounds.
+number of rounds; they end early when a round got no sample further (the next round would ask the same question).
 """
 
 from __future__ import annotations
@@ -397,6 +397,7 @@ def run_session(inputs: SessionInputs, ports: SessionPorts) -> SessionReport:
     messages = prompt
     attempts: list[Attempt] = []
     repaired: Mutation | None = None  # the mutation of the sample a repair round starts from
+    started_from: Attempt | None = None  # the sample the last repair round started from
     for round_index in range(inputs.repairs + 1):
         report.rounds = round_index + 1
         if round_index == 0:
@@ -441,7 +442,11 @@ def run_session(inputs: SessionInputs, ports: SessionPorts) -> SessionReport:
         if unavailable is not None:
             report.verdict = f"rejected at {BENEFIT}: no simulation possible on this trace ({unavailable})"
             return report
-        repaired = start.mutation
+        if start is started_from:
+            # The last repair got no sample further, so the next one would ask the very same question; at the repair
+            # temperature the local model answered it with the very same code (benchmarks/results/level2-speed).
+            return report
+        started_from, repaired = start, start.mutation
         base = mutant_prompt(spec, start.mutation) if start.mutation is not None else prompt
         messages = repair_messages(base, start.code, start.stage_failed or "?", start.error)
     return report
