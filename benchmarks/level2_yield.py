@@ -1,7 +1,7 @@
 """Level 2 yield, out of sample and about benefit: how often a research session activates a mechanism that beats the
 current search in simulation, how new it is, and (optionally) what it gains in real trainings.
 
-Each session runs the real Level-2 flow (flows/research.py: explore, critique, specify, best-of-N generation, static
+Each session runs the real Level-2 flow (flows/research.py: explore, specify, best-of-N generation, static
 checks and sandbox validation, simulated benefit on the trace's surrogate and the synthetic landscapes, selection,
 repairs; stored in the embedded S3 server, logged to MLflow) on a trace recorded from a real meta-run, cut after some
 experiments. Fixtures live in benchmarks/fixtures/level2/<name>/ (spec.json, trace.json, fixture.json); fixture.json
@@ -111,7 +111,6 @@ def scripted_answers(path: Path, sessions: int) -> Path:
     answers = {
         "research.explore": [{"ideas": [{"problem": "the best configuration's neighbourhood is not searched",
                                          "evidence": "best", "idea": "try a small step away from the best"}]}] * sessions,
-        "research.critique": [{"choice": 0, "reason": "simple"}] * sessions,
         "research.specify": [{"name": "best_neighbour", "hooks": ["propose"], "state": "none",
                               "behaviour": "propose one parameter moved half a step from the best configuration"}]
         * sessions,

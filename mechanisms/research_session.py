@@ -1,4 +1,4 @@
-"""Level 2 as pure logic: explore -> critique -> specify -> generate (best-of-N) and mutate -> check -> simulate ->
+"""Level 2 as pure logic: explore -> specify -> generate (best-of-N) and mutate -> check -> simulate ->
 select -> repair. The LLM rounds, validation, simulation, publishing and the novelty check are injected callables, so
 selection and repair are unit-tested without Prefect, MLflow, S3 or a model; flows/research.py only composes.
 
@@ -10,7 +10,8 @@ selected like any sample; a repair of a mutant remains a mutant of the same pare
 Selection is by benefit: among valid, live samples, the one with the best simulated Δ on the trace's surrogate whose
 CI lies entirely below 0 (it beats the current search) and which is significantly harmful on no synthetic landscape
 (no CI entirely above 0: search/landscapes.py) is activated. A live sample without that is rejected at the `benefit`
-stage, with its numbers. Repairs start from the sample that got furthest, for a bounded number of rounds.
+stage, with its numbers. Repairs start from the sample that got furthest, one sample per round, for a bounded
+number of rounds; they end early when a round got no sample further (the next round would ask the same question).
 """
 
 from __future__ import annotations
@@ -29,10 +30,8 @@ from mechanisms.population import Mutation, Parent, mutant_count, plan_mutations
 from mechanisms.validate import STAGES
 from search.research import (
     LOOP_TEXT,
-    CritiqueAnswer,
     ExploreAnswer,
     SpecifyAnswer,
-    critique_messages,
     explore_messages,
     generate_messages,
     mutate_messages,
@@ -45,6 +44,10 @@ from search.trace import LLMUsage
 
 AUTOFIX_SAMPLE = 50  # the autofixed variant of sample n is sample 50 + n (at most 8 samples per round)
 MUTANT_SAMPLE = 10  # mutant k of a round is sample 10 + k (its autofixed variant 60 + k)
+# One sample per repair round: in the local-model yield benchmark (benchmarks/results/level2-yield), 5 of the 6
+# activations that came from a repair round were its first sample, and each sample costs a whole generation
+# (benchmarks/results/level2-speed); a second round, which sees the first one's error, is worth more than a twin.
+REPAIR_SAMPLES = 1
 BENEFIT = "benefit"
 ALL_STAGES = (*STAGES, BENEFIT)
 
@@ -275,22 +278,17 @@ def furthest(attempts: list[Attempt]) -> Attempt:
 
 
 def specification(inputs: SessionInputs, ports: SessionPorts, transcript: list[dict[str, Any]]) -> tuple[SpecifyAnswer | None, LLMUsage]:
-    """The three JSON rounds: weaknesses from the trace statistics, the chosen idea, its specification."""
+    """The two JSON rounds: the weakness the trace statistics reveal with an idea to fix it, then its specification."""
     messages = explore_messages(api_text=API_TEXT, loop_source=LOOP_TEXT, active=inputs.active, stats=inputs.stats,
-                                workload_text=inputs.workload_text)
-    if inputs.program.strip():
-        messages[-1]["content"] = f"Research direction from the user: {inputs.program.strip()[:1500]}\n\n" + messages[-1]["content"]
+                                workload_text=inputs.workload_text, program=inputs.program,
+                                objective_text=inputs.objective_text)
     explore = ports.ask_round("explore", messages)
     usage = explore.usage
     transcript += explore.transcript
     if explore.answer is None:
         return None, usage
-    ideas = ExploreAnswer.model_validate(explore.answer)
-    critique = ports.ask_round("critique", critique_messages(explore.messages, ideas, inputs.objective_text))
-    usage, transcript[:] = usage + critique.usage, [*transcript, *critique.transcript]
-    choice = CritiqueAnswer.model_validate(critique.answer).choice if critique.answer else 0
-    idea = ideas.ideas[min(choice, len(ideas.ideas) - 1)]
-    specify = ports.ask_round("specify", specify_messages(critique.messages, idea))
+    idea = ExploreAnswer.model_validate(explore.answer).ideas[0]  # explore is asked for one (search/research.py)
+    specify = ports.ask_round("specify", specify_messages(explore.messages, idea))
     usage, transcript[:] = usage + specify.usage, [*transcript, *specify.transcript]
     return (SpecifyAnswer.model_validate(specify.answer) if specify.answer else None), usage
 
@@ -399,12 +397,13 @@ def run_session(inputs: SessionInputs, ports: SessionPorts) -> SessionReport:
     messages = prompt
     attempts: list[Attempt] = []
     repaired: Mutation | None = None  # the mutation of the sample a repair round starts from
+    started_from: Attempt | None = None  # the sample the last repair round started from
     for round_index in range(inputs.repairs + 1):
         report.rounds = round_index + 1
         if round_index == 0:
             results, mutations = drawn(inputs, ports, spec, prompt)
         else:
-            results = ports.generate(round_index, messages, max(1, inputs.samples // 2))
+            results = ports.generate(round_index, messages, REPAIR_SAMPLES)
             mutations = {r.sample: repaired for r in results} if repaired is not None else {}
         report.usage = sum((r.usage for r in results), report.usage)
         round_attempts = checked(spec.name, results, round_index, ports, mutations)
@@ -443,7 +442,11 @@ def run_session(inputs: SessionInputs, ports: SessionPorts) -> SessionReport:
         if unavailable is not None:
             report.verdict = f"rejected at {BENEFIT}: no simulation possible on this trace ({unavailable})"
             return report
-        repaired = start.mutation
+        if start is started_from:
+            # The last repair got no sample further, so the next one would ask the very same question; at the repair
+            # temperature the local model answered it with the very same code (benchmarks/results/level2-speed).
+            return report
+        started_from, repaired = start, start.mutation
         base = mutant_prompt(spec, start.mutation) if start.mutation is not None else prompt
         messages = repair_messages(base, start.code, start.stage_failed or "?", start.error)
     return report

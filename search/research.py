@@ -1,5 +1,5 @@
-"""Level 2 in pure Python: trace statistics that expose failure modes, the four research prompts
-(explore, critique, specify, generate), the mutate and repair prompts, and decoding of their answers."""
+"""Level 2 in pure Python: trace statistics that expose failure modes, the three research prompts
+(explore, specify, generate), the mutate and repair prompts, and decoding of their answers."""
 
 from __future__ import annotations
 
@@ -94,11 +94,6 @@ class ExploreAnswer(BaseModel):
     ideas: list[Idea] = Field(min_length=1, max_length=4)
 
 
-class CritiqueAnswer(BaseModel):
-    choice: int = Field(ge=0, le=3)
-    reason: str = Field("", max_length=600)
-
-
 class SpecifyAnswer(BaseModel):
     name: str = Field(description="snake_case mechanism name")
     hooks: list[str] = Field(min_length=1, max_length=4)
@@ -140,7 +135,7 @@ class SpecifyAnswer(BaseModel):
         return value
 
 
-ROUND_MODELS: dict[str, type[BaseModel]] = {"explore": ExploreAnswer, "critique": CritiqueAnswer, "specify": SpecifyAnswer}
+ROUND_MODELS: dict[str, type[BaseModel]] = {"explore": ExploreAnswer, "specify": SpecifyAnswer}
 
 
 def round_schema(round_name: str) -> dict[str, Any]:
@@ -193,17 +188,27 @@ def _system() -> dict[str, str]:
     return {"role": "system", "content": SYSTEM}
 
 
-def explore_messages(*, api_text: str, loop_source: str, active: list[tuple[str, str]], stats: dict[str, Any],
-                     workload_text: str) -> list[dict[str, str]]:
-    active_text = "\n\n".join(f"# active mechanism {name}\n{source}" for name, source in active) or "(none active)"
-    content = "\n".join([
-        f"The loop optimises: {workload_text}",
-        "",
+def shared_prefix(api_text: str, loop_source: str = LOOP_TEXT) -> str:
+    """The text every Level-2 conversation's first user message starts with (explore, generate, mutate, hence repair):
+    the same tokens, so the local model evaluates them once per session (and restores them from its disk cache across
+    sessions) instead of once per prompt. Ends with a blank line; what follows differs."""
+    return "\n".join([
         "The mechanism API (a mechanism is one Python class with any of these hooks):",
         api_text.strip(),
         "",
         "Where the inner loop calls the hooks:",
         "```python", loop_source.strip(), "```",
+        "", "",
+    ])
+
+
+def explore_messages(*, api_text: str, loop_source: str, active: list[tuple[str, str]], stats: dict[str, Any],
+                     workload_text: str, program: str = "", objective_text: str = "") -> list[dict[str, str]]:
+    active_text = "\n\n".join(f"# active mechanism {name}\n{source}" for name, source in active) or "(none active)"
+    direction = program.strip()[:1500]
+    content = shared_prefix(api_text, loop_source) + "\n".join([
+        *([f"Research direction from the user: {direction}", ""] if direction else []),
+        f"The loop optimises: {workload_text}",
         "",
         "Mechanisms active now:",
         active_text,
@@ -212,20 +217,14 @@ def explore_messages(*, api_text: str, loop_source: str, active: list[tuple[str,
         json.dumps(stats, indent=1),
         "",
         OUT_OF_REACH,
-        "Name up to 3 weaknesses of the current search that these statistics reveal, each with the evidence and an "
-        "idea for a mechanism that would fix it through the hooks.",
+        # One idea, chosen here: a separate critique round picked among several at the cost of a call, but its
+        # answer put the choice before the reason, so nothing was weighed (benchmarks/results/level2-speed).
+        "Name the one weakness of the current search that these statistics reveal whose fix is most likely to "
+        f"{objective_text or 'improve the objective'} within a few dozen experiments, with the evidence and an idea "
+        "for a mechanism simple enough to write as one small class that fixes it through the hooks.",
         'Answer with JSON: {"ideas": [{"problem": "...", "evidence": "...", "idea": "..."}]}',
     ])
     return [_system(), {"role": "user", "content": content}]
-
-
-def critique_messages(history: list[dict[str, str]], explore: ExploreAnswer, objective_text: str) -> list[dict[str, str]]:
-    listed = "\n".join(f"{i}. {idea.idea} (fixes: {idea.problem})" for i, idea in enumerate(explore.ideas))
-    content = (f"Critique these ideas. Which one is most likely to {objective_text} within a few dozen experiments, "
-               f"and simple enough to implement in one small class? An idea that needs what a mechanism cannot change "
-               f"(the budget, the data, the fixed parameters) is out.\n{listed}\n"
-               'Answer with JSON: {"choice": 0, "reason": "..."}')
-    return [*history, {"role": "user", "content": content}]
 
 
 def specify_messages(history: list[dict[str, str]], idea: Idea) -> list[dict[str, str]]:
@@ -259,26 +258,32 @@ def skeleton(spec: SpecifyAnswer, hook_docs: dict[str, tuple[str, str]]) -> str:
              "        self.state = {}"]
     for hook in hooks:
         signature, doc = hook_docs[hook]
-        lines += ["", f"    {signature}", f'        """{doc}"""', "        return None"]
+        lines += ["", f"    {signature}", f'        """{short_doc(hook, doc)}"""', "        return None"]
     return "\n".join(lines) + "\n"
+
+
+def short_doc(hook: str, doc: str) -> str:
+    """A hook's docstring in the skeleton: its first sentence and a pointer to its contract in the API text. The model
+    copies the skeleton's docstrings into its answer; the whole contracts made ~40% of a sample's tokens
+    (benchmarks/results/level2-speed), and the API text above the skeleton already holds them."""
+    first = re.split(r"(?<=\.)\s", doc.strip(), maxsplit=1)[0].rstrip(".")
+    return f"{first}. Return what the API says for {hook}, or None."
 
 
 def generate_messages(*, api_text: str, example_source: str, spec: SpecifyAnswer,
                       hook_docs: dict[str, tuple[str, str]]) -> list[dict[str, str]]:
     """A fresh, short conversation for the code: fill in the bodies of a skeleton that is already written."""
-    content = "\n".join([
+    content = shared_prefix(api_text) + "\n".join([
         "Fill in the method bodies of the Python class below so that it does what the specification says.",
         "Rules: keep the class name, `name`, `__init__` and every method signature; imports only random, math, collections and "
         "helpers; no files, no os, no eval; bound every loop (iterate over a list or a range, never `while True`); "
-        "each hook returns exactly what its docstring says, or None; keep it under 40 lines. ctx exists only inside "
+        "each hook returns exactly what the API above says for it, or None; keep it under 40 lines. ctx exists only inside "
         "the hooks (not in __init__). ctx[\"params\"] is a list of dicts: use h.editable(ctx) for the names.",
         "",
         f"Specification of `{spec.name}`:",
         f"Behaviour: {spec.behaviour}",
         f"State: {spec.state or 'none'}",
         "It must change at least one decision of the loop when the trace gives it a reason to.",
-        "",
-        api_text.strip(),
         "",
         "A worked example of a DIFFERENT complete mechanism (learn the style, do not copy it):",
         "```python", example_source.strip(), "```",
@@ -293,7 +298,7 @@ def generate_messages(*, api_text: str, example_source: str, spec: SpecifyAnswer
 def mutate_messages(*, api_text: str, parent_label: str, parent_source: str, change: str,
                     spec: SpecifyAnswer) -> list[dict[str, str]]:
     """A fresh, short conversation for a mutant: the parent's source and exactly one stated change to make to it."""
-    content = "\n".join([
+    content = shared_prefix(api_text) + "\n".join([
         f"Change the search mechanism `{parent_label}` below in exactly one way: {change}.",
         f"The change should serve this goal: {spec.behaviour}",
         f"Keep everything else as it is. Rename the class to `{class_name(spec.name)}` and set "
@@ -301,8 +306,6 @@ def mutate_messages(*, api_text: str, parent_label: str, parent_source: str, cha
         "Rules: imports only random, math, collections and helpers; no files, no os, no eval; bound every loop "
         "(iterate over a list or a range, never `while True`); each hook returns exactly what the API says, or None; "
         "keep it under 60 lines. ctx exists only inside the hooks (not in __init__).",
-        "",
-        api_text.strip(),
         "",
         f"The mechanism to change (`{parent_label}`):",
         "```python", parent_source.strip()[:MAX_CODE_CHARS], "```",

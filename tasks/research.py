@@ -36,7 +36,7 @@ GENERATE_MAX_TOKENS = 1000
 @task(name="research-round", cache_policy=NO_CACHE, task_run_name="level-2 {round_name} g{generation}")
 def research_round(llm: LLMClient, spec: MetaRunSpec, *, generation: int, round_name: str,
                    messages: list[dict[str, str]], run_id: str | None = None) -> RoundResult:
-    """One JSON round (explore, critique or specify). Each LLM call is a cached `ask`."""
+    """One JSON round (explore or specify). Each LLM call is a cached `ask`."""
     exchange = converse(llm, meta_run_id=spec.meta_run_id, call_key=f"research/g{generation}/{round_name}",
                         purpose=f"research.{round_name}", messages=messages,
                         parse=lambda text: parse_round(round_name, text), attempts=ROUND_ATTEMPTS, seq=generation,

@@ -30,6 +30,20 @@ def test_the_skeleton_shows_the_state_names_and_one_body_per_hook() -> None:
     assert text.count("return None") == 2  # propose, and observe (added because there is state)
 
 
+def test_the_skeleton_points_to_the_hook_contracts_instead_of_repeating_them() -> None:
+    # The model copied the skeleton's docstrings into every sample: the full contracts were ~40% of its tokens.
+    from mechanisms.api import API_TEXT
+    from search.research import generate_messages
+
+    spec = SpecifyAnswer(name="m", hooks=["plan", "propose", "screen", "accept"], state="n", behaviour="b")
+    text = skeleton(spec, HOOK_DOCS)
+    prompt = generate_messages(api_text=API_TEXT, example_source="class E: pass", spec=spec, hook_docs=HOOK_DOCS)
+    for hook, (_, doc) in HOOK_DOCS.items():
+        assert doc not in text and prompt[-1]["content"].count(doc) == 1  # once, in the API text
+        assert f"Return what the API says for {hook}, or None." in text
+    assert '"""Put concrete candidates on the table. Return' in text
+
+
 def test_code_cut_off_in_a_loop_is_named_as_such() -> None:
     answer = "```python\nclass M:\n    def __init__(self):\n        self.state = {\n" + '            "a": None,\n' * 40
     with pytest.raises(ValueError, match='repeats `"a": None,` 40 times and was cut off'):
@@ -54,13 +68,46 @@ def test_repeated_lines_that_still_parse_are_kept_for_validation() -> None:
 # inert sample shows a live hook.
 
 
-def test_the_explore_and_critique_prompts_say_what_a_mechanism_cannot_change() -> None:
-    from search.research import OUT_OF_REACH, ExploreAnswer, critique_messages, explore_messages
+def test_the_explore_prompt_says_what_a_mechanism_cannot_change_and_asks_for_one_idea() -> None:
+    from search.research import OUT_OF_REACH, explore_messages
 
-    explore = explore_messages(api_text="api", loop_source="loop", active=[], stats={}, workload_text="w")
+    explore = explore_messages(api_text="api", loop_source="loop", active=[], stats={}, workload_text="w",
+                               objective_text="lower loss")
     assert OUT_OF_REACH in explore[-1]["content"] and "training budget" in OUT_OF_REACH
-    ideas = ExploreAnswer.model_validate({"ideas": [{"problem": "p", "evidence": "e", "idea": "more steps"}]})
-    assert "cannot change" in critique_messages(explore, ideas, "lower loss")[-1]["content"]
+    # The critique round is gone (its choice came before its reason): explore chooses, by the objective.
+    assert "the one weakness" in explore[-1]["content"] and "lower loss" in explore[-1]["content"]
+
+
+# -- one shared prompt prefix -----------------------------------------------------------------------------------
+# Each Level-2 prompt used to start differently after the system text, so the local model evaluated the ~1,100
+# tokens of API and loop text again for explore, the fresh samples and each mutant. They now start alike.
+
+
+def test_every_level2_conversation_starts_with_the_same_prefix() -> None:
+    from mechanisms.api import API_TEXT, HOOK_DOCS
+    from mechanisms.population import build_population, plan_mutations
+    from mechanisms.research_session import example_source, mutant_prompt
+    from search.research import (
+        LOOP_TEXT,
+        SpecifyAnswer,
+        explore_messages,
+        generate_messages,
+        repair_messages,
+        shared_prefix,
+    )
+
+    spec = SpecifyAnswer(name="step", hooks=["propose"], state="", behaviour="propose a step")
+    prefix = shared_prefix(API_TEXT)
+    explore = explore_messages(api_text=API_TEXT, loop_source=LOOP_TEXT, active=[], stats={"a": 1}, workload_text="w",
+                               program="try bandits")
+    generate = generate_messages(api_text=API_TEXT, example_source=example_source(spec.hooks), spec=spec,
+                                 hook_docs=HOOK_DOCS)
+    mutants = [mutant_prompt(spec, m) for m in plan_mutations(build_population([], 4), 2, spec.hooks)]
+    repair = repair_messages(generate, "class M: pass", "smoke", "boom")
+    assert len(prefix) > 1000 and API_TEXT.strip() in prefix and LOOP_TEXT.strip() in prefix
+    for messages in (explore, generate, *mutants, repair):
+        assert messages[0] == explore[0] and messages[1]["content"].startswith(prefix)
+    assert "try bandits" in explore[1]["content"][len(prefix):]  # the user's direction comes after the prefix
 
 
 def test_only_the_repair_of_an_inert_sample_shows_a_live_propose() -> None:
