@@ -1,6 +1,6 @@
 """Level 2 session speed: where a research session's time goes, call by call, with the real local model.
 
-Runs the real Level-2 flow (benchmarks/level2_yield.py's `run_session`: explore/critique/specify, generation and
+Runs the real Level-2 flow (benchmarks/level2_yield.py's `run_session`: explore/specify, generation and
 mutants, validation, simulated benefit, selection, repairs; embedded S3 and MLflow) on committed fixtures and records
 every LLM call: its purpose, prompt tokens, tokens served from the KV cache, generated tokens, max_tokens, why it
 stopped (`length`: max_tokens hit), seconds, and the load average at that moment (the machine is shared, so seconds
@@ -58,7 +58,7 @@ def recording_calls(settings: Any, calls: list[dict[str, Any]]) -> None:
 
 
 def by_round(calls: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per purpose (explore, critique, specify, generate r0, repair r1...): calls, tokens, seconds."""
+    """Per purpose (explore, specify, generate r0, repair r1...): calls, tokens, seconds."""
     rounds: dict[str, dict[str, Any]] = defaultdict(lambda: {"calls": 0, "prompt_tokens": 0, "cached_tokens": 0,
                                                              "completion_tokens": 0, "seconds": 0.0, "length_hits": 0})
     for call in calls:

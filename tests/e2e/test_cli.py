@@ -39,7 +39,6 @@ def cli(tmp_path_factory: pytest.TempPathFactory):
         "propose": [proposal({"MATRIX_LR": 0.006}), proposal({"EMBEDDING_LR": 0.01}), proposal({"SCALAR_LR": 0.01})],
         "adjust_config": [{"freeze": [], "unfreeze": [], "strategy": "balanced", "guidance": "", "reason": "fine"}],
         "research.explore": [{"ideas": [{"problem": "p", "evidence": "e", "idea": "two candidates, prefer the second"}]}],
-        "research.critique": [{"choice": 0, "reason": "simple"}],
         "research.specify": [{"name": "prefer_second", "hooks": ["plan", "screen"], "state": "none", "behaviour": "b"}],
         "research.generate": [f"```python\n{MECHANISM}```"],
     }, by_key={"propose/g1/t0/i0/*/c1/*": proposal({"FINAL_LR_FRAC": 0.1}),

@@ -37,7 +37,6 @@ class Study:
                                "guidance": "refine the learning rate", "reason": "it helped"}],
             "research.explore": [{"ideas": [{"problem": "improvements are not followed up", "evidence": "kept",
                                              "idea": "repeat the last improving move"}]}],
-            "research.critique": [{"choice": 0, "reason": "r"}],
             "research.specify": [{"name": "pattern_move", "hooks": ["propose", "observe"], "state": "a counter",
                                   "behaviour": "repeat the last improving move"}],
             "research.generate": [f"```python\n{PATTERN_MOVE}```"],

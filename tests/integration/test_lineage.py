@@ -69,7 +69,6 @@ def _night(tmp, store, meta_run_id: str, code: str, mechanisms: list[str], offse
         "propose": [proposal({"LEARNING_RATE": 0.05 + offset}), proposal({"MOMENTUM": 0.7 + offset}),
                     proposal({"LEARNING_RATE": 0.02 + offset}), proposal({"MOMENTUM": 0.9 + offset})],
         "research.explore": [{"ideas": [{"problem": "p", "evidence": "e", "idea": "repeat the last improving move"}]}],
-        "research.critique": [{"choice": 0, "reason": "r"}],
         "research.specify": [{"name": "pattern_move", "hooks": ["propose"], "state": "-", "behaviour": "b"}],
         "research.generate": [f"```python\n{code}```"],
     }

@@ -87,7 +87,6 @@ def outer(tmp_path_factory: pytest.TempPathFactory, s3_server):  # noqa: F811
                                "guidance": "refine the learning rate", "reason": "it helped"}],
             "research.explore": [{"ideas": [{"problem": "improvements are not followed up", "evidence": "kept",
                                              "idea": "repeat the last improving move"}]}],
-            "research.critique": [{"choice": 0, "reason": "simple"}],
             "research.specify": [{"name": "pattern_move", "hooks": ["propose", "observe"],
                                   "state": "a counter", "behaviour": "repeat the last improving move"}],
         },

@@ -34,7 +34,6 @@ class Machines:
                         proposal({"LEARNING_RATE": 0.02}), proposal({"MOMENTUM": 0.9})],
             "research.explore": [{"ideas": [{"problem": "improvements are not followed up", "evidence": "kept",
                                              "idea": "repeat the last improving move"}]}],
-            "research.critique": [{"choice": 0, "reason": "r"}],
             "research.specify": [{"name": "pattern_move", "hooks": ["propose", "observe"], "state": "a counter",
                                   "behaviour": "repeat the last improving move"}],
             "research.generate": [f"```python\n{MECHANISM}```"],
