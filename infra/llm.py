@@ -38,6 +38,7 @@ class LLMAnswer:
     text: str
     usage: LLMUsage
     model: str
+    finish_reason: str = "stop"  # "length": the answer was cut at max_tokens
 
 
 def import_litellm():
@@ -99,10 +100,12 @@ class LLMClient:
         temperature: float | None = None,
         max_tokens: int | None = None,
         run_id: str | None = None,
+        stop: list[str] | None = None,
     ) -> LLMAnswer:
         """One chat completion. `purpose` and `call_key` identify the call in logs (and for the scripted
         test provider); `schema` asks for JSON matching it; `run_id` is the tracking run the call belongs to (for
-        the recorder). Retries transient errors with exponential backoff."""
+        the recorder); `stop` ends the answer at the first of these strings (not included). Retries transient errors with
+        exponential backoff."""
         litellm = import_litellm()
         kwargs: dict[str, Any] = {
             "model": self.model,
@@ -115,6 +118,8 @@ class LLMClient:
         }
         if self.api_base:
             kwargs["api_base"] = self.api_base
+        if stop:
+            kwargs["stop"] = list(stop)
         if schema is not None:
             kwargs["response_format"] = response_format_for(schema, name=purpose.replace(".", "_"))
         transient = retryable_errors()
@@ -143,7 +148,8 @@ class LLMClient:
         text = clean_text(str(response.choices[0].message.content or ""))
         self._log(purpose, call_key, seconds, usage)
         self._record(purpose=purpose, call_key=call_key, messages=messages, answer=text, usage=usage, run_id=run_id)
-        return LLMAnswer(text=text, usage=usage, model=self.model)
+        finish_reason = str(getattr(response.choices[0], "finish_reason", None) or "stop")
+        return LLMAnswer(text=text, usage=usage, model=self.model, finish_reason=finish_reason)
 
     def _record(self, **call: Any) -> None:
         """Hand the call to the recorder; a recorder that fails is logged and never fails the call."""

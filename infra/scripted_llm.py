@@ -9,9 +9,10 @@ It fakes the remote service only; every other piece of the system runs for real.
 
 An ANSWER is a string (returned as is, so invalid JSON can be scripted), any other JSON value (returned
 JSON-encoded), or {"fail_times": N, "error": "timeout"|"connection", "then": ANSWER} (raises N times per
-process, then answers). A call is answered by the first `by_key` pattern (fnmatch) matching its call key,
-else by `answers[purpose][seq % len]`, where purpose and seq come from the call's metadata. So the same
-call always gets the same answer, in any process, which is what makes resumed runs reproducible.
+process, then answers), or {"text": TEXT, "finish_reason": "length"} (an answer cut at the token cap). A call's
+`stop` strings end the answer as a model's would. A call is answered by the first `by_key` pattern (fnmatch)
+matching its call key, else by `answers[purpose][seq % len]`, where purpose and seq come from the call's metadata.
+So the same call always gets the same answer, in any process, which is what makes resumed runs reproducible.
 
 THIS IS A TEST PROVIDER: it stands in for an LLM service in tests and never talks to a model. Every request it
 receives is appended to `<answers file>.requests.jsonl` (call key, purpose, messages), so a test can check what
@@ -56,6 +57,19 @@ def choose_answer(script: dict[str, Any], purpose: str, call_key: str, seq: int)
     return answers[seq % len(answers)]
 
 
+def scripted_text(answer: Any, stop: Any = None) -> tuple[str, str]:
+    """(text, finish reason) of a scripted answer, ended at the first `stop` string as a real model's would be. An
+    answer `{"text": ..., "finish_reason": "length"}` replays one cut at the token cap (pure)."""
+    finish_reason = "stop"
+    if isinstance(answer, dict) and set(answer) == {"text", "finish_reason"} and isinstance(answer["text"], str):
+        answer, finish_reason = answer["text"], str(answer.get("finish_reason", "stop"))
+    text = answer if isinstance(answer, str) else json.dumps(answer)
+    for marker in [stop] if isinstance(stop, str) else list(stop or ()):
+        if marker and marker in text:
+            text, finish_reason = text[:text.index(marker)], "stop"
+    return text, finish_reason
+
+
 def _build_handler(path: Path):
     litellm = import_litellm()
     from litellm import CustomLLM
@@ -91,8 +105,9 @@ def _build_handler(path: Path):
                             raise litellm.Timeout(message="scripted timeout", model=model, llm_provider=SCRIPTED_PROVIDER)
                         raise litellm.APIConnectionError(message="scripted outage", model=model, llm_provider=SCRIPTED_PROVIDER)
                 answer = answer["then"]
-            text = answer if isinstance(answer, str) else json.dumps(answer)
+            text, finish_reason = scripted_text(answer, optional_params.get("stop"))
             response = litellm.completion(model="openai/scripted", messages=messages, mock_response=text)
+            response.choices[0].finish_reason = finish_reason
             # litellm's mock reports fixed token counts; a size-proportional estimate keeps accounting meaningful.
             prompt_chars = sum(len(str(m.get("content", ""))) for m in messages)
             response.usage.prompt_tokens = prompt_chars // 4

@@ -20,6 +20,10 @@ MAX_CODE_CHARS = 8_000
 MAX_STATE_NAMES = 4
 MAX_BEHAVIOUR_CHARS = 400
 REPEATS_THAT_LOOP = 10  # a 40-line class has no line 10 times; a looping answer has dozens
+# A code answer ends at its closing fence: prose after it costs generated tokens and is never read (in the Level-2
+# speed records, benchmarks/results/level2-speed/after, one of 18 answers spent 450 tokens after its class).
+CODE_STOP = ["\n```\n"]
+_FENCED = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
 HOOK_NAMES = HOOKS
 # Where the inner loop calls the hooks, as Level 2 reads it. A maintained text (not the live source), so a
 # refactor of the loop does not silently change this prompt and invalidate cached answers.
@@ -153,9 +157,9 @@ def parse_round(round_name: str, text: str) -> BaseModel:
 
 
 def extract_code(text: str) -> str:
-    """The Python class in an answer: the first ```python fence (closed or cut off at the token cap), else the
-    whole text. Bounded; an answer that loops on one line says so (it was cut off, not merely wrong)."""
-    match = re.search(r"```(?:python|py)?[ \t]*\n(.*?)(?:```|\Z)", text, re.DOTALL)
+    """The Python class in an answer: the first ```python fence (closed, or ended by CODE_STOP), else the whole
+    text. Bounded; an answer that loops on one line says so (it was cut off, not merely wrong)."""
+    match = _FENCED.search(text)
     code = (match.group(1) if match else text).strip()
     looping = repeated_line(code)
     if looping is not None and not _parses(code):
@@ -166,6 +170,20 @@ def extract_code(text: str) -> str:
     if "class " not in code:
         raise ValueError("the answer contains no Python class")
     return code + "\n"
+
+
+def decode_code_answer(text: str, finish_reason: str, max_tokens: int) -> tuple[str | None, str | None]:
+    """(code, None) from a code answer, or (None, why it is refused). An answer cut at the token cap is refused even
+    when its class parses: it may lack the methods it was about to write, and would be judged as something the
+    model did not mean. A looping answer is also cut off; extract_code's message says more, so it goes first."""
+    try:
+        code = extract_code(text)
+    except ValueError as problem:
+        return None, str(problem)
+    if finish_reason == "length" and not re.search(r"```(?:python|py)?[ \t]*\n.*?```", text, re.DOTALL):
+        return None, (f"the answer was cut off at {max_tokens} tokens before its class ended; write a shorter class "
+                      "(fewer methods, no comments that repeat the code)")
+    return code, None
 
 
 def _parses(code: str) -> bool:

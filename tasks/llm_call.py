@@ -30,10 +30,13 @@ class LLMCall(BaseModel):
     json_schema: dict[str, Any] | None = Field(None, description="JSON schema the answer must follow.")
     temperature: float | None = None
     max_tokens: int | None = None
+    stop: list[str] | None = Field(None, description="The answer ends at the first of these strings.")
     run_id: str | None = Field(None, description="The tracking run the call belongs to (not part of the cache key).")
 
     def cache_key(self, model: str) -> str:
-        digest = content_hash(self.messages, self.json_schema, self.temperature, self.max_tokens, model)
+        # `stop` joins the hash only when set, so the keys of calls without it (and resumes of older runs) are unchanged.
+        extra = (self.stop,) if self.stop else ()
+        digest = content_hash(self.messages, self.json_schema, self.temperature, self.max_tokens, model, *extra)
         return f"llm/{self.meta_run_id}/{self.call_key}/{digest}"
 
 
@@ -41,6 +44,7 @@ class LLMReply(BaseModel):
     text: str
     usage: LLMUsage
     model: str
+    finish_reason: str = "stop"  # "length": cut at max_tokens
 
 
 def _ask_key(_context: Any, parameters: dict[str, Any]) -> str:
@@ -60,8 +64,9 @@ def ask(llm: LLMClient, call: LLMCall) -> LLMReply:
         temperature=call.temperature,
         max_tokens=call.max_tokens,
         run_id=call.run_id,
+        stop=call.stop,
     )
-    return LLMReply(text=answer.text, usage=answer.usage, model=answer.model)
+    return LLMReply(text=answer.text, usage=answer.usage, model=answer.model, finish_reason=answer.finish_reason)
 
 
 @dataclass

@@ -20,7 +20,7 @@ from mechanisms.population import MAX_CREDITED, Parent, build_population
 from mechanisms.replay import ReplaySource
 from mechanisms.research_session import CodeResult, RoundResult
 from search.config import SearchConfig
-from search.research import SAMPLE_TEMPERATURES, extract_code, parse_round, round_schema
+from search.research import CODE_STOP, SAMPLE_TEMPERATURES, decode_code_answer, parse_round, round_schema
 from search.run_spec import MetaRunSpec
 from search.simulate import SimulatedGain, SimulationSettings
 from search.space import SearchSpace
@@ -79,12 +79,8 @@ def generate_samples(llm: LLMClient, spec: MetaRunSpec, *, generation: int, roun
         reply = ask(llm, LLMCall(meta_run_id=spec.meta_run_id, call_key=f"research/g{generation}/generate/r{round_index}/n{sample}",
                                  purpose="research.generate", messages=messages,
                                  seq=generation * 100 + round_index * 10 + sample, temperature=temperature,
-                                 max_tokens=GENERATE_MAX_TOKENS, run_id=run_id))
-        try:
-            code: str | None = extract_code(reply.text)
-            error = None
-        except ValueError as problem:
-            code, error = None, str(problem)
+                                 max_tokens=GENERATE_MAX_TOKENS, stop=CODE_STOP, run_id=run_id))
+        code, error = decode_code_answer(reply.text, reply.finish_reason, GENERATE_MAX_TOKENS)
         results.append(CodeResult(sample=sample, temperature=temperature, code=code, error=error, text=reply.text,
                                   usage=reply.usage))
     return results

@@ -6,7 +6,15 @@ from __future__ import annotations
 import pytest
 
 from mechanisms.api import HOOK_DOCS
-from search.research import MAX_STATE_NAMES, SpecifyAnswer, extract_code, repeated_line, skeleton
+from search.research import (
+    CODE_STOP,
+    MAX_STATE_NAMES,
+    SpecifyAnswer,
+    decode_code_answer,
+    extract_code,
+    repeated_line,
+    skeleton,
+)
 
 LOOPING_STATE = "current_config, best_value, trace, " + ", ".join(["current_trace_value"] * 60)
 
@@ -53,6 +61,28 @@ def test_code_cut_off_in_a_loop_is_named_as_such() -> None:
 def test_code_in_an_unclosed_fence_is_taken_without_the_fence() -> None:
     code = extract_code("```python\nclass M:\n    name = 'm'\n")
     assert code == "class M:\n    name = 'm'\n"
+
+
+def test_a_code_answer_cut_at_the_token_cap_is_refused_even_when_its_class_parses() -> None:
+    cut = "```python\nclass M:\n    name = 'm'\n\n    def propose(self, ctx):\n        return None\n"
+    code, error = decode_code_answer(cut, "length", 1000)
+    assert code is None and error is not None and "cut off at 1000 tokens" in error
+    # The same text ended by the closing-fence stop (or by the model) is a finished class.
+    assert decode_code_answer(cut, "stop", 1000) == (extract_code(cut), None)
+    # Cut at the cap after the closing fence (prose ran on): the class itself was finished.
+    assert decode_code_answer(cut + "```\nThis mechanism ...", "length", 1000)[1] is None
+
+
+def test_a_looping_answer_cut_at_the_cap_gets_the_loop_message() -> None:
+    answer = "```python\nclass M:\n    def __init__(self):\n        self.state = {\n" + '            "a": None,\n' * 40
+    assert "repeats" in (decode_code_answer(answer, "length", 1000)[1] or "")
+
+
+def test_the_code_stop_ends_at_the_closing_fence_not_the_opening_one() -> None:
+    answer = "```python\nclass M:\n    name = 'm'\n```\nThis class ..."
+    (stop,) = CODE_STOP
+    assert answer.index(stop) > answer.index("class M")
+    assert extract_code(answer[:answer.index(stop)]) == "class M:\n    name = 'm'\n"
 
 
 def test_repeated_lines_that_still_parse_are_kept_for_validation() -> None:

@@ -12,7 +12,9 @@ from infra.scripted_llm import ScriptError, choose_answer, register_scripted_pro
 
 SCRIPT = {
     "answers": {"propose": [{"changes": {"DEPTH": 2}}, "plain text"]},
-    "by_key": {"propose/g0/t0/i1/*/a1": "re-ask answer", "flaky/*": {"fail_times": 2, "error": "timeout", "then": "ok"}},
+    "by_key": {"propose/g0/t0/i1/*/a1": "re-ask answer", "flaky/*": {"fail_times": 2, "error": "timeout", "then": "ok"},
+               "code/cut": {"text": "```python\nclass M:\n", "finish_reason": "length"},
+               "code/prose": "```python\nclass M:\n    pass\n```\nThis class does nothing."},
 }
 
 
@@ -70,3 +72,12 @@ def test_script_gap_is_not_retried_and_names_the_call(client: LLMClient) -> None
 def test_missing_answers_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ScriptError, match="not found"):
         register_scripted_provider(tmp_path / "missing.json")
+
+
+def test_stop_strings_reach_the_provider_and_the_finish_reason_comes_back(client: LLMClient) -> None:
+    ended = client.complete([{"role": "user", "content": "x"}], purpose="code", call_key="code/prose", stop=["\n```\n"])
+    assert ended.text == "```python\nclass M:\n    pass" and ended.finish_reason == "stop"
+    whole = client.complete([{"role": "user", "content": "x"}], purpose="code", call_key="code/prose")
+    assert whole.text.endswith("does nothing.")
+    cut = client.complete([{"role": "user", "content": "x"}], purpose="code", call_key="code/cut")
+    assert cut.text.rstrip() == "```python\nclass M:" and cut.finish_reason == "length"
