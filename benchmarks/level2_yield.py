@@ -16,8 +16,9 @@ present, so a run resumes, and `--shard i/n` runs every n-th session only (sever
     python benchmarks/level2_yield.py --sessions 12 [--model local/qwen2.5-coder-1.5b] [--out DIR] [--shard 0/2]
     python benchmarks/level2_yield.py --scripted --sessions 3 --out DIR   # wiring check with the scripted provider
 
-Not built yet: the "real next-generation gain" mode (paired real trainings with and without each activated
-mechanism); the per-session `real_gain` field and the summary's columns are where it will report.
+With `--real-gain`, every activated session on a fast workload (benchmarks/real_gain.py: control, fit_curve) also
+gets its next generation trained with and without the mechanism, on paired seeds, with the same non-LLM proposer in
+both arms; the per-session `real_gain` field and the summary's columns report it.
 """
 
 from __future__ import annotations
