@@ -8,8 +8,8 @@ It fakes the remote service only; every other piece of the system runs for real.
     }
 
 An ANSWER is a string (returned as is, so invalid JSON can be scripted), any other JSON value (returned
-JSON-encoded), or {"fail_times": N, "error": "timeout"|"connection", "then": ANSWER} (raises N times per
-process, then answers). A call is answered by the first `by_key` pattern (fnmatch) matching its call key,
+JSON-encoded), or {"fail_times": N, "error": "timeout"|"connection"|"context", "then": ANSWER} (raises N times
+per process, then answers; "context" is the error of a prompt over the model's context window). A call is answered by the first `by_key` pattern (fnmatch) matching its call key,
 else by `answers[purpose][seq % len]`, where purpose and seq come from the call's metadata. So the same
 call always gets the same answer, in any process, which is what makes resumed runs reproducible.
 
@@ -89,6 +89,10 @@ def _build_handler(path: Path):
                         kind = answer.get("error", "timeout")
                         if kind == "timeout":
                             raise litellm.Timeout(message="scripted timeout", model=model, llm_provider=SCRIPTED_PROVIDER)
+                        if kind == "context":
+                            raise litellm.ContextWindowExceededError(
+                                message="scripted overflow: the prompt exceeds the context window", model=model,
+                                llm_provider=SCRIPTED_PROVIDER)
                         raise litellm.APIConnectionError(message="scripted outage", model=model, llm_provider=SCRIPTED_PROVIDER)
                 answer = answer["then"]
             text = answer if isinstance(answer, str) else json.dumps(answer)

@@ -1,9 +1,11 @@
 """LLM calls as tasks: `ask` (one call, cached by its call key and prompt hash, so a resumed run never asks twice)
 and `converse`, the one ask -> validate -> re-ask-with-the-error loop every level uses (bounded; the caller falls
-back when it ends without a valid answer)."""
+back when it ends without a valid answer). A caller may let a prompt over the model's context window count as a
+refused answer (`refuse_overflow`) instead of failing the flow."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -11,12 +13,13 @@ from typing import Any, Generic, TypeVar
 from prefect import task
 from pydantic import BaseModel, Field
 
-from infra.llm import LLMClient
+from infra.llm import LLMClient, LLMContextError
 from search.prompts import reask_messages
 from search.trace import LLMUsage
 from tasks.cache import content_hash
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class LLMCall(BaseModel):
@@ -31,6 +34,8 @@ class LLMCall(BaseModel):
     temperature: float | None = None
     max_tokens: int | None = None
     run_id: str | None = Field(None, description="The tracking run the call belongs to (not part of the cache key).")
+    refuse_overflow: bool = Field(False, description="A prompt over the context window is answered as `overflow` "
+                                                     "rather than raised (not part of the cache key).")
 
     def cache_key(self, model: str) -> str:
         digest = content_hash(self.messages, self.json_schema, self.temperature, self.max_tokens, model)
@@ -41,6 +46,7 @@ class LLMReply(BaseModel):
     text: str
     usage: LLMUsage
     model: str
+    overflow: str = Field("", description="Why the prompt did not fit the context window (then `text` is empty).")
 
 
 def _ask_key(_context: Any, parameters: dict[str, Any]) -> str:
@@ -50,17 +56,23 @@ def _ask_key(_context: Any, parameters: dict[str, Any]) -> str:
 
 @task(name="ask-llm", cache_key_fn=_ask_key, persist_result=True, task_run_name="{call.purpose}")
 def ask(llm: LLMClient, call: LLMCall) -> LLMReply:
-    """Ask the LLM once (the client retries transient errors); the answer is persisted for resumes."""
-    answer = llm.complete(
-        call.messages,
-        purpose=call.purpose,
-        call_key=call.call_key,
-        seq=call.seq,
-        schema=call.json_schema,
-        temperature=call.temperature,
-        max_tokens=call.max_tokens,
-        run_id=call.run_id,
-    )
+    """Ask the LLM once (the client retries transient errors); the answer is persisted for resumes. A prompt over the
+    context window is an answer too when the call allows it (persisted like one: a resume decides as the run did)."""
+    try:
+        answer = llm.complete(
+            call.messages,
+            purpose=call.purpose,
+            call_key=call.call_key,
+            seq=call.seq,
+            schema=call.json_schema,
+            temperature=call.temperature,
+            max_tokens=call.max_tokens,
+            run_id=call.run_id,
+        )
+    except LLMContextError as error:
+        if not call.refuse_overflow:
+            raise
+        return LLMReply(text="", usage=LLMUsage(calls=1), model=llm.model, overflow=str(error))
     return LLMReply(text=answer.text, usage=answer.usage, model=answer.model)
 
 
@@ -92,18 +104,28 @@ def converse(
     max_tokens: int | None = None,
     run_id: str | None = None,
     again: str | None = None,
+    refuse_overflow: bool = False,
 ) -> Exchange[T]:
     """Ask, parse (a ValueError refuses the answer), re-ask with the refusal (and `again`, what to answer, when the
     answer is not JSON), at most `attempts` times. Each ask is its own cached call `<call_key>/a<attempt>`, so a
-    resumed conversation replays its answers."""
+    resumed conversation replays its answers. With `refuse_overflow`, a prompt over the model's context window ends
+    the conversation as refused (logged once) instead of raising LLMContextError."""
     exchange: Exchange[T] = Exchange(messages=list(messages))
     for attempt in range(attempts):
         reply = ask(llm, LLMCall(meta_run_id=meta_run_id, call_key=f"{call_key}/a{attempt}", purpose=purpose,
                                  messages=exchange.messages, seq=seq, json_schema=json_schema,
-                                 temperature=temperature, max_tokens=max_tokens, run_id=run_id))
+                                 temperature=temperature, max_tokens=max_tokens, run_id=run_id,
+                                 refuse_overflow=refuse_overflow))
         exchange.usage = exchange.usage + reply.usage
         exchange.attempts += 1
         entry: dict[str, Any] = {"purpose": purpose, "attempt": attempt, "answer": reply.text}
+        if reply.overflow:  # a longer re-ask would not fit either: the conversation ends here
+            log.warning("%s: the prompt did not fit the model's context window; counted as a refused answer, the run "
+                        "goes on (raise BILEVEL_LLM_CONTEXT, or use a model with a longer context, to avoid it): %s",
+                        f"{call_key}/a{attempt}", reply.overflow)
+            exchange.errors.append("the prompt did not fit the model's context window")
+            exchange.transcript.append({**entry, "refused": reply.overflow[:300]})
+            return exchange
         try:
             exchange.value = parse(reply.text)
         except ValueError as error:
