@@ -34,8 +34,6 @@ class LLMCall(BaseModel):
     temperature: float | None = None
     max_tokens: int | None = None
     run_id: str | None = Field(None, description="The tracking run the call belongs to (not part of the cache key).")
-    refuse_overflow: bool = Field(False, description="A prompt over the context window is answered as `overflow` "
-                                                     "rather than raised (not part of the cache key).")
 
     def cache_key(self, model: str) -> str:
         digest = content_hash(self.messages, self.json_schema, self.temperature, self.max_tokens, model)
@@ -46,7 +44,14 @@ class LLMReply(BaseModel):
     text: str
     usage: LLMUsage
     model: str
-    overflow: str = Field("", description="Why the prompt did not fit the context window (then `text` is empty).")
+
+
+class LLMOverflow(BaseModel):
+    """The model's refusal of a prompt over its context window (its own type, not a field of LLMReply: replies
+    persisted by earlier versions unpickle without new fields)."""
+
+    reason: str
+    model: str
 
 
 def _ask_key(_context: Any, parameters: dict[str, Any]) -> str:
@@ -54,26 +59,34 @@ def _ask_key(_context: Any, parameters: dict[str, Any]) -> str:
     return parameters["call"].cache_key(parameters["llm"].model)
 
 
+def _answer(llm: LLMClient, call: LLMCall) -> LLMReply:
+    answer = llm.complete(
+        call.messages,
+        purpose=call.purpose,
+        call_key=call.call_key,
+        seq=call.seq,
+        schema=call.json_schema,
+        temperature=call.temperature,
+        max_tokens=call.max_tokens,
+        run_id=call.run_id,
+    )
+    return LLMReply(text=answer.text, usage=answer.usage, model=answer.model)
+
+
 @task(name="ask-llm", cache_key_fn=_ask_key, persist_result=True, task_run_name="{call.purpose}")
 def ask(llm: LLMClient, call: LLMCall) -> LLMReply:
-    """Ask the LLM once (the client retries transient errors); the answer is persisted for resumes. A prompt over the
-    context window is an answer too when the call allows it (persisted like one: a resume decides as the run did)."""
+    """Ask the LLM once (the client retries transient errors); the answer is persisted for resumes."""
+    return _answer(llm, call)
+
+
+@task(name="ask-llm", cache_key_fn=_ask_key, persist_result=True, task_run_name="{call.purpose}")
+def ask_within_context(llm: LLMClient, call: LLMCall) -> LLMReply | LLMOverflow:
+    """`ask`, where a prompt over the model's context window is answered by an LLMOverflow (persisted like an answer,
+    so a resume decides as the run did; same cache key as `ask`, so answers persisted by either are found)."""
     try:
-        answer = llm.complete(
-            call.messages,
-            purpose=call.purpose,
-            call_key=call.call_key,
-            seq=call.seq,
-            schema=call.json_schema,
-            temperature=call.temperature,
-            max_tokens=call.max_tokens,
-            run_id=call.run_id,
-        )
+        return _answer(llm, call)
     except LLMContextError as error:
-        if not call.refuse_overflow:
-            raise
-        return LLMReply(text="", usage=LLMUsage(calls=1), model=llm.model, overflow=str(error))
-    return LLMReply(text=answer.text, usage=answer.usage, model=answer.model)
+        return LLMOverflow(reason=str(error), model=llm.model)
 
 
 @dataclass
@@ -112,20 +125,21 @@ def converse(
     the conversation as refused (logged once) instead of raising LLMContextError."""
     exchange: Exchange[T] = Exchange(messages=list(messages))
     for attempt in range(attempts):
-        reply = ask(llm, LLMCall(meta_run_id=meta_run_id, call_key=f"{call_key}/a{attempt}", purpose=purpose,
-                                 messages=exchange.messages, seq=seq, json_schema=json_schema,
-                                 temperature=temperature, max_tokens=max_tokens, run_id=run_id,
-                                 refuse_overflow=refuse_overflow))
-        exchange.usage = exchange.usage + reply.usage
+        call = LLMCall(meta_run_id=meta_run_id, call_key=f"{call_key}/a{attempt}", purpose=purpose,
+                       messages=exchange.messages, seq=seq, json_schema=json_schema, temperature=temperature,
+                       max_tokens=max_tokens, run_id=run_id)
+        reply = ask_within_context(llm, call) if refuse_overflow else ask(llm, call)
         exchange.attempts += 1
-        entry: dict[str, Any] = {"purpose": purpose, "attempt": attempt, "answer": reply.text}
-        if reply.overflow:  # a longer re-ask would not fit either: the conversation ends here
+        if isinstance(reply, LLMOverflow):  # a longer re-ask would not fit either: the conversation ends here
             log.warning("%s: the prompt did not fit the model's context window; counted as a refused answer, the run "
                         "goes on (raise BILEVEL_LLM_CONTEXT, or use a model with a longer context, to avoid it): %s",
-                        f"{call_key}/a{attempt}", reply.overflow)
+                        f"{call_key}/a{attempt}", reply.reason)
+            exchange.usage = exchange.usage + LLMUsage(calls=1)
             exchange.errors.append("the prompt did not fit the model's context window")
-            exchange.transcript.append({**entry, "refused": reply.overflow[:300]})
+            exchange.transcript.append({"purpose": purpose, "attempt": attempt, "answer": "", "refused": reply.reason[:300]})
             return exchange
+        exchange.usage = exchange.usage + reply.usage
+        entry: dict[str, Any] = {"purpose": purpose, "attempt": attempt, "answer": reply.text}
         try:
             exchange.value = parse(reply.text)
         except ValueError as error:
