@@ -100,6 +100,7 @@ class Exchange(Generic[T]):
     errors: list[str] = field(default_factory=list)
     transcript: list[dict[str, Any]] = field(default_factory=list)
     messages: list[dict[str, str]] = field(default_factory=list)
+    overflow: bool = False  # it ended on a prompt over the model's context window
 
 
 def converse(
@@ -136,6 +137,7 @@ def converse(
                         f"{call_key}/a{attempt}", reply.reason)
             exchange.usage = exchange.usage + LLMUsage(calls=1)
             exchange.errors.append("the prompt did not fit the model's context window")
+            exchange.overflow = True
             exchange.transcript.append({"purpose": purpose, "attempt": attempt, "answer": "", "refused": reply.reason[:300]})
             return exchange
         exchange.usage = exchange.usage + reply.usage

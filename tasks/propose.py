@@ -52,6 +52,8 @@ def propose(llm: LLMClient, request: ProposalRequest, workload_text: str, progra
         batch.errors += exchange.errors
         if exchange.value is not None:
             batch.candidates.append(exchange.value)
+        if exchange.overflow:  # the next candidate's prompt (listing this round's offers) is longer still
+            break
     return batch
 
 

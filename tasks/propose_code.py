@@ -82,6 +82,8 @@ def propose_code(llm: LLMClient, request: ProposalRequest, workload: Workload, b
         batch.errors += exchange.errors
         if exchange.value is not None:
             batch.candidates.append(exchange.value)
+        if exchange.overflow:  # the next candidate's prompt (listing this round's offers) is longer still
+            break
     return batch
 
 

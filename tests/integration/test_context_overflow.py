@@ -16,11 +16,14 @@ from flows.meta_run import meta_run
 from infra.llm import LLMClient, LLMContextError, LLMError
 from infra.runs import RunFolder
 from infra.scripted_llm import register_scripted_provider
+from search.config import SearchConfig
 from search.prompt_budget import prompt_budget
 from search.run_spec import Budget, MetaRunSpec, WorkloadRef
 from tasks.llm_call import converse
-from tasks.propose import PROPOSAL_MAX_TOKENS
+from tasks.propose import PROPOSAL_MAX_TOKENS, propose
 from tests.integration.scripted import llm_calls, proposal, scripted_settings, wired_resources, write_script
+from tests.unit.test_prompts import SPACE
+from tests.unit.traces import build_trace, ok, request_for
 
 pytestmark = pytest.mark.integration
 
@@ -83,7 +86,7 @@ def test_the_proposal_prompts_are_fitted_to_the_context_window_the_client_report
 @pytest.fixture
 def scripted(tmp_path: Path) -> LLMClient:
     script = write_script(tmp_path / "answers.json", answers={"research.explore": [OVERFLOW]},
-                          by_key={"over/*": OVERFLOW})
+                          by_key={"over/*": OVERFLOW, "propose/*": OVERFLOW})
     register_scripted_provider(script)
     return LLMClient("scripted/replay", retries=1, backoff_s=0.0)
 
@@ -104,5 +107,12 @@ def test_other_llm_errors_still_fail_a_proposal(scripted: LLMClient) -> None:
 def test_an_allowed_overflow_ends_the_conversation_as_refused(scripted: LLMClient) -> None:
     exchange = converse(scripted, meta_run_id="m", call_key="over/2", purpose="propose",
                         messages=[{"role": "user", "content": "q"}], parse=str, attempts=3, refuse_overflow=True)
-    assert exchange.value is None and exchange.attempts == 1
+    assert exchange.value is None and exchange.attempts == 1 and exchange.overflow
     assert exchange.errors == ["the prompt did not fit the model's context window"]
+
+
+def test_a_proposal_round_stops_asking_after_an_overflow(scripted: LLMClient) -> None:
+    request = request_for(build_trace([({"DEPTH": 2}, ok(2.9), True)]), SPACE, SearchConfig(n_candidates=3))
+    batch = propose(scripted, request, "toy", "", 3)
+    assert batch.candidates == [] and batch.attempts == 1  # the later candidates' prompts are longer still
+    assert batch.errors == ["the prompt did not fit the model's context window"]
