@@ -33,6 +33,11 @@ class LLMError(RuntimeError):
     """An LLM call failed after its retries; the message says which call and why (never any key)."""
 
 
+class LLMContextError(LLMError):
+    """The prompt (with room for the answer) did not fit the model's context window: this prompt was too long, the
+    model and its configuration are fine."""
+
+
 @dataclass(frozen=True)
 class LLMAnswer:
     text: str
@@ -77,6 +82,7 @@ class LLMClient:
         call_log: Path | None = None,
         backoff_s: float = 1.0,
         recorder: CallRecorder | None = None,
+        context_tokens: int | None = None,
     ) -> None:
         self.model = model
         self.api_base = api_base
@@ -87,7 +93,20 @@ class LLMClient:
         self.call_log = call_log
         self.backoff_s = backoff_s
         self.recorder = recorder
+        self.context_tokens = context_tokens
         self._lock = threading.Lock()
+
+    def context_window(self) -> int | None:
+        """The model's context window in tokens: as given, else as litellm's model map knows it (the local model
+        registers BILEVEL_LLM_CONTEXT there), else None (unknown)."""
+        if self.context_tokens is not None:
+            return self.context_tokens
+        try:
+            info = import_litellm().get_model_info(self.model)
+        except Exception:  # litellm raises for models it has no entry for (scripted, unlisted remote ones)
+            return None
+        window = info.get("max_input_tokens")  # (its "max_tokens" is often the answer's limit: not this)
+        return int(window) if isinstance(window, int) and window > 0 else None
 
     def complete(
         self,
@@ -141,6 +160,9 @@ class LLMClient:
             last = exhausted.last_attempt.exception()
             raise LLMError(f"{purpose} ({call_key}): no answer after {self.retries + 1} tries; last error "
                            f"{type(last).__name__}: {_short(last)}") from last
+        except litellm.ContextWindowExceededError as error:  # this prompt is too long: callers may go on without it
+            raise LLMContextError(f"{purpose} ({call_key}): the prompt does not fit the model's context window: "
+                                  f"{_short(error)}") from error
         except Exception as error:  # not transient: a bad request, a bad model name, an auth error
             raise LLMError(f"{purpose} ({call_key}): {type(error).__name__}: {_short(error)}") from error
         usage = self._usage_of(response, seconds)

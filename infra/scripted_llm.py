@@ -8,11 +8,12 @@ It fakes the remote service only; every other piece of the system runs for real.
     }
 
 An ANSWER is a string (returned as is, so invalid JSON can be scripted), any other JSON value (returned
-JSON-encoded), or {"fail_times": N, "error": "timeout"|"connection", "then": ANSWER} (raises N times per
-process, then answers), or {"text": TEXT, "finish_reason": "length"} (an answer cut at the token cap). A call's
-`stop` strings end the answer as a model's would. A call is answered by the first `by_key` pattern (fnmatch)
-matching its call key, else by `answers[purpose][seq % len]`, where purpose and seq come from the call's metadata.
-So the same call always gets the same answer, in any process, which is what makes resumed runs reproducible.
+JSON-encoded), or {"fail_times": N, "error": "timeout"|"connection"|"context", "then": ANSWER} (raises N times
+per process, then answers; "context" is the error of a prompt over the model's context window), or {"text": TEXT,
+"finish_reason": "length"} (an answer cut at the token cap). A call's `stop` strings end the answer as a model's
+would. A call is answered by the first `by_key` pattern (fnmatch) matching its call key, else by
+`answers[purpose][seq % len]`, where purpose and seq come from the call's metadata. So the same call always gets
+the same answer, in any process, which is what makes resumed runs reproducible.
 
 THIS IS A TEST PROVIDER: it stands in for an LLM service in tests and never talks to a model. Every request it
 receives is appended to `<answers file>.requests.jsonl` (call key, purpose, messages), so a test can check what
@@ -103,6 +104,10 @@ def _build_handler(path: Path):
                         kind = answer.get("error", "timeout")
                         if kind == "timeout":
                             raise litellm.Timeout(message="scripted timeout", model=model, llm_provider=SCRIPTED_PROVIDER)
+                        if kind == "context":
+                            raise litellm.ContextWindowExceededError(
+                                message="scripted overflow: the prompt exceeds the context window", model=model,
+                                llm_provider=SCRIPTED_PROVIDER)
                         raise litellm.APIConnectionError(message="scripted outage", model=model, llm_provider=SCRIPTED_PROVIDER)
                 answer = answer["then"]
             text, finish_reason = scripted_text(answer, optional_params.get("stop"))

@@ -5,17 +5,22 @@ direction come from the workload; nothing here names a metric.
 The prompt runs: rules and the parameter table (never change) -> strategy (per generation) -> experiments before the
 shown window, summarised per parameter, and the shown ones, one line each (change only when the window moves, and
 by appending) -> what changes every call, kept short: the parameters never tried, the best configurations (the
-current one marked), the last error, the optimiser's suggestions and the request."""
+current one marked), the last error, the optimiser's suggestions and the request.
+
+Given a token budget (the model's context window less the answer), a prompt over it is rendered again more compactly,
+step by step (`FITS`), until it fits; a prompt within it is left exactly as it is."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from search.config import STRATEGY_TEXT
 from search.iteration import ProposalRequest
 from search.objective import Objective
 from search.params import ParamKind, ParamSpec, is_site_name, json_value, same_value
+from search.prompt_budget import estimate_tokens
 from search.state import SearchState
 from search.trace import Experiment, Trace
 
@@ -27,6 +32,23 @@ BEST_SHOWN = 3
 HISTORY_STEP_DIVISOR = 2
 SITES_TEXT = ("A name like {name} is a number in the script's code, the one in [[ ]] on the line shown: change it like "
               "any parameter.")
+SITES_SHORT_TEXT = "A name like {name} is a number in the script's code: change it like any parameter."
+
+
+@dataclass(frozen=True)
+class Fit:
+    """How compactly a proposal prompt is rendered. The default is the full prompt; the others shorten what grows
+    with the trace and the space, for a context window the full prompt would overflow."""
+
+    max_keys: int | None = None  # changed parameters listed per row (history, best, suggestions), then "+k more"
+    history_rows: int | None = None  # experiments listed one per line besides the baseline: the best and the latest
+    site_lines: bool = True  # a literal site's description: its line of code
+    descriptions: bool = True  # every other parameter's description
+
+
+# Tried in order until the prompt fits the budget; the last is used even if it does not (the LLM may then refuse).
+FITS = (Fit(), Fit(max_keys=8), Fit(max_keys=8, history_rows=6), Fit(max_keys=4, history_rows=4, site_lines=False),
+        Fit(max_keys=4, history_rows=2, site_lines=False, descriptions=False))
 
 
 def system_text(objective: Objective, max_changes: int) -> str:
@@ -79,33 +101,37 @@ def _is_higher(new: Any, old: Any) -> bool:
     return isinstance(new, (int, float)) and isinstance(old, (int, float)) and not isinstance(new, bool) and new > old
 
 
-def _param_line(spec: ParamSpec, baseline: Any) -> str:
+def _param_line(spec: ParamSpec, baseline: Any, fit: Fit = Fit()) -> str:
     scale = ", log scale" if spec.log else ""
     text = f"{spec.name}: {spec.describe_range()}{scale}; baseline {json.dumps(json_value(baseline))}"
-    return text + (f". {spec.description}" if spec.description else "")
+    described = fit.site_lines if is_site_name(spec.name) else fit.descriptions
+    return text + (f". {spec.description}" if spec.description and described else "")
 
 
-def changes_text(changes: dict[str, Any]) -> str:
+def changes_text(changes: dict[str, Any], max_keys: int | None = None) -> str:
     # NAME=value rather than JSON: a small model copies JSON it has just read into its answer.
-    return ", ".join(f"{name}={value_text(value)}" for name, value in changes.items()) or "no change"
+    items = list(changes.items())
+    shown = items if max_keys is None else items[:max_keys]
+    text = ", ".join(f"{name}={value_text(value)}" for name, value in shown) or "no change"
+    return text + (f", +{len(items) - len(shown)} more" if len(shown) < len(items) else "")
 
 
 def _result_text(experiment: Experiment) -> str:
     return f"{experiment.measured:.4f}" if experiment.measured is not None else experiment.outcome.status
 
 
-def _experiment_line(experiment: Experiment) -> str:
+def _experiment_line(experiment: Experiment, max_keys: int | None = None) -> str:
     if experiment.is_baseline:
         return f"#0 baseline -> {_result_text(experiment)}"
     verdict = "kept" if experiment.kept else "discarded"
-    return f"#{experiment.index} {changes_text(experiment.changes)} -> {_result_text(experiment)} {verdict}"
+    return f"#{experiment.index} {changes_text(experiment.changes, max_keys)} -> {_result_text(experiment)} {verdict}"
 
 
 def _no_proposal(experiment: Experiment) -> bool:
     return experiment.outcome.status == "invalid" and not experiment.changes
 
 
-def history_lines(experiments: list[Experiment]) -> list[str]:
+def history_lines(experiments: list[Experiment], max_keys: int | None = None) -> list[str]:
     """One line per experiment; a run of iterations that trained nothing (no valid proposal) is one line, so a
     stuck stretch does not fill the prompt. Only the last line changes when an experiment is appended."""
     lines: list[str] = []
@@ -119,7 +145,7 @@ def history_lines(experiments: list[Experiment]) -> list[str]:
             lines.append(f"{span} no valid proposal, nothing trained")
             run = []
         if experiment is not None:
-            lines.append(_experiment_line(experiment))
+            lines.append(_experiment_line(experiment, max_keys))
     return lines
 
 
@@ -133,14 +159,27 @@ def shown_history(trace: Trace, window: int) -> list[Experiment]:
     return [*trace.experiments[:1], *rest[start:]]
 
 
+def _fitted_history(trace: Trace, window: int, fit: Fit) -> tuple[list[Experiment], int]:
+    """The experiments listed one per line, and the index from which on they are listed rather than summarised.
+    With `fit.history_rows`: the baseline, the best experiment and the latest ones, that many in all."""
+    shown = shown_history(trace, window)
+    rows = fit.history_rows
+    if rows is None or len(shown) - 1 <= rows:
+        return shown, shown[1].index if len(shown) > 1 else len(trace)
+    latest = shown[len(shown) - rows:]
+    best = next((e for e in trace.best_configs(1) if not e.is_baseline), None)
+    if best is None or rows < 2 or any(e.index == best.index for e in latest):
+        return [*shown[:1], *latest], latest[0].index
+    return [*shown[:1], best, *latest[1:]], latest[1].index  # the best is older than the latest ones
+
+
 def _stats_text(stats: list[Any]) -> list[str]:
     return [f"{s.name}: {s.tries}, {s.kept}, {s.crashes}, {s.best_gain:+.4f}" for s in stats]
 
 
-def _older_lines(trace: Trace, shown: list[Experiment], editable: list[ParamSpec]) -> list[str]:
+def _older_lines(trace: Trace, first_shown: int, editable: list[ParamSpec]) -> list[str]:
     """The experiments before the shown window, summarised per parameter (tries, keeps, crashes, best gain). It
     changes only when the window moves, so it sits before the shown lines, in the shared prefix."""
-    first_shown = shown[1].index if len(shown) > 1 else len(trace)
     older = [e for e in trace.experiments[1:] if e.index < first_shown]
     if not older:
         return []
@@ -171,7 +210,7 @@ def _untried_line(trace: Trace, editable: list[ParamSpec]) -> list[str]:
     return ["Never tried yet: " + ", ".join(untried) + "."]
 
 
-def _best_and_current_lines(trace: Trace, state: SearchState) -> list[str]:
+def _best_and_current_lines(trace: Trace, state: SearchState, max_keys: int | None = None) -> list[str]:
     """The best few configurations as differences from the baseline, the current one marked; the current one on its
     own line only when it is not among them."""
     name = state.objective.name
@@ -180,7 +219,7 @@ def _best_and_current_lines(trace: Trace, state: SearchState) -> list[str]:
     lines = []
     if best:
         lines.append(f"Best configurations so far (differences from the baseline -> {name}):")
-        lines += [f"#{e.index} {changes_text(_differences(e.config, state.baseline.config))} -> {e.measured:.4f}"
+        lines += [f"#{e.index} {changes_text(_differences(e.config, state.baseline.config), max_keys)} -> {e.measured:.4f}"
                   + (" (current)" if e.index == current and current else "") for e in best]
     differences = _differences(state.current.config, state.baseline.config)
     if not differences:
@@ -188,14 +227,25 @@ def _best_and_current_lines(trace: Trace, state: SearchState) -> list[str]:
     elif not any(e.index == current for e in best):
         where = f"#{current}" if current else "the baseline"
         lines.append(f"The current configuration ({where}, {name} {state.current.value:.4f}) is the baseline with "
-                     f"{changes_text(differences)}.")
+                     f"{changes_text(differences, max_keys)}.")
     if not best or f"{best[0].measured:.4f}" != f"{state.best.value:.4f}":
         lines.append(f"Best {name} so far: {state.best.value:.4f}.")
     return lines
 
 
-def proposal_messages(request: ProposalRequest, *, workload_text: str, program: str = "") -> list[dict[str, str]]:
-    """The messages asking for one proposal at the request's decision point."""
+def proposal_messages(request: ProposalRequest, *, workload_text: str, program: str = "",
+                      token_budget: int | None = None) -> list[dict[str, str]]:
+    """The messages asking for one proposal at the request's decision point: the full prompt, or, when it would take
+    more than `token_budget` tokens (estimated), the first of the compact renderings (`FITS`) that fits."""
+    messages: list[dict[str, str]] = []
+    for fit in FITS:
+        messages = _render(request, workload_text, program, fit)
+        if token_budget is None or estimate_tokens(messages) <= token_budget:
+            break
+    return messages
+
+
+def _render(request: ProposalRequest, workload_text: str, program: str, fit: Fit) -> list[dict[str, str]]:
     config = request.point.config
     state = request.state
     objective = state.objective
@@ -206,10 +256,10 @@ def proposal_messages(request: ProposalRequest, *, workload_text: str, program: 
     if program.strip():
         lines += ["", "Research direction from the user: " + program.strip()[:MAX_PROGRAM_CHARS]]
     lines += ["", "Parameters you may change (allowed values; baseline value):"]
-    lines += [_param_line(spec, state.baseline.config.get(spec.name, spec.value)) for spec in editable]
+    lines += [_param_line(spec, state.baseline.config.get(spec.name, spec.value), fit) for spec in editable]
     sites = [spec.name for spec in editable if is_site_name(spec.name)]
     if sites:
-        lines += [SITES_TEXT.format(name=sites[0])]
+        lines += [(SITES_TEXT if fit.site_lines else SITES_SHORT_TEXT).format(name=sites[0])]
     if request.space.constraints:
         lines += ["Every configuration must satisfy: " + "; ".join(c.text for c in request.space.constraints) + "."]
     if config.frozen:
@@ -217,11 +267,11 @@ def proposal_messages(request: ProposalRequest, *, workload_text: str, program: 
     lines += ["", "Strategy: " + STRATEGY_TEXT[config.strategy]]
     if config.guidance:
         lines.append("Guidance: " + config.guidance)
-    shown = shown_history(visible, config.history_window)
-    lines += ["", *_older_lines(visible, shown, editable)]
+    shown, first_shown = _fitted_history(visible, config.history_window, fit)
+    lines += ["", *_older_lines(visible, first_shown, editable)]
     lines += [f"Experiments (changes from the configuration of that time -> {objective.name}, {objective.direction}):"]
-    lines += history_lines(shown)
-    lines += ["", *_untried_line(visible, editable), *_best_and_current_lines(visible, state)]
+    lines += history_lines(shown, fit.max_keys)
+    lines += ["", *_untried_line(visible, editable), *_best_and_current_lines(visible, state, fit.max_keys)]
     last = visible.experiments[-1] if visible.experiments else None
     if last is not None and last.outcome.status not in ("ok", "invalid", "stopped"):
         tail = (last.outcome.error_tail or last.outcome.log_tail or "")[-MAX_ERROR_TAIL:]
@@ -235,11 +285,12 @@ def proposal_messages(request: ProposalRequest, *, workload_text: str, program: 
         lines.append("Do not change: " + ", ".join(advice.avoid))
     if request.suggested:
         lines.append(f"A classical optimiser ({request.optimiser_note}) suggests, as changes to the current configuration: "
-                     + "; ".join(f"{chr(65 + i)}) {changes_text(c.changes)}" for i, c in enumerate(request.suggested))
+                     + "; ".join(f"{chr(65 + i)}) {changes_text(c.changes, fit.max_keys)}"
+                                 for i, c in enumerate(request.suggested))
                      + ". Pick one as it is, edit it, or propose your own.")
     if request.offered:
         lines.append("Already proposed this round (propose something else): "
-                     + "; ".join(changes_text(c.changes) for c in request.offered))
+                     + "; ".join(changes_text(c.changes, fit.max_keys) for c in request.offered))
     if request.rejection:
         lines.append(f"The search strategy refused the last proposals: {request.rejection[:300]}. Propose something different.")
     lines.append(f"Propose 1 to {config.max_changes} changes to the current configuration.")

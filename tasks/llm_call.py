@@ -1,9 +1,11 @@
 """LLM calls as tasks: `ask` (one call, cached by its call key and prompt hash, so a resumed run never asks twice)
 and `converse`, the one ask -> validate -> re-ask-with-the-error loop every level uses (bounded; the caller falls
-back when it ends without a valid answer)."""
+back when it ends without a valid answer). A caller may let a prompt over the model's context window count as a
+refused answer (`refuse_overflow`) instead of failing the flow."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -11,12 +13,13 @@ from typing import Any, Generic, TypeVar
 from prefect import task
 from pydantic import BaseModel, Field
 
-from infra.llm import LLMClient
+from infra.llm import LLMClient, LLMContextError
 from search.prompts import reask_messages
 from search.trace import LLMUsage
 from tasks.cache import content_hash
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class LLMCall(BaseModel):
@@ -47,14 +50,20 @@ class LLMReply(BaseModel):
     finish_reason: str = "stop"  # "length": cut at max_tokens
 
 
+class LLMOverflow(BaseModel):
+    """The model's refusal of a prompt over its context window (its own type, not a field of LLMReply: replies
+    persisted by earlier versions unpickle without new fields)."""
+
+    reason: str
+    model: str
+
+
 def _ask_key(_context: Any, parameters: dict[str, Any]) -> str:
     # The model is part of the key: switching models must not replay another model's answers.
     return parameters["call"].cache_key(parameters["llm"].model)
 
 
-@task(name="ask-llm", cache_key_fn=_ask_key, persist_result=True, task_run_name="{call.purpose}")
-def ask(llm: LLMClient, call: LLMCall) -> LLMReply:
-    """Ask the LLM once (the client retries transient errors); the answer is persisted for resumes."""
+def _answer(llm: LLMClient, call: LLMCall) -> LLMReply:
     answer = llm.complete(
         call.messages,
         purpose=call.purpose,
@@ -69,6 +78,22 @@ def ask(llm: LLMClient, call: LLMCall) -> LLMReply:
     return LLMReply(text=answer.text, usage=answer.usage, model=answer.model, finish_reason=answer.finish_reason)
 
 
+@task(name="ask-llm", cache_key_fn=_ask_key, persist_result=True, task_run_name="{call.purpose}")
+def ask(llm: LLMClient, call: LLMCall) -> LLMReply:
+    """Ask the LLM once (the client retries transient errors); the answer is persisted for resumes."""
+    return _answer(llm, call)
+
+
+@task(name="ask-llm", cache_key_fn=_ask_key, persist_result=True, task_run_name="{call.purpose}")
+def ask_within_context(llm: LLMClient, call: LLMCall) -> LLMReply | LLMOverflow:
+    """`ask`, where a prompt over the model's context window is answered by an LLMOverflow (persisted like an answer,
+    so a resume decides as the run did; same cache key as `ask`, so answers persisted by either are found)."""
+    try:
+        return _answer(llm, call)
+    except LLMContextError as error:
+        return LLMOverflow(reason=str(error), model=llm.model)
+
+
 @dataclass
 class Exchange(Generic[T]):
     """The outcome of one conversation: the parsed answer (None if every attempt was refused), what it cost,
@@ -80,6 +105,7 @@ class Exchange(Generic[T]):
     errors: list[str] = field(default_factory=list)
     transcript: list[dict[str, Any]] = field(default_factory=list)
     messages: list[dict[str, str]] = field(default_factory=list)
+    overflow: bool = False  # it ended on a prompt over the model's context window
 
 
 def converse(
@@ -97,17 +123,29 @@ def converse(
     max_tokens: int | None = None,
     run_id: str | None = None,
     again: str | None = None,
+    refuse_overflow: bool = False,
 ) -> Exchange[T]:
     """Ask, parse (a ValueError refuses the answer), re-ask with the refusal (and `again`, what to answer, when the
     answer is not JSON), at most `attempts` times. Each ask is its own cached call `<call_key>/a<attempt>`, so a
-    resumed conversation replays its answers."""
+    resumed conversation replays its answers. With `refuse_overflow`, a prompt over the model's context window ends
+    the conversation as refused (logged once) instead of raising LLMContextError."""
     exchange: Exchange[T] = Exchange(messages=list(messages))
     for attempt in range(attempts):
-        reply = ask(llm, LLMCall(meta_run_id=meta_run_id, call_key=f"{call_key}/a{attempt}", purpose=purpose,
-                                 messages=exchange.messages, seq=seq, json_schema=json_schema,
-                                 temperature=temperature, max_tokens=max_tokens, run_id=run_id))
-        exchange.usage = exchange.usage + reply.usage
+        call = LLMCall(meta_run_id=meta_run_id, call_key=f"{call_key}/a{attempt}", purpose=purpose,
+                       messages=exchange.messages, seq=seq, json_schema=json_schema, temperature=temperature,
+                       max_tokens=max_tokens, run_id=run_id)
+        reply = ask_within_context(llm, call) if refuse_overflow else ask(llm, call)
         exchange.attempts += 1
+        if isinstance(reply, LLMOverflow):  # a longer re-ask would not fit either: the conversation ends here
+            log.warning("%s: the prompt did not fit the model's context window; counted as a refused answer, the run "
+                        "goes on (raise BILEVEL_LLM_CONTEXT, or use a model with a longer context, to avoid it): %s",
+                        f"{call_key}/a{attempt}", reply.reason)
+            exchange.usage = exchange.usage + LLMUsage(calls=1)
+            exchange.errors.append("the prompt did not fit the model's context window")
+            exchange.overflow = True
+            exchange.transcript.append({"purpose": purpose, "attempt": attempt, "answer": "", "refused": reply.reason[:300]})
+            return exchange
+        exchange.usage = exchange.usage + reply.usage
         entry: dict[str, Any] = {"purpose": purpose, "attempt": attempt, "answer": reply.text}
         try:
             exchange.value = parse(reply.text)

@@ -12,6 +12,7 @@ from infra.llm import LLMClient
 from search.context import DecisionPoint
 from search.iteration import Candidate, ProposalBatch, ProposalRequest
 from search.params import same_value
+from search.prompt_budget import prompt_budget
 from search.prompts import proposal_messages
 from search.proposal import parse_proposal, proposal_schema
 from tasks.llm_call import converse
@@ -30,23 +31,29 @@ def call_key(request: ProposalRequest, candidate: int) -> str:
 @task(name="propose", cache_policy=NO_CACHE, task_run_name="propose g{request.point.generation} i{request.point.iteration}")
 def propose(llm: LLMClient, request: ProposalRequest, workload_text: str, program: str, attempts: int,
             run_id: str | None = None) -> ProposalBatch:
-    """Up to `request.n_candidates` validated candidates. Each LLM call is its own cached `ask`."""
+    """Up to `request.n_candidates` validated candidates. Each LLM call is its own cached `ask`. The prompt is
+    fitted to the model's context window; one that still overflows is a refused answer (the hybrid then falls back
+    to the optimiser's suggestions), never a failed run."""
     batch = ProposalBatch()
     config = request.point.config
     schema = proposal_schema(request.space.editable(config.frozen), config.max_changes)
+    budget = prompt_budget(llm.context_window(), PROPOSAL_MAX_TOKENS)
     for candidate in range(request.n_candidates):
         asked = request.model_copy(update={"offered": [*request.offered, *batch.candidates]})
         exchange = converse(
             llm, meta_run_id=request.point.meta_run_id, call_key=call_key(request, candidate), purpose="propose",
-            messages=proposal_messages(asked, workload_text=workload_text, program=program),
+            messages=proposal_messages(asked, workload_text=workload_text, program=program, token_budget=budget),
             parse=lambda text, asked=asked: parse_proposal(text, asked.check, max_changes=config.max_changes),
             attempts=attempts, seq=request.seq, json_schema=schema, max_tokens=PROPOSAL_MAX_TOKENS,
             temperature=min(1.5, request.temperature + TEMPERATURE_STEP * candidate), run_id=run_id,
+            refuse_overflow=True,
         )
         batch.usage, batch.attempts = batch.usage + exchange.usage, batch.attempts + exchange.attempts
         batch.errors += exchange.errors
         if exchange.value is not None:
             batch.candidates.append(exchange.value)
+        if exchange.overflow:  # the next candidate's prompt (listing this round's offers) is longer still
+            break
     return batch
 
 

@@ -76,11 +76,14 @@ def propose_code(llm: LLMClient, request: ProposalRequest, workload: Workload, b
             parse=lambda text, asked=asked: code_candidate(text, asked, workload, base),
             attempts=attempts, seq=request.seq, max_tokens=CODE_MAX_TOKENS, again=REASK_TEXT,
             temperature=min(1.5, request.temperature + TEMPERATURE_STEP * candidate), run_id=run_id,
+            refuse_overflow=True,
         )
         batch.usage, batch.attempts = batch.usage + exchange.usage, batch.attempts + exchange.attempts
         batch.errors += exchange.errors
         if exchange.value is not None:
             batch.candidates.append(exchange.value)
+        if exchange.overflow:  # the next candidate's prompt (listing this round's offers) is longer still
+            break
     return batch
 
 
@@ -95,7 +98,7 @@ def fix_code(llm: LLMClient, request: ProposalRequest, workload: Workload, base:
                               objective=request.state.objective),
         parse=lambda text: fixed_candidate(text, request, workload, base, crashed),
         attempts=attempts, seq=request.seq, max_tokens=CODE_MAX_TOKENS, again=REASK_TEXT,
-        temperature=request.temperature, run_id=run_id,
+        temperature=request.temperature, run_id=run_id, refuse_overflow=True,
     )
     return ProposalBatch(candidates=[exchange.value] if exchange.value is not None else [], usage=exchange.usage,
                          attempts=exchange.attempts, errors=exchange.errors)

@@ -80,7 +80,9 @@ def generate_samples(llm: LLMClient, spec: MetaRunSpec, *, generation: int, roun
                                  purpose="research.generate", messages=messages,
                                  seq=generation * 100 + round_index * 10 + sample, temperature=temperature,
                                  max_tokens=GENERATE_MAX_TOKENS, stop=CODE_STOP, run_id=run_id))
-        code, error = decode_code_answer(reply.text, reply.finish_reason, GENERATE_MAX_TOKENS)
+        # A reply persisted before finish_reason existed unpickles without it (pydantic sets __dict__ as saved).
+        finish_reason = getattr(reply, "finish_reason", "stop")
+        code, error = decode_code_answer(reply.text, finish_reason, GENERATE_MAX_TOKENS)
         results.append(CodeResult(sample=sample, temperature=temperature, code=code, error=error, text=reply.text,
                                   usage=reply.usage))
     return results

@@ -46,6 +46,12 @@ def test_registration_is_idempotent_and_keeps_other_providers(tmp_path: Path, re
 
 
 @pytest.mark.integration
+def test_the_client_knows_the_local_models_context_window(tmp_path: Path, restore_providers) -> None:
+    register_local_provider(Settings(cache_dir=tmp_path, llm_context=3072))  # the model is loaded on the first call
+    assert LLMClient(LOCAL_MODEL).context_window() == 3072  # what proposal prompts are fitted to
+
+
+@pytest.mark.integration
 def test_a_bad_model_path_fails_fast_with_a_message_the_user_can_act_on(tmp_path: Path, restore_providers) -> None:
     register_local_provider(Settings(cache_dir=tmp_path, local_model_path=tmp_path / "missing.gguf"))
     answered: list[dict] = []

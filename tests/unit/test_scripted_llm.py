@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from infra.llm import LLMClient, LLMError
+from infra.llm import LLMClient, LLMContextError, LLMError
 from infra.scripted_llm import ScriptError, choose_answer, register_scripted_provider
 
 SCRIPT = {
     "answers": {"propose": [{"changes": {"DEPTH": 2}}, "plain text"]},
     "by_key": {"propose/g0/t0/i1/*/a1": "re-ask answer", "flaky/*": {"fail_times": 2, "error": "timeout", "then": "ok"},
                "code/cut": {"text": "```python\nclass M:\n", "finish_reason": "length"},
-               "code/prose": "```python\nclass M:\n    pass\n```\nThis class does nothing."},
+               "code/prose": "```python\nclass M:\n    pass\n```\nThis class does nothing.",
+               "long/*": {"fail_times": 1, "error": "context", "then": "ok"}},
 }
 
 
@@ -67,6 +68,19 @@ def test_script_gap_is_not_retried_and_names_the_call(client: LLMClient) -> None
     with pytest.raises(LLMError, match="nothing.*call-z"):
         client.complete([{"role": "user", "content": "q"}], purpose="nothing", call_key="call-z")
     assert sum("call-z" in line for line in client.call_log.read_text().splitlines()) == 1
+
+
+def test_a_prompt_over_the_context_window_is_its_own_error_and_not_retried(client: LLMClient) -> None:
+    with pytest.raises(LLMContextError, match="long/1.*context window"):
+        client.complete([{"role": "user", "content": "q"}], purpose="propose", call_key="long/1")
+    assert [line for line in client.call_log.read_text().splitlines() if "long/1" in line][0].count(
+        "ContextWindowExceededError") == 1
+    assert sum("long/1" in line for line in client.call_log.read_text().splitlines()) == 1
+
+
+def test_the_context_window_is_the_given_one_else_the_model_maps_else_unknown(client: LLMClient) -> None:
+    assert client.context_window() is None  # litellm has no entry for scripted models
+    assert LLMClient("scripted/replay", context_tokens=2048).context_window() == 2048
 
 
 def test_missing_answers_file_is_a_clear_error(tmp_path: Path) -> None:
