@@ -48,7 +48,7 @@ def adjust_config(llm: LLMClient, spec: MetaRunSpec, *, trace: Trace, config: Se
     exchange = converse(llm, meta_run_id=spec.meta_run_id, call_key=f"adjust/g{generation}", purpose="adjust_config",
                         messages=adjust_messages(config, trace, space, generation, spec.program), parse=parse,
                         attempts=ATTEMPTS, seq=generation, json_schema=update_schema(space), temperature=0.3,
-                        run_id=run_id)
+                        run_id=run_id, refuse_overflow=True)  # a prompt too long for the model: the rule decides
     if exchange.value is not None:
         new_config, reason = exchange.value
         return AdjustOutcome(config=new_config, source="llm", change=describe_update(config, new_config),

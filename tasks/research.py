@@ -24,8 +24,8 @@ from search.research import CODE_STOP, SAMPLE_TEMPERATURES, decode_code_answer, 
 from search.run_spec import MetaRunSpec
 from search.simulate import SimulatedGain, SimulationSettings
 from search.space import SearchSpace
-from search.trace import Trace
-from tasks.llm_call import LLMCall, ask, converse
+from search.trace import LLMUsage, Trace
+from tasks.llm_call import LLMCall, LLMOverflow, ask_within_context, converse
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,8 @@ def research_round(llm: LLMClient, spec: MetaRunSpec, *, generation: int, round_
     exchange = converse(llm, meta_run_id=spec.meta_run_id, call_key=f"research/g{generation}/{round_name}",
                         purpose=f"research.{round_name}", messages=messages,
                         parse=lambda text: parse_round(round_name, text), attempts=ROUND_ATTEMPTS, seq=generation,
-                        json_schema=round_schema(round_name), temperature=0.5, max_tokens=700, run_id=run_id)
+                        json_schema=round_schema(round_name), temperature=0.5, max_tokens=700, run_id=run_id,
+                        refuse_overflow=True)  # a prompt too long for the model ends the session without an answer
     return RoundResult(answer=exchange.value.model_dump() if exchange.value is not None else None,
                        messages=exchange.messages, usage=exchange.usage,
                        transcript=[{"round": round_name, **entry} for entry in exchange.transcript])
@@ -76,10 +77,15 @@ def generate_samples(llm: LLMClient, spec: MetaRunSpec, *, generation: int, roun
     results = []
     for sample in range(first, first + samples):
         temperature = SAMPLE_TEMPERATURES[sample % len(SAMPLE_TEMPERATURES)]
-        reply = ask(llm, LLMCall(meta_run_id=spec.meta_run_id, call_key=f"research/g{generation}/generate/r{round_index}/n{sample}",
-                                 purpose="research.generate", messages=messages,
-                                 seq=generation * 100 + round_index * 10 + sample, temperature=temperature,
-                                 max_tokens=GENERATE_MAX_TOKENS, stop=CODE_STOP, run_id=run_id))
+        call = LLMCall(meta_run_id=spec.meta_run_id, call_key=f"research/g{generation}/generate/r{round_index}/n{sample}",
+                       purpose="research.generate", messages=messages, seq=generation * 100 + round_index * 10 + sample,
+                       temperature=temperature, max_tokens=GENERATE_MAX_TOKENS, stop=CODE_STOP, run_id=run_id)
+        reply = ask_within_context(llm, call)
+        if isinstance(reply, LLMOverflow):  # a refused sample, like one without a class: the session goes on
+            log.warning("level 2 sample %d of round %d: %s", sample, round_index, reply.reason)
+            results.append(CodeResult(sample=sample, temperature=temperature, code=None, text="",
+                                      error="the prompt did not fit the model's context window", usage=LLMUsage(calls=1)))
+            continue
         # A reply persisted before finish_reason existed unpickles without it (pydantic sets __dict__ as saved).
         finish_reason = getattr(reply, "finish_reason", "stop")
         code, error = decode_code_answer(reply.text, finish_reason, GENERATE_MAX_TOKENS)

@@ -1,8 +1,9 @@
 """A proposal prompt over the model's context window never aborts a run (issue 22: a literals meta-run died at
 g1 i7 on "Requested tokens (4103) exceed context window of 4096"). The hybrid meta-run below runs the toy workload
 for real with the scripted LLM: the proposal of iteration 1 gets the context-window error, and the iteration trains
-the optimiser's suggestion instead; the prompts sent are fitted to the context window the client reports. Other LLM
-errors, and an overflow where the caller did not allow it (Level 2), still fail as before."""
+the optimiser's suggestion instead; the prompts sent are fitted to the context window the client reports. Level 1.5
+and Level 2 refuse an overflowing prompt the same way (the rule decides; the session ends without a mechanism).
+Other LLM errors, and an overflow where the caller did not allow it, still fail as before."""
 
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ from flows.meta_run import meta_run
 from infra.llm import LLMClient, LLMContextError, LLMError
 from infra.runs import RunFolder
 from infra.scripted_llm import register_scripted_provider
+from infra.store import MechanismStore
 from search.config import SearchConfig
 from search.prompt_budget import prompt_budget
 from search.run_spec import Budget, MetaRunSpec, WorkloadRef
 from tasks.llm_call import converse
 from tasks.propose import PROPOSAL_MAX_TOKENS, propose
+from tests.fixtures_s3 import s3_server  # noqa: F401  (fixture)
 from tests.integration.scripted import llm_calls, proposal, scripted_settings, wired_resources, write_script
 from tests.unit.test_prompts import SPACE
 from tests.unit.traces import build_trace, ok, request_for
@@ -116,3 +119,27 @@ def test_a_proposal_round_stops_asking_after_an_overflow(scripted: LLMClient) ->
     batch = propose(scripted, request, "toy", "", 3)
     assert batch.candidates == [] and batch.attempts == 1  # the later candidates' prompts are longer still
     assert batch.errors == ["the prompt did not fit the model's context window"]
+
+
+def test_levels_15_and_2_carry_on_past_overflowing_prompts(tmp_path: Path, s3_server) -> None:  # noqa: F811
+    script = write_script(
+        tmp_path / "answers.json",
+        answers={"propose": [proposal({"LEARNING_RATE": 0.05}, "faster"), proposal({"MOMENTUM": 0.8}, "less momentum")],
+                 "adjust_config": [OVERFLOW], "research.explore": [OVERFLOW], "research.specify": [OVERFLOW],
+                 "research.generate": [OVERFLOW]},
+    )
+    settings = scripted_settings(tmp_path, script)
+    spec = MetaRunSpec(meta_run_id="overflow-levels", workload=WorkloadRef(reference="toy"), generations=2,
+                       iterations=2, levels=["1", "1.5", "2"], budget=Budget(mode="steps", value=100), seed=0,
+                       proposer="hybrid")
+    store = MechanismStore.from_endpoint(s3_server.endpoint, "overflow-test", connect_timeout_s=1.0, read_timeout_s=5.0)
+    store.ensure_bucket()
+    summary = meta_run(spec, wired_resources(settings, store=store))
+    assert summary.stop_reason == "finished"
+    trace = RunFolder(settings.runs_dir, spec.meta_run_id).read_trace()
+    first = trace.generation_end(0)
+    assert first is not None
+    assert first.level15 is not None and first.level15.source == "rule"
+    assert first.level2 is not None and first.level2.accepted is None
+    asked = {c["purpose"] for c in llm_calls(settings) if c.get("error") == "ContextWindowExceededError"}
+    assert {"adjust_config", "research.explore"} <= asked
