@@ -3,8 +3,9 @@
 Each fix is unambiguous and local: a key of ctx or result that does not exist but has one obvious meaning
 (`ctx["best_config"]` -> `ctx["best"]["config"]`), a helper called as a method (`self.untried(ctx)` ->
 `h.untried(ctx)`) or bare (`untried(ctx)`), and a loop over the parameter dicts where names were meant
-(`for name in ctx["params"]` -> `for name in h.editable(ctx)`). The fixed code is a new sample that goes through
-every validation stage like any other; nothing here executes the code.
+(`for name in ctx["params"]` -> `for name in h.editable(ctx)`), and imports: `from helpers import h` ->
+`import helpers as h`, and a module used but never imported (h, random, math, collections) gets its import. The
+fixed code is a new sample that goes through every validation stage like any other; nothing here executes the code.
 """
 
 from __future__ import annotations
@@ -41,20 +42,64 @@ def autofix(source: str, metric_name: str | None = None) -> tuple[str, list[str]
     lines = source.splitlines(keepends=True)
     edits = [*_key_edits(classes[0], lines, metric_name), *_helper_edits(tree, classes[0], lines)]
     edits = _non_overlapping(edits)
-    if not edits:
-        return None
     for edit in sorted(edits, key=lambda e: (e.line, e.start), reverse=True):
         line = lines[edit.line - 1]
         lines[edit.line - 1] = line[:edit.start] + edit.text + line[edit.end:]
+    fixed, imported = _fix_imports("".join(lines))
+    why = sorted({e.why for e in edits}) + imported
+    return (fixed, why) if why else None
+
+
+def _fix_imports(source: str) -> tuple[str, list[str]]:
+    """The helpers imported under another path (`from helpers import h`, `import mechanisms.helpers as h`) become
+    `import helpers as h`, and a module the code uses but never imports (h, random, math, collections) is imported.
+    A mutant of a library mechanism loses its import lines more often than anything else (the yield run at 6e129d2:
+    5 of 8 mutants were refused at the policy stage for `helpers.h`, an undefined `h`, `random` or `math`)."""
+    try:
+        tree = parse_python(source, filename="<mechanism>")
+    except SyntaxError:
+        return source, []
+    lines = source.splitlines(keepends=True)
+    why = []
+    for node in sorted((n for n in tree.body if _imports_h_wrongly(n)), key=lambda n: n.lineno, reverse=True):
+        rest = [a for a in node.names if (a.asname or a.name) != "h"]  # type: ignore[attr-defined]
+        text = "import helpers as h\n"
+        if rest and isinstance(node, ast.ImportFrom) and node.module == "helpers":
+            text += f"from helpers import {', '.join(a.name + (f' as {a.asname}' if a.asname else '') for a in rest)}\n"
+        lines[node.lineno - 1:node.end_lineno] = [text]  # type: ignore[attr-defined]
+        why.append(f"`{ast.unparse(node)}` became `import helpers as h`")
     fixed = "".join(lines)
-    if not _imports_helpers(tree) and any("h." in e.text for e in edits):
-        fixed = "import helpers as h\n" + fixed
-    return fixed, sorted({e.why for e in edits})
+    missing = _unbound_modules(parse_python(fixed, filename="<mechanism>"))
+    if missing:
+        fixed = "".join(f"{MODULE_IMPORTS[name]}\n" for name in missing) + fixed
+        why.append(f"added the missing import(s): {'; '.join(MODULE_IMPORTS[name] for name in missing)}")
+    return fixed, why
 
 
-def _imports_helpers(tree: ast.Module) -> bool:
-    return any(isinstance(node, ast.Import) and any(a.name == "helpers" and a.asname == "h" for a in node.names)
-               for node in tree.body)
+# What a bare use of each name needs imported (the prompts' rule: imports only random, math, collections, helpers).
+MODULE_IMPORTS = {"h": "import helpers as h", "random": "import random", "math": "import math",
+                  "collections": "import collections"}
+
+
+def _imports_h_wrongly(node: ast.stmt) -> bool:
+    """An import that binds `h` to something other than `import helpers as h` (the one form the policy allows)."""
+    if isinstance(node, ast.ImportFrom):
+        return any((a.asname or a.name) == "h" for a in node.names)
+    if isinstance(node, ast.Import):
+        return any(a.asname == "h" and a.name != "helpers" for a in node.names)
+    return False
+
+
+def _unbound_modules(tree: ast.Module) -> list[str]:
+    """The names of MODULE_IMPORTS the code reads but never binds (no import, assignment, argument or definition)."""
+    bound = {a.asname or a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
+             for a in n.names}
+    bound |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
+    bound |= {n.arg for n in ast.walk(tree) if isinstance(n, ast.arg)}
+    bound |= {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.ExceptHandler))
+              and n.name}
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return [name for name in MODULE_IMPORTS if name in used and name not in bound]
 
 
 def _columns(lines: list[str], node: ast.AST) -> tuple[int, int] | None:

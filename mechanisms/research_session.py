@@ -126,6 +126,13 @@ class Attempt(BaseModel):
                     f"synthetic landscape(s) {', '.join(self.simulated.harmful_on)}: {self.simulated.describe()}; a CI "
                     "entirely above 0 there means the search gets worse with it. Make its rule follow what the "
                     "measurements say (what improved, what got worse), not this trace's particular values")
+        if self.simulated.inert:
+            # In the yield run at 6e129d2, repairs of such samples came back with the same zero: say what reaches training.
+            return (f"benefit stage failed: live, but it changed no simulated outcome: {self.simulated.describe()}. "
+                    "The simulation (the next generation's trainings) runs what propose offers, what screen chooses, "
+                    "what accept keeps and the parameters plan's focus/avoid allow; guidance text and state alone "
+                    "change nothing there, and a hook that returns None changes nothing. Make a hook act on the idea: "
+                    "propose concrete candidates, or choose among them in screen")
         return (f"benefit stage failed: live, but no simulated gain: {self.simulated.describe()}; Δ is the next "
                 "generation's final best with the mechanism minus without it (negative is better) and its CI must lie "
                 "entirely below 0. Make its decisions help the search find better values sooner (e.g. move towards "

@@ -65,6 +65,12 @@ class SimulatedGain(BaseModel):
         significantly harmful on no synthetic landscape (no CI entirely above 0)."""
         return self.beats_current and not self.harmful_on
 
+    @property
+    def inert(self) -> bool:
+        """Not one simulated seed, on the trace's surrogate or any landscape, ended differently with the mechanism:
+        what it changes does not reach what trains (guidance text, state only) or it never fires."""
+        return all(v == 0 for v in self.per_seed) and all(v == 0 for e in self.landscapes for v in e.per_seed)
+
     def describe(self) -> str:
         text = (f"simulated Δ {self.delta:+.4g} (CI {self.ci_low:+.4g} to {self.ci_high:+.4g}, {self.seeds} seeds x "
                 f"{self.iterations} iterations)")

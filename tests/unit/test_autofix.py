@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from mechanisms.autofix import autofix
+from mechanisms.policy import check_source
 from mechanisms.static_check import CTX_KEYS, CTX_SYNONYMS, POINT_KEYS, RESULT_KEYS, RESULT_SYNONYMS, check_mechanism
 
 
@@ -77,3 +78,44 @@ def test_every_result_synonym_names_a_key_that_exists() -> None:
 def test_the_static_finding_suggests_what_autofix_would_write() -> None:
     findings = check_mechanism(mechanism("    def plan(self, ctx):\n        return {'guidance': str(ctx['best_value'])}\n"))
     assert 'did you mean ctx["best"]["value"]?' in findings[0].message
+
+
+# -- imports: the commonest refusal of a mutant in the local-model yield run at 6e129d2 --------------------------
+BANDIT_BODY = ("    def propose(self, ctx):\n        rng = random.Random(ctx['seed'])\n"
+               "        names = h.untried(ctx) or h.editable(ctx)\n        if not names:\n            return None\n"
+               "        name = names[rng.randrange(len(names))]\n        bonus = math.sqrt(2.0)\n"
+               "        return [h.candidate(name, h.neighbour(ctx, name, rng), f'ucb {bonus:.2f}')]\n")
+
+
+@pytest.mark.parametrize("imports", ["from helpers import h\nimport random\nimport math\n",
+                                     "import mechanisms.helpers as h\nimport random\nimport math\n",
+                                     "from mechanisms import helpers as h\nimport random\nimport math\n"])
+def test_helpers_imported_under_another_path_become_the_allowed_import(imports: str) -> None:
+    source = mechanism(BANDIT_BODY, imports=imports)
+    assert check_source(source).violations, "the original must break the policy"
+    fixed, why = autofix(source)
+    assert fixed.startswith("import helpers as h\n") and imports.splitlines()[0] not in fixed
+    assert check_source(fixed).violations == () and check_mechanism(fixed) == []
+    assert why == [f"`{imports.splitlines()[0]}` became `import helpers as h`"]
+
+
+def test_other_names_imported_from_helpers_are_kept() -> None:
+    source = mechanism(BANDIT_BODY.replace("h.untried(ctx)", "untried(ctx)"),
+                       imports="from helpers import h, untried\nimport random\nimport math\n")
+    fixed, _ = autofix(source)
+    assert "import helpers as h\nfrom helpers import untried\n" in fixed
+    assert check_source(fixed).violations == ()
+
+
+def test_modules_used_but_never_imported_are_imported() -> None:
+    source = mechanism(BANDIT_BODY, imports="")
+    assert check_source(source).violations, "the original must break the policy"
+    fixed, why = autofix(source)
+    assert fixed.startswith("import helpers as h\nimport random\nimport math\n")
+    assert check_source(fixed).violations == () and check_mechanism(fixed) == []
+    assert why == ["added the missing import(s): import helpers as h; import random; import math"]
+
+
+def test_a_name_the_code_binds_itself_is_not_taken_for_a_module() -> None:
+    body = "    def propose(self, ctx):\n        math = 3\n        return None if math else None\n"
+    assert autofix(mechanism(body)) is None

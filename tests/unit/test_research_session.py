@@ -123,7 +123,9 @@ def test_select_refuses_inert_harmful_and_invalid_samples() -> None:
     harmful = attempt(1, valid(), gain(0.02))
     invalid = attempt(2, failed("smoke"), gain(-0.5))  # a gain without validity counts for nothing
     assert select([inert, harmful, invalid]) is None
-    assert inert.stage_failed == BENEFIT and "no simulated gain" in inert.error and "+0" in inert.error
+    assert inert.stage_failed == BENEFIT and "changed no simulated outcome" in inert.error and "+0" in inert.error
+    assert "guidance text and state alone change nothing" in inert.error  # what the repair must change
+    assert "no simulated gain" in harmful.error and "changed no simulated outcome" not in harmful.error
     assert invalid.stage_failed == "smoke"
 
 
@@ -169,8 +171,8 @@ def test_all_inert_samples_are_repaired_from_the_live_one_with_its_numbers_then_
     assert report.accepted is None and report.rounds == 2
     assert [round_index for round_index, _, _ in fakes.generated] == [0, 1]
     repair_prompt = "\n".join(m["content"] for m in fakes.generated[1][1])
-    assert "# inert" in repair_prompt and "no simulated gain" in repair_prompt  # from the live one, with its numbers
-    assert report.verdict.startswith("rejected at benefit: benefit stage failed: live, but no simulated gain")
+    assert "# inert" in repair_prompt and "changed no simulated outcome" in repair_prompt  # the live one's numbers
+    assert report.verdict.startswith("rejected at benefit: benefit stage failed: live, but it changed no simulated")
     assert all(s.status == "rejected" for s in report.samples) and len(report.samples) == 3
 
 
