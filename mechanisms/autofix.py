@@ -4,14 +4,15 @@ Each fix is unambiguous and local: a key of ctx or result that does not exist bu
 (`ctx["best_config"]` -> `ctx["best"]["config"]`), a helper called as a method (`self.untried(ctx)` ->
 `h.untried(ctx)`) or bare (`untried(ctx)`), and a loop over the parameter dicts where names were meant
 (`for name in ctx["params"]` -> `for name in h.editable(ctx)`), and imports: `from helpers import h` ->
-`import helpers as h`, and a module used but never imported (h, random, math, collections) gets its import. The
-fixed code is a new sample that goes through every validation stage like any other; nothing here executes the code.
+`import helpers as h`, and a module used but never imported (h, random, math, collections) gets its import; a base
+class is dropped (`class M(Base):` -> `class M:`). The fixed code is a new sample that goes through every validation stage like any other; nothing here executes the code.
 """
 
 from __future__ import annotations
 
 import ast
 import difflib
+import re
 from dataclasses import dataclass
 
 from mechanisms import helpers
@@ -40,7 +41,8 @@ def autofix(source: str, metric_name: str | None = None) -> tuple[str, list[str]
     if len(classes) != 1:
         return None
     lines = source.splitlines(keepends=True)
-    edits = [*_key_edits(classes[0], lines, metric_name), *_helper_edits(tree, classes[0], lines)]
+    edits = [*_key_edits(classes[0], lines, metric_name), *_helper_edits(tree, classes[0], lines),
+             *_base_edits(classes[0], lines)]
     edits = _non_overlapping(edits)
     for edit in sorted(edits, key=lambda e: (e.line, e.start), reverse=True):
         line = lines[edit.line - 1]
@@ -184,6 +186,17 @@ def _helper_edits(tree: ast.Module, cls: ast.ClassDef, lines: list[str]) -> list
                 edits.append(Edit(func.lineno, where[0], where[1], f"h.{func.id}",
                                   f"{func.id}(...) (undefined) became the helper h.{func.id}(...)"))
     return edits
+
+
+def _base_edits(cls: ast.ClassDef, lines: list[str]) -> list[Edit]:
+    """`class M(Base):` -> `class M:` (a mechanism inherits from nothing; the base is usually a made-up name)."""
+    if not (cls.bases or cls.keywords):
+        return []
+    match = re.match(rf"(\s*class\s+{cls.name})\s*\([^()]*\)\s*:", lines[cls.lineno - 1])
+    if match is None:
+        return []
+    return [Edit(cls.lineno, len(match.group(1)), match.end(), ":",
+                 f"class {cls.name}({', '.join(ast.unparse(b) for b in cls.bases)}) became class {cls.name}: (no base)")]
 
 
 def _non_overlapping(edits: list[Edit]) -> list[Edit]:

@@ -119,3 +119,11 @@ def test_modules_used_but_never_imported_are_imported() -> None:
 def test_a_name_the_code_binds_itself_is_not_taken_for_a_module() -> None:
     body = "    def propose(self, ctx):\n        math = 3\n        return None if math else None\n"
     assert autofix(mechanism(body)) is None
+
+
+def test_a_base_class_is_dropped() -> None:
+    source = mechanism(BANDIT_BODY).replace("class M:", "class M(Parent):")
+    assert check_source(source).violations, "the original must break the policy"
+    fixed, why = autofix(source)
+    assert "\nclass M:\n" in fixed and check_source(fixed).violations == () and check_mechanism(fixed) == []
+    assert "class M(Parent) became class M: (no base)" in why
