@@ -16,9 +16,9 @@ present, so a run resumes, and `--shard i/n` runs every n-th session only (sever
     python benchmarks/level2_yield.py --sessions 12 [--model local/qwen2.5-coder-1.5b] [--out DIR] [--shard 0/2]
     python benchmarks/level2_yield.py --scripted --sessions 3 --out DIR   # wiring check with the scripted provider
 
-With `--real-gain`, every activated session on a fast workload (benchmarks/real_gain.py: control, fit_curve) also
-gets its next generation trained with and without the mechanism, on paired seeds, with the same non-LLM proposer in
-both arms; the per-session `real_gain` field and the summary's columns report it.
+With `--real-gain`, every activated session on a fast workload (benchmarks/real_gain.py: control, fit_curve,
+tsp_anneal) also gets its next generation trained with and without the mechanism, on paired seeds, with the same
+non-LLM proposer in both arms; the per-session `real_gain` field and the summary's columns report it.
 """
 
 from __future__ import annotations
@@ -325,7 +325,7 @@ def main() -> None:
     parser.add_argument("--scripted", action="store_true", help="the API-model path through the scripted provider")
     parser.add_argument("--shard", default="0/1", help="i/n: run sessions whose number is i modulo n")
     parser.add_argument("--real-gain", action="store_true", help="train the next generation with and without each "
-                        "activated mechanism (fast workloads only: control, fit_curve)")
+                        "activated mechanism (fast workloads only: control, fit_curve, tsp_anneal)")
     parser.add_argument("--real-pairs", type=int, default=1, help="paired seeds per session for --real-gain")
     parser.add_argument("--real-proposer", default="tpe", choices=["tpe", "random", "cmaes"],
                         help="the non-LLM proposer of both arms")
