@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from infra.mlflow_schema import MetricNames, experiment_name, run_key, run_tags
 from infra.runs import RunFolder, write_json_atomic
 from infra.store import MechanismNotFound, StoredVersion
 from search.ablation import AblationManifest, manifest_path, merge_manifests
+from search.active_set import LABEL_CHARS
 from search.trace import Trace
 
 if TYPE_CHECKING:
@@ -234,7 +236,8 @@ def _register_mechanisms(bundle: Bundle, store: MechanismStore, result: ImportRe
 
 
 def _renamed(data: Any, renamed: dict[str, str]) -> Any:
-    """The run's JSON with the source store's VersionIds replaced by this store's (`id` and `name@id` forms)."""
+    """The run's JSON with the source store's VersionIds replaced by this store's: whole ids, `name@id`, and the
+    labels `name@<first 12 characters>` (ActiveMechanism.label), also inside text such as a Level-2 verdict."""
     if not renamed:
         return data
     if isinstance(data, dict):
@@ -247,6 +250,9 @@ def _renamed(data: Any, renamed: dict[str, str]) -> Any:
         name, at, version = data.rpartition("@")
         if at and version in renamed:
             return f"{name}@{renamed[version]}"
+        if "@" in data:
+            for old, new in renamed.items():
+                data = re.sub(rf"@{re.escape(old[:LABEL_CHARS])}(?![0-9A-Za-z])", f"@{new[:LABEL_CHARS]}", data)
     return data
 
 

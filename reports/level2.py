@@ -89,8 +89,8 @@ def level2_of(meta_run_id: str, trace: Trace) -> MetaRunLevel2:
         if decision.accepted is None:
             continue
         # `accepted` is the mechanism's label (name@ the first 12 characters of its VersionId). An import into another
-        # store renames the VersionIds in the run's files but not this label: then the mechanism is the one of that
-        # name that this session produced (its origin).
+        # store renames labels too (infra/transfer.py), but one imported by an older version kept the old label: then
+        # the mechanism is the one of that name that this session produced (its origin).
         name, _, version = decision.accepted.partition("@")
         mechanism = next((m for m in end.active.mechanisms if m.label == decision.accepted), None) or next(
             (m for m in end.active.mechanisms if m.name == name and m.origin == f"{meta_run_id}/g{end.generation}"), None)

@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+LABEL_CHARS = 12  # of a VersionId in a mechanism's label, name@<id prefix>
+
 
 class LandscapeGain(BaseModel):
     """The same paired simulation on a synthetic landscape mapped onto the run's space (search/landscapes.py)."""
@@ -94,7 +96,7 @@ class ActiveMechanism(BaseModel):
 
     @property
     def label(self) -> str:
-        return f"{self.name}@{self.version[:12]}"
+        return f"{self.name}@{self.version[:LABEL_CHARS]}"
 
     @classmethod
     def from_source(cls, name: str, source: str, version: str | None = None, **extra: Any) -> ActiveMechanism:

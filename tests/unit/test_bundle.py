@@ -200,3 +200,16 @@ def test_hostile_bundles_are_refused_in_one_line_and_write_nothing(kind: str, ru
 def test_a_sound_bundle_reads_back(run_bundle: Path) -> None:
     bundle = read_bundle(run_bundle)
     assert bundle.index.kind == "run" and list(bundle.runs) == ["run-1"] and bundle.runs["run-1"].finished
+
+
+def test_an_import_renames_mechanism_labels_and_ids_inside_text_too() -> None:
+    from infra.transfer import _renamed
+
+    old, new = "6712b077cd51aaaa0000", "99ffee0011223344bbbb"
+    data = {"accepted": f"pattern_move@{old[:12]}", "version": old, "parents": [f"tabu@{old}"],
+            "verdict": f"accepted pattern_move@{old[:12]} (round 1, 1 of 2 samples valid)",
+            "other": f"pattern_move@{old[:12]}x is another id", "email": "someone@example.org"}
+    assert _renamed(data, {old: new}) == {
+        "accepted": f"pattern_move@{new[:12]}", "version": new, "parents": [f"tabu@{new}"],
+        "verdict": f"accepted pattern_move@{new[:12]} (round 1, 1 of 2 samples valid)",
+        "other": f"pattern_move@{old[:12]}x is another id", "email": "someone@example.org"}
