@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -135,7 +136,12 @@ def test_the_level2_section_survives_export_and_import(study: Study) -> None:
     assert after["arm_costs"] == before["arm_costs"]
 
     def without_versions(level2: list[dict]) -> list[dict]:
-        return [{**entry, "activations": [{k: v for k, v in a.items() if k != "version"} for a in entry["activations"]]}
+        def unlabelled(text: str | None) -> str | None:  # name@<VersionId prefix> -> name@ID
+            return re.sub(r"@[0-9A-Za-z]{12}\b", "@ID", text) if text else text
+
+        return [{**entry, "activations": [{k: v for k, v in a.items() if k != "version"} for a in entry["activations"]],
+                 "sessions": [{**s, "accepted": unlabelled(s["accepted"]), "verdict": unlabelled(s["verdict"])}
+                              for s in entry["sessions"]]}
                 for entry in level2]
 
     # the same activations, simulated gains, novelty and credit; each under the VersionId the new store gave it
@@ -144,5 +150,9 @@ def test_the_level2_section_survives_export_and_import(study: Study) -> None:
         trace = json.loads((study.state("b") / "runs" / entry["meta_run_id"] / "trace.json").read_text())
         versions = {m["version"] for end in trace["generation_ends"] for m in end["active"]["mechanisms"]}
         assert {a["version"] for a in entry["activations"]} <= versions
+        # the session's label names the mechanism under its new VersionId too (infra/transfer.py renames labels)
+        labels = {s["accepted"] for s in entry["sessions"] if s["accepted"]}
+        assert labels == {f"{a['name']}@{a['version'][:12]}" for a in entry["activations"]}
+    assert any(entry["activations"] for entry in after["level2"])
     assert after["statistics"]["comparisons"] == before["statistics"]["comparisons"]
     assert "pattern_move" in page
