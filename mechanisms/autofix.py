@@ -5,7 +5,8 @@ Each fix is unambiguous and local: a key of ctx or result that does not exist bu
 `h.untried(ctx)`) or bare (`untried(ctx)`), and a loop over the parameter dicts where names were meant
 (`for name in ctx["params"]` -> `for name in h.editable(ctx)`), and imports: `from helpers import h` ->
 `import helpers as h`, and a module used but never imported (h, random, math, collections) gets its import; a base
-class is dropped (`class M(Base):` -> `class M:`). The fixed code is a new sample that goes through every validation stage like any other; nothing here executes the code.
+class is dropped (`class M(Base):` -> `class M:`); a mutant first gets back the constants, imports and methods of
+its parent that it dropped (mechanisms/parent_restore.py). The fixed code is a new sample that goes through every validation stage like any other; nothing here executes the code.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import re
 from dataclasses import dataclass
 
 from mechanisms import helpers
+from mechanisms.parent_restore import restore_from_parent
 from mechanisms.static_check import CTX_KEYS, CTX_SYNONYMS, HOOK_ARGUMENTS, RESULT_KEYS, RESULT_SYNONYMS
 from search.pyast import parse_python
 
@@ -31,8 +33,13 @@ class Edit:
     why: str
 
 
-def autofix(source: str, metric_name: str | None = None) -> tuple[str, list[str]] | None:
-    """(fixed source, what was fixed) or None when nothing applies (or the code does not parse)."""
+def autofix(source: str, metric_name: str | None = None, parent_source: str | None = None,
+            parent_label: str = "") -> tuple[str, list[str]] | None:
+    """(fixed source, what was fixed) or None when nothing applies (or the code does not parse). A mutant's
+    `parent_source` (labelled `parent_label`) first gets back what the mutant dropped from it (parent_restore.py)."""
+    restored: list[str] = []
+    if parent_source is not None:
+        source, restored = restore_from_parent(source, parent_source, parent_label or "mechanism")
     try:
         tree = parse_python(source, filename="<mechanism>")
     except SyntaxError:
@@ -48,7 +55,7 @@ def autofix(source: str, metric_name: str | None = None) -> tuple[str, list[str]
         line = lines[edit.line - 1]
         lines[edit.line - 1] = line[:edit.start] + edit.text + line[edit.end:]
     fixed, imported = _fix_imports("".join(lines))
-    why = sorted({e.why for e in edits}) + imported
+    why = restored + sorted({e.why for e in edits}) + imported
     return (fixed, why) if why else None
 
 
