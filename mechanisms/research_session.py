@@ -301,13 +301,16 @@ def specification(inputs: SessionInputs, ports: SessionPorts, transcript: list[d
 
 
 def autofixed(results: list[CodeResult], attempts: list[Attempt | None], metric_name: str) -> list[CodeResult]:
-    """The mechanically fixed variant of every sample that failed on a mistake autofix knows (no LLM call)."""
+    """The mechanically fixed variant of every sample that failed on a mistake autofix knows (no LLM call); a mutant's
+    also gets back what it dropped from its parent."""
     seen = {r.code for r in results if r.code is not None}
     fixed = []
     for result, attempt in zip(results, attempts):
         if attempt is None or attempt.live or result.code is None:
             continue
-        repaired = autofix(result.code, metric_name)
+        parent = attempt.mutation.parent if attempt.mutation is not None else None
+        repaired = autofix(result.code, metric_name, parent_source=parent.source if parent else None,
+                           parent_label=parent.label if parent else "")
         if repaired is None or repaired[0] in seen:
             continue
         seen.add(repaired[0])

@@ -222,7 +222,7 @@ def test_a_verbatim_copy_of_the_example_is_refused_without_validation() -> None:
 def test_autofixed_variants_are_checked_as_their_own_samples(monkeypatch: pytest.MonkeyPatch) -> None:
     import mechanisms.research_session as session
 
-    monkeypatch.setattr(session, "autofix", lambda source, metric: (source.replace("# bad", "# good"), ["fixed"]))
+    monkeypatch.setattr(session, "autofix", lambda source, metric, **parent: (source.replace("# bad", "# good"), ["fixed"]))
     fakes = Fakes([["bad"]], {"bad": failed("static"), "good": valid()}, {"good": gain(-0.02)})
     report = run_session(INPUTS, fakes.ports())
     assert report.accepted is not None and report.accepted.sample == AUTOFIX_SAMPLE
@@ -336,6 +336,34 @@ def test_an_unchanged_parent_is_refused_without_validation_and_a_repair_keeps_th
     repair_prompt = "\n".join(m["content"] for m in fakes.generated[1][1])
     assert kept.source.strip() in repair_prompt and "make the one change asked" in repair_prompt
     assert report.accepted is not None and report.accepted.round == 1 and report.accepted.parent == kept
+
+
+def test_a_mutant_that_dropped_its_parents_constant_reaches_the_next_stage_through_its_autofixed_variant() -> None:
+    from mechanisms.library import library_source
+    from mechanisms.policy import check_source
+    from mechanisms.static_check import check_mechanism, summary
+
+    tabu = Parent(label="library:tabu", name="tabu", source=library_source("tabu"))
+    # the local model's commonest slip (benchmarks/results/level2-yield-2): the parent's TENURE dropped, still used
+    mutant = tabu.source.replace("TENURE = 12  # experiments a configuration or a move stays tabu\n", "").replace(
+        "count(p) >= 3", "count(p) >= 2")
+
+    def validate(name: str, attempt: int, source: str) -> dict:  # the real policy and static checks, then `import`
+        policy = check_source(source)
+        if not policy.ok:
+            return failed("policy", policy.summary())
+        findings = check_mechanism(source)
+        return failed("static", summary(findings)) if findings else failed("import", "not run in this test")
+
+    fakes = MutantFakes({10: None}, [["fresh"]], {}, {})
+    fakes.validate = validate  # type: ignore[method-assign]
+    fakes.mutate = lambda r, m, sample: CodeResult(sample=sample, temperature=0.5, code=mutant)  # type: ignore[method-assign]
+    report = run_session(mutant_inputs([tabu], samples=2, mutants=1), fakes.ports())
+    stages = {s.sample: (s.stage_failed, s.parent) for s in report.samples}
+    assert stages[10] == ("policy", "library:tabu") and "'TENURE' is not defined" in report.samples[1].error
+    assert stages[10 + AUTOFIX_SAMPLE] == ("import", "library:tabu")  # past policy and static: the next stage
+    fixed = next(e for e in report.transcript if e.get("sample") == 10 + AUTOFIX_SAMPLE)
+    assert fixed["answer"].startswith("# autofix: restored TENURE from the parent library:tabu")
 
 
 def test_unchanged_sees_through_renaming_but_not_a_new_threshold() -> None:
