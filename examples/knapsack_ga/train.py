@@ -23,22 +23,22 @@ CROSSOVER = "one_point"     # choice [one_point, two_point, uniform]: how two pa
 SELECTION = "roulette"      # choice [roulette, tournament, rank]: how parents are chosen
 TOURNAMENT_SIZE = 2         # int [2, 16]: contestants per parent (tournament selection only)
 ELITES = 0                  # int [0, 20]: best individuals copied unchanged into the next generation
-REPAIR = False              # bool: drop the worst value-per-weight items of an overweight child instead of penalising it
-PENALTY = 1.0               # float [0.01, 100.0] log: fitness lost per unit of excess weight, times the mean value per weight
+REPAIR = False              # bool: drop an overweight child's worst value-per-weight items instead of penalising it
+PENALTY = 1.0               # float [0.01, 100.0] log: fitness lost per unit of excess weight, in mean values per weight
 EVALUATIONS = 20000         # int [1000, 200000]: children evaluated in all (the budget)
 SEED = 0                    # int [0, 1000]: the algorithm's seed (the instance does not depend on it)
 # --- end hyperparameters ---
 
-ITEMS = 200
-INSTANCE_SEED = 20240917  # the problem: the same items in every run
+ITEMS = 200  # bilevel: fixed (the problem)
+INSTANCE_SEED = 20240917  # bilevel: fixed (the problem: the same items in every run)
 
 
 def instance() -> tuple[np.ndarray, np.ndarray, int]:
     """Integer weights in [10, 100], values = weight + 10 +- noise (strongly correlated: hard for greedy rules)."""
     rng = np.random.default_rng(INSTANCE_SEED)
-    weights = rng.integers(10, 101, size=ITEMS)
-    values = weights + 10 + rng.integers(-5, 6, size=ITEMS)
-    return weights, values, int(weights.sum() // 3)
+    weights = rng.integers(10, 101, size=ITEMS)  # bilevel: fixed (the problem)
+    values = weights + 10 + rng.integers(-5, 6, size=ITEMS)  # bilevel: fixed (the problem)
+    return weights, values, int(weights.sum() // 3)  # bilevel: fixed (the problem)
 
 
 def optimum(weights: np.ndarray, values: np.ndarray, capacity: int) -> int:

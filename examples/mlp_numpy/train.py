@@ -27,17 +27,17 @@ STEPS = 1000                # int [100, 20000]: gradient steps (the budget)
 SEED = 0                    # int [0, 1000]: initialisation and minibatch seed (the data do not depend on it)
 # --- end hyperparameters ---
 
-DATA_SEED = 20241105  # the task: the same samples in every run
-TRAIN, VAL = 600, 400
-NOISE_SD = 0.1
+DATA_SEED = 20241105  # bilevel: fixed (the data: the same samples in every run)
+TRAIN, VAL = 600, 400  # bilevel: fixed (the split)
+NOISE_SD = 0.1  # bilevel: fixed (the data)
 
 
 def dataset() -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(DATA_SEED)
-    x = rng.uniform(-1.0, 1.0, size=(TRAIN + VAL, 2))
-    clean = (np.sin(3.0 * x[:, 0]) * np.cos(2.0 * x[:, 1]) + 0.5 * np.tanh(4.0 * (x[:, 0] + x[:, 1]))
-             + 0.8 * np.exp(-12.0 * ((x[:, 0] - 0.4) ** 2 + (x[:, 1] + 0.3) ** 2)))
-    return x, (clean + rng.normal(0.0, NOISE_SD, size=clean.shape))[:, None]
+    x = rng.uniform(-1.0, 1.0, size=(TRAIN + VAL, 2))  # bilevel: fixed (the data)
+    clean = (np.sin(3.0 * x[:, 0]) * np.cos(2.0 * x[:, 1]) + 0.5 * np.tanh(4.0 * (x[:, 0] + x[:, 1]))  # bilevel: fixed
+             + 0.8 * np.exp(-12.0 * ((x[:, 0] - 0.4) ** 2 + (x[:, 1] + 0.3) ** 2)))  # bilevel: fixed (the data)
+    return x, (clean + rng.normal(0.0, NOISE_SD, size=clean.shape))[:, None]  # bilevel: fixed (the data)
 
 
 def activate(pre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
