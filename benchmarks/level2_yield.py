@@ -12,13 +12,18 @@ Per session: activated or not, the simulated gain with its CI (and per landscape
 to any library mechanism, worked example or snippet: mechanisms/novelty.py), seconds; every activated mechanism's
 source is written to DIR/mechanisms/. Sessions are written one file each (DIR/sessions/NNN.json) and skipped when
 present, so a run resumes, and `--shard i/n` runs every n-th session only (several machines or processes).
+Fixtures sort by name (classify, control, fit_curve, knapsack_ga, mlp_numpy, tinygpt, tsp_anneal) and sessions rotate
+over them, so with `--shard i/7` shard i is fixture i. `--fixtures a,b` plans sessions over the named fixtures only
+(the new held-out ones: with `--fixtures knapsack_ga,mlp_numpy`, shard 0/2 is knapsack_ga and 1/2 mlp_numpy); its
+sessions are numbered afresh, so give each selection its own `--out`.
 
     python benchmarks/level2_yield.py --sessions 12 [--model local/qwen2.5-coder-1.5b] [--out DIR] [--shard 0/2]
+    python benchmarks/level2_yield.py --fixtures knapsack_ga,mlp_numpy --sessions 10 --out DIR [--shard 0/2]
     python benchmarks/level2_yield.py --scripted --sessions 3 --out DIR   # wiring check with the scripted provider
 
 With `--real-gain`, every activated session on a fast workload (benchmarks/real_gain.py: control, fit_curve,
-tsp_anneal) also gets its next generation trained with and without the mechanism, on paired seeds, with the same
-non-LLM proposer in both arms; the per-session `real_gain` field and the summary's columns report it.
+tsp_anneal, knapsack_ga, mlp_numpy) also gets its next generation trained with and without the mechanism, on paired
+seeds, with the same non-LLM proposer in both arms; the per-session `real_gain` field and the summary's columns report it.
 """
 
 from __future__ import annotations
@@ -82,6 +87,18 @@ def fixtures() -> list[dict[str, Any]]:
     if len({f["spec"].workload.reference for f in found}) < 3:
         raise SystemExit(f"need recorded traces of at least three workloads under {FIXTURES}")
     return found
+
+
+def select(found: list[dict[str, Any]], names: list[str] | None) -> list[dict[str, Any]]:
+    """The fixtures named (all of them when `names` is None), in their sorted order; an unknown name is refused."""
+    if names is None:
+        return found
+    known = [f["name"] for f in found]
+    unknown = sorted(set(names) - set(known))
+    if unknown or not names:
+        raise SystemExit(f"--fixtures: unknown fixture(s) {', '.join(unknown) or '(none named)'}; "
+                         f"known: {', '.join(known)}")
+    return [f for f in found if f["name"] in names]
 
 
 def cut(trace, experiments: int):
@@ -201,10 +218,25 @@ def session_real_gain(record: dict[str, Any], fixture: dict[str, Any], settings:
                      pairs=pairs, proposer=proposer)
 
 
+def recorded(done: Path, fixture: dict[str, Any]) -> dict[str, Any] | None:
+    """The session already recorded in `done` (a run resumes; None when there is none), refused when it is another
+    fixture's: the folder was written by a run over another `--fixtures` selection, whose sessions number differently."""
+    if not done.exists():
+        return None
+    record: dict[str, Any] = json.loads(done.read_text())
+    if record["fixture"] != fixture["name"]:
+        raise SystemExit(f"{done} is a session of {record['fixture']}, but this plan puts {fixture['name']} there: "
+                         "use another --out for another --fixtures selection")
+    return record
+
+
 def run(sessions: int, model: str | None, out: Path, scripted: bool, shard: tuple[int, int] = (0, 1),
-        real: dict[str, Any] | None = None, state: Path | None = None) -> dict[str, Any]:
-    """The planned sessions not recorded yet (this shard's), then, with `real` ({pairs, proposer}), the real gain of
-    every activated session on a fast workload that lacks one; then the summary of every session file."""
+        real: dict[str, Any] | None = None, state: Path | None = None,
+        names: list[str] | None = None) -> dict[str, Any]:
+    """The planned sessions not recorded yet (this shard's, over the fixtures `names`, default all), then, with `real`
+    ({pairs, proposer}), the real gain of every activated session on a fast workload that lacks one; then the summary
+    of every session file."""
+    found = select(fixtures(), names)  # before anything starts: a bad name fails at once
     apply_telemetry_opt_outs()
     os.chdir(ROOT)  # fixtures name example scripts relative to the repository
     state = state or Path(tempfile.mkdtemp(prefix="bilevel-level2-yield-"))
@@ -218,15 +250,13 @@ def run(sessions: int, model: str | None, out: Path, scripted: bool, shard: tupl
     from infra.prefect_env import apply_prefect_environment
 
     apply_prefect_environment(settings)
-    found = fixtures()
     (out / "sessions").mkdir(parents=True, exist_ok=True)
     for number, (fixture, seen) in enumerate(plan_sessions(found, sessions)):
         done = out / "sessions" / f"{number:03d}.json"
         if number % shard[1] != shard[0]:
             continue  # another shard's session is left to it
-        if done.exists():  # resumable: a session already recorded is not run again
-            record = json.loads(done.read_text())
-        else:
+        record = recorded(done, fixture)
+        if record is None:
             record = run_session(number, fixture, seen, settings, out)
             done.write_text(json.dumps(record, indent=1))
             print(json.dumps({k: record[k] for k in ("session", "fixture", "activated", "seconds", "verdict")}), flush=True)
@@ -325,7 +355,10 @@ def main() -> None:
     parser.add_argument("--scripted", action="store_true", help="the API-model path through the scripted provider")
     parser.add_argument("--shard", default="0/1", help="i/n: run sessions whose number is i modulo n")
     parser.add_argument("--real-gain", action="store_true", help="train the next generation with and without each "
-                        "activated mechanism (fast workloads only: control, fit_curve, tsp_anneal)")
+                        "activated mechanism (fast workloads only: control, fit_curve, tsp_anneal, knapsack_ga, "
+                        "mlp_numpy)")
+    parser.add_argument("--fixtures", default=None, help="comma list of fixture names: plan sessions over these only "
+                        "(default: all; numbered afresh, so use its own --out)")
     parser.add_argument("--real-pairs", type=int, default=1, help="paired seeds per session for --real-gain")
     parser.add_argument("--real-proposer", default="tpe", choices=["tpe", "random", "cmaes"],
                         help="the non-LLM proposer of both arms")
@@ -336,7 +369,8 @@ def main() -> None:
         raise SystemExit(f"--shard {args.shard}: expected i/n with 0 <= i < n")
     out = args.out or (DEFAULT_OUT.with_name("level2-yield-scripted") if args.scripted else DEFAULT_OUT)
     real = {"pairs": args.real_pairs, "proposer": args.real_proposer} if args.real_gain else None
-    summary = run(args.sessions, args.model, out, args.scripted, shard, real)
+    names = [n.strip() for n in args.fixtures.split(",") if n.strip()] if args.fixtures is not None else None
+    summary = run(args.sessions, args.model, out, args.scripted, shard, real, names=names)
     print(json.dumps({k: v for k, v in summary.items() if k != "per_session"}))
 
 

@@ -1,11 +1,16 @@
 """The Level-2 yield benchmark's recorded fixtures (benchmarks/fixtures/level2/): `fixtures()` loads them, the held-out
-tsp_anneal trace among them, recorded from the committed script (its hash), with a search that moved off the baseline;
-every example script a fixture names is a fast workload for the real-gain arms."""
+tsp_anneal, knapsack_ga and mlp_numpy traces among them, each recorded from the committed script (its hash), with a
+search that moved off the baseline; every example script a fixture names is a fast workload for the real-gain arms.
+`--fixtures` plans sessions over the named fixtures only, one fixture per shard, and a session folder written under
+another selection is refused rather than mixed in."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
+
+import pytest
 
 from benchmarks import level2_yield
 from benchmarks.real_gain import FAST_WORKLOADS
@@ -32,3 +37,56 @@ def test_every_fixture_recorded_from_an_example_script_matches_it_and_is_a_fast_
             continue
         assert workload.script_sha256 == hashlib.sha256((ROOT / workload.reference).read_bytes()).hexdigest(), fixture["name"]
         assert workload.reference in FAST_WORKLOADS, fixture["name"]
+
+
+@pytest.mark.parametrize(("name", "metric", "budget"), [("knapsack_ga", "value_gap", "EVALUATIONS"),
+                                                        ("mlp_numpy", "val_loss", "STEPS")])
+def test_the_new_held_out_fixtures_load_from_their_committed_scripts(name: str, metric: str, budget: str) -> None:
+    fixture = {f["name"]: f for f in level2_yield.fixtures()}[name]
+    spec, workload = fixture["spec"], fixture["spec"].workload
+    assert fixture["development"] is False and "held out" in fixture["note"] and "before any Level 2" in fixture["note"]
+    assert workload.reference == f"examples/{name}/train.py" and workload.metric == metric and workload.goal == "minimize"
+    assert workload.script_sha256 == hashlib.sha256((ROOT / workload.reference).read_bytes()).hexdigest()
+    assert spec.proposer == "tpe" and spec.levels == ["1"] and set(workload.fixed) == {"SEED", budget}
+    assert (spec.generations, spec.iterations, spec.seed) == (2, 8, 0) and spec.meta_run_id == f"fx-{name}"
+    experiments = fixture["trace"].experiments
+    assert len(experiments) == 17 and experiments[0].proposed_by == "baseline"
+    assert {e.proposed_by for e in experiments[1:]} == {"tpe"}
+    assert all(not g.active.mechanisms for g in fixture["trace"].generations)  # no Level 2 ran
+    values = [e.outcome.value for e in experiments if e.outcome.value is not None]
+    assert len(values) >= 12 and len(set(values)) >= 8 and min(values) < values[0] / 10  # the search moved, far
+
+
+def test_the_fixtures_sort_by_name_and_a_shard_of_seven_is_one_fixture() -> None:
+    found = level2_yield.fixtures()
+    names = [f["name"] for f in found]
+    assert names == sorted(names) and len(names) == 7
+    plan = level2_yield.plan_sessions(found, 21)
+    for shard in range(7):
+        assert {plan[k][0]["name"] for k in range(shard, 21, 7)} == {names[shard]}
+
+
+def test_fixtures_plans_sessions_over_the_named_fixtures_only() -> None:
+    held_out = level2_yield.select(level2_yield.fixtures(), ["mlp_numpy", "knapsack_ga"])
+    assert [f["name"] for f in held_out] == ["knapsack_ga", "mlp_numpy"]  # sorted order, whatever order was named
+    plan = level2_yield.plan_sessions(held_out, 10)
+    assert [fixture["name"] for fixture, _ in plan[0::2]] == ["knapsack_ga"] * 5  # shard 0/2
+    assert [fixture["name"] for fixture, _ in plan[1::2]] == ["mlp_numpy"] * 5  # shard 1/2
+    assert len({seen for _, seen in plan[0::2]}) == 5  # five different cut points of the trace
+    assert level2_yield.select(level2_yield.fixtures(), None) == level2_yield.fixtures()
+
+
+@pytest.mark.parametrize("names", [["knapsack_ga", "no_such_fixture"], []])
+def test_an_unknown_or_empty_fixture_selection_is_refused_with_the_known_names(names: list[str]) -> None:
+    with pytest.raises(SystemExit, match="--fixtures: unknown.*known: classify, control"):
+        level2_yield.select(level2_yield.fixtures(), names)
+
+
+def test_a_session_folder_written_under_another_selection_is_refused(tmp_path: Path) -> None:
+    found = {f["name"]: f for f in level2_yield.fixtures()}
+    done = tmp_path / "000.json"
+    assert level2_yield.recorded(done, found["knapsack_ga"]) is None  # nothing recorded yet: the session runs
+    done.write_text(json.dumps({"session": 0, "fixture": "classify", "activated": False}))
+    with pytest.raises(SystemExit, match="session of classify, but this plan puts knapsack_ga there"):
+        level2_yield.recorded(done, found["knapsack_ga"])
+    assert level2_yield.recorded(done, found["classify"]) == {"session": 0, "fixture": "classify", "activated": False}
