@@ -140,6 +140,19 @@ def test_a_harmful_mechanism_simulates_worse_and_a_helpful_one_better() -> None:
     assert helpful.delta < 0 < stuck.delta < harmful.delta
 
 
+def test_a_mean_gain_gets_a_second_look_at_more_seeds_and_a_mean_loss_stops_at_the_first() -> None:
+    first = SimulationSettings(iterations=4, seeds=4, confirm_seeds=0)
+    second = SimulationSettings(iterations=4, seeds=4, confirm_seeds=10)
+    helpful = simulate_gain(TRACE, SPACE, SearchConfig(), current=NoHooks, candidate=TowardBest, settings=second)
+    alone = simulate_gain(TRACE, SPACE, SearchConfig(), current=NoHooks, candidate=TowardBest, settings=first)
+    assert alone.delta < 0 and helpful.seeds == len(helpful.per_seed) == 10
+    assert helpful.per_seed[:4] == alone.per_seed  # the first look's seeds are the same paired simulations
+    harmful = simulate_gain(TRACE, SPACE, SearchConfig(), current=NoHooks, candidate=AwayFromBest, settings=second)
+    assert harmful.delta > 0 and harmful.seeds == len(harmful.per_seed) == 4  # no gain on average: no second look
+    inert = simulate_gain(TRACE, SPACE, SearchConfig(), current=NoHooks, candidate=NoHooks, settings=second)
+    assert inert.seeds == 4 and inert.per_seed == [0.0] * 4
+
+
 def test_the_sign_follows_the_goal() -> None:
     settings = SimulationSettings(iterations=6, seeds=12)
     accuracy = trace_of(TRACE.tried_configs(), Objective(name="acc", goal="maximize"))  # acc = -bowl: same optimum
