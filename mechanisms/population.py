@@ -8,7 +8,7 @@ import ast
 
 from pydantic import BaseModel, Field
 
-from mechanisms.library import list_library
+from mechanisms.library import model_entries
 
 MAX_CREDITED = 3  # earlier runs' mechanisms in a population: the best few, so the prompt stays one parent long
 MAX_LINEAGE_PARENTS = 16  # infra.store.MAX_PARENTS: a version's metadata names at most this many parents
@@ -46,7 +46,8 @@ class Mutation(BaseModel):
 
 
 def library_parents() -> list[Parent]:
-    return [Parent(label=f"library:{entry.name}", name=entry.name, source=entry.source) for entry in list_library()]
+    """The library mechanisms a mutant may start from: those that keep acting (mechanisms/library ONE_SHOT)."""
+    return [Parent(label=f"library:{entry.name}", name=entry.name, source=entry.source) for entry in model_entries()]
 
 
 def build_population(credited: list[Parent], limit: int = MAX_CREDITED) -> list[Parent]:

@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 
 from mechanisms.api import API_TEXT, HOOK_DOCS
 from mechanisms.autofix import autofix
-from mechanisms.library import list_library
+from mechanisms.library import list_library, model_entries
 from mechanisms.population import Mutation, Parent, mutant_count, plan_mutations, unchanged
 from mechanisms.validate import STAGES
 from search.research import (
@@ -232,14 +232,14 @@ def attempt_id(round_index: int, sample: int) -> int:
 
 
 def example_source(hooks: list[str]) -> str:
-    """The reference mechanism closest to the specification (most shared hooks, then the shortest): a small model
-    imitates structure, so the example should have the structure wanted."""
+    """The reference mechanism closest to the specification (most shared hooks, then the shortest) among those that
+    keep acting (not ONE_SHOT): a small model imitates structure, so the example should have the structure wanted."""
 
     def closeness(entry: Any) -> tuple[int, int]:
         shared = sum(f"def {hook}(self" in entry.source for hook in hooks)
         return (-shared, len(entry.source))
 
-    return min(list_library(), key=closeness).source
+    return min(model_entries(), key=closeness).source
 
 
 def copied_example(code: str) -> str | None:

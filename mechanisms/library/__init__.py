@@ -12,7 +12,12 @@ from pathlib import Path
 
 from search.pyast import parse_python
 
-LIBRARY_FILES = ("tabu.py", "bandit.py", "doe.py", "annealing.py", "novelty.py")
+LIBRARY_FILES = ("tabu.py", "bandit.py", "doe.py", "annealing.py", "novelty.py", "screening.py")
+# Mechanisms that act once per parameter and then never again (one_factor proposes each untried parameter once): on a
+# trace whose proposer already moved every parameter they change nothing. Their simulated effect was exactly 0 at 6 of
+# 10 development cuts (benchmarks/results/level2-shapes), and the local model imitates the worked example it is
+# shown, so these are neither the worked example nor a mutation parent. They stay references (novelty, arm library).
+ONE_SHOT = ("one_factor",)
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,11 @@ class LibraryEntry:
 def list_library() -> list[LibraryEntry]:
     """Every reference mechanism, read as text and described from its AST (nothing is executed)."""
     return [_entry(filename) for filename in LIBRARY_FILES]
+
+
+def model_entries() -> list[LibraryEntry]:
+    """The reference mechanisms Level 2 may show as a worked example or mutate: every one that keeps acting."""
+    return [entry for entry in list_library() if entry.name not in ONE_SHOT]
 
 
 def library_source(name: str) -> str:

@@ -17,7 +17,7 @@ from mechanisms.validate import validate_mechanism
 SPACE = tinygpt_space()
 STEPS = replay_steps(simulated_trace(60, seed=0), SPACE, ReplaySource(fallback_config=SEARCH_CONFIG))
 CTX = STEPS[0].ctx
-NAMES = ["tabu", "ucb_bandit", "one_factor", "annealing", "novelty"]
+NAMES = ["tabu", "ucb_bandit", "one_factor", "annealing", "novelty", "nearest_screen"]
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +114,17 @@ def test_novelty_trains_the_most_novel_candidate_and_rejects_near_repeats(host):
         assert novelty.screen(CTX, [near, far]).choose == 1
         verdict = novelty.screen(CTX, [near])
         assert verdict.reject and "within 5%" in verdict.reason
+
+
+def test_nearest_screen_asks_for_several_candidates_and_trains_the_one_nearest_the_best_results(host):
+    ctx = STEPS[-1].ctx  # a trace with many measured results
+    measured = [view for view in ctx["trace"] if view.get("value") is not None]
+    best = min(measured, key=lambda view: view["value"])
+    worst = max(measured, key=lambda view: view["value"])
+    assert best["value"] < worst["value"]
+    with runtime(host, "nearest_screen") as screen:
+        assert screen.plan(ctx).n_candidates == 4
+        candidates = [view({}, worst["config"]), view({}, best["config"])]
+        assert screen.screen(ctx, candidates).choose == 1  # a candidate on the best result's spot, not the worst's
+        assert screen.screen(ctx, [candidates[1], candidates[0]]).choose == 0  # order does not matter
+        assert screen.screen(ctx, candidates[:1]) is None  # one candidate: nothing to decide

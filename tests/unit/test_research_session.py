@@ -272,10 +272,11 @@ def mutant_inputs(population: list[Parent], samples: int = 4, mutants: int = 2, 
 
 
 def test_the_population_is_earlier_credited_mechanisms_best_first_and_bounded_then_the_library() -> None:
-    from mechanisms.library import list_library
+    from mechanisms.library import ONE_SHOT, list_library
 
-    library = [f"library:{entry.name}" for entry in list_library()]
+    library = [f"library:{entry.name}" for entry in list_library() if entry.name not in ONE_SHOT]
     assert [p.label for p in build_population([])] == library  # no earlier runs: the library
+    assert "library:one_factor" not in library and "library:nearest_screen" in library  # one-shot designs are no parents
     credited = [parent("a@1", -0.01, "a"), parent("b@2", -0.05, "b"), parent("hurt@3", 0.02, "c"),
                 parent("d@4", -0.03, "d"), parent("e@5", -0.02, "e"), parent("f@6", -0.04, "b")]  # f: b's source
     population = build_population(credited, limit=3)
@@ -401,3 +402,14 @@ def test_repairs_end_when_a_round_got_no_sample_further() -> None:
     assert [r for r, _, _ in fakes.generated] == [0, 1]
     assert report.rounds == 2 and report.accepted is None and report.verdict.startswith("rejected at smoke")
     assert "# a" in fakes.generated[1][1][-2]["content"]  # round 1 repaired the furthest sample, a
+
+
+@pytest.mark.parametrize("hooks", [["propose"], ["propose", "observe"], ["observe"], ["screen"], ["plan", "screen"]])
+def test_the_worked_example_is_never_a_one_shot_design(hooks: list[str]) -> None:
+    from mechanisms.library import library_source
+    from mechanisms.research_session import example_source
+
+    # one_factor was the example for propose specs; its paraphrases changed no simulated outcome on 5 of 10 held-out
+    # sessions at c43e9e5 (benchmarks/results/level2-yield-2/ANALYSIS.md)
+    assert example_source(hooks) != library_source("one_factor")
+    assert any(f"def {hook}(self" in example_source(hooks) for hook in hooks)  # still the wanted structure
