@@ -28,6 +28,7 @@ from mechanisms.autofix import autofix
 from mechanisms.library import list_library, model_entries
 from mechanisms.population import Mutation, Parent, mutant_count, plan_mutations, unchanged
 from mechanisms.validate import STAGES
+from search.active_set import MIN_GAIN_OF_NOISE
 from search.research import (
     LOOP_TEXT,
     ExploreAnswer,
@@ -133,6 +134,11 @@ class Attempt(BaseModel):
                     "what accept keeps and the parameters plan's focus/avoid allow; guidance text and state alone "
                     "change nothing there, and a hook that returns None changes nothing. Make a hook act on the idea: "
                     "propose concrete candidates, or choose among them in screen")
+        if self.simulated.ci_high < 0:
+            return (f"benefit stage failed: live, but its simulated gain is negligible: {self.simulated.describe()}; "
+                    f"the gain must be at least {MIN_GAIN_OF_NOISE:g} of the noise floor "
+                    f"({self.simulated.noise_sd:.4g}) for a real training to show it. Make it act more often, or "
+                    "on a bigger decision")
         return (f"benefit stage failed: live, but no simulated gain: {self.simulated.describe()}; Δ is the next "
                 "generation's final best with the mechanism minus without it (negative is better) and its CI must lie "
                 "entirely below 0. Make its decisions help the search find better values sooner (e.g. move towards "

@@ -9,6 +9,10 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 LABEL_CHARS = 12  # of a VersionId in a mechanism's label, name@<id prefix>
+# A simulated gain smaller than this fraction of the trace's noise floor is no benefit anyone could see in real
+# trainings: on the development traces a pattern move that rarely fired was "significant" at -0.00001 against a
+# noise floor of 0.0023 (benchmarks/results/level2-shapes).
+MIN_GAIN_OF_NOISE = 0.1
 
 
 class LandscapeGain(BaseModel):
@@ -52,9 +56,15 @@ class SimulatedGain(BaseModel):
                                             "landscapes: a mechanism tuned to the trace's surrogate shows there.")
 
     @property
+    def negligible(self) -> bool:
+        """The mean gain is smaller than MIN_GAIN_OF_NOISE of the noise floor (no floor known: nothing is negligible)."""
+        return self.noise_sd > 0 and self.delta > -MIN_GAIN_OF_NOISE * self.noise_sd
+
+    @property
     def beats_current(self) -> bool:
-        """The CI lies entirely on the better side: the mechanism beats the current search on the trace's surrogate."""
-        return self.ci_high < 0
+        """The CI lies entirely on the better side and the gain is not negligible: the mechanism beats the current
+        search on the trace's surrogate."""
+        return self.ci_high < 0 and not self.negligible
 
     @property
     def harmful_on(self) -> list[str]:

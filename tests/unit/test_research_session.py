@@ -129,6 +129,17 @@ def test_select_refuses_inert_harmful_and_invalid_samples() -> None:
     assert invalid.stage_failed == "smoke"
 
 
+def test_a_gain_under_a_tenth_of_the_noise_floor_is_refused_as_negligible() -> None:
+    # a pattern move that rarely fired was "significant" at -0.00001 against a floor of 0.0023 (level2-shapes)
+    tiny = attempt(0, valid(), gain(-0.00001, high=-0.000001).model_copy(update={"noise_sd": 0.0023}))
+    real = attempt(1, valid(), gain(-0.0003, high=-0.0001).model_copy(update={"noise_sd": 0.0023}))
+    unknown_floor = attempt(2, valid(), gain(-0.00001, high=-0.000001))  # noise_sd 0: nothing to compare with
+    assert tiny.simulated.negligible and not tiny.simulated.beats_current  # type: ignore[union-attr]
+    assert select([tiny]) is None and tiny.stage_failed == BENEFIT
+    assert "negligible" in tiny.error and "0.0023" in tiny.error and "no simulated gain" not in tiny.error
+    assert select([tiny, real]) is real and select([unknown_floor]) is unknown_floor
+
+
 def on_landscapes(base: SimulatedGain, *entries: tuple[str, float, float]) -> SimulatedGain:
     return base.model_copy(update={"landscapes": [LandscapeGain(landscape=name, delta=(low + high) / 2, ci_low=low,
                                                                 ci_high=high, seeds=4) for name, low, high in entries]})
