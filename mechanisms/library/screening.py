@@ -4,7 +4,9 @@ import math
 
 import helpers as h
 
-CANDIDATES = 4  # asked for per iteration; screening among one candidate decides nothing
+# Asked for per iteration; screening among one candidate decides nothing. Live, each candidate the LLM proposes is an
+# LLM call (tasks/propose.py), so this doubles the proposal calls; the hybrid adds the optimiser's untaken suggestion.
+CANDIDATES = 2
 NEIGHBOURS = 40  # the latest measured experiments the estimate looks at
 
 
