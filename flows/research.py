@@ -43,6 +43,9 @@ from tasks.research import (
 )
 
 MAX_SIMULATED_ITERATIONS = 64
+# The hybrid proposer asks the optimiser for 2 suggestions and offers those the LLM did not take after the LLM's own
+# candidates (tasks/propose.py): one, when the LLM takes or edits the other.
+HYBRID_UNTAKEN = 1
 
 
 class ResearchOutcome(BaseModel):
@@ -58,8 +61,12 @@ class ResearchOutcome(BaseModel):
 
 
 def simulation_settings(spec: MetaRunSpec) -> SimulationSettings:
-    """The simulated next generation is as long as the real one (all its tracks' iterations)."""
-    return SimulationSettings(iterations=min(MAX_SIMULATED_ITERATIONS, spec.iterations * spec.tracks))
+    """The simulated next generation is as long as the real one (all its tracks' iterations), and its stand-in offers
+    what the run's proposer would: under the hybrid also the optimiser's suggestion the LLM did not take; under an
+    optimiser arm one candidate, whatever a plan asks for."""
+    return SimulationSettings(iterations=min(MAX_SIMULATED_ITERATIONS, spec.iterations * spec.tracks),
+                              extra_offers=HYBRID_UNTAKEN if spec.proposer == "hybrid" else 0,
+                              asks_honoured=spec.proposer in ("llm", "hybrid"))
 
 
 def _ports(spec: MetaRunSpec, res: Resources, generation: int, trace: Trace, active: ActiveSet, run_id: str) -> SessionPorts:

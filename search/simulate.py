@@ -49,6 +49,11 @@ class SimulationSettings(BaseModel):
                                "surrogate's simulation goes on to this many seeds and the CI is of all of them; 0 or "
                                "at most `seeds`: no second look.")
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    extra_offers: int = Field(0, ge=0, le=3, description="Candidates the stand-in offers beyond those asked for: the "
+                              "hybrid proposer adds the optimiser's suggestions the LLM did not take "
+                              "(tasks/propose.py), so a screen hook has a choice live even when one is asked for.")
+    asks_honoured: bool = Field(True, description="The proposer offers as many candidates as a plan asks for (the "
+                                "LLM does); the optimiser arms (tpe, random, cmaes) offer one whatever is asked.")
     landscapes: tuple[str, ...] = Field(tuple(LANDSCAPES), description="Synthetic landscapes simulated besides the "
                                         "trace's surrogate (search/landscapes.py).")
 
@@ -82,9 +87,14 @@ class RecordedMoves:
 
     name = "recorded moves"
 
-    def __init__(self, trace: Trace) -> None:
+    def __init__(self, trace: Trace, extra_offers: int = 0, asks_honoured: bool = True) -> None:
         self.habits = [tuple(sorted(e.changes)) for e in trace.decided
                        if e.changes and e.proposed_by not in ("", "baseline") and not e.proposed_by.startswith("mechanism:")]
+        self.extra_offers, self.asks_honoured = extra_offers, asks_honoured
+
+    def offers(self, request: ProposalRequest) -> int:
+        """How many candidates the real proposer would put on the table for this request."""
+        return (request.n_candidates if self.asks_honoured else 1) + self.extra_offers
 
     def __call__(self, request: ProposalRequest) -> ProposalBatch:
         rng = random.Random(request.point.hook_seed * 7919 + request.screen_round)
@@ -98,7 +108,7 @@ class RecordedMoves:
         cap = max(1, min(request.point.config.max_changes, len(allowed)))
         current = request.state.current.config
         for _ in range(MAX_DRAWS):
-            if len(batch.candidates) >= request.n_candidates:
+            if len(batch.candidates) >= self.offers(request):
                 break
             names = self._names(rng, allowed, focus, cap)
             changes: dict[str, Any] = {}
@@ -184,7 +194,7 @@ def simulate_gain(trace: Trace, space: SearchSpace, config: SearchConfig, *, cur
     points = training_points(trace, space.params)
     sd = noise_sd(trace)
     headroom = max(largest_improvement(trace), sd)
-    proposer = RecordedMoves(trace)
+    proposer = RecordedMoves(trace, settings.extra_offers, settings.asks_honoured)
     per_seed: list[float] = []
     changed = 0
 
@@ -228,7 +238,7 @@ def simulate_landscape(trace: Trace, space: SearchSpace, config: SearchConfig, l
         local = relabelled(trace, model, sd, seed)
         trainer = SurrogateTrainer(model, sd, seed)
         arm = dict(meta_run_id=meta_run_id, seed=seed, iterations=settings.iterations, screen_rounds=screen_rounds,
-                   proposer=RecordedMoves(local))
+                   proposer=RecordedMoves(local, settings.extra_offers, settings.asks_honoured))
         without, _ = _run_arm(local, space, config, current(local), model, trainer, **arm)  # type: ignore[arg-type]
         with_it, _ = _run_arm(local, space, config, candidate(local), model, trainer, **arm)  # type: ignore[arg-type]
         per_seed.append(trace.objective.delta(without, with_it))

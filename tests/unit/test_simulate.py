@@ -123,6 +123,29 @@ def test_the_stand_in_honours_focus_avoid_and_the_number_of_candidates() -> None
     assert len(avoided.candidates) == 3 and all(not {"LR", "DEPTH"} & set(c.changes) for c in avoided.candidates)
 
 
+def test_the_stand_in_offers_what_the_runs_proposer_would() -> None:
+    from search.hooks import PlanAdvice
+
+    asked_two = request_for(TRACE, SPACE, advice=PlanAdvice(n_candidates=2))
+    assert len(RecordedMoves(TRACE)(asked_two).candidates) == 2  # the LLM proposes as many as asked
+    assert len(RecordedMoves(TRACE, extra_offers=1)(asked_two).candidates) == 3  # + the hybrid's untaken suggestion
+    assert len(RecordedMoves(TRACE, asks_honoured=False)(asked_two).candidates) == 1  # an optimiser arm offers one
+
+
+def test_the_simulation_settings_follow_the_meta_runs_proposer() -> None:
+    from flows.research import simulation_settings
+    from search.run_spec import Budget, MetaRunSpec, WorkloadRef
+
+    def settings(proposer: str) -> SimulationSettings:
+        spec = MetaRunSpec(meta_run_id="m", workload=WorkloadRef(reference="toy"), budget=Budget(mode="steps", value=10),
+                           proposer=proposer)  # type: ignore[arg-type]
+        return simulation_settings(spec)
+
+    assert (settings("hybrid").extra_offers, settings("hybrid").asks_honoured) == (1, True)
+    assert (settings("llm").extra_offers, settings("llm").asks_honoured) == (0, True)
+    assert all((settings(p).extra_offers, settings(p).asks_honoured) == (0, False) for p in ("tpe", "random", "cmaes"))
+
+
 def test_the_same_hooks_on_both_sides_give_exactly_zero() -> None:
     gain = simulate_gain(TRACE, SPACE, SearchConfig(), current=NoHooks, candidate=NoHooks,
                          settings=SimulationSettings(iterations=3, seeds=4))
