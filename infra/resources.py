@@ -206,6 +206,7 @@ def meta_run_spec_from_settings(settings: Settings, workload: Workload, meta_run
         research_samples=settings.research_samples,
         research_repairs=settings.research_repairs,
         research_mutants=settings.research_mutants,
+        research_confirm_seeds=settings.research_confirm_seeds,
         proposer=settings.proposer,
         program=settings.program_text(),
         max_llm_cost_usd=settings.max_llm_cost_usd,

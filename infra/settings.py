@@ -27,6 +27,7 @@ from search.run_spec import (
     NoiseRepeats,
     ProposeAttempts,
     Proposer,
+    ResearchConfirmSeeds,
     ResearchEvery,
     ResearchMutants,
     ResearchRepairs,
@@ -155,6 +156,7 @@ class Settings(BaseSettings):
     research_samples: ResearchSamples = 4
     research_repairs: ResearchRepairs = 2
     research_mutants: ResearchMutants = 2
+    research_confirm_seeds: ResearchConfirmSeeds = 64
     proposer: Proposer = Field("hybrid", description="Who proposes in Level 1: hybrid (Optuna TPE's suggestions "
                                "offered to the LLM, which picks, edits or overrides them; a suggestion trains when "
                                "the LLM gives nothing valid), llm, or a control: random, tpe, cmaes.")

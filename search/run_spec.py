@@ -31,6 +31,8 @@ ResearchSamples = Annotated[int, Field(ge=1, le=8, description="Level 2 best-of-
 ResearchRepairs = Annotated[int, Field(ge=0, le=5, description="Level 2 repair rounds after a failed attempt.")]
 ResearchMutants = Annotated[int, Field(ge=0, le=4, description="Level 2: of the first round's samples, how many "
                                        "are mutants of a parent (at most half the samples; 0: inventions only).")]
+ResearchConfirmSeeds = Annotated[int, Field(ge=0, le=1024, description="Level 2: seeds of a simulated gain's second "
+                                           "look (0: none, decide on the first 16 seeds).")]
 NoiseRepeats = Annotated[int, Field(ge=0, le=10, description="Extra runs of the baseline on other seeds, to measure "
                                                            "the noise floor (0: not measured).")]
 NoiseMultiple = Annotated[float, Field(ge=0.0, le=10.0, description="Keep only improvements beyond this multiple "
@@ -111,6 +113,7 @@ class MetaRunSpec(BaseModel):
     research_samples: ResearchSamples = 4
     research_repairs: ResearchRepairs = 2
     research_mutants: ResearchMutants = 2
+    research_confirm_seeds: ResearchConfirmSeeds = 64
     population: Literal["all", "own"] = Field("all", description="Whose credited mechanisms Level 2's mutants may "
                                               "start from (besides the library): all earlier runs' (cross-night "
                                               "memory), or this meta-run's own (an ablation: its repeats stay "
