@@ -19,7 +19,7 @@ fx_names = [n for n in sys.argv[2].split(",") if n] if len(sys.argv) > 2 else No
 cuts = [int(c) for c in sys.argv[3].split(",")] if len(sys.argv) > 3 else [8, 12, 16]
 settings = load_settings(state_dir=Path(tempfile.mkdtemp(prefix="probe-")))
 sources = {e.name: e.source for e in list_library()}
-sources.update(MECHS)
+sources.update({k: v for k, v in MECHS.items() if k not in sources})  # the library version wins once it exists
 for fx in fixtures():
     if fx_names and fx["name"] not in fx_names:
         continue
