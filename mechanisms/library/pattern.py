@@ -1,10 +1,11 @@
-"""Pattern move (Hooke-Jeeves): after a kept improvement, step again from the best along the direction that improved."""
+"""Pattern move (after Hooke-Jeeves): after a kept improvement, step again from the best along the direction it took."""
 
 import helpers as h
 
 
 class PatternMove:
-    """Repeat the last kept improvement's move from the best configuration: x2 again on a log scale, +d again otherwise."""
+    """Repeat the last kept improvement's step from the best: x2 again on a log scale, +d again otherwise; the step is
+    taken from the experiment just before the improvement, so after a discarded one it reflects away from it."""
 
     name = "pattern_move"
 
@@ -15,9 +16,10 @@ class PatternMove:
             view = trace[i]
             if not view["kept"] or h.value_of(view) is None or not view["changes"]:
                 continue
-            # the move started from the point kept last before it (a discarded experiment in between changed nothing)
-            starts = [v for v in trace[:i] if v["kept"] or v is trace[0]]
-            before = starts[-1]["config"]
+            # The step is measured from the experiment just before the improvement: its start when that was kept (a
+            # pattern move), the rejected point when it was discarded (a reflection away from it, past the best).
+            # Measuring from the kept start only simulated worse on the development traces (level2-shapes README).
+            before = trace[i - 1]["config"]
             changes = {}
             for name, new in view["changes"].items():
                 spec = h.param(ctx, name)

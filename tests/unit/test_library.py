@@ -140,6 +140,11 @@ def test_pattern_move_repeats_the_last_kept_move_from_the_best(host):
     with runtime(host, "pattern_move") as pattern:
         [answer] = pattern.propose(ctx)
         [candidate] = answer.answer.candidates
-        # doubled again from the best (log scale), measured from where the kept move started, not the discarded #2
-        assert candidate.changes == {"MATRIX_LR": pytest.approx(base["MATRIX_LR"] * 4)}
+        assert candidate.changes == {"MATRIX_LR": pytest.approx(base["MATRIX_LR"] * 4)}  # doubled again (log scale)
         assert pattern.propose({**ctx, "trace": trace[:1]}) == []  # no improvement yet: no direction
+        # after a discarded halving, the kept doubling is a x4 step from the rejected point: reflected past the best
+        halved = {**base, "MATRIX_LR": base["MATRIX_LR"] / 2}
+        reflected = [trace[0], {**view({"MATRIX_LR": halved["MATRIX_LR"]}, halved, kept=False, value=3.2), "index": 1},
+                     {**view({"MATRIX_LR": first["MATRIX_LR"]}, first, kept=True, value=2.8), "index": 2}]
+        [answer] = pattern.propose({**ctx, "trace": reflected})
+        assert answer.answer.candidates[0].changes == {"MATRIX_LR": pytest.approx(base["MATRIX_LR"] * 8)}
