@@ -12,8 +12,7 @@ from pathlib import Path
 
 from search.pyast import parse_python
 
-LIBRARY_FILES = ("tabu.py", "bandit.py", "doe.py", "annealing.py", "novelty.py", "screening.py",
-                 "pattern.py")
+LIBRARY_FILES = ("tabu.py", "bandit.py", "doe.py", "annealing.py", "novelty.py", "screening.py")
 # Mechanisms that act once per parameter and then never again (one_factor proposes each untried parameter once): on a
 # trace whose proposer already moved every parameter they change nothing. Their simulated effect was exactly 0 at 9 of
 # 13 development cuts (benchmarks/results/level2-shapes), and the local model imitates the worked example it is

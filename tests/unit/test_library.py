@@ -17,7 +17,7 @@ from mechanisms.validate import validate_mechanism
 SPACE = tinygpt_space()
 STEPS = replay_steps(simulated_trace(60, seed=0), SPACE, ReplaySource(fallback_config=SEARCH_CONFIG))
 CTX = STEPS[0].ctx
-NAMES = ["tabu", "ucb_bandit", "one_factor", "annealing", "novelty", "nearest_screen", "pattern_move"]
+NAMES = ["tabu", "ucb_bandit", "one_factor", "annealing", "novelty", "nearest_screen"]
 
 
 @pytest.fixture(scope="module")
@@ -129,22 +129,3 @@ def test_nearest_screen_asks_for_several_candidates_and_trains_the_one_nearest_t
         assert screen.screen(ctx, [candidates[1], candidates[0]]).choose == 0  # order does not matter
         assert screen.screen(ctx, candidates[:1]) is None  # one candidate: nothing to decide
 
-
-def test_pattern_move_repeats_the_last_kept_move_from_the_best(host):
-    base = {**CTX["current"]["config"]}
-    first = {**base, "MATRIX_LR": base["MATRIX_LR"] * 2}
-    trace = [{**view({}, base, kept=True, value=3.0), "index": 0},
-             {**view({"MATRIX_LR": first["MATRIX_LR"]}, first, kept=True, value=2.8), "index": 1},
-             {**view({"WARMUP_RATIO": 0.3}, {**first, "WARMUP_RATIO": 0.3}, kept=False, value=2.9), "index": 2}]
-    ctx = {**CTX, "trace": trace, "best": {"config": first, "value": 2.8, "index": 1}}
-    with runtime(host, "pattern_move") as pattern:
-        [answer] = pattern.propose(ctx)
-        [candidate] = answer.answer.candidates
-        assert candidate.changes == {"MATRIX_LR": pytest.approx(base["MATRIX_LR"] * 4)}  # doubled again (log scale)
-        assert pattern.propose({**ctx, "trace": trace[:1]}) == []  # no improvement yet: no direction
-        # after a discarded halving, the kept doubling is a x4 step from the rejected point: reflected past the best
-        halved = {**base, "MATRIX_LR": base["MATRIX_LR"] / 2}
-        reflected = [trace[0], {**view({"MATRIX_LR": halved["MATRIX_LR"]}, halved, kept=False, value=3.2), "index": 1},
-                     {**view({"MATRIX_LR": first["MATRIX_LR"]}, first, kept=True, value=2.8), "index": 2}]
-        [answer] = pattern.propose({**ctx, "trace": reflected})
-        assert answer.answer.candidates[0].changes == {"MATRIX_LR": pytest.approx(base["MATRIX_LR"] * 8)}
