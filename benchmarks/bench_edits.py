@@ -73,10 +73,25 @@ def spec_conditions(spec: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in sorted(flat.items()) if key not in UNPAIRED_SPEC_FIELDS}
 
 
+def default_condition(key: str) -> Any:
+    """Today's MetaRunSpec default of a condition (`field` or `field.subfield`), as spec_conditions writes it; None
+    for a field it does not know."""
+    top, _, sub = key.partition(".")
+    field = MetaRunSpec.model_fields.get(top)
+    if field is None or field.is_required():
+        return None
+    value = field.get_default(call_default_factory=True)
+    dumped = value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+    return dumped.get(sub) if sub and isinstance(dumped, dict) else None if sub else dumped
+
+
 def condition_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
-    """`field (a vs b)` for every condition two records' specs disagree on."""
-    return [f"{key} ({json.dumps(a.get(key))} vs {json.dumps(b.get(key))})" for key in sorted(set(a) | set(b))
-            if json.dumps(a.get(key)) != json.dumps(b.get(key))]
+    """`field (a vs b)` for every condition two records' specs disagree on. A condition a record lacks (collected
+    before the spec had that field) counts as its default, as spec_conditions reads an older spec.json."""
+    def value(record: Mapping[str, Any], key: str) -> str:
+        return json.dumps(record[key] if key in record else default_condition(key))
+
+    return [f"{key} ({value(a, key)} vs {value(b, key)})" for key in sorted(set(a) | set(b)) if value(a, key) != value(b, key)]
 
 
 def llm_refusals(errors: Iterable[str]) -> int:

@@ -186,6 +186,17 @@ def test_an_older_spec_without_the_edit_mode_has_the_conditions_of_a_block_run()
     assert spec_conditions(spec)["workload.max_sites"] == 12
 
 
+def test_a_record_collected_before_a_spec_field_existed_has_its_default() -> None:
+    from benchmarks.bench_edits import condition_differences, default_condition
+
+    spec = read_bundle(SEARCH_RESULTS / "runs" / "bench-search-A-r0.tar.gz").runs["bench-search-A-r0"].files["spec.json"]
+    today = spec_conditions(spec)
+    older = {k: v for k, v in today.items() if k != "research_confirm_seeds"}  # collected before that field
+    assert default_condition("research_confirm_seeds") == 64 and condition_differences(today, older) == []
+    changed = {**today, "research_confirm_seeds": 0}
+    assert condition_differences(changed, older) == ["research_confirm_seeds (0 vs 64)"]
+
+
 def test_a_missing_bundle_is_one_line(tmp_path: Path) -> None:
     results = search_run(tmp_path)
     (results / "runs" / "bench-search-A-r3.tar.gz").unlink()
