@@ -65,7 +65,8 @@ def simulation_settings(spec: MetaRunSpec) -> SimulationSettings:
     what the run's proposer would: under the hybrid also the optimiser's suggestion the LLM did not take; under an
     optimiser arm one candidate, whatever a plan asks for."""
     return SimulationSettings(iterations=min(MAX_SIMULATED_ITERATIONS, spec.iterations * spec.tracks),
-                              confirm_seeds=spec.research_confirm_seeds, extra_offers=HYBRID_UNTAKEN if spec.proposer == "hybrid" else 0,
+                              confirm_seeds=spec.research_confirm_seeds,
+                              extra_offers=HYBRID_UNTAKEN if spec.proposer == "hybrid" else 0,
                               asks_honoured=spec.proposer in ("llm", "hybrid"))
 
 

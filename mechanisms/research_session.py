@@ -8,7 +8,8 @@ one parent of the population (earlier runs' best-credited mechanisms, then the l
 selected like any sample; a repair of a mutant remains a mutant of the same parent.
 
 Selection is by benefit: among valid, live samples, the one with the best simulated Δ on the trace's surrogate whose
-CI lies entirely below 0 (it beats the current search) and which is significantly harmful on no synthetic landscape
+CI lies entirely below 0 and whose mean is at least a tenth of the noise floor (it beats the current search: a mean
+gain at 16 seeds is simulated on to 64 before that is judged) and which is significantly harmful on no synthetic landscape
 (no CI entirely above 0: search/landscapes.py) is activated. A live sample without that is rejected at the `benefit`
 stage, with its numbers. Repairs start from the sample that got furthest, one sample per round, for a bounded
 number of rounds; they end early when a round got no sample further (the next round would ask the same question).
@@ -134,7 +135,7 @@ class Attempt(BaseModel):
                     "what accept keeps and the parameters plan's focus/avoid allow; guidance text and state alone "
                     "change nothing there, and a hook that returns None changes nothing. Make a hook act on the idea: "
                     "propose concrete candidates, or choose among them in screen")
-        if self.simulated.ci_high < 0:
+        if self.simulated.ci_high < 0 and self.simulated.negligible:
             return (f"benefit stage failed: live, but its simulated gain is negligible: {self.simulated.describe()}; "
                     f"the gain must be at least {MIN_GAIN_OF_NOISE:g} of the noise floor "
                     f"({self.simulated.noise_sd:.4g}) for a real training to show it. Make it act more often, or "
