@@ -87,7 +87,7 @@ def _ports(spec: MetaRunSpec, res: Resources, generation: int, trace: Trace, act
 
     def mutate(round_index: int, messages: Messages, sample: int) -> CodeResult:
         return generate_samples(res.llm, spec, generation=generation, round_index=round_index, messages=messages,
-                                samples=1, run_id=run_id, first=sample)[0]
+                                samples=1, run_id=run_id, first=sample, require_class=False)[0]
 
     def request(name: str, attempt: int, code: str) -> ValidationRequest:
         return ValidationRequest(meta_run_id=spec.meta_run_id, generation=generation, attempt=attempt, name=name,

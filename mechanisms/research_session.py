@@ -4,8 +4,9 @@ selection and repair are unit-tested without Prefect, MLflow, S3 or a model; flo
 
 Fresh samples and mutants: of the first round's samples, `mutants` (at most half) are mutants, each asked to change
 one parent of the population (earlier runs' best-credited mechanisms, then the library) in one stated way
-(mechanisms/population.py); the rest are fresh inventions from the specification. A mutant is checked, simulated and
-selected like any sample; a repair of a mutant remains a mutant of the same parent.
+(mechanisms/population.py); the rest are fresh inventions from the specification. A mutant answers with a patch, the
+methods it changes, spliced into its parent (mechanisms/splice.py); it is checked, simulated and selected like any
+sample. A repair of a mutant remains a mutant of the same parent, a patch spliced into the sample it repairs.
 
 Selection is by benefit: among valid, live samples, the one with the best simulated Δ on the trace's surrogate whose
 CI lies entirely below 0 and whose mean is at least a tenth of the noise floor (it beats the current search: a mean
@@ -28,12 +29,14 @@ from mechanisms.api import API_TEXT, HOOK_DOCS
 from mechanisms.autofix import autofix
 from mechanisms.library import list_library, model_entries
 from mechanisms.population import Mutation, Parent, mutant_count, plan_mutations, unchanged
+from mechanisms.splice import SpliceError, splice
 from mechanisms.validate import STAGES
 from search.active_set import MIN_GAIN_OF_NOISE
 from search.research import (
     LOOP_TEXT,
     ExploreAnswer,
     SpecifyAnswer,
+    class_name,
     explore_messages,
     generate_messages,
     mutate_messages,
@@ -220,8 +223,8 @@ class SessionInputs:
 @dataclass(frozen=True)
 class SessionPorts:
     """The session's effects, injected. `simulate` may raise SurrogateError (the trace cannot support one: no
-    repair can help, so the session stops). `mutate(round index, messages, sample)` draws one mutant (no port: no
-    mutants). `describe_novelty(source, parent)` is where a novelty check plugs in: its text (e.g. "derived from
+    repair can help, so the session stops). `mutate(round index, messages, sample)` draws one mutant or a mutant's
+    repair, answered as a patch that the session splices into its base (no port: no mutants). `describe_novelty(source, parent)` is where a novelty check plugs in: its text (e.g. "derived from
     library:one_factor (similarity 0.93)") is recorded per sample; `parent` is a mutant's parent."""
 
     ask_round: Callable[[str, Messages], RoundResult]
@@ -276,6 +279,18 @@ def unchanged_report(mutation: Mutation) -> dict[str, Any]:
 def mutant_prompt(spec: SpecifyAnswer, mutation: Mutation) -> Messages:
     return mutate_messages(api_text=API_TEXT, parent_label=mutation.parent.label, parent_source=mutation.parent.source,
                            change=mutation.change, spec=spec)
+
+
+def spliced(result: CodeResult, base_source: str, spec: SpecifyAnswer) -> CodeResult:
+    """A mutant's answer (a patch: the methods it changes) put into `base_source`, its parent or, for a repair, the
+    mutant it repairs; a patch that does not fit is refused with the reason, like an answer without a class."""
+    if result.code is None:
+        return result
+    try:
+        patched = splice(base_source, result.code, class_name=class_name(spec.name), mechanism_name=spec.name)
+    except SpliceError as error:
+        return result.model_copy(update={"code": None, "error": str(error)})
+    return result.model_copy(update={"code": patched.code})
 
 
 def select(attempts: list[Attempt]) -> Attempt | None:
@@ -362,7 +377,7 @@ def drawn(inputs: SessionInputs, ports: SessionPorts, spec: SpecifyAnswer, promp
     for k, mutation in enumerate(plan):
         sample = MUTANT_SAMPLE + k
         result = ports.mutate(0, mutant_prompt(spec, mutation), sample)  # type: ignore[misc]
-        results.append(result.model_copy(update={"sample": sample}))
+        results.append(spliced(result, mutation.parent.source, spec).model_copy(update={"sample": sample}))
         mutations[sample] = mutation
     return results, mutations
 
@@ -419,9 +434,12 @@ def run_session(inputs: SessionInputs, ports: SessionPorts) -> SessionReport:
         report.rounds = round_index + 1
         if round_index == 0:
             results, mutations = drawn(inputs, ports, spec, prompt)
+        elif repaired is not None and started_from is not None and ports.mutate is not None:
+            results = [spliced(ports.mutate(round_index, messages, 0), started_from.code, spec)]
+            mutations = {r.sample: repaired for r in results}
         else:
             results = ports.generate(round_index, messages, REPAIR_SAMPLES)
-            mutations = {r.sample: repaired for r in results} if repaired is not None else {}
+            mutations = {}
         report.usage = sum((r.usage for r in results), report.usage)
         round_attempts = checked(spec.name, results, round_index, ports, mutations)
         fixed = autofixed(results, round_attempts, inputs.metric_name)
@@ -465,5 +483,6 @@ def run_session(inputs: SessionInputs, ports: SessionPorts) -> SessionReport:
             return report
         started_from, repaired = start, start.mutation
         base = mutant_prompt(spec, start.mutation) if start.mutation is not None else prompt
-        messages = repair_messages(base, start.code, start.stage_failed or "?", start.error)
+        messages = repair_messages(base, start.code, start.stage_failed or "?", start.error,
+                                   patch=start.mutation is not None and ports.mutate is not None)
     return report

@@ -156,9 +156,10 @@ def parse_round(round_name: str, text: str) -> BaseModel:
         raise ValueError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from error
 
 
-def extract_code(text: str) -> str:
-    """The Python class in an answer: the first ```python fence (closed, or ended by CODE_STOP), else the whole
-    text. Bounded; an answer that loops on one line says so (it was cut off, not merely wrong)."""
+def extract_code(text: str, require_class: bool = True) -> str:
+    """The Python class in an answer (with `require_class=False`, any code: a mutant's changed methods): the first
+    ```python fence (closed, or ended by CODE_STOP), else the whole text. Bounded; an answer that loops on one line
+    says so (it was cut off, not merely wrong)."""
     match = _FENCED.search(text)
     code = (match.group(1) if match else text).strip()
     looping = repeated_line(code)
@@ -167,17 +168,18 @@ def extract_code(text: str) -> str:
                          "line once and keep the class short")
     if len(code) > MAX_CODE_CHARS:
         raise ValueError(f"the code is {len(code)} characters; write a class under {MAX_CODE_CHARS} characters")
-    if "class " not in code:
+    if require_class and "class " not in code:
         raise ValueError("the answer contains no Python class")
     return code + "\n"
 
 
-def decode_code_answer(text: str, finish_reason: str, max_tokens: int) -> tuple[str | None, str | None]:
+def decode_code_answer(text: str, finish_reason: str, max_tokens: int,
+                       require_class: bool = True) -> tuple[str | None, str | None]:
     """(code, None) from a code answer, or (None, why it is refused). An answer cut at the token cap is refused even
     when its class parses: it may lack the methods it was about to write, and would be judged as something the
     model did not mean. A looping answer is also cut off; extract_code's message says more, so it goes first."""
     try:
-        code = extract_code(text)
+        code = extract_code(text, require_class)
     except ValueError as problem:
         return None, str(problem)
     if finish_reason == "length" and not re.search(r"```(?:python|py)?[ \t]*\n.*?```", text, re.DOTALL):
@@ -319,17 +321,21 @@ def mutate_messages(*, api_text: str, parent_label: str, parent_source: str, cha
     content = shared_prefix(api_text) + "\n".join([
         f"Change the search mechanism `{parent_label}` below in exactly one way: {change}.",
         f"The change should serve this goal: {spec.behaviour}",
-        f"Keep everything else as it is. Rename the class to `{class_name(spec.name)}` and set "
-        f'`name = "{spec.name}"`.',
         "Rules: imports only random, math, collections and helpers; no files, no os, no eval; bound every loop "
-        "(iterate over a list or a range, never `while True`); each hook returns exactly what the API says, or None; "
-        "keep it under 60 lines. ctx exists only inside the hooks (not in __init__).",
+        "(iterate over a list or a range, never `while True`); each hook returns exactly what the API says, or None. "
+        "ctx exists only inside the hooks (not in __init__).",
         "",
         f"The mechanism to change (`{parent_label}`):",
         "```python", parent_source.strip()[:MAX_CODE_CHARS], "```",
-        "Answer with the complete changed class in one ```python block.",
+        PATCH_ANSWER,
     ])
     return [_system(), {"role": "user", "content": content}]
+
+
+# A mutant is answered as a patch (mechanisms/splice.py puts it into the parent): fewer tokens to generate, and what
+# is not repeated cannot be dropped.
+PATCH_ANSWER = ("Answer in one ```python block with only the methods you change or add, each complete with its `def` "
+                "line (and any new module-level constant); the methods you leave out stay as they are.")
 
 
 def failing_line(code: str, error: str) -> str:
@@ -341,8 +347,10 @@ def failing_line(code: str, error: str) -> str:
     return ""
 
 
-def repair_messages(messages: list[dict[str, str]], code: str, stage: str, error: str) -> list[dict[str, str]]:
-    """The generation prompt, the candidate that got furthest, and exactly why it failed (with the failing line)."""
+def repair_messages(messages: list[dict[str, str]], code: str, stage: str, error: str,
+                    patch: bool = False) -> list[dict[str, str]]:
+    """The generation prompt, the candidate that got furthest, and exactly why it failed (with the failing line);
+    `patch`: a mutant's repair, answered with the fixed methods only."""
     where = failing_line(code, error)
     return [
         *messages,
@@ -351,5 +359,7 @@ def repair_messages(messages: list[dict[str, str]], code: str, stage: str, error
                                     + (f"The failing {where}\n" if where else "")
                                     + (f"A live propose hook looks like this:\n```python\n{LIVE_PROPOSE}\n```\n"
                                        if stage == "liveness" else "")
-                                    + "Fix exactly that. Answer with the complete corrected class in one ```python block."},
+                                    + ("Fix exactly that. " + PATCH_ANSWER.replace("change or add", "fix") if patch
+                                       else "Fix exactly that. Answer with the complete corrected class in one "
+                                            "```python block.")},
     ]

@@ -70,10 +70,11 @@ def load_population(store: Any, runs_dir: Path, limit: int = MAX_CREDITED, only_
 @task(name="research-generate", cache_policy=NO_CACHE, task_run_name="level-2 generate g{generation} r{round_index}")
 def generate_samples(llm: LLMClient, spec: MetaRunSpec, *, generation: int, round_index: int,
                      messages: list[dict[str, str]], samples: int, run_id: str | None = None,
-                     first: int = 0) -> list[CodeResult]:
+                     first: int = 0, require_class: bool = True) -> list[CodeResult]:
     """Best-of-N: `samples` completions of the same prompt at mixed temperatures (round 0 generates, later rounds
-    repair), numbered from `first` (a mutant is one sample of its own prompt). Each is its own cached `ask`; a local
-    model reuses the prompt's KV cache across them."""
+    repair), numbered from `first` (a mutant is one sample of its own prompt; `require_class=False`: its answer is a
+    patch, the methods it changes). Each is its own cached `ask`; a local model reuses the prompt's KV cache across
+    them."""
     results = []
     for sample in range(first, first + samples):
         temperature = SAMPLE_TEMPERATURES[sample % len(SAMPLE_TEMPERATURES)]
@@ -88,7 +89,7 @@ def generate_samples(llm: LLMClient, spec: MetaRunSpec, *, generation: int, roun
             continue
         # A reply persisted before finish_reason existed unpickles without it (pydantic sets __dict__ as saved).
         finish_reason = getattr(reply, "finish_reason", "stop")
-        code, error = decode_code_answer(reply.text, finish_reason, GENERATE_MAX_TOKENS)
+        code, error = decode_code_answer(reply.text, finish_reason, GENERATE_MAX_TOKENS, require_class)
         results.append(CodeResult(sample=sample, temperature=temperature, code=code, error=error, text=reply.text,
                                   usage=reply.usage))
     return results

@@ -30,6 +30,7 @@ from mechanisms.research_session import (
     select,
 )
 from search.active_set import LandscapeGain
+from search.research import PATCH_ANSWER
 from search.simulate import SimulatedGain
 from search.surrogate import SurrogateError
 
@@ -266,8 +267,12 @@ class MutantFakes(Fakes):
         super().__init__(*args)
         self.mutants = mutants
         self.mutate_prompts: dict[int, str] = {}
+        self.repair_prompts: list[list[dict[str, str]]] = []
 
     def mutate(self, round_index: int, messages: list[dict[str, str]], sample: int) -> CodeResult:
+        if round_index > 0:  # a mutant's repair: the round's scripted code, as a patch
+            self.repair_prompts.append(messages)
+            return self.generate(round_index, messages, 1)[0]
         self.mutate_prompts[sample] = messages[-1]["content"]
         tag = self.mutants[sample]
         source = code(tag) if tag else messages[-1]["content"].split("```python\n")[-1].split("```")[0] + "\n"  # the parent
@@ -314,7 +319,7 @@ def test_the_mutate_prompt_shows_the_parent_source_and_one_stated_change() -> No
     prompt = fakes.mutate_prompts[10]
     assert first.source.strip() in prompt and second.source.strip() not in prompt
     assert CHANGES[0][1] in prompt and all(text not in prompt for _, text in CHANGES[1:])  # exactly one change
-    assert "kept@11" in prompt and 'name = "probe"' in prompt and "`Probe`" in prompt  # the session's name
+    assert "kept@11" in prompt and PATCH_ANSWER in prompt  # answered as a patch, spliced into the parent
     assert second.source.strip() in fakes.mutate_prompts[11] and CHANGES[1][1] in fakes.mutate_prompts[11]
 
 
@@ -344,13 +349,41 @@ def test_an_unchanged_parent_is_refused_without_validation_and_a_repair_keeps_th
     report = run_session(mutant_inputs([kept], samples=2, mutants=1, repairs=1), fakes.ports())
     unchanged_sample = next(s for s in report.samples if s.sample == 10)
     assert unchanged_sample.stage_failed == "static" and "parent `kept@11` unchanged" in unchanged_sample.error
-    # the unchanged mutant got further (static) than the fresh one (policy): the repair continues the mutant
-    repair_prompt = "\n".join(m["content"] for m in fakes.generated[1][1])
+    # the unchanged mutant got further (static) than the fresh one (policy): the repair continues the mutant, as a patch
+    repair_prompt = "\n".join(m["content"] for m in fakes.repair_prompts[0])
     assert kept.source.strip() in repair_prompt and "make the one change asked" in repair_prompt
+    assert "with only the methods you fix" in repair_prompt
     assert report.accepted is not None and report.accepted.round == 1 and report.accepted.parent == kept
+    assert report.accepted.code.startswith("class Probe:") and "# fixed" in report.accepted.code
 
 
-def test_a_mutant_that_dropped_its_parents_constant_reaches_the_next_stage_through_its_autofixed_variant() -> None:
+def test_a_mutant_answered_as_a_patch_keeps_what_it_did_not_repeat() -> None:
+    from mechanisms.library import library_source
+
+    tabu = Parent(label="library:tabu", name="tabu", source=library_source("tabu"))
+    patch = "```python\nTENURE = 6\n\ndef screen(self, ctx, candidates):\n    return 0  # patched\n```"
+    fakes = MutantFakes({10: None}, [["fresh"]], {"fresh": failed("policy"), "patched": valid()},
+                        {"patched": gain(-0.05)})
+    fakes.mutate = lambda r, m, sample: CodeResult(  # type: ignore[method-assign]
+        sample=sample, temperature=0.5, code=patch.split("```python\n")[1].split("```")[0])
+    fakes.tag = lambda source: "patched" if "# patched" in source else "fresh"  # type: ignore[method-assign]
+    report = run_session(mutant_inputs([tabu], samples=2, mutants=1), fakes.ports())
+    assert report.accepted is not None and report.accepted.sample == 10
+    source = report.accepted.code
+    assert "TENURE = 6" in source and "TENURE = 12" not in source and "return 0  # patched" in source
+    assert "def observe(self, ctx, result)" in source and "class Probe:" in source and 'name = "probe"' in source
+
+
+def test_a_patch_that_does_not_fit_is_refused_with_the_reason() -> None:
+    fakes = MutantFakes({10: None}, [["fresh"]], {"fresh": failed("policy")}, {})
+    fakes.mutate = lambda r, m, sample: CodeResult(sample=sample, temperature=0.5,  # type: ignore[method-assign]
+                                                   code="print('no method here')\n")
+    report = run_session(mutant_inputs([parent("kept@11", -0.2)], samples=2, mutants=1), fakes.ports())
+    entry = next(e for e in report.transcript if e.get("sample") == 10)
+    assert entry["stage_failed"] == "no code" and "holds no method" in entry["error"]
+
+
+def test_a_mutant_that_dropped_its_parents_constant_keeps_it_through_the_splice() -> None:
     from mechanisms.library import library_source
     from mechanisms.policy import check_source
     from mechanisms.static_check import check_mechanism, summary
@@ -372,10 +405,7 @@ def test_a_mutant_that_dropped_its_parents_constant_reaches_the_next_stage_throu
     fakes.mutate = lambda r, m, sample: CodeResult(sample=sample, temperature=0.5, code=mutant)  # type: ignore[method-assign]
     report = run_session(mutant_inputs([tabu], samples=2, mutants=1), fakes.ports())
     stages = {s.sample: (s.stage_failed, s.parent) for s in report.samples}
-    assert stages[10] == ("policy", "library:tabu") and "'TENURE' is not defined" in report.samples[1].error
-    assert stages[10 + AUTOFIX_SAMPLE] == ("import", "library:tabu")  # past policy and static: the next stage
-    fixed = next(e for e in report.transcript if e.get("sample") == 10 + AUTOFIX_SAMPLE)
-    assert fixed["answer"].startswith("# autofix: restored TENURE from the parent library:tabu")
+    assert stages[10] == ("import", "library:tabu")  # past policy and static (the whole class spliced): next stage
 
 
 def test_unchanged_sees_through_renaming_but_not_a_new_threshold() -> None:
