@@ -51,6 +51,12 @@ def test_an_activated_session_gets_its_next_generation_trained_with_and_without_
     objective = fixture["trace"].objective
     assert pair["delta"] == pytest.approx(objective.delta(without["best"], with_it["best"]))
     assert gain["delta"] == pytest.approx(pair["delta"]) and gain["ci_low"] <= gain["delta"] <= gain["ci_high"]
+    # The second measure: the best value measured within the new generation, whether or not it beat the trace.
+    for arm in (without, with_it):
+        assert objective.better(arm["best"], arm["generation_best"]) or arm["best"] == arm["generation_best"]
+    assert pair["generation_delta"] == pytest.approx(objective.delta(without["generation_best"],
+                                                                     with_it["generation_best"]))
+    assert summary["generation_gain_all"]["mean"] == pytest.approx(pair["generation_delta"], abs=1e-6)
     assert summary["real_gain_all"]["sessions"] == 1 and summary["held_out"]["real_gain_sessions"] == 1
 
     # A rerun finds the session and its real gain recorded: no session, no arm runs again.
