@@ -3,7 +3,7 @@ knapsack_ga and mlp_numpy traces among them (held out until session 5 read them,
 session 4) and the held-out queue_sim and boost_numpy traces, each recorded from the committed script (its hash), with
 a search that moved off the baseline; every example script a fixture names is a fast workload for the real-gain arms.
 `--fixtures` plans sessions over the named fixtures only, one fixture per shard, and a session folder written under
-another selection is refused rather than mixed in."""
+another selection is refused rather than mixed in; the speed benchmark plans over development fixtures only."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import level2_yield
+from benchmarks import level2_speed, level2_yield
 from benchmarks.real_gain import FAST_WORKLOADS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,6 +95,11 @@ def test_the_fixtures_sort_by_name_and_a_shard_of_nine_is_one_fixture() -> None:
         assert {plan[k][0]["name"] for k in range(shard, 27, 9)} == {names[shard]}
     held_out = [f["name"] for f in found if not f["development"]]
     assert held_out == ["boost_numpy", "queue_sim"]
+
+
+def test_the_speed_benchmark_runs_level_2_on_development_fixtures_only() -> None:
+    names = [f["name"] for f in level2_speed.development_fixtures()]
+    assert names == ["classify", "control", "fit_curve", "knapsack_ga", "mlp_numpy", "tinygpt", "tsp_anneal"]
 
 
 def test_fixtures_plans_sessions_over_the_named_fixtures_only() -> None:
