@@ -1,10 +1,11 @@
 """Level 2 session speed: where a research session's time goes, call by call, with the real local model.
 
 Runs the real Level-2 flow (benchmarks/level2_yield.py's `run_session`: explore/specify, generation and
-mutants, validation, simulated benefit, selection, repairs; embedded S3 and MLflow) on committed fixtures and records
-every LLM call: its purpose, prompt tokens, tokens served from the KV cache, generated tokens, max_tokens, why it
-stopped (`length`: max_tokens hit), seconds, and the load average at that moment (the machine is shared, so seconds
-vary with load; tokens do not). Sessions are written one file each (DIR/sessions/NNN.json, resumable).
+mutants, validation, simulated benefit, selection, repairs; embedded S3 and MLflow) on committed development fixtures
+(a held-out one stays unseen until the yield benchmark runs on it) and records every LLM call: its purpose, prompt
+tokens, tokens served from the KV cache, generated tokens, max_tokens, why it stopped (`length`: max_tokens hit),
+seconds, and the load average at that moment (the machine is shared, so seconds vary with load; tokens do not).
+Sessions are written one file each (DIR/sessions/NNN.json, resumable).
 
     python benchmarks/level2_speed.py --sessions 3 --out benchmarks/results/level2-speed/after
     python benchmarks/level2_speed.py --out - --table benchmarks/results/level2-speed/before ...after  # the table
@@ -28,6 +29,11 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.level2_yield import _commit, fixtures, plan_sessions, run_session  # noqa: E402
 from infra.settings import apply_telemetry_opt_outs, load_settings  # noqa: E402
+
+
+def development_fixtures() -> list[dict[str, Any]]:
+    """The fixtures a speed session may run on: the development ones (fixture.json), in their sorted order."""
+    return [fixture for fixture in fixtures() if fixture["development"]]
 
 
 def recording_calls(settings: Any, calls: list[dict[str, Any]]) -> None:
@@ -117,7 +123,7 @@ def main() -> None:
     calls: list[dict[str, Any]] = []
     recording_calls(settings, calls)
     (args.out / "sessions").mkdir(parents=True, exist_ok=True)
-    for number, (fixture, seen) in enumerate(plan_sessions(fixtures(), args.sessions)):
+    for number, (fixture, seen) in enumerate(plan_sessions(development_fixtures(), args.sessions)):
         done = args.out / "sessions" / f"{number:03d}.json"
         if done.exists():
             continue

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.integration
 
 def test_an_activated_session_gets_its_next_generation_trained_with_and_without_the_mechanism(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    plan = level2_yield.plan_sessions(level2_yield.fixtures(), 2)
+    names = ["classify", "control"]  # development fixtures: no held-out one is planned
+    plan = level2_yield.plan_sessions(level2_yield.select(level2_yield.fixtures(), names), 2)
     number = next(i for i, (fixture, _) in enumerate(plan) if fixture["name"] == "control")
     fixture, seen = plan[number]
     real = {"pairs": 1, "proposer": "tpe"}
@@ -32,7 +33,8 @@ def test_an_activated_session_gets_its_next_generation_trained_with_and_without_
         "mechanism": "best_neighbour@v1", "source_file": source_file, "simulated": None, "ci_excludes_0": False,
         "novelty": None, "seconds": 1.0, "tokens": 0, "llm_calls": 0, "samples": [], "hooks": ["propose"],
         "decisions_changed": 0}))
-    summary = level2_yield.run(2, None, out, scripted=True, shard=(number, 2), real=real, state=tmp_path / "first")
+    summary = level2_yield.run(2, None, out, scripted=True, shard=(number, 2), real=real, state=tmp_path / "first",
+                               names=names)
 
     path = out / "sessions" / f"{number:03d}.json"
     record = json.loads(path.read_text())
@@ -60,6 +62,6 @@ def test_an_activated_session_gets_its_next_generation_trained_with_and_without_
     assert summary["real_gain_all"]["sessions"] == 1 and summary["held_out"]["real_gain_sessions"] == 1
 
     # A rerun finds the session and its real gain recorded: no session, no arm runs again.
-    level2_yield.run(2, None, out, scripted=True, shard=(number, 2), real=real, state=tmp_path / "second")
+    level2_yield.run(2, None, out, scripted=True, shard=(number, 2), real=real, state=tmp_path / "second", names=names)
     assert json.loads(path.read_text()) == record
     assert not (tmp_path / "second" / "real-gain").exists()

@@ -1,9 +1,9 @@
 """The Level-2 yield benchmark's recorded fixtures (benchmarks/fixtures/level2/): `fixtures()` loads them, the
 knapsack_ga and mlp_numpy traces among them (held out until session 5 read them, as tsp_anneal and fit_curve until
-session 4), each recorded from the committed script (its hash), with a
-search that moved off the baseline; every example script a fixture names is a fast workload for the real-gain arms.
+session 4) and the held-out queue_sim and boost_numpy traces, each recorded from the committed script (its hash), with
+a search that moved off the baseline; every example script a fixture names is a fast workload for the real-gain arms.
 `--fixtures` plans sessions over the named fixtures only, one fixture per shard, and a session folder written under
-another selection is refused rather than mixed in."""
+another selection is refused rather than mixed in; the speed benchmark plans over development fixtures only."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import level2_yield
+from benchmarks import level2_speed, level2_yield
 from benchmarks.real_gain import FAST_WORKLOADS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,13 +62,44 @@ def test_the_new_held_out_fixtures_load_from_their_committed_scripts(name: str, 
     assert len(values) >= 12 and len(set(values)) >= 8 and min(values) < values[0] / 10  # the search moved, far
 
 
-def test_the_fixtures_sort_by_name_and_a_shard_of_seven_is_one_fixture() -> None:
+@pytest.mark.parametrize(("name", "metric", "budget", "best_below"), [("queue_sim", "cost_per_hour", "HOURS", 600.0),
+                                                                      ("boost_numpy", "val_logloss", "ROUNDS", 0.55)])
+def test_the_held_out_queue_sim_and_boost_numpy_fixtures_load_from_their_committed_scripts(
+        name: str, metric: str, budget: str, best_below: float) -> None:
+    fixture = {f["name"]: f for f in level2_yield.fixtures()}[name]
+    spec, workload = fixture["spec"], fixture["spec"].workload
+    # recorded before any Level 2 session saw it, and no session has read it since: held out
+    assert fixture["development"] is False and "held out" in fixture["note"] and "before any Level 2" in fixture["note"]
+    assert "development since" not in fixture["note"]
+    assert workload.reference == f"examples/{name}/train.py" and workload.metric == metric and workload.goal == "minimize"
+    assert workload.script_sha256 == hashlib.sha256((ROOT / workload.reference).read_bytes()).hexdigest()
+    assert spec.proposer == "tpe" and spec.levels == ["1"] and set(workload.fixed) == {"SEED", budget}
+    assert (spec.generations, spec.iterations, spec.seed) == (2, 8, 0) and spec.meta_run_id == f"fx-{name}"
+    experiments = fixture["trace"].experiments
+    assert len(experiments) == 17 and experiments[0].proposed_by == "baseline"
+    assert {e.proposed_by for e in experiments[1:]} == {"tpe"}
+    assert all(not g.active.mechanisms for g in fixture["trace"].generations)  # no Level 2 ran
+    assert all(e.outcome.wall_seconds is not None and e.outcome.wall_seconds < 10 for e in experiments)  # fast
+    values = [e.outcome.value for e in experiments if e.outcome.value is not None]
+    # The search moved, far: the baseline is well above `best_below` (queue_sim 1915, boost_numpy 0.601; across seeds
+    # at the defaults they vary by about 20 and 0.002), and the best is below it.
+    assert len(values) == 17 and len(set(values)) >= 12 and values[0] > 1.05 * best_below > 1.05 * min(values)
+
+
+def test_the_fixtures_sort_by_name_and_a_shard_of_nine_is_one_fixture() -> None:
     found = level2_yield.fixtures()
     names = [f["name"] for f in found]
-    assert names == sorted(names) and len(names) == 7
-    plan = level2_yield.plan_sessions(found, 21)
-    for shard in range(7):
-        assert {plan[k][0]["name"] for k in range(shard, 21, 7)} == {names[shard]}
+    assert names == sorted(names) and len(names) == 9
+    plan = level2_yield.plan_sessions(found, 27)
+    for shard in range(9):
+        assert {plan[k][0]["name"] for k in range(shard, 27, 9)} == {names[shard]}
+    held_out = [f["name"] for f in found if not f["development"]]
+    assert held_out == ["boost_numpy", "queue_sim"]
+
+
+def test_the_speed_benchmark_runs_level_2_on_development_fixtures_only() -> None:
+    names = [f["name"] for f in level2_speed.development_fixtures()]
+    assert names == ["classify", "control", "fit_curve", "knapsack_ga", "mlp_numpy", "tinygpt", "tsp_anneal"]
 
 
 def test_fixtures_plans_sessions_over_the_named_fixtures_only() -> None:
@@ -83,7 +114,7 @@ def test_fixtures_plans_sessions_over_the_named_fixtures_only() -> None:
 
 @pytest.mark.parametrize("names", [["knapsack_ga", "no_such_fixture"], []])
 def test_an_unknown_or_empty_fixture_selection_is_refused_with_the_known_names(names: list[str]) -> None:
-    with pytest.raises(SystemExit, match="--fixtures: unknown.*known: classify, control"):
+    with pytest.raises(SystemExit, match="--fixtures: unknown.*known: boost_numpy, classify, control"):
         level2_yield.select(level2_yield.fixtures(), names)
 
 
