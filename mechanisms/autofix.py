@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from mechanisms import helpers
 from mechanisms.parent_restore import restore_from_parent
-from mechanisms.static_check import CTX_KEYS, CTX_SYNONYMS, HOOK_ARGUMENTS, RESULT_KEYS, RESULT_SYNONYMS
+from mechanisms.static_check import CTX_KEYS, CTX_SYNONYMS, HOOK_ARGUMENTS, result_keys, result_synonyms
 from search.pyast import parse_python
 
 PARAMS_AS_NAMES = "h.editable(ctx)"
@@ -80,9 +80,21 @@ def _fix_imports(source: str) -> tuple[str, list[str]]:
     fixed = "".join(lines)
     missing = _unbound_modules(parse_python(fixed, filename="<mechanism>"))
     if missing:
-        fixed = "".join(f"{MODULE_IMPORTS[name]}\n" for name in missing) + fixed
+        fixed = _after_docstring(fixed, "".join(f"{MODULE_IMPORTS[name]}\n" for name in missing))
         why.append(f"added the missing import(s): {'; '.join(MODULE_IMPORTS[name] for name in missing)}")
     return fixed, why
+
+
+def _after_docstring(source: str, text: str) -> str:
+    """`text` inserted after the module docstring (before it, the docstring would be a stray statement that the
+    policy refuses), else at the top."""
+    body = parse_python(source, filename="<mechanism>").body
+    first = body[0] if body else None
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        lines = source.splitlines(keepends=True)
+        end = first.end_lineno or first.lineno
+        return "".join(lines[:end]) + text + "".join(lines[end:])
+    return text + source
 
 
 # What a bare use of each name needs imported (the prompts' rule: imports only random, math, collections, helpers).
@@ -141,8 +153,8 @@ def _key_edits(cls: ast.ClassDef, lines: list[str], metric_name: str | None) -> 
             replacement = None
             if role == "ctx" and key not in CTX_KEYS:
                 replacement = CTX_SYNONYMS.get(key) or _closest(key, CTX_KEYS)
-            elif role == "result" and key not in RESULT_KEYS | extra:
-                replacement = _closest(RESULT_SYNONYMS.get(key, key), RESULT_KEYS)
+            elif role == "result" and key not in result_keys(method.name) | extra:
+                replacement = _closest(result_synonyms(method.name).get(key, key), result_keys(method.name))
             if replacement is None:
                 continue
             where = _columns(lines, node)

@@ -101,6 +101,10 @@ def _answer_parts(answer: str) -> tuple[list[str], list[ast.stmt], list[ast.stmt
 DOCSTRING = "the class docstring"
 
 
+def _bound(node: ast.Import | ast.ImportFrom) -> set[str]:
+    return {alias.asname or alias.name.split(".")[0] for alias in node.names}
+
+
 def _name(node: ast.stmt) -> str | None:
     if _docstring([node]) is not None:
         return DOCSTRING
@@ -144,12 +148,12 @@ def splice(parent_source: str, answer: str, *, class_name: str, mechanism_name: 
         edits.append((class_last + 1, class_last, appended))
     before_class: list[str] = []
     imports = [n for n in parent.body if isinstance(n, (ast.Import, ast.ImportFrom))]
-    imported = {ast.dump(n) for n in imports}
+    imported = {bound for n in imports for bound in _bound(n)}
     import_at = (imports[-1].end_lineno or imports[-1].lineno) + 1 if imports else class_first
     for node in module:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
-            if ast.dump(node) not in imported:
-                imported.add(ast.dump(node))
+            if not _bound(node) <= imported:  # `from helpers import h` binds h, which the parent binds already
+                imported |= _bound(node)
                 edits.append((import_at, import_at - 1, [_text(answer_lines, node)]))
                 result.added.append(f"import {ast.unparse(node).split(' import ')[-1]}")
             continue

@@ -40,6 +40,20 @@ CTX_SYNONYMS = {
 }
 RESULT_SYNONYMS = {"score": "value", "metric": "value", "loss": "value", "accepted": "kept", "keep": "kept",
                    "params": "config", "parameters": "config", "change": "changes", "diff": "changes"}
+# accept decides "kept", so its result holds the loop's default decision instead (search/iteration.py); a mechanism
+# that reads result["kept"] there raised KeyError in live runs after its liveness replay passed (session 6 dev check).
+ACCEPT_RESULT_KEYS = RESULT_KEYS - {"kept"}
+ACCEPT_SYNONYMS = {**RESULT_SYNONYMS, "accepted": "default_kept", "keep": "default_kept", "kept": "default_kept"}
+
+
+def result_keys(hook: str) -> frozenset[str]:
+    """The keys of `result` in a hook: accept's lacks "kept" (it decides it)."""
+    return ACCEPT_RESULT_KEYS if hook == "accept" else RESULT_KEYS
+
+
+def result_synonyms(hook: str) -> dict[str, str]:
+    """What a small model writes for a key of `result` in a hook, and the key it meant."""
+    return ACCEPT_SYNONYMS if hook == "accept" else RESULT_SYNONYMS
 
 
 @dataclass(frozen=True)
@@ -191,10 +205,13 @@ def _unknown_keys(tree: ast.Module, metric_name: str | None) -> list[Finding]:
             if isinstance(container, ast.Name) and roles.get(container.id) == "ctx" and key not in CTX_KEYS:
                 meant = f"; did you mean ctx{CTX_SYNONYMS[key]}?" if key in CTX_SYNONYMS else ""
                 found.append(Finding(node.lineno, f"ctx has no key {key!r}{meant}; its keys are {', '.join(sorted(CTX_KEYS))}"))
-            elif isinstance(container, ast.Name) and roles.get(container.id) == "result" and key not in RESULT_KEYS | extra:
-                meant = f"; did you mean result[{RESULT_SYNONYMS[key]!r}]?" if key in RESULT_SYNONYMS else ""
-                found.append(Finding(node.lineno, f"result has no key {key!r}{meant}; its keys are "
-                                                  f"{', '.join(sorted(RESULT_KEYS))}"))
+            elif (isinstance(container, ast.Name) and roles.get(container.id) == "result"
+                  and key not in result_keys(method.name) | extra):
+                synonyms = result_synonyms(method.name)
+                meant = f"; did you mean result[{synonyms[key]!r}]?" if key in synonyms else ""
+                where = " in accept (accept decides it)" if key == "kept" and method.name == "accept" else ""
+                found.append(Finding(node.lineno, f"result has no key {key!r}{where}{meant}; its keys are "
+                                                  f"{', '.join(sorted(result_keys(method.name)))}"))
             else:
                 inner = _subscript_key(container)
                 if (inner is not None and isinstance(inner[0], ast.Name) and roles.get(inner[0].id) == "ctx"

@@ -20,7 +20,7 @@ from mechanisms.runtime import MechanismRef, MechanismRuntime
 from mechanisms.sandbox import SandboxError, SandboxHost
 from mechanisms.static_check import check_mechanism
 from mechanisms.static_check import summary as static_summary
-from search.context import candidate_view
+from search.context import accept_view, candidate_view
 from search.space import CandidateError, SearchSpace
 from search.trace import config_with
 
@@ -201,7 +201,7 @@ def _smoke_stage(runtime: MechanismRuntime, name: str, steps: list[ReplayStep], 
         offered = _proposed(runtime, name, step, space, refusals)
         proposed_valid += len(offered)
         runtime.screen(step.ctx, [*offered, *step.candidates])
-        runtime.accept(step.ctx, step.result, bool(step.result.get("default_kept")))
+        runtime.accept(step.ctx, accept_view(step.result), bool(step.result.get("default_kept")))
         runtime.observe(step.ctx, step.result)
         entry = runtime.liveness()[name]
         if entry["quarantined"]:

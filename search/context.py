@@ -22,6 +22,13 @@ RESERVED_VIEW_KEYS = frozenset({"index", "generation", "track", "changes", "conf
                                 "kept", "default_kept", "proposed_by", "reason", "source", "iteration", "seed"})
 
 
+def accept_view(view: dict[str, Any]) -> dict[str, Any]:
+    """What accept sees of an experiment: its view before the decision, so without "kept" (accept decides it;
+    "default_kept" is the loop's default). The live loop builds it so (search/iteration.py); a replay of a recorded
+    view must hide "kept" too, or a mechanism passes validation and fails live."""
+    return {key: value for key, value in view.items() if key != "kept"}
+
+
 class DecisionPoint(BaseModel):
     """Where one decision is made: the generation, track and iteration, how that generation began, and the seeds."""
 

@@ -7,7 +7,15 @@ import pytest
 
 from mechanisms.autofix import autofix
 from mechanisms.policy import check_source
-from mechanisms.static_check import CTX_KEYS, CTX_SYNONYMS, POINT_KEYS, RESULT_KEYS, RESULT_SYNONYMS, check_mechanism
+from mechanisms.static_check import (
+    ACCEPT_RESULT_KEYS,
+    CTX_KEYS,
+    CTX_SYNONYMS,
+    POINT_KEYS,
+    RESULT_KEYS,
+    RESULT_SYNONYMS,
+    check_mechanism,
+)
 
 
 def mechanism(body: str, imports: str = "import random\n\nimport helpers as h\n") -> str:
@@ -50,9 +58,22 @@ def test_result_keys_a_model_means_are_mapped_and_unknown_ones_left_for_the_repa
     source = mechanism("    def accept(self, ctx, result, default):\n"
                        "        return result['score'] < 1 and result['accepted'] and result['zzz']\n")
     fixed, _ = autofix(source)
-    assert 'result["value"] < 1 and result["kept"] and result[\'zzz\']' in fixed
+    # accept decides "kept": what the model meant there is the loop's default decision
+    assert 'result["value"] < 1 and result["default_kept"] and result[\'zzz\']' in fixed
     assert [f.message for f in check_mechanism(fixed)] == [
-        f"result has no key 'zzz'; its keys are {', '.join(sorted(RESULT_KEYS))}"]
+        f"result has no key 'zzz'; its keys are {', '.join(sorted(ACCEPT_RESULT_KEYS))}"]
+    observe = mechanism("    def observe(self, ctx, result):\n        self.last = result['accepted']\n")
+    assert 'self.last = result["kept"]' in autofix(observe)[0]  # type: ignore[index]
+
+
+def test_kept_read_in_accept_is_found_and_fixed() -> None:
+    # A session-6 mutant passed its liveness replay and raised KeyError: 'kept' in accept in the live run.
+    source = mechanism("    def accept(self, ctx, result, default):\n        return result['kept'] and default\n")
+    assert [f.message for f in check_mechanism(source)] == [
+        "result has no key 'kept' in accept (accept decides it); did you mean result['default_kept']?; its keys are "
+        f"{', '.join(sorted(ACCEPT_RESULT_KEYS))}"]
+    fixed, why = autofix(source)  # type: ignore[misc]
+    assert 'return result["default_kept"] and default' in fixed and check_mechanism(fixed) == []
 
 
 def test_nothing_to_fix_or_code_that_does_not_parse_gives_none() -> None:
@@ -114,6 +135,12 @@ def test_modules_used_but_never_imported_are_imported() -> None:
     assert fixed.startswith("import helpers as h\nimport random\nimport math\n")
     assert check_source(fixed).violations == () and check_mechanism(fixed) == []
     assert why == ["added the missing import(s): import helpers as h; import random; import math"]
+
+
+def test_a_missing_import_goes_after_the_module_docstring() -> None:
+    source = '"""A bandit."""\n' + mechanism(BANDIT_BODY, imports="import random\n\nimport helpers as h\n")
+    fixed, why = autofix(source.replace("import random\n", ""))  # type: ignore[misc]
+    assert fixed.startswith('"""A bandit."""\nimport random\n') and check_source(fixed).violations == ()
 
 
 def test_a_name_the_code_binds_itself_is_not_taken_for_a_module() -> None:

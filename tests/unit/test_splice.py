@@ -108,3 +108,9 @@ def test_a_whole_class_answer_leaves_no_dead_parent_helper_and_brings_its_docstr
     assert '"""Counts."""' in result.code and "UCB1 bandit over parameters" not in result.code
     helper = "def pick(self):\n    return 1\n\ndef propose(self, ctx):\n    return self.pick()\n"
     assert "pick" in methods(splice(PARENT, helper, class_name="Runner", mechanism_name="runner").code)  # called
+
+
+def test_an_import_that_binds_a_name_the_parent_binds_is_not_added() -> None:
+    patch = "from helpers import h\nimport collections\n\ndef propose(self, ctx):\n    return h.editable(ctx)\n"
+    result = splice(PARENT, patch, class_name="Runner", mechanism_name="runner")
+    assert "from helpers import h" not in result.code and result.code.count("import collections") == 1

@@ -115,6 +115,17 @@ def test_a_hook_that_raises_on_some_experiment_fails_the_smoke_test(host):
     assert "ValueError: bad luck" in report.error and "iteration 5" in report.error and "line 7" in report.error
 
 
+def test_accept_sees_the_result_the_live_loop_gives_it_without_kept(host):
+    # The live loop calls accept before "kept" exists (search/iteration.py); a replay that showed the recorded
+    # "kept" let a mechanism pass validation and then be quarantined live. The key is built so the static check
+    # cannot see it.
+    accept = "    def accept(self, ctx, result, default):\n        return bool(result['ke' + 'pt'])\n"
+    report = validate_mechanism(mechanism(FOCUS, accept), STEPS, host=host)
+    assert report.stage_failed == "smoke" and "KeyError: 'kept'" in report.error
+    default = "    def accept(self, ctx, result, default):\n        return bool(result['default_' + 'kept'])\n"
+    assert validate_mechanism(mechanism(FOCUS, default), STEPS, host=host).stage_failed != "smoke"
+
+
 def test_an_answer_outside_the_api_fails_the_smoke_test(host):
     screen = "    def screen(self, ctx, candidates):\n        return {'choose': len(candidates)}\n"
     report = validate_mechanism(mechanism(screen), STEPS, host=host)
