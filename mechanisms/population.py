@@ -38,11 +38,33 @@ class Parent(BaseModel):
 
 
 class Mutation(BaseModel):
-    """What one mutant sample is asked for: a parent, and one change of a stated kind."""
+    """What one mutant sample is asked for: a parent, one change of a stated kind, and the methods to rewrite."""
 
     parent: Parent
     kind: str
     change: str
+    methods: list[str] = Field(default_factory=list, description="The parent's methods the mutant rewrites (its "
+                               "answer is those methods only: mechanisms/splice.py).")
+
+
+# Which hook a change rewrites first: the one that decides most (a proposal reaches training; a screen chooses).
+DECIDING_HOOKS = ("propose", "screen", "accept", "plan")
+
+
+def methods_to_rewrite(parent_source: str, kind: str, hooks: list[str]) -> list[str]:
+    """The parent's methods a change of `kind` rewrites: its deciding hook (a specified one first), and for a new
+    state variable also __init__ and observe, which set and update it. Named, because asked for "the methods you
+    change" without names the local model answered with its parent unchanged (session 6 dev check)."""
+    try:
+        defined = {n.name for n in ast.walk(ast.parse(parent_source)) if isinstance(n, ast.FunctionDef)}
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    ranked = [h for h in hooks if h in DECIDING_HOOKS] + [h for h in DECIDING_HOOKS if h not in hooks]
+    deciding = next((h for h in ranked if h in defined), None)
+    chosen = [deciding] if deciding else []
+    if kind == "state":
+        chosen = ["__init__", "observe", *chosen]
+    return list(dict.fromkeys(chosen))
 
 
 def library_parents() -> list[Parent]:
@@ -75,8 +97,12 @@ def plan_mutations(population: list[Parent], count: int, hooks: list[str]) -> li
         return (1, -sum(f"def {hook}(self" in parent.source for hook in hooks), index)
 
     ordered = [parent for _, parent in sorted(enumerate(population), key=rank)]
-    return [Mutation(parent=ordered[k % len(ordered)], kind=CHANGES[k % len(CHANGES)][0],
-                     change=CHANGES[k % len(CHANGES)][1]) for k in range(count)]
+    mutations = []
+    for k in range(count):
+        parent, (kind, change) = ordered[k % len(ordered)], CHANGES[k % len(CHANGES)]
+        mutations.append(Mutation(parent=parent, kind=kind, change=change,
+                                  methods=methods_to_rewrite(parent.source, kind, hooks)))
+    return mutations
 
 
 def mutant_count(samples: int, mutants: int, population: list[Parent]) -> int:

@@ -278,6 +278,7 @@ def unchanged_report(mutation: Mutation) -> dict[str, Any]:
 
 def mutant_prompt(spec: SpecifyAnswer, mutation: Mutation) -> Messages:
     return mutate_messages(api_text=API_TEXT, parent_label=mutation.parent.label, parent_source=mutation.parent.source,
+                           methods=mutation.methods,
                            change=mutation.change, spec=spec)
 
 

@@ -316,10 +316,13 @@ def generate_messages(*, api_text: str, example_source: str, spec: SpecifyAnswer
 
 
 def mutate_messages(*, api_text: str, parent_label: str, parent_source: str, change: str,
-                    spec: SpecifyAnswer) -> list[dict[str, str]]:
-    """A fresh, short conversation for a mutant: the parent's source and exactly one stated change to make to it."""
+                    spec: SpecifyAnswer, methods: list[str] | None = None) -> list[dict[str, str]]:
+    """A fresh, short conversation for a mutant: the parent's source, exactly one stated change to make to it and the
+    methods to rewrite for it, answered as a patch (those methods only)."""
+    names = " and ".join(f"`{m}`" for m in methods or [])
     content = shared_prefix(api_text) + "\n".join([
-        f"Change the search mechanism `{parent_label}` below in exactly one way: {change}.",
+        f"Change the search mechanism `{parent_label}` below in exactly one way: {change}."
+        + (f" Rewrite {names} to make that change." if names else ""),
         f"The change should serve this goal: {spec.behaviour}",
         "Rules: imports only random, math, collections and helpers; no files, no os, no eval; bound every loop "
         "(iterate over a list or a range, never `while True`); each hook returns exactly what the API says, or None. "
@@ -327,7 +330,7 @@ def mutate_messages(*, api_text: str, parent_label: str, parent_source: str, cha
         "",
         f"The mechanism to change (`{parent_label}`):",
         "```python", parent_source.strip()[:MAX_CODE_CHARS], "```",
-        PATCH_ANSWER,
+        patch_answer(names),
     ])
     return [_system(), {"role": "user", "content": content}]
 
@@ -336,6 +339,15 @@ def mutate_messages(*, api_text: str, parent_label: str, parent_source: str, cha
 # is not repeated cannot be dropped.
 PATCH_ANSWER = ("Answer in one ```python block with only the methods you change or add, each complete with its `def` "
                 "line (and any new module-level constant); the methods you leave out stay as they are.")
+
+
+def patch_answer(names: str) -> str:
+    """How a mutant answers: the named methods, rewritten (PATCH_ANSWER when none are named)."""
+    if not names:
+        return PATCH_ANSWER
+    return (f"Answer in one ```python block with only the rewritten {names}, each complete with its `def` line and "
+            "changed (and any new module-level constant above them); do not repeat the class line or the other "
+            "methods: they stay as they are.")
 
 
 def failing_line(code: str, error: str) -> str:

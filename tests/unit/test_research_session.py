@@ -30,7 +30,6 @@ from mechanisms.research_session import (
     select,
 )
 from search.active_set import LandscapeGain
-from search.research import PATCH_ANSWER
 from search.simulate import SimulatedGain
 from search.surrogate import SurrogateError
 
@@ -319,7 +318,10 @@ def test_the_mutate_prompt_shows_the_parent_source_and_one_stated_change() -> No
     prompt = fakes.mutate_prompts[10]
     assert first.source.strip() in prompt and second.source.strip() not in prompt
     assert CHANGES[0][1] in prompt and all(text not in prompt for _, text in CHANGES[1:])  # exactly one change
-    assert "kept@11" in prompt and PATCH_ANSWER in prompt  # answered as a patch, spliced into the parent
+    # answered as a patch of the named methods, spliced into the parent
+    assert "kept@11" in prompt and "Rewrite `propose` to make that change." in prompt
+    assert "only the rewritten `propose`, each complete" in prompt
+    assert "Rewrite `__init__` and `observe` and `propose`" in fakes.mutate_prompts[11]  # a new state variable
     assert second.source.strip() in fakes.mutate_prompts[11] and CHANGES[1][1] in fakes.mutate_prompts[11]
 
 
@@ -406,6 +408,17 @@ def test_a_mutant_that_dropped_its_parents_constant_keeps_it_through_the_splice(
     report = run_session(mutant_inputs([tabu], samples=2, mutants=1), fakes.ports())
     stages = {s.sample: (s.stage_failed, s.parent) for s in report.samples}
     assert stages[10] == ("import", "library:tabu")  # past policy and static (the whole class spliced): next stage
+
+
+def test_a_mutation_names_the_deciding_hook_a_specified_one_first_and_for_state_init_and_observe() -> None:
+    from mechanisms.library import library_source
+    from mechanisms.population import methods_to_rewrite
+
+    tabu = library_source("tabu")  # plan, screen, observe
+    assert methods_to_rewrite(tabu, "rule", ["propose"]) == ["screen"]  # tabu has no propose: what decides most
+    assert methods_to_rewrite(tabu, "threshold", ["plan"]) == ["plan"]  # the specified hook
+    assert methods_to_rewrite(tabu, "state", []) == ["__init__", "observe", "screen"]
+    assert methods_to_rewrite("class Broken(:", "rule", []) == []  # untrusted: the generic patch request
 
 
 def test_unchanged_sees_through_renaming_but_not_a_new_threshold() -> None:
