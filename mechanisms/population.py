@@ -84,6 +84,27 @@ def build_population(credited: list[Parent], limit: int = MAX_CREDITED) -> list[
     return [*chosen, *library_parents()]
 
 
+HOLE = "...  # your new body"
+
+
+def with_holes(source: str, methods: list[str]) -> str:
+    """The parent as a mutant's prompt shows it: the methods to rewrite keep their `def` line and docstring, and
+    their body is a hole (__init__ stays whole: it shows the state the other methods use). Shown whole, the local
+    model copied the parent back unchanged in 4 of 6 mutants (benchmarks/results/mutant-probe/named.json)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return source
+    lines = source.splitlines()
+    holes = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name in methods and n.name != "__init__"]
+    for node in sorted(holes, key=lambda n: n.lineno, reverse=True):
+        body = node.body[1:] if (len(node.body) > 1 and isinstance(node.body[0], ast.Expr)
+                                 and isinstance(node.body[0].value, ast.Constant)) else node.body
+        first, last = body[0].lineno, node.end_lineno or node.lineno
+        lines[first - 1:last] = [" " * body[0].col_offset + HOLE]
+    return "\n".join(lines) + "\n"
+
+
 def plan_mutations(population: list[Parent], count: int, hooks: list[str]) -> list[Mutation]:
     """`count` mutations: parents in population order, except that library parents are ranked by how many of the
     specified hooks they define (the wanted structure); changes in the order of CHANGES, each in turn."""

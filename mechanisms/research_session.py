@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field
 from mechanisms.api import API_TEXT, HOOK_DOCS
 from mechanisms.autofix import autofix
 from mechanisms.library import list_library, model_entries
-from mechanisms.population import Mutation, Parent, mutant_count, plan_mutations, unchanged
+from mechanisms.population import HOLE, Mutation, Parent, mutant_count, plan_mutations, unchanged, with_holes
 from mechanisms.splice import SpliceError, splice
 from mechanisms.validate import STAGES
 from search.active_set import MIN_GAIN_OF_NOISE
@@ -277,8 +277,8 @@ def unchanged_report(mutation: Mutation) -> dict[str, Any]:
 
 
 def mutant_prompt(spec: SpecifyAnswer, mutation: Mutation) -> Messages:
-    return mutate_messages(api_text=API_TEXT, parent_label=mutation.parent.label, parent_source=mutation.parent.source,
-                           methods=mutation.methods,
+    return mutate_messages(api_text=API_TEXT, parent_label=mutation.parent.label,
+                           parent_source=with_holes(mutation.parent.source, mutation.methods), methods=mutation.methods,
                            change=mutation.change, spec=spec)
 
 
@@ -291,6 +291,9 @@ def spliced(result: CodeResult, base_source: str, spec: SpecifyAnswer) -> CodeRe
         patched = splice(base_source, result.code, class_name=class_name(spec.name), mechanism_name=spec.name)
     except SpliceError as error:
         return result.model_copy(update={"code": None, "error": str(error)})
+    if HOLE in patched.code:
+        return result.model_copy(update={"code": None, "error": "the answer left a method's body as `...`: write the "
+                                                                "body of every method you were asked to rewrite"})
     return result.model_copy(update={"code": patched.code})
 
 

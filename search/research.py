@@ -320,9 +320,11 @@ def mutate_messages(*, api_text: str, parent_label: str, parent_source: str, cha
     """A fresh, short conversation for a mutant: the parent's source, exactly one stated change to make to it and the
     methods to rewrite for it, answered as a patch (those methods only)."""
     names = " and ".join(f"`{m}`" for m in methods or [])
+    hidden = " and ".join(f"`{m}`" for m in methods or [] if m != "__init__" and f"def {m}(" in parent_source)
     content = shared_prefix(api_text) + "\n".join([
         f"Change the search mechanism `{parent_label}` below in exactly one way: {change}."
-        + (f" Rewrite {names} to make that change." if names else ""),
+        + (f" Rewrite {names} to make that change" if names else "")
+        + (f"; the body of {hidden} is left out below (`...`): write it new." if hidden else "." if names else ""),
         f"The change should serve this goal: {spec.behaviour}",
         "Rules: imports only random, math, collections and helpers; no files, no os, no eval; bound every loop "
         "(iterate over a list or a range, never `while True`); each hook returns exactly what the API says, or None. "

@@ -9,12 +9,14 @@ import pytest
 
 from mechanisms.population import (
     CHANGES,
+    HOLE,
     Parent,
     build_population,
     lineage_parents,
     mutant_count,
     plan_mutations,
     unchanged,
+    with_holes,
 )
 from mechanisms.research_session import (
     AUTOFIX_SAMPLE,
@@ -274,7 +276,10 @@ class MutantFakes(Fakes):
             return self.generate(round_index, messages, 1)[0]
         self.mutate_prompts[sample] = messages[-1]["content"]
         tag = self.mutants[sample]
-        source = code(tag) if tag else messages[-1]["content"].split("```python\n")[-1].split("```")[0] + "\n"  # the parent
+        # None: the parent unchanged (its body where the prompt shows a hole: the parents here are code("parent ..."))
+        shown = messages[-1]["content"].split("```python\n")[-1].split("```")[0] + "\n"
+        source = code(tag) if tag else shown.replace(HOLE, "return []  # parent " + shown.split("# parent ")[-1]
+                                                     if "# parent " in shown else "return []  # parent p")
         return CodeResult(sample=sample, temperature=0.5, code=source)
 
     def ports(self, **extra: Any) -> SessionPorts:
@@ -316,13 +321,13 @@ def test_the_mutate_prompt_shows_the_parent_source_and_one_stated_change() -> No
     run_session(mutant_inputs([first, second]), fakes.ports())
     assert fakes.generated[0][2] == 2  # 4 samples: 2 fresh inventions and 2 mutants
     prompt = fakes.mutate_prompts[10]
-    assert first.source.strip() in prompt and second.source.strip() not in prompt
+    assert with_holes(first.source, ["propose"]).strip() in prompt and "parent two" not in prompt
     assert CHANGES[0][1] in prompt and all(text not in prompt for _, text in CHANGES[1:])  # exactly one change
     # answered as a patch of the named methods, spliced into the parent
-    assert "kept@11" in prompt and "Rewrite `propose` to make that change." in prompt
+    assert "kept@11" in prompt and "Rewrite `propose` to make that change; the body of `propose` is left out" in prompt
     assert "only the rewritten `propose`, each complete" in prompt
     assert "Rewrite `__init__` and `observe` and `propose`" in fakes.mutate_prompts[11]  # a new state variable
-    assert second.source.strip() in fakes.mutate_prompts[11] and CHANGES[1][1] in fakes.mutate_prompts[11]
+    assert "kept2@12" in fakes.mutate_prompts[11] and CHANGES[1][1] in fakes.mutate_prompts[11]
 
 
 def test_a_mutant_is_selected_like_any_sample_and_its_report_carries_its_parent() -> None:
@@ -353,7 +358,7 @@ def test_an_unchanged_parent_is_refused_without_validation_and_a_repair_keeps_th
     assert unchanged_sample.stage_failed == "static" and "parent `kept@11` unchanged" in unchanged_sample.error
     # the unchanged mutant got further (static) than the fresh one (policy): the repair continues the mutant, as a patch
     repair_prompt = "\n".join(m["content"] for m in fakes.repair_prompts[0])
-    assert kept.source.strip() in repair_prompt and "make the one change asked" in repair_prompt
+    assert "return []  # parent p" in repair_prompt and "make the one change asked" in repair_prompt  # what it repairs
     assert "with only the methods you fix" in repair_prompt
     assert report.accepted is not None and report.accepted.round == 1 and report.accepted.parent == kept
     assert report.accepted.code.startswith("class Probe:") and "# fixed" in report.accepted.code
@@ -419,6 +424,24 @@ def test_a_mutation_names_the_deciding_hook_a_specified_one_first_and_for_state_
     assert methods_to_rewrite(tabu, "threshold", ["plan"]) == ["plan"]  # the specified hook
     assert methods_to_rewrite(tabu, "state", []) == ["__init__", "observe", "screen"]
     assert methods_to_rewrite("class Broken(:", "rule", []) == []  # untrusted: the generic patch request
+
+
+def test_the_parent_is_shown_with_holes_where_the_methods_to_rewrite_were_and_a_hole_left_is_refused() -> None:
+    from mechanisms.library import library_source
+    from mechanisms.population import HOLE, with_holes
+
+    tabu = library_source("tabu")
+    shown = with_holes(tabu, ["__init__", "observe", "screen"])
+    assert shown.count(HOLE) == 2 and "self.configs = []" in shown  # __init__ stays whole: it shows the state
+    assert "def screen(self, ctx, candidates):\n        " + HOLE in shown and "allowed = [" not in shown
+    assert with_holes("class Broken(:", ["screen"]) == "class Broken(:"
+    parent_p = parent("kept@11", -0.2)
+    fakes = MutantFakes({10: None}, [["fresh"]], {"fresh": failed("policy")}, {})
+    fakes.mutate = lambda r, m, sample: CodeResult(sample=sample, temperature=0.5,  # type: ignore[method-assign]
+                                                   code=f"def propose(self, ctx):\n    {HOLE}\n")
+    report = run_session(mutant_inputs([parent_p], samples=2, mutants=1), fakes.ports())
+    entry = next(e for e in report.transcript if e.get("sample") == 10)
+    assert entry["stage_failed"] == "no code" and "left a method's body as `...`" in entry["error"]
 
 
 def test_unchanged_sees_through_renaming_but_not_a_new_threshold() -> None:
