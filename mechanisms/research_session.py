@@ -224,7 +224,8 @@ class SessionInputs:
 class SessionPorts:
     """The session's effects, injected. `simulate` may raise SurrogateError (the trace cannot support one: no
     repair can help, so the session stops). `mutate(round index, messages, sample)` draws one mutant or a mutant's
-    repair, answered as a patch that the session splices into its base (no port: no mutants). `describe_novelty(source, parent)` is where a novelty check plugs in: its text (e.g. "derived from
+    repair, answered as a patch that the session splices into its base (no port: no mutants).
+    `describe_novelty(source, parent)` is where a novelty check plugs in: its text (e.g. "derived from
     library:one_factor (similarity 0.93)") is recorded per sample; `parent` is a mutant's parent."""
 
     ask_round: Callable[[str, Messages], RoundResult]
