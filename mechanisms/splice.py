@@ -101,6 +101,16 @@ def _answer_parts(answer: str) -> tuple[list[str], list[ast.stmt], list[ast.stmt
 DOCSTRING = "the class docstring"
 
 
+def _hole(node: ast.stmt) -> bool:
+    """A method whose body is only `...` (and a docstring): the hole of mechanisms.population.with_holes, copied back."""
+    if not isinstance(node, _Def.__args__):  # type: ignore[attr-defined]
+        return False
+    body = [s for s in node.body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant)  # type: ignore[attr-defined]
+                                         and isinstance(s.value.value, str))]
+    return len(body) == 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+        and body[0].value.value is Ellipsis
+
+
 def _bound(node: ast.Import | ast.ImportFrom) -> set[str]:
     return {alias.asname or alias.name.split(".")[0] for alias in node.names}
 
@@ -133,8 +143,9 @@ def splice(parent_source: str, answer: str, *, class_name: str, mechanism_name: 
     appended: list[str] = []
     for node in members:
         name = _name(node)
-        if name == "name" or (name == DOCSTRING and name not in class_members):
-            continue  # the name is set below from the specification; a docstring only replaces the parent's
+        if name == "name" or (name == DOCSTRING and name not in class_members) or _hole(node):
+            continue  # the name is set from the specification; a docstring only replaces the parent's; a hole the
+            # answer left (`...`) keeps the parent's body: it rewrote the other methods asked for, or nothing
         text = _indent(_text(answer_lines, node), body_indent)
         if name in class_members:
             first, last = _span(class_members[name])
@@ -143,6 +154,10 @@ def splice(parent_source: str, answer: str, *, class_name: str, mechanism_name: 
         else:
             appended += ["", *text]
             result.added.append(name or "?")
+    holes = [_name(node) for node in members if _hole(node)]
+    if holes and not result.replaced and not result.added:
+        raise SpliceError(f"the answer left the body of {', '.join(f'`{h}`' for h in holes)} as `...`: write the "
+                          "new body of every method you were asked to rewrite")
     class_first, class_last = _span(cls)
     if appended:
         edits.append((class_last + 1, class_last, appended))

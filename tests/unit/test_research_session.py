@@ -441,7 +441,7 @@ def test_the_parent_is_shown_with_holes_where_the_methods_to_rewrite_were_and_a_
                                                    code=f"def propose(self, ctx):\n    {HOLE}\n")
     report = run_session(mutant_inputs([parent_p], samples=2, mutants=1), fakes.ports())
     entry = next(e for e in report.transcript if e.get("sample") == 10)
-    assert entry["stage_failed"] == "no code" and "left a method's body as `...`" in entry["error"]
+    assert entry["stage_failed"] == "no code" and "left the body of `propose` as `...`" in entry["error"]
 
 
 def test_unchanged_sees_through_renaming_but_not_a_new_threshold() -> None:

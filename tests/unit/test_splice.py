@@ -114,3 +114,13 @@ def test_an_import_that_binds_a_name_the_parent_binds_is_not_added() -> None:
     patch = "from helpers import h\nimport collections\n\ndef propose(self, ctx):\n    return h.editable(ctx)\n"
     result = splice(PARENT, patch, class_name="Runner", mechanism_name="runner")
     assert "from helpers import h" not in result.code and result.code.count("import collections") == 1
+
+
+def test_a_hole_copied_back_keeps_the_parents_body() -> None:
+    # with_holes shows `...` where a method to rewrite was; an answer that fills one hole and copies another back
+    # rewrote one method: the other keeps the parent's body.
+    patch = ("def propose(self, ctx):\n    return []\n\n"
+             "def observe(self, ctx, result):\n    \"\"\"Counts.\"\"\"\n    ...  # your new body\n")
+    result = splice(PARENT, patch, class_name="Runner", mechanism_name="runner")
+    assert result.replaced == ["propose"] and "...  # your new body" not in result.code
+    assert methods(result.code)["observe"] == methods(PARENT)["observe"]
