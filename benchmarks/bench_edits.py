@@ -268,7 +268,9 @@ def edit_statistics(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         # Same seed, same unedited script: the two baselines of a pair should measure the same (a nondeterministic
         # training would show here, and widen every paired difference).
         "baselines_differ": [i for i in paired
-                             if abs(by_mode[CHALLENGER][i]["baseline"] - by_mode[REFERENCE][i]["baseline"]) > 1e-9]}
+                             if abs(by_mode[CHALLENGER][i]["baseline"] - by_mode[REFERENCE][i]["baseline"]) > 1e-9],
+        "baseline_max_difference": max((abs(by_mode[CHALLENGER][i]["baseline"] - by_mode[REFERENCE][i]["baseline"])
+                                        for i in paired), default=None)}
     for name, part, whole in (("valid_share", "valid", "asked"), ("crash_rate", "crashes", "trainings")):
         values = [_share(by_mode[CHALLENGER][i][part], by_mode[CHALLENGER][i][whole]) for i in paired]
         bases = [_share(by_mode[REFERENCE][i][part], by_mode[REFERENCE][i][whole]) for i in paired]
@@ -305,7 +307,9 @@ def summary_markdown(stats: Mapping[str, Any], records: Sequence[Mapping[str, An
               f"p = {num(delta['p_value'], '.3g')}, verdict: {delta['verdict']} ({delta['reason']})",
               f"- valid share: mean {num(diff['valid_share']['mean'], '+.3f')}, CI {ci(diff['valid_share']['ci'])}",
               f"- crash rate: mean {num(diff['crash_rate']['mean'], '+.3f')}, CI {ci(diff['crash_rate']['ci'])}",
-              f"- pairs whose two baselines differ: {diff['baselines_differ'] or 'none'}", "",
+              f"- pairs whose two baselines differ: {diff['baselines_differ'] or 'none'}"
+              + (f" (largest difference {diff['baseline_max_difference']:.2g})" if diff['baselines_differ'] else ""),
+              "",
               "| meta-run | seed | commit | baseline | best | Δ | noise floor | valid / asked | crashes / trainings | "
               "LLM calls, s | wall s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
