@@ -5,13 +5,11 @@ corner of its ranges still finishes."""
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
-from workloads.hyperblock import apply_changes, parse_params
+from tests.unit.example_run import run_example
+from workloads.hyperblock import parse_params
 
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "boost_numpy" / "train.py"
 SMALL = {"ROUNDS": 60}  # a fifth of the default budget: fast
@@ -19,11 +17,7 @@ CONSTANT_GUESS = math.log(2.0)  # the log loss of p = 0.5; the labels are close 
 
 
 def run(changes: dict, folder: Path) -> dict:
-    folder.mkdir()
-    (folder / "train.py").write_text(apply_changes(SCRIPT.read_text(), {**SMALL, **changes}))
-    done = subprocess.run([sys.executable, "train.py"], cwd=folder, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads((folder / "metrics.json").read_text())
+    return run_example("boost_numpy", {**SMALL, **changes}, folder)
 
 
 def test_the_block_declares_nine_editable_parameters_besides_the_fixed_seed_and_budget() -> None:

@@ -5,15 +5,13 @@ each lever of the policy does what it says, and a corner of its ranges still fin
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from workloads.hyperblock import apply_changes, parse_params
+from tests.unit.example_run import run_example
+from workloads.hyperblock import parse_params
 
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "queue_sim" / "train.py"
 SMALL = {"HOURS": 96}  # four days instead of a hundred: fast
@@ -21,11 +19,7 @@ PARTS = ("agents", "on_call", "waiting", "rejected", "abandoned")
 
 
 def run(changes: dict, folder: Path) -> dict:
-    folder.mkdir()
-    (folder / "train.py").write_text(apply_changes(SCRIPT.read_text(), {**SMALL, **changes}))
-    done = subprocess.run([sys.executable, "train.py"], cwd=folder, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads((folder / "metrics.json").read_text())
+    return run_example("queue_sim", {**SMALL, **changes}, folder)
 
 
 def test_the_block_declares_ten_editable_parameters_besides_the_fixed_seed_and_budget() -> None:
