@@ -42,14 +42,10 @@ def test_every_fixture_recorded_from_an_example_script_matches_it_and_is_a_fast_
         assert workload.reference in FAST_WORKLOADS, fixture["name"]
 
 
-@pytest.mark.parametrize(("name", "metric", "budget"), [("knapsack_ga", "value_gap", "EVALUATIONS"),
-                                                        ("mlp_numpy", "val_loss", "STEPS")])
-def test_the_new_held_out_fixtures_load_from_their_committed_scripts(name: str, metric: str, budget: str) -> None:
-    fixture = {f["name"]: f for f in level2_yield.fixtures()}[name]
+def recorded_by_tpe(fixture: dict, name: str, metric: str, budget: str) -> list:
+    """Assert a fixture was recorded as the held-out ones are (its committed script, Level 1 with TPE, 2 x 8, seed 0,
+    no Level 2); its experiments."""
     spec, workload = fixture["spec"], fixture["spec"].workload
-    # recorded held out before any Level 2 session saw it; read after the session-5 yield run, so development now
-    assert fixture["development"] is True and "before any Level 2" in fixture["note"]
-    assert "development since session 5" in fixture["note"]
     assert workload.reference == f"examples/{name}/train.py" and workload.metric == metric and workload.goal == "minimize"
     assert workload.script_sha256 == hashlib.sha256((ROOT / workload.reference).read_bytes()).hexdigest()
     assert spec.proposer == "tpe" and spec.levels == ["1"] and set(workload.fixed) == {"SEED", budget}
@@ -58,6 +54,17 @@ def test_the_new_held_out_fixtures_load_from_their_committed_scripts(name: str, 
     assert len(experiments) == 17 and experiments[0].proposed_by == "baseline"
     assert {e.proposed_by for e in experiments[1:]} == {"tpe"}
     assert all(not g.active.mechanisms for g in fixture["trace"].generations)  # no Level 2 ran
+    return experiments
+
+
+@pytest.mark.parametrize(("name", "metric", "budget"), [("knapsack_ga", "value_gap", "EVALUATIONS"),
+                                                        ("mlp_numpy", "val_loss", "STEPS")])
+def test_the_new_held_out_fixtures_load_from_their_committed_scripts(name: str, metric: str, budget: str) -> None:
+    fixture = {f["name"]: f for f in level2_yield.fixtures()}[name]
+    # recorded held out before any Level 2 session saw it; read after the session-5 yield run, so development now
+    assert fixture["development"] is True and "before any Level 2" in fixture["note"]
+    assert "development since session 5" in fixture["note"]
+    experiments = recorded_by_tpe(fixture, name, metric, budget)
     values = [e.outcome.value for e in experiments if e.outcome.value is not None]
     assert len(values) >= 12 and len(set(values)) >= 8 and min(values) < values[0] / 10  # the search moved, far
 
@@ -67,18 +74,10 @@ def test_the_new_held_out_fixtures_load_from_their_committed_scripts(name: str, 
 def test_the_held_out_queue_sim_and_boost_numpy_fixtures_load_from_their_committed_scripts(
         name: str, metric: str, budget: str, best_below: float) -> None:
     fixture = {f["name"]: f for f in level2_yield.fixtures()}[name]
-    spec, workload = fixture["spec"], fixture["spec"].workload
     # recorded before any Level 2 session saw it, and no session has read it since: held out
     assert fixture["development"] is False and "held out" in fixture["note"] and "before any Level 2" in fixture["note"]
     assert "development since" not in fixture["note"]
-    assert workload.reference == f"examples/{name}/train.py" and workload.metric == metric and workload.goal == "minimize"
-    assert workload.script_sha256 == hashlib.sha256((ROOT / workload.reference).read_bytes()).hexdigest()
-    assert spec.proposer == "tpe" and spec.levels == ["1"] and set(workload.fixed) == {"SEED", budget}
-    assert (spec.generations, spec.iterations, spec.seed) == (2, 8, 0) and spec.meta_run_id == f"fx-{name}"
-    experiments = fixture["trace"].experiments
-    assert len(experiments) == 17 and experiments[0].proposed_by == "baseline"
-    assert {e.proposed_by for e in experiments[1:]} == {"tpe"}
-    assert all(not g.active.mechanisms for g in fixture["trace"].generations)  # no Level 2 ran
+    experiments = recorded_by_tpe(fixture, name, metric, budget)
     assert all(e.outcome.wall_seconds is not None and e.outcome.wall_seconds < 10 for e in experiments)  # fast
     values = [e.outcome.value for e in experiments if e.outcome.value is not None]
     # The search moved, far: the baseline is well above `best_below` (queue_sim 1915, boost_numpy 0.601; across seeds
