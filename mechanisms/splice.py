@@ -170,7 +170,7 @@ def splice(parent_source: str, answer: str, *, class_name: str, mechanism_name: 
             if not _bound(node) <= imported:  # `from helpers import h` binds h, which the parent binds already
                 imported |= _bound(node)
                 edits.append((import_at, import_at - 1, [_text(answer_lines, node)]))
-                result.added.append(f"import {ast.unparse(node).split(' import ')[-1]}")
+                result.added.append(ast.unparse(node))
             continue
         name = _name(node)
         text = _text(answer_lines, node).splitlines()

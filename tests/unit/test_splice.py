@@ -114,6 +114,7 @@ def test_an_import_that_binds_a_name_the_parent_binds_is_not_added() -> None:
     patch = "from helpers import h\nimport collections\n\ndef propose(self, ctx):\n    return h.editable(ctx)\n"
     result = splice(PARENT, patch, class_name="Runner", mechanism_name="runner")
     assert "from helpers import h" not in result.code and result.code.count("import collections") == 1
+    assert result.added == ["import collections"]  # what the answer added, as it reads
 
 
 def test_a_hole_copied_back_keeps_the_parents_body() -> None:
