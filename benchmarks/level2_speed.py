@@ -118,28 +118,30 @@ def main() -> None:
     state = Path(tempfile.mkdtemp(prefix="bilevel-level2-speed-"))
     settings = load_settings(state_dir=state)
     from infra.prefect_env import apply_prefect_environment
+    from infra.prefect_server import supervised_prefect_api
 
     apply_prefect_environment(settings)
-    calls: list[dict[str, Any]] = []
-    recording_calls(settings, calls)
-    (args.out / "sessions").mkdir(parents=True, exist_ok=True)
-    for number, (fixture, seen) in enumerate(plan_sessions(development_fixtures(), args.sessions)):
-        done = args.out / "sessions" / f"{number:03d}.json"
-        if done.exists():
-            continue
-        calls.clear()
-        load_before = [round(x, 2) for x in os.getloadavg()]
-        started = time.perf_counter()
-        record = run_session(number, fixture, seen, settings, args.out)
-        record.update(wall_s=round(time.perf_counter() - started, 1), commit=_commit(), load_before=load_before,
-                      load_after=[round(x, 2) for x in os.getloadavg()], calls=list(calls), rounds=by_round(calls),
-                      llm_seconds=round(sum(c["seconds"] for c in calls), 1),
-                      completion_tokens=sum(c["completion_tokens"] for c in calls),
-                      prompt_tokens=sum(c["prompt_tokens"] for c in calls),
-                      evaluated_prompt_tokens=sum(c["prompt_tokens"] - (c["cached_tokens"] or 0) for c in calls))
-        done.write_text(json.dumps(record, indent=1))
-        print(json.dumps({k: record[k] for k in ("session", "fixture", "activated", "seconds", "llm_seconds",
-                                                 "completion_tokens", "load_before", "verdict")}), flush=True)
+    with supervised_prefect_api(settings.prefect_home, settings.logs_dir / "prefect-server.log"):
+        calls: list[dict[str, Any]] = []
+        recording_calls(settings, calls)
+        (args.out / "sessions").mkdir(parents=True, exist_ok=True)
+        for number, (fixture, seen) in enumerate(plan_sessions(development_fixtures(), args.sessions)):
+            done = args.out / "sessions" / f"{number:03d}.json"
+            if done.exists():
+                continue
+            calls.clear()
+            load_before = [round(x, 2) for x in os.getloadavg()]
+            started = time.perf_counter()
+            record = run_session(number, fixture, seen, settings, args.out)
+            record.update(wall_s=round(time.perf_counter() - started, 1), commit=_commit(), load_before=load_before,
+                          load_after=[round(x, 2) for x in os.getloadavg()], calls=list(calls), rounds=by_round(calls),
+                          llm_seconds=round(sum(c["seconds"] for c in calls), 1),
+                          completion_tokens=sum(c["completion_tokens"] for c in calls),
+                          prompt_tokens=sum(c["prompt_tokens"] for c in calls),
+                          evaluated_prompt_tokens=sum(c["prompt_tokens"] - (c["cached_tokens"] or 0) for c in calls))
+            done.write_text(json.dumps(record, indent=1))
+            print(json.dumps({k: record[k] for k in ("session", "fixture", "activated", "seconds", "llm_seconds",
+                                                     "completion_tokens", "load_before", "verdict")}), flush=True)
     records = [json.loads(p.read_text()) for p in sorted((args.out / "sessions").glob("*.json"))]
     if records:
         print(json.dumps({"sessions": len(records), "median_session_s": statistics.median(r["seconds"] for r in records),

@@ -249,8 +249,17 @@ def run(sessions: int, model: str | None, out: Path, scripted: bool, shard: tupl
         overrides["model"] = model
     settings = load_settings(**overrides)
     from infra.prefect_env import apply_prefect_environment
+    from infra.prefect_server import supervised_prefect_api
 
     apply_prefect_environment(settings)
+    with supervised_prefect_api(settings.prefect_home, settings.logs_dir / "prefect-server.log"):
+        run_sessions(found, sessions, settings, out, shard, real, state)
+    return summarise(out, model=settings.model, research_samples=found[0]["spec"].research_samples)
+
+
+def run_sessions(found: list[dict[str, Any]], sessions: int, settings: Any, out: Path, shard: tuple[int, int],
+                 real: dict[str, Any] | None, state: Path) -> None:
+    """This shard's planned sessions not recorded yet, each followed by its real gain when `real` asks for it."""
     (out / "sessions").mkdir(parents=True, exist_ok=True)
     for number, (fixture, seen) in enumerate(plan_sessions(found, sessions)):
         done = out / "sessions" / f"{number:03d}.json"
@@ -267,7 +276,6 @@ def run(sessions: int, model: str | None, out: Path, scripted: bool, shard: tupl
             print(json.dumps({"session": number, "real_gain": {k: record["real_gain"][k] for k in
                                                                ("delta", "ci_low", "ci_high", "pairs", "seconds")}}),
                   flush=True)
-    return summarise(out, model=settings.model, research_samples=found[0]["spec"].research_samples)
 
 
 def _group(records: list[dict[str, Any]]) -> dict[str, Any]:

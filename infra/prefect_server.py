@@ -148,3 +148,20 @@ def reserve_temporary_api() -> int | None:
     port = free_port()
     os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
     return port
+
+
+@contextlib.contextmanager
+def supervised_prefect_api(home: Path, log_file: Path) -> Iterator[str | None]:
+    """For a process that runs flows without the CLI (the benchmarks): without PREFECT_API_URL, a supervised temporary
+    server for the block's duration (Prefect's own ephemeral one outlived a SIGTERMed benchmark: its uvicorn stayed
+    up); yields its API URL, or None when a server is configured or Prefect was imported already (it read its
+    settings then: a test process keeps the server it has)."""
+    port = None if "prefect" in sys.modules else reserve_temporary_api()
+    if port is None:
+        yield None
+        return
+    try:
+        with running(temporary_server(home, log_file, port)) as url:
+            yield url
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
