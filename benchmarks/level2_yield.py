@@ -169,7 +169,7 @@ def session_record(number: int, fixture: dict[str, Any], seen: int, outcome: Any
         "simulated": simulated,
         "ci_excludes_0": bool(simulated and simulated["ci_high"] < 0),
         "novelty": novelty, "seconds": round(seconds, 1), "tokens": outcome.usage.total_tokens,
-        "llm_calls": outcome.usage.calls, "samples": outcome.samples,
+        "llm_calls": outcome.usage.calls, "samples": outcome.samples, "unusable": outcome.unusable,
         "hooks": best["hooks"] if best else [], "decisions_changed": best["decisions_changed"] if best else 0,
     }
 
@@ -306,6 +306,7 @@ def summarise(out: Path, *, model: str, research_samples: int | None = None) -> 
     for record in records:
         for sample in record["samples"]:
             failures[sample["stage_failed"] or "valid"] += 1
+        failures["unusable answer"] += len(record.get("unusable", []))  # recorded since 801cb0d's successor
     summary = {
         "model": model, "commit": _commit(), "research_samples": research_samples,
         "development": _group([r for r in records if r["development"]]),

@@ -58,6 +58,8 @@ class ResearchOutcome(BaseModel):
                                 "the stage it failed at (None: activated; `benefit`: live, no simulated gain), "
                                 "decisions changed on replay, hooks, simulated benefit, novelty, a mutant's parent and "
                                 "change.")
+    unusable: list[dict] = Field(default_factory=list, description="Per answer that reached no check "
+                                 "(UnusableAnswer): round, sample, why, a mutant's parent and change.")
 
 
 def simulation_settings(spec: MetaRunSpec) -> SimulationSettings:
@@ -162,7 +164,8 @@ def _recorded(spec: MetaRunSpec, res: Resources, generation: int, active: Active
                                    origin=f"{spec.meta_run_id}/g{generation}", simulated=chosen.simulated,
                                    novelty=chosen.novelty)
     tracker.log_dict(run_id, {"transcript": report.transcript, "stats": stats, "verdict": report.verdict,
-                              "samples": [s.model_dump(mode="json") for s in report.samples]}, "transcript.json")
+                              "samples": [s.model_dump(mode="json") for s in report.samples],
+                              "unusable": [u.model_dump(mode="json") for u in report.unusable]}, "transcript.json")
     metrics: dict[str, float | None] = {"llm_tokens": report.usage.total_tokens, "llm_seconds": report.usage.seconds,
                                  "samples": len(report.samples),
                                  "valid_samples": sum(s.stage_failed in (None, "benefit") for s in report.samples)}
@@ -173,4 +176,5 @@ def _recorded(spec: MetaRunSpec, res: Resources, generation: int, active: Active
     return ResearchOutcome(active=active.with_added(accepted) if accepted is not None else active,
                            verdict=report.verdict, usage=report.usage, accepted=accepted.label if accepted else None,
                            simulated=report.accepted.simulated if report.accepted else None,
-                           samples=[s.model_dump(mode="json") for s in report.samples])
+                           samples=[s.model_dump(mode="json") for s in report.samples],
+                           unusable=[u.model_dump(mode="json") for u in report.unusable])

@@ -177,6 +177,16 @@ class SampleReport(BaseModel):
     version_id: str | None = None
 
 
+class UnusableAnswer(BaseModel):
+    """A sample whose answer never reached the checks: no class in it, or a mutant's patch that did not fit."""
+
+    round: int
+    sample: int
+    reason: str
+    parent: str | None = Field(None, description="A mutant's parent (`library:<name>` or `<name>@<VersionId>`).")
+    change: str | None = None
+
+
 class AcceptedMechanism(BaseModel):
     """The activated sample: its code, where it was stored and its simulated benefit."""
 
@@ -199,6 +209,7 @@ class SessionReport(BaseModel):
     specification: SpecifyAnswer | None = None
     accepted: AcceptedMechanism | None = None
     samples: list[SampleReport] = Field(default_factory=list)
+    unusable: list[UnusableAnswer] = Field(default_factory=list, description="Answers no check saw, with the reason.")
     rounds: int = 0
     transcript: list[dict[str, Any]] = Field(default_factory=list)
     usage: LLMUsage = Field(default_factory=LLMUsage)
@@ -411,6 +422,18 @@ def _transcript_entries(round_index: int, results: list[CodeResult], attempts: l
             for result, attempt in zip(results, attempts)]
 
 
+def _unusable(round_index: int, results: list[CodeResult], mutations: dict[int, Mutation]) -> list[UnusableAnswer]:
+    unusable = []
+    for result in results:
+        if result.code is None:
+            mutation = mutations.get(result.sample)
+            unusable.append(UnusableAnswer(round=round_index, sample=result.sample,
+                                           reason=(result.error or "no class in the answer")[:300],
+                                           parent=mutation.parent.label if mutation else None,
+                                           change=mutation.kind if mutation else None))
+    return unusable
+
+
 def _sample_report(attempt: Attempt, status: Literal["accepted", "rejected"], published: Published) -> SampleReport:
     return SampleReport(round=attempt.round_index, sample=attempt.sample, temperature=attempt.temperature,
                         status=status, stage_failed=attempt.stage_failed, error=attempt.error[:500],
@@ -453,6 +476,7 @@ def run_session(inputs: SessionInputs, ports: SessionPorts) -> SessionReport:
         valid = [a for a in round_attempts if a is not None]
         unavailable = simulated(spec.name, valid, ports)
         report.transcript += _transcript_entries(round_index, results, round_attempts)
+        report.unusable += _unusable(round_index, results, mutations)
         attempts += valid
         best = select(valid)
         for attempt in valid:

@@ -388,6 +388,10 @@ def test_a_patch_that_does_not_fit_is_refused_with_the_reason() -> None:
     report = run_session(mutant_inputs([parent("kept@11", -0.2)], samples=2, mutants=1), fakes.ports())
     entry = next(e for e in report.transcript if e.get("sample") == 10)
     assert entry["stage_failed"] == "no code" and "holds no method" in entry["error"]
+    # the report keeps it too (the benchmarks' session records read the report, not the transcript)
+    [unusable] = [u for u in report.unusable if u.sample == 10]
+    assert unusable.parent == "kept@11" and unusable.change == "rule" and "holds no method" in unusable.reason
+    assert 10 not in {s.sample for s in report.samples}
 
 
 def test_a_mutant_that_dropped_its_parents_constant_keeps_it_through_the_splice() -> None:
