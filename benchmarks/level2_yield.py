@@ -5,26 +5,28 @@ Each session runs the real Level-2 flow (flows/research.py: explore, specify, be
 checks and sandbox validation, simulated benefit on the trace's surrogate and the synthetic landscapes, selection,
 repairs; stored in the embedded S3 server, logged to MLflow) on a trace recorded from a real meta-run, cut after some
 experiments. Fixtures live in benchmarks/fixtures/level2/<name>/ (spec.json, trace.json, fixture.json); fixture.json
-says whether the trace was used while developing the prompts and autofix rules (`development`) or is held out.
+says whether the trace was used while developing the prompts and autofix rules (`development`) or is held out (the
+newest also hold the metric's spread across seeds at the defaults and at the trace's best, `seed_spread`).
 Development and held-out sessions are reported separately.
 
 Per session: activated or not, the simulated gain with its CI (and per landscape), novelty (the highest similarity
 to any library mechanism, worked example or snippet: mechanisms/novelty.py), seconds; every activated mechanism's
 source is written to DIR/mechanisms/. Sessions are written one file each (DIR/sessions/NNN.json) and skipped when
 present, so a run resumes, and `--shard i/n` runs every n-th session only (several machines or processes).
-Fixtures sort by name (boost_numpy, classify, control, fit_curve, knapsack_ga, mlp_numpy, queue_sim, tinygpt,
-tsp_anneal) and sessions rotate over them, so with `--shard i/9` shard i is fixture i. `--fixtures a,b` plans sessions
-over the named fixtures only (the new held-out ones: with `--fixtures boost_numpy,queue_sim`, shard 0/2 is boost_numpy
-and 1/2 queue_sim); its sessions are numbered afresh, so give each selection its own `--out`.
+Fixtures sort by name (boost_numpy, classify, control, fit_curve, jobshop_sched, knapsack_ga, mlp_numpy, queue_sim,
+rff_ridge, tinygpt, tsp_anneal) and sessions rotate over them, so with `--shard i/11` shard i is fixture i.
+`--fixtures a,b` plans sessions over the named fixtures only (the newest held-out ones: with
+`--fixtures jobshop_sched,rff_ridge`, shard 0/2 is jobshop_sched and 1/2 rff_ridge); its sessions are numbered afresh,
+so give each selection its own `--out`.
 
     python benchmarks/level2_yield.py --sessions 12 [--model local/qwen2.5-coder-1.5b] [--out DIR] [--shard 0/2]
-    python benchmarks/level2_yield.py --fixtures boost_numpy,queue_sim --sessions 10 --out DIR [--shard 0/2]
+    python benchmarks/level2_yield.py --fixtures jobshop_sched,rff_ridge --sessions 10 --out DIR [--shard 0/2]
     python benchmarks/level2_yield.py --scripted --sessions 3 --out DIR   # wiring check with the scripted provider
 
 With `--real-gain`, every activated session on a fast workload (benchmarks/real_gain.py: control, fit_curve,
-tsp_anneal, knapsack_ga, mlp_numpy, queue_sim, boost_numpy) also gets its next generation trained with and without the
-mechanism, on paired seeds, with the same non-LLM proposer in both arms; the per-session `real_gain` field and the
-summary's columns report it.
+tsp_anneal, knapsack_ga, mlp_numpy, queue_sim, boost_numpy, jobshop_sched, rff_ridge) also gets its next generation
+trained with and without the mechanism, on paired seeds, with the same non-LLM proposer in both arms; the per-session
+`real_gain` field and the summary's columns report it.
 """
 
 from __future__ import annotations
@@ -374,7 +376,7 @@ def main() -> None:
     parser.add_argument("--shard", default="0/1", help="i/n: run sessions whose number is i modulo n")
     parser.add_argument("--real-gain", action="store_true", help="train the next generation with and without each "
                         "activated mechanism (fast workloads only: control, fit_curve, tsp_anneal, knapsack_ga, "
-                        "mlp_numpy, queue_sim, boost_numpy)")
+                        "mlp_numpy, queue_sim, boost_numpy, jobshop_sched, rff_ridge)")
     parser.add_argument("--fixtures", default=None, help="comma list of fixture names: plan sessions over these only "
                         "(default: all; numbered afresh, so use its own --out)")
     parser.add_argument("--real-pairs", type=int, default=1, help="paired seeds per session for --real-gain")

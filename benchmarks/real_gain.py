@@ -30,7 +30,8 @@ from search.trace import GenerationEnd, Trace
 ROOT = Path(__file__).resolve().parents[1]
 FAST_WORKLOADS = ("examples/control/train.py", "examples/fit_curve/train.py",  # about a second per training
                   "examples/tsp_anneal/train.py", "examples/knapsack_ga/train.py", "examples/mlp_numpy/train.py",
-                  "examples/queue_sim/train.py", "examples/boost_numpy/train.py")
+                  "examples/queue_sim/train.py", "examples/boost_numpy/train.py",
+                  "examples/jobshop_sched/train.py", "examples/rff_ridge/train.py")
 ARM_TIMEOUT_S = 1800.0
 SECRET_SETTINGS = {"s3_access_key", "s3_secret_key"}
 
