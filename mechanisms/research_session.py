@@ -13,7 +13,8 @@ CI lies entirely below 0 and whose mean is at least a tenth of the noise floor (
 gain at 16 seeds is simulated on to 64 before that is judged) and which is significantly harmful on no synthetic landscape
 (no CI entirely above 0: search/landscapes.py) is activated. A live sample without that is rejected at the `benefit`
 stage, with its numbers. Repairs start from the sample that got furthest, one sample per round, for a bounded
-number of rounds; they end early when a round got no sample further (the next round would ask the same question).
+number of rounds, while no sample is live: a live sample without gain is not repaired (measured: its repairs behaved
+as before or broke), and repairs end early when a round got no sample further (the next round would ask the same).
 """
 
 from __future__ import annotations
@@ -505,6 +506,11 @@ def run_session(inputs: SessionInputs, ports: SessionPorts) -> SessionReport:
         report.verdict = f"rejected at {start.stage_failed}: {start.error[:300]}"
         if unavailable is not None:
             report.verdict = f"rejected at {BENEFIT}: no simulation possible on this trace ({unavailable})"
+            return report
+        if start.stage_failed == BENEFIT:
+            # A live sample without simulated gain is not repaired: of 22 such repairs in the committed yield and
+            # speed runs, 16 behaved exactly like a sample before them (the same simulated outcome in every seed),
+            # 6 broke and none gained (benchmarks/results/level2-repairs). Repairs are for samples that are not live.
             return report
         if start is started_from:
             # The last repair got no sample further, so the next one would ask the very same question; at the repair

@@ -175,18 +175,25 @@ def test_the_session_activates_the_beneficial_sample_and_publishes_every_checked
     assert report.samples[0].simulated.delta == 0.02 and report.rounds == 1 and len(fakes.generated) == 1
 
 
-def test_all_inert_samples_are_repaired_from_the_live_one_with_its_numbers_then_the_session_gives_up() -> None:
-    fakes = Fakes([["inert", "broken"], ["inert2"], ["inert3"]],
-                  {"inert": valid(), "inert2": valid(), "inert3": valid(), "broken": failed("smoke")},
-                  {"inert": gain(0.0, high=0.0), "inert2": gain(0.0, high=0.0), "inert3": gain(0.0, high=0.0)})
+def test_a_live_sample_without_gain_is_not_repaired_the_session_ends_with_its_numbers() -> None:
+    fakes = Fakes([["inert", "broken"], ["inert2"]],
+                  {"inert": valid(), "inert2": valid(), "broken": failed("smoke")},
+                  {"inert": gain(0.0, high=0.0), "inert2": gain(0.0, high=0.0)})
     report = run_session(INPUTS.__class__(**{**INPUTS.__dict__, "samples": 2}), fakes.ports())
-    # the repair got no further (live, no gain again): the next round would ask the same, so the session gives up
-    assert report.accepted is None and report.rounds == 2
-    assert [round_index for round_index, _, _ in fakes.generated] == [0, 1]
-    repair_prompt = "\n".join(m["content"] for m in fakes.generated[1][1])
-    assert "# inert" in repair_prompt and "changed no simulated outcome" in repair_prompt  # the live one's numbers
+    # the furthest sample is live without gain: no repair round (benchmarks/results/level2-repairs)
+    assert report.accepted is None and report.rounds == 1
+    assert [round_index for round_index, _, _ in fakes.generated] == [0]
     assert report.verdict.startswith("rejected at benefit: benefit stage failed: live, but it changed no simulated")
-    assert all(s.status == "rejected" for s in report.samples) and len(report.samples) == 3
+    assert all(s.status == "rejected" for s in report.samples) and len(report.samples) == 2
+
+
+def test_a_repair_that_gets_no_sample_further_ends_the_session() -> None:
+    fakes = Fakes([["a"], ["b"], ["c"]], {"a": failed("smoke"), "b": failed("smoke"), "c": valid()},
+                  {"c": gain(-0.02)})
+    report = run_session(INPUTS.__class__(**{**INPUTS.__dict__, "samples": 1}), fakes.ports())
+    # the repair failed at smoke again: the next round would ask the same question, so the session gives up
+    assert report.accepted is None and report.rounds == 2 and len(fakes.generated) == 2
+    assert report.verdict.startswith("rejected at smoke")
 
 
 def test_all_invalid_samples_are_never_simulated_and_repair_starts_from_the_furthest() -> None:
@@ -199,8 +206,7 @@ def test_all_invalid_samples_are_never_simulated_and_repair_starts_from_the_furt
 
 
 def test_a_repair_that_shows_benefit_is_activated_in_its_round() -> None:
-    fakes = Fakes([["inert"], ["fixed"]], {"inert": valid(), "fixed": valid()},
-                  {"inert": gain(0.0, high=0.0), "fixed": gain(-0.02)})
+    fakes = Fakes([["broken"], ["fixed"]], {"broken": failed("smoke"), "fixed": valid()}, {"fixed": gain(-0.02)})
     report = run_session(INPUTS, fakes.ports())
     assert report.accepted is not None and report.accepted.round == 1 and report.rounds == 2
     assert fakes.published == [(0, "rejected"), (100, "accepted")]
