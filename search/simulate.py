@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field, field_validator
 from search.active_set import LandscapeGain, SimulatedGain
 from search.config import SearchConfig
 from search.context import DecisionPoint
-from search.hooks import Hooks
+from search.hooks import Hooks, PlanAdvice
 from search.iteration import Candidate, ProposalBatch, ProposalRequest, run_iteration
 from search.landscapes import LANDSCAPES, mapped, relabelled
 from search.space import CandidateError, SearchSpace
@@ -52,8 +52,9 @@ class SimulationSettings(BaseModel):
     extra_offers: int = Field(0, ge=0, le=3, description="Candidates the stand-in offers beyond those asked for: the "
                               "hybrid proposer adds the optimiser's suggestions the LLM did not take "
                               "(tasks/propose.py), so a screen hook has a choice live even when one is asked for.")
-    asks_honoured: bool = Field(True, description="The proposer offers as many candidates as a plan asks for (the "
-                                "LLM does); the optimiser arms (tpe, random, cmaes) offer one whatever is asked.")
+    asks_honoured: bool = Field(True, description="The proposer follows a plan's advice: as many candidates as asked "
+                                "for, its focus and avoid (the LLM does); the optimiser arms (tpe, random, cmaes) "
+                                "ignore the advice and offer one candidate.")
     landscapes: tuple[str, ...] = Field(tuple(LANDSCAPES), description="Synthetic landscapes simulated besides the "
                                         "trace's surrogate (search/landscapes.py).")
 
@@ -80,7 +81,8 @@ class RecordedMoves:
     """The stand-in for the LLM: moves shaped like the trace's own proposals. It changes a set of parameters the
     trace's proposer once changed together (most of the time; otherwise 1..max_changes random editable ones), each
     to a nearby valid value (x2^±k on log scales, k tenths of the range otherwise, another choice). It honours a
-    plan's focus/avoid and n_candidates; guidance text cannot be simulated. Chosen over the hybrid's optimiser
+    plan's focus/avoid and n_candidates when the run's proposer does (the LLM; an optimiser ignores the advice:
+    search/tpe_proposal.py); guidance text cannot be simulated. Chosen over the hybrid's optimiser
     (TPE refits a study per decision: 50-100x slower, and unlike the LLM it models the trace) and over recorded
     absolute values (from another current point they are mostly repeats). Deterministic per decision point, so both
     arms of a seed draw alike."""
@@ -99,8 +101,9 @@ class RecordedMoves:
     def __call__(self, request: ProposalRequest) -> ProposalBatch:
         rng = random.Random(request.point.hook_seed * 7919 + request.screen_round)
         editable = {spec.name: spec for spec in request.space.editable(request.point.config.frozen)}
-        allowed = [name for name in editable if name not in set(request.advice.avoid)]
-        focus = [name for name in request.advice.focus if name in allowed]
+        advice = request.advice if self.asks_honoured else PlanAdvice()
+        allowed = [name for name in editable if name not in set(advice.avoid)]
+        focus = [name for name in advice.focus if name in allowed]
         batch = ProposalBatch()
         if not allowed:
             batch.errors.append("every parameter is frozen or avoided")

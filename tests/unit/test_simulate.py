@@ -130,6 +130,13 @@ def test_the_stand_in_offers_what_the_runs_proposer_would() -> None:
     assert len(RecordedMoves(TRACE)(asked_two).candidates) == 2  # the LLM proposes as many as asked
     assert len(RecordedMoves(TRACE, extra_offers=1)(asked_two).candidates) == 3  # + the hybrid's untaken suggestion
     assert len(RecordedMoves(TRACE, asks_honoured=False)(asked_two).candidates) == 1  # an optimiser arm offers one
+    # ... and ignores a plan's focus and avoid, as search/tpe_proposal.py does
+    focused = request_for(TRACE, SPACE, advice=PlanAdvice(focus=["OPT"], avoid=["LR", "DEPTH"], n_candidates=1))
+    assert [set(c.changes) for c in RecordedMoves(TRACE)(focused).candidates] == [{"OPT"}]
+    ignored = [RecordedMoves(TRACE, asks_honoured=False)(focused.model_copy(update={"screen_round": draw}))
+               for draw in range(12)]
+    assert any(set(c.changes) != {"OPT"} for batch in ignored for c in batch.candidates)
+    assert any({"LR", "DEPTH"} & set(c.changes) for batch in ignored for c in batch.candidates)
 
 
 def test_the_simulation_settings_follow_the_meta_runs_proposer() -> None:
