@@ -146,7 +146,7 @@ def research(spec: MetaRunSpec, res: Resources, *, generation: int, trace: Trace
                            population=tuple(load_population(
                                res.store, res.settings.runs_dir,
                                only_meta_run=spec.meta_run_id if spec.population == "own" else None)),
-                           mutants=spec.research_mutants)
+                           mutants=spec.research_mutants, proposer=spec.proposer)
     report = run_session(inputs, _ports(spec, res, generation, trace, active, run_id))
     return _recorded(spec, res, generation, active, run_id, stats, report)
 

@@ -230,6 +230,7 @@ class SessionInputs:
     repairs: int = 2
     population: tuple[Parent, ...] = ()  # the parents mutants start from, in order (mechanisms/population.py)
     mutants: int = 0  # first-round samples that are mutants (at most half the samples)
+    proposer: str = ""  # who proposes in the run (search/run_spec.Proposer): which hooks can change its decisions
 
 
 @dataclass(frozen=True)
@@ -327,7 +328,7 @@ def specification(inputs: SessionInputs, ports: SessionPorts, transcript: list[d
     """The two JSON rounds: the weakness the trace statistics reveal with an idea to fix it, then its specification."""
     messages = explore_messages(api_text=API_TEXT, loop_source=LOOP_TEXT, active=inputs.active, stats=inputs.stats,
                                 workload_text=inputs.workload_text, program=inputs.program,
-                                objective_text=inputs.objective_text)
+                                objective_text=inputs.objective_text, proposer=inputs.proposer)
     explore = ports.ask_round("explore", messages)
     usage = explore.usage
     transcript += explore.transcript

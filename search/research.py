@@ -46,6 +46,22 @@ OUT_OF_REACH = (
     "fixed parameters: the system sets them. It can only choose which values of the editable parameters are tried "
     "(propose, plan), which candidate trains (screen) and what is kept (accept)."
 )
+OPTIMISERS = {"tpe": "TPE (Optuna)", "cmaes": "CMA-ES (Optuna)", "random": "random search"}
+
+
+def proposer_note(proposer: str) -> str:
+    """Which hooks can change this run's decisions, by who proposes: an optimiser ignores a plan's advice
+    (search/tpe_proposal.py, search/random_proposal.py), so a mechanism that only plans is inert there."""
+    if proposer in OPTIMISERS:
+        return (f"In this run the candidates come from {OPTIMISERS[proposer]}, an optimiser that ignores a plan's "
+                "advice (guidance, focus, avoid, n_candidates, temperature): plan has no effect here. A mechanism "
+                "changes this run's decisions through propose (its candidates go on the table beside the "
+                "optimiser's one), screen (which of them trains) and accept.")
+    extra = " plus the optimiser's suggestion the LLM did not take" if proposer == "hybrid" else ""
+    return (f"In this run the candidates come from the LLM{extra}; the LLM follows a plan's advice (guidance, focus, "
+            "avoid, n_candidates, temperature), so every hook can change its decisions.")
+
+
 # A repair of an inert sample gets the shape of a live hook, not only the advice to have one.
 LIVE_PROPOSE = """    def propose(self, ctx):
         names = h.untried(ctx) or h.editable(ctx)          # or the parameters your idea is about
@@ -223,12 +239,14 @@ def shared_prefix(api_text: str, loop_source: str = LOOP_TEXT) -> str:
 
 
 def explore_messages(*, api_text: str, loop_source: str, active: list[tuple[str, str]], stats: dict[str, Any],
-                     workload_text: str, program: str = "", objective_text: str = "") -> list[dict[str, str]]:
+                     workload_text: str, program: str = "", objective_text: str = "",
+                     proposer: str = "") -> list[dict[str, str]]:
     active_text = "\n\n".join(f"# active mechanism {name}\n{source}" for name, source in active) or "(none active)"
     direction = program.strip()[:1500]
     content = shared_prefix(api_text, loop_source) + "\n".join([
         *([f"Research direction from the user: {direction}", ""] if direction else []),
         f"The loop optimises: {workload_text}",
+        *([proposer_note(proposer)] if proposer else []),
         "",
         "Mechanisms active now:",
         active_text,

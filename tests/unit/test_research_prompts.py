@@ -108,6 +108,20 @@ def test_the_explore_prompt_says_what_a_mechanism_cannot_change_and_asks_for_one
     assert "the one weakness" in explore[-1]["content"] and "lower loss" in explore[-1]["content"]
 
 
+def test_the_explore_prompt_says_which_hooks_can_change_the_runs_decisions_under_its_proposer() -> None:
+    from search.research import explore_messages
+
+    def prompt(proposer: str) -> str:
+        return explore_messages(api_text="api", loop_source="loop", active=[], stats={}, workload_text="w",
+                                proposer=proposer)[-1]["content"]
+
+    for optimiser in ("tpe", "cmaes", "random"):  # they ignore a plan's advice (search/tpe_proposal.py)
+        assert "plan has no effect here" in prompt(optimiser) and "propose" in prompt(optimiser)
+    assert "so every hook can change" in prompt("llm") and "plan has no effect" not in prompt("hybrid")
+    assert "the optimiser's suggestion the LLM did not take" in prompt("hybrid")
+    assert "candidates come from" not in prompt("")  # callers that do not say keep the old prompt
+
+
 # -- one shared prompt prefix -----------------------------------------------------------------------------------
 # Each Level-2 prompt used to start differently after the system text, so the local model evaluated the ~1,100
 # tokens of API and loop text again for explore, the fresh samples and each mutant. They now start alike.
