@@ -9,6 +9,7 @@ Every function takes plain dicts and lists (the ctx, an experiment view) and ret
 
 import json
 import math
+import random
 
 __all__ = [
     "config_key",
@@ -154,9 +155,20 @@ def _as_kind(spec, number):
     return float(number)
 
 
+def _random_source(ctx, rng):
+    """`rng` when it is a random generator; for a number (the local model's commonest slip: `random.random()` passed
+    as the rng) or None, a generator seeded with it and the hook's seed, so the value stays deterministic."""
+    if hasattr(rng, "random") and hasattr(rng, "choice"):
+        return rng
+    seed = rng if isinstance(rng, (int, float)) and not isinstance(rng, bool) else None
+    return random.Random(f"{ctx.get('seed', 0)}:{seed}")
+
+
 def neighbour(ctx, name, rng, value=None, scale=1.0):
     """A valid value of parameter `name` near `value` (default: its current value): doubled or halved on a log
-    scale, a tenth of the range otherwise (times `scale`); another choice; the other bool. None if there is none."""
+    scale, a tenth of the range otherwise (times `scale`); another choice; the other bool. None if there is none.
+    `rng` is a random.Random (a number is taken as its seed)."""
+    rng = _random_source(ctx, rng)
     spec = param(ctx, name)
     if spec is None:
         return None
@@ -188,7 +200,9 @@ def neighbour(ctx, name, rng, value=None, scale=1.0):
 
 
 def random_value(ctx, name, rng):
-    """A value of parameter `name` drawn uniformly from its range (log-uniformly on a log scale); None if unknown."""
+    """A value of parameter `name` drawn uniformly from its range (log-uniformly on a log scale); None if unknown.
+    `rng` is a random.Random (a number is taken as its seed)."""
+    rng = _random_source(ctx, rng)
     spec = param(ctx, name)
     if spec is None:
         return None
