@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from search.hooks import (
     HOOKS,
     MAX_GUIDANCE_CHARS,
+    MAX_PROPOSED,
     MAX_REASON_CHARS,
     PlanAdvice,
     ProposeAnswer,
@@ -96,7 +97,9 @@ def parse_plan(answer: Any) -> PlanAdvice | None:
 
 
 def parse_propose(answer: Any) -> ProposeAnswer | None:
-    """A list of candidates, one candidate dict, or {"candidates": [...], "skip_llm": bool}."""
+    """A list of candidates, one candidate dict, or {"candidates": [...], "skip_llm": bool}. Candidates beyond the
+    first MAX_PROPOSED are dropped, not refused: a propose that offers one candidate per parameter is a usable
+    answer (the local model's; it quarantined a live mechanism in level2-yield-4)."""
     if answer is None:
         return None
     if isinstance(answer, dict) and "changes" in answer:
@@ -106,6 +109,8 @@ def parse_propose(answer: Any) -> ProposeAnswer | None:
     if not isinstance(answer, dict):
         raise HookAnswerError(f"propose must return a list of candidates, a candidate dict or None, got "
                               f"{type(answer).__name__}")
+    if isinstance(answer.get("candidates"), list) and len(answer["candidates"]) > MAX_PROPOSED:
+        answer = {**answer, "candidates": answer["candidates"][:MAX_PROPOSED]}
     try:
         parsed = ProposeAnswer.model_validate(answer)
     except ValidationError as error:

@@ -1,4 +1,4 @@
-"""The mechanisms' trusted helpers (mechanisms/helpers.py) tolerate the local model's commonest slip with them."""
+"""The mechanisms' trusted helpers (mechanisms/helpers.py) and the propose parser tolerate the local model's commonest slips."""
 
 from __future__ import annotations
 
@@ -25,3 +25,19 @@ def test_a_number_passed_as_the_rng_seeds_one_and_the_value_is_valid_and_determi
 def test_a_random_generator_is_used_as_given() -> None:
     assert h.neighbour(CTX, "DEPTH", random.Random(1)) == h.neighbour(CTX, "DEPTH", random.Random(1))
     assert h.random_value(CTX, "OPT", random.Random(2)) in ("adam", "sgd", "lion")
+
+
+def test_a_propose_answer_with_more_candidates_than_allowed_keeps_the_first_ones() -> None:
+    from mechanisms.api import HookAnswerError, parse_propose
+    from search.hooks import MAX_PROPOSED
+
+    many = [h.candidate("DEPTH", depth, f"depth {depth}") for depth in range(1, 11)]  # one per value: 10
+    parsed = parse_propose(many)
+    assert parsed is not None and [c.changes["DEPTH"] for c in parsed.candidates] == list(range(1, MAX_PROPOSED + 1))
+    assert parse_propose({"candidates": many, "skip_llm": True}).skip_llm  # type: ignore[union-attr]
+    try:
+        parse_propose([{"changes": {"DEPTH": 2}, "reason": "r", "extra": 1}])
+    except HookAnswerError as error:  # garbage is still refused
+        assert "propose returned" in str(error)
+    else:
+        raise AssertionError("an unknown key was accepted")
