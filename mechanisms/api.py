@@ -119,9 +119,17 @@ def parse_propose(answer: Any) -> ProposeAnswer | None:
     return parsed if parsed.candidates else None
 
 
-def parse_screen(answer: Any, n_candidates: int) -> ScreenVerdict | None:
+def parse_screen(answer: Any, n_candidates: int, candidates: list[dict[str, Any]] | None = None) -> ScreenVerdict | None:
+    """{"choose": i} or {"reject": True, "reason": str}; also, as the local model writes them, a bare index and one of
+    `candidates` itself (the one it chose: a level2-yield-4 screen returned the candidate, not its index)."""
     if answer is None:
         return None
+    if isinstance(answer, int) and not isinstance(answer, bool):
+        answer = {"choose": answer}
+    elif isinstance(answer, dict) and "changes" in answer and candidates:
+        chosen = [i for i, c in enumerate(candidates) if isinstance(c, dict) and c.get("changes") == answer["changes"]]
+        if chosen:
+            answer = {"choose": chosen[0]}
     if not isinstance(answer, dict):
         raise HookAnswerError(f"screen must return a dict or None, got {type(answer).__name__}")
     try:

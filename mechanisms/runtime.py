@@ -229,7 +229,7 @@ class MechanismRuntime:
                 answered, value = self._call(slot, "screen", [ctx, candidates], ctx)
                 if not answered:
                     continue
-                verdict = self._parsed(slot, "screen", ctx, lambda v: parse_screen(v, len(candidates)), value)
+                verdict = self._parsed(slot, "screen", ctx, lambda v: parse_screen(v, len(candidates), candidates), value)
                 if verdict is None:
                     continue
                 if verdict.reject or (verdict.choose or 0) != 0:

@@ -41,3 +41,17 @@ def test_a_propose_answer_with_more_candidates_than_allowed_keeps_the_first_ones
         assert "propose returned" in str(error)
     else:
         raise AssertionError("an unknown key was accepted")
+
+
+def test_a_screen_answer_given_as_an_index_or_as_the_chosen_candidate_is_read_as_that_choice() -> None:
+    from mechanisms.api import HookAnswerError, parse_screen
+
+    candidates = [{"changes": {"DEPTH": 2}, "hypothesis": "a"}, {"changes": {"DEPTH": 6}, "hypothesis": "b"}]
+    assert parse_screen(1, 2, candidates).choose == 1  # type: ignore[union-attr]
+    assert parse_screen({"changes": {"DEPTH": 6}, "reason": "deeper"}, 2, candidates).choose == 1  # type: ignore[union-attr]
+    for wrong in ({"changes": {"DEPTH": 9}}, 5, True):  # no such candidate, out of range, not an index
+        try:
+            parse_screen(wrong, 2, candidates)
+        except HookAnswerError:
+            continue
+        raise AssertionError(f"{wrong!r} was accepted")
