@@ -509,8 +509,8 @@ def run_session(inputs: SessionInputs, ports: SessionPorts) -> SessionReport:
             report.verdict = f"rejected at {BENEFIT}: no simulation possible on this trace ({unavailable})"
             return report
         if start.stage_failed == BENEFIT:
-            # A live sample without simulated gain is not repaired: of 22 such repairs in the committed yield and
-            # speed runs, 16 behaved exactly like a sample before them (the same simulated outcome in every seed),
+            # A live sample without simulated gain is not repaired: of 27 such repairs in the committed yield and
+            # speed runs, 21 behaved exactly like a sample before them (the same simulated outcome in every seed),
             # 6 broke and none gained (benchmarks/results/level2-repairs). Repairs are for samples that are not live.
             return report
         if start is started_from:
