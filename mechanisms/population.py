@@ -9,6 +9,7 @@ import ast
 from pydantic import BaseModel, Field
 
 from mechanisms.library import model_entries
+from search.research import HOLE
 
 MAX_CREDITED = 3  # earlier runs' mechanisms in a population: the best few, so the prompt stays one parent long
 MAX_LINEAGE_PARENTS = 16  # infra.store.MAX_PARENTS: a version's metadata names at most this many parents
@@ -82,9 +83,6 @@ def build_population(credited: list[Parent], limit: int = MAX_CREDITED) -> list[
         if len(chosen) < limit and all(parent.source != c.source for c in chosen):
             chosen.append(parent)
     return [*chosen, *library_parents()]
-
-
-HOLE = "...  # your new body"
 
 
 def with_holes(source: str, methods: list[str]) -> str:

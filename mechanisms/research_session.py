@@ -30,7 +30,7 @@ from mechanisms.api import API_TEXT, HOOK_DOCS
 from mechanisms.autofix import autofix
 from mechanisms.library import list_library, model_entries
 from mechanisms.population import HOLE, Mutation, Parent, mutant_count, plan_mutations, unchanged, with_holes
-from mechanisms.splice import SpliceError, splice
+from mechanisms.splice import SpliceError, only_holes, splice
 from mechanisms.validate import STAGES
 from search.active_set import MIN_GAIN_OF_NOISE
 from search.research import (
@@ -311,6 +311,14 @@ def spliced(result: CodeResult, base_source: str, spec: SpecifyAnswer) -> CodeRe
     return result.model_copy(update={"code": patched.code})
 
 
+def filled(results: list[CodeResult]) -> list[CodeResult]:
+    """Fresh samples, with one that gave the skeleton back (every hook body still a hole) refused like an answer
+    without a class: checking it would cost a replay to find it inert."""
+    return [r.model_copy(update={"code": None, "error": "the answer left the body of every hook as `...`: write the "
+                                                        "body of each hook"})
+            if r.code is not None and only_holes(r.code) else r for r in results]
+
+
 def select(attempts: list[Attempt]) -> Attempt | None:
     """The sample to activate: valid, live, simulated to beat the current search (CI entirely below 0 on the trace's
     surrogate) and harmful on no synthetic landscape, with the best (most negative) mean Δ on the surrogate; ties go
@@ -390,7 +398,7 @@ def drawn(inputs: SessionInputs, ports: SessionPorts, spec: SpecifyAnswer, promp
     population = list(inputs.population)
     count = mutant_count(inputs.samples, inputs.mutants, population) if ports.mutate is not None else 0
     plan = plan_mutations(population, count, spec.hooks)
-    results = ports.generate(0, prompt, inputs.samples - len(plan))
+    results = filled(ports.generate(0, prompt, inputs.samples - len(plan)))
     mutations: dict[int, Mutation] = {}
     for k, mutation in enumerate(plan):
         sample = MUTANT_SAMPLE + k
@@ -468,7 +476,7 @@ def run_session(inputs: SessionInputs, ports: SessionPorts) -> SessionReport:
             results = [spliced(ports.mutate(round_index, messages, 0), started_from.code, spec)]
             mutations = {r.sample: repaired for r in results}
         else:
-            results = ports.generate(round_index, messages, REPAIR_SAMPLES)
+            results = filled(ports.generate(round_index, messages, REPAIR_SAMPLES))
             mutations = {}
         report.usage = sum((r.usage for r in results), report.usage)
         round_attempts = checked(spec.name, results, round_index, ports, mutations)

@@ -111,6 +111,18 @@ def _hole(node: ast.stmt) -> bool:
         and body[0].value.value is Ellipsis
 
 
+def only_holes(source: str) -> bool:
+    """Whether a fresh sample's answer is the skeleton given back: every method but __init__ still a hole (`...`).
+    A hole left in some hooks only is a hook without an opinion (`...` returns None), not a refusal."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False  # the checks after this say what is wrong with it
+    methods = [n for c in tree.body if isinstance(c, ast.ClassDef) for n in c.body
+               if isinstance(n, _Def.__args__) and n.name != "__init__"]  # type: ignore[attr-defined]
+    return bool(methods) and all(_hole(n) for n in methods)
+
+
 def _bound(node: ast.Import | ast.ImportFrom) -> set[str]:
     return {alias.asname or alias.name.split(".")[0] for alias in node.names}
 

@@ -275,6 +275,10 @@ def specify_messages(history: list[dict[str, str]], idea: Idea) -> list[dict[str
 
 
 HOOK_ORDER = ("plan", "propose", "screen", "accept", "observe")
+# Where the model writes a body: in the skeleton of a fresh sample, and where a mutant's rewritten methods were. A
+# skeleton whose bodies read `return None` came back unchanged in 7 of 20 fresh first-round samples
+# (benchmarks/results/skeleton-echo), as a parent shown whole did for mutants (benchmarks/results/mutant-probe).
+HOLE = "...  # your new body"
 SAMPLE_TEMPERATURES = (0.2, 0.5, 0.8, 1.0)
 
 
@@ -284,7 +288,8 @@ def class_name(name: str) -> str:
 
 
 def skeleton(spec: SpecifyAnswer, hook_docs: dict[str, tuple[str, str]]) -> str:
-    """The class to complete: imports, name, __init__ and the chosen hooks, each documented and returning None."""
+    """The class to complete: imports, name, __init__ and the chosen hooks, each documented, with a hole (HOLE) for
+    its body."""
     hooks = [hook for hook in HOOK_ORDER if hook in spec.hooks]
     if "observe" not in hooks and spec.state.strip():
         hooks.append("observe")  # state is kept up to date in observe
@@ -296,7 +301,7 @@ def skeleton(spec: SpecifyAnswer, hook_docs: dict[str, tuple[str, str]]) -> str:
              "        self.state = {}"]
     for hook in hooks:
         signature, doc = hook_docs[hook]
-        lines += ["", f"    {signature}", f'        """{short_doc(hook, doc)}"""', "        return None"]
+        lines += ["", f"    {signature}", f'        """{short_doc(hook, doc)}"""', f"        {HOLE}"]
     return "\n".join(lines) + "\n"
 
 

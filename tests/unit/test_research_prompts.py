@@ -8,6 +8,7 @@ import pytest
 from mechanisms.api import HOOK_DOCS
 from search.research import (
     CODE_STOP,
+    HOLE,
     MAX_STATE_NAMES,
     SpecifyAnswer,
     decode_code_answer,
@@ -35,7 +36,9 @@ def test_the_skeleton_shows_the_state_names_and_one_body_per_hook() -> None:
     spec = SpecifyAnswer(name="m", hooks=["propose"], state=LOOPING_STATE, behaviour="b")
     text = skeleton(spec, HOOK_DOCS)
     assert "current_trace_value" in text and text.count("current_trace_value") == 1
-    assert text.count("return None") == 2  # propose, and observe (added because there is state)
+    # a hole per body, propose and observe (added because there is state): with `return None` there, the skeleton
+    # came back unchanged in 7 of 24 fresh samples
+    assert text.count(HOLE) == 2 and "return None" not in text
 
 
 def test_the_skeleton_points_to_the_hook_contracts_instead_of_repeating_them() -> None:

@@ -387,6 +387,23 @@ def test_a_mutant_answered_as_a_patch_keeps_what_it_did_not_repeat() -> None:
     assert "def observe(self, ctx, result)" in source and "class Probe:" in source and 'name = "probe"' in source
 
 
+def test_a_fresh_sample_that_gives_the_skeleton_back_is_refused_unchecked_and_a_partly_filled_one_is_checked() -> None:
+    from mechanisms.api import HOOK_DOCS
+    from search.research import SpecifyAnswer, skeleton
+
+    spec = SpecifyAnswer(name="probe", hooks=["propose", "plan"], state="seen", behaviour="b")
+    given_back = skeleton(spec, HOOK_DOCS)
+    # plan written, propose and observe left as holes (the last comment is the fakes' tag)
+    partly = given_back.replace(HOLE, "return None", 1) + "    # partly\n"
+    fakes = Fakes([[]], {"partly": valid()}, {"partly": gain(0.0, high=0.0)})
+    fakes.generate = lambda r, m, n: [CodeResult(sample=0, temperature=0.2, code=given_back),  # type: ignore[method-assign]
+                                      CodeResult(sample=1, temperature=0.5, code=partly)][:n]
+    report = run_session(INPUTS.__class__(**{**INPUTS.__dict__, "samples": 2}), fakes.ports())
+    assert [s.sample for s in report.samples] == [1]  # only the partly filled one was validated
+    [unusable] = report.unusable
+    assert unusable.sample == 0 and "every hook as `...`" in unusable.reason
+
+
 def test_a_patch_that_does_not_fit_is_refused_with_the_reason() -> None:
     fakes = MutantFakes({10: None}, [["fresh"]], {"fresh": failed("policy")}, {})
     fakes.mutate = lambda r, m, sample: CodeResult(sample=sample, temperature=0.5,  # type: ignore[method-assign]
