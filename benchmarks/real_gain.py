@@ -33,6 +33,8 @@ FAST_WORKLOADS = ("examples/control/train.py", "examples/fit_curve/train.py",  #
                   "examples/queue_sim/train.py", "examples/boost_numpy/train.py",
                   "examples/jobshop_sched/train.py", "examples/rff_ridge/train.py")
 ARM_TIMEOUT_S = 1800.0
+REMEASURE_SEEDS = 5  # fresh seeds each arm's final best configuration is trained again on (the quality measure)
+SEED_NAME = "SEED"  # the block parameter the fixtures' scripts draw their randomness from (fixed during a run)
 SECRET_SETTINGS = {"s3_access_key", "s3_secret_key"}
 
 
@@ -89,10 +91,51 @@ def run_arm(spec: MetaRunSpec, trace: Trace, settings: Settings, state: Path, *,
     new = [e for e in after.decided if e.generation == generation]
     launches = [json.loads(line) for line in arm_settings.launch_log.read_text().splitlines()] \
         if arm_settings.launch_log.exists() else []
-    return {"best": after.state().best.value, "generation_best": after.objective.best(e.measured for e in new),
+    return {"best": after.state().best.value, "best_config": after.state().best.config,
+            "generation_best": after.objective.best(e.measured for e in new),
             "experiments": len(new),
             "proposed_by": sorted({e.proposed_by for e in new}),
             "trained": len(launches), "launch_seeds": sorted({int(entry["seed"]) for entry in launches})}
+
+
+def remeasured(spec: MetaRunSpec, config: dict[str, Any], settings: Settings, workdir: Path,
+               seeds: int = REMEASURE_SEEDS) -> list[float | None]:
+    """`config` trained again with SEED set to `seeds` fresh values (the fixtures fix SEED during a run, so a run's
+    best value carries its seed's luck): their mean estimates the configuration's own quality, what the simulation
+    scores (the surrogate's noiseless value of the configuration an arm calls best). None for a failed training."""
+    from workloads.registry import load_workload
+
+    workload_ref = spec.workload.model_copy(update={
+        "reference": str(ROOT / spec.workload.reference) if (ROOT / spec.workload.reference).is_file()
+        else spec.workload.reference,
+        "fixed": [name for name in spec.workload.fixed if name != SEED_NAME]})
+    workload = load_workload(workload_ref, settings.model_copy(update={"state_dir": workdir}))
+    seed_spec = next((p for p in workload.space.params if p.name == SEED_NAME), None)
+    if seed_spec is None or seed_spec.high is None:
+        raise ValueError(f"{spec.workload.reference} has no bounded {SEED_NAME} parameter to re-measure with")
+    values: list[float | None] = []
+    for k in range(seeds):
+        seed = int(seed_spec.high) - k  # the top of its range: far from the fixtures' own SEED (0)
+        source = workload.source_for({**config, SEED_NAME: seed})
+        outcome = workload.run(source, spec.budget, seed, workdir / f"seed-{seed}", timeout_s=ARM_TIMEOUT_S)
+        values.append(outcome.value if outcome.ok else None)
+    return values
+
+
+def quality(trace: Trace, spec: MetaRunSpec, without: dict[str, Any], with_it: dict[str, Any], settings: Settings,
+            workdir: Path) -> dict[str, Any]:
+    """The paired quality Δ of the two arms' final best configurations: their re-measured means (exactly 0, with no
+    training, when both arms end on the same configuration, the usual case when neither beat the trace)."""
+    if without["best_config"] == with_it["best_config"]:
+        return {"quality_delta": 0.0, "remeasured": None}
+    try:
+        arms = {arm: remeasured(spec, result["best_config"], settings, workdir / f"remeasure-{arm}")
+                for arm, result in (("without", without), ("with", with_it))}
+    except ValueError as error:  # a workload without a SEED to vary: the other two measures still stand
+        return {"quality_delta": None, "remeasured": None, "quality_error": str(error)}
+    means = {arm: statistics.fmean(v for v in values if v is not None) if any(v is not None for v in values) else None
+             for arm, values in arms.items()}
+    return {"quality_delta": _paired(trace, means["without"], means["with"]), "remeasured": arms}
 
 
 def mechanism_from_record(record: dict[str, Any], out: Path) -> ActiveMechanism:
@@ -105,10 +148,12 @@ def real_gain(spec: MetaRunSpec, trace: Trace, mechanism: ActiveMechanism, setti
               label: str, pairs: int = 1, proposer: str = "tpe", current: ActiveSet | None = None) -> dict[str, Any]:
     """`pairs` paired runs of the next generation (seeds spec.seed, spec.seed + 1, ...): without and with `mechanism`
     on top of `current`. Δ per pair is sign-corrected like the simulated gain (with minus without; negative: the
-    mechanism helps); the session's Δ is their mean with a bootstrap CI. Two measures: `delta` compares the running
+    mechanism helps); the session's Δ is their mean with a bootstrap CI. Three measures: `delta` compares the running
     best (what the user gets, 0 whenever neither arm beats the trace's best: 11 of 12 pairs in
     benchmarks/results/simulator-real-check), `generation_delta` the best value measured within the new generation
-    (how good the arm's proposals were, whether or not they beat the trace)."""
+    (how good the arm's proposals were, whether or not they beat the trace), and `quality_delta` the final best
+    configurations re-measured on fresh seeds (their own quality without the seed's luck, the quantity the
+    simulation scores)."""
     current = current or ActiveSet()
     generation = trace.experiments[-1].generation
     started = time.perf_counter()
@@ -120,13 +165,17 @@ def real_gain(spec: MetaRunSpec, trace: Trace, mechanism: ActiveMechanism, setti
                           workdir / f"s{seed}-with")
         per_pair.append({"seed": seed, "without": without, "with": with_it,
                          "delta": _paired(trace, without["best"], with_it["best"]),
-                         "generation_delta": _paired(trace, without["generation_best"], with_it["generation_best"])})
+                         "generation_delta": _paired(trace, without["generation_best"], with_it["generation_best"]),
+                         **quality(trace, spec, without, with_it, settings, workdir / f"s{seed}")})
     deltas = [p["delta"] for p in per_pair if p["delta"] is not None]
     low, high = bootstrap_ci(deltas) if deltas else (None, None)
     within = _mean_ci([p["generation_delta"] for p in per_pair])
+    own = _mean_ci([p["quality_delta"] for p in per_pair])
     return {"delta": statistics.fmean(deltas) if deltas else None, "ci_low": low, "ci_high": high,
             "pairs": len(deltas), "generation_delta": within["mean"],
-            "generation_ci": [within["ci_low"], within["ci_high"]], "proposer": proposer, "generation": generation + 1, "iterations": spec.iterations,
+            "generation_ci": [within["ci_low"], within["ci_high"]],
+            "quality_delta": own["mean"], "quality_ci": [own["ci_low"], own["ci_high"]],
+            "proposer": proposer, "generation": generation + 1, "iterations": spec.iterations,
             "mechanism": mechanism.name, "seconds": round(time.perf_counter() - started, 1), "per_pair": per_pair}
 
 

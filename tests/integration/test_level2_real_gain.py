@@ -59,6 +59,15 @@ def test_an_activated_session_gets_its_next_generation_trained_with_and_without_
     assert pair["generation_delta"] == pytest.approx(objective.delta(without["generation_best"],
                                                                      with_it["generation_best"]))
     assert summary["generation_gain_all"]["mean"] == pytest.approx(pair["generation_delta"], abs=1e-6)
+    # The third: each arm's final best configuration trained again on fresh SEEDs (exactly 0 without training when
+    # both arms end on the same configuration)
+    if without["best_config"] == with_it["best_config"]:
+        assert pair["quality_delta"] == 0.0 and pair["remeasured"] is None
+    else:
+        means = {arm: sum(values) / len(values) for arm, values in pair["remeasured"].items()}
+        assert all(len(values) == 5 for values in pair["remeasured"].values())
+        assert pair["quality_delta"] == pytest.approx(objective.delta(means["without"], means["with"]))
+    assert summary["quality_gain_all"]["mean"] == pytest.approx(pair["quality_delta"], abs=1e-6)
     assert summary["real_gain_all"]["sessions"] == 1 and summary["held_out"]["real_gain_sessions"] == 1
 
     # A rerun finds the session and its real gain recorded: no session, no arm runs again.
