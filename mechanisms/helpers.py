@@ -74,8 +74,20 @@ def param(ctx, name):
     return None
 
 
+def _comparable(value):
+    """A value to compare: a number as it is, an experiment view or point by its value; anything else None."""
+    if isinstance(value, dict):
+        value = value.get("value")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return None
+    return value
+
+
 def is_better(ctx, a, b):
-    """Whether value `a` is strictly better than value `b` under the objective's goal (None is never better)."""
+    """Whether value `a` is strictly better than value `b` under the objective's goal. An experiment view or point
+    stands for its value; None, NaN and anything that is not a number are never better (and anything is better
+    than them)."""
+    a, b = _comparable(a), _comparable(b)
     if a is None:
         return False
     if b is None:

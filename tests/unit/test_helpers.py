@@ -55,3 +55,12 @@ def test_a_screen_answer_given_as_an_index_or_as_the_chosen_candidate_is_read_as
         except HookAnswerError:
             continue
         raise AssertionError(f"{wrong!r} was accepted")
+
+
+def test_is_better_reads_views_by_their_value_and_never_prefers_what_is_not_a_number() -> None:
+    best = {"config": {"DEPTH": 4}, "value": 2.5, "index": 3}
+    assert h.is_better(CTX, 2.0, best) and not h.is_better(CTX, best, 2.0)  # a view stands for its value
+    # the fresh make run at d4837ad: h.is_better(ctx, best_arm, h.best_configs(ctx, 1)[0]) with a parameter name
+    assert not h.is_better(CTX, "DEPTH", best) and h.is_better(CTX, best, "DEPTH")
+    assert not h.is_better(CTX, float("nan"), 1.0) and not h.is_better(CTX, None, 1.0)
+    assert h.is_better({"objective": {"goal": "maximize"}}, 3, 2)
