@@ -321,6 +321,7 @@ def summarise(out: Path, *, model: str, research_samples: int | None = None) -> 
         "generation_gain_all": over_sessions([r["real_gain"] for r in records if r.get("real_gain")],
                                              "generation_delta"),
         "quality_gain_all": over_sessions([r["real_gain"] for r in records if r.get("real_gain")], "quality_delta"),
+        "in_noise_floors": {key: in_noise_floors(records, key) for key in GAIN_MEASURES},
         "stage_failures": dict(failures), "load_average": [round(x, 2) for x in os.getloadavg()],
         "per_session": records,
     }
@@ -336,6 +337,20 @@ def _cell_gain(gain: dict[str, Any] | None) -> str:
     for entry in gain.get("landscapes", []):
         text += f"; {entry['landscape']} {entry['delta']:+.3g} [{entry['ci_low']:+.3g}, {entry['ci_high']:+.3g}]"
     return text
+
+
+GAIN_MEASURES = ("delta", "generation_delta", "quality_delta")  # benchmarks/real_gain.py: running, generation, quality
+
+
+def in_noise_floors(records: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """The sessions' real Δ (`key`) in units of each trace's noise floor (the simulation's noise_sd), with its
+    bootstrap CI: the only mean over sessions that means something when the fixtures' objectives differ in scale
+    (a makespan and an RMSE)."""
+    from benchmarks.real_gain import over_sessions
+
+    scaled = [{key: r["real_gain"][key] / r["simulated"]["noise_sd"]} for r in records
+              if r.get("real_gain") and r["real_gain"].get(key) is not None and (r.get("simulated") or {}).get("noise_sd")]
+    return over_sessions(scaled, key)
 
 
 def _summary_gain(gain: dict[str, Any] | None) -> str:
@@ -362,7 +377,11 @@ def readme(summary: dict[str, Any]) -> str:
               f"trace's best): mean {summary['generation_gain_all']['mean']}, CI "
               f"[{summary['generation_gain_all']['ci_low']}, {summary['generation_gain_all']['ci_high']}]. "
               f"The final best configurations re-measured on fresh seeds (their own quality, the quantity the "
-              f"simulation scores): {_summary_gain(summary.get('quality_gain_all'))}.", ""]
+              f"simulation scores): {_summary_gain(summary.get('quality_gain_all'))}. Means over fixtures whose "
+              f"objectives differ in scale mean little; in units of each trace's noise floor: running best "
+              f"{_summary_gain(summary['in_noise_floors']['delta'])}; generation best "
+              f"{_summary_gain(summary['in_noise_floors']['generation_delta'])}; quality "
+              f"{_summary_gain(summary['in_noise_floors']['quality_delta'])}.", ""]
     lines += ["| session | fixture | held out | seen | activated | simulated Δ [CI]; per landscape | novelty | real Δ [CI] | "
               "generation-best Δ | quality Δ | seconds | source | verdict |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
