@@ -51,12 +51,17 @@ def arm_trace(trace: Trace, generation: int, active: ActiveSet, fallback: Search
     return trace.model_copy(update={"generation_ends": [*ends, end]})
 
 
+def absolute(workload: Any) -> Any:
+    """A workload reference with a script named relative to the repository named by its absolute path (as the CLI
+    resolves it)."""
+    script = ROOT / workload.reference
+    return workload.model_copy(update={"reference": str(script)}) if script.is_file() else workload
+
+
 def arm_spec(spec: MetaRunSpec, *, meta_run_id: str, generation: int, seed: int, proposer: str) -> MetaRunSpec:
     """The spec that resumes into exactly generation `generation + 1`: Level 1 only, a non-LLM proposer; a script
     named relative to the repository is named by its absolute path (as the CLI resolves it)."""
-    script = ROOT / spec.workload.reference
-    workload = spec.workload.model_copy(update={"reference": str(script)}) if script.is_file() else spec.workload
-    return spec.model_copy(update={"workload": workload, "meta_run_id": meta_run_id, "name": "level2-real-gain", "levels": ["1"],
+    return spec.model_copy(update={"workload": absolute(spec.workload), "meta_run_id": meta_run_id, "name": "level2-real-gain", "levels": ["1"],
                                    "generations": generation + 2, "seed": seed, "proposer": proposer,
                                    "max_hours": None, "max_llm_cost_usd": None})
 
@@ -98,24 +103,31 @@ def run_arm(spec: MetaRunSpec, trace: Trace, settings: Settings, state: Path, *,
             "trained": len(launches), "launch_seeds": sorted({int(entry["seed"]) for entry in launches})}
 
 
-def remeasured(spec: MetaRunSpec, config: dict[str, Any], settings: Settings, workdir: Path,
+class NoSeedToVary(ValueError):
+    """The workload has no bounded SEED parameter, so a configuration cannot be re-measured on fresh seeds."""
+
+
+def seeded_workload(spec: MetaRunSpec, settings: Settings, workdir: Path) -> Any:
+    """The spec's workload with SEED editable (the fixtures fix it during a run); NoSeedToVary without one."""
+    from workloads.registry import load_workload
+
+    reference = absolute(spec.workload).model_copy(
+        update={"fixed": [name for name in spec.workload.fixed if name != SEED_NAME]})
+    workload = load_workload(reference, settings.model_copy(update={"state_dir": workdir}))
+    seed_spec = next((p for p in workload.space.params if p.name == SEED_NAME), None)
+    if seed_spec is None or seed_spec.high is None:
+        raise NoSeedToVary(f"{spec.workload.reference} has no bounded {SEED_NAME} parameter to re-measure with")
+    return workload
+
+
+def remeasured(workload: Any, spec: MetaRunSpec, config: dict[str, Any], workdir: Path,
                seeds: int = REMEASURE_SEEDS) -> list[float | None]:
     """`config` trained again with SEED set to `seeds` fresh values (the fixtures fix SEED during a run, so a run's
     best value carries its seed's luck): their mean estimates the configuration's own quality, what the simulation
     scores (the surrogate's noiseless value of the configuration an arm calls best). None for a failed training."""
-    from workloads.registry import load_workload
-
-    workload_ref = spec.workload.model_copy(update={
-        "reference": str(ROOT / spec.workload.reference) if (ROOT / spec.workload.reference).is_file()
-        else spec.workload.reference,
-        "fixed": [name for name in spec.workload.fixed if name != SEED_NAME]})
-    workload = load_workload(workload_ref, settings.model_copy(update={"state_dir": workdir}))
-    seed_spec = next((p for p in workload.space.params if p.name == SEED_NAME), None)
-    if seed_spec is None or seed_spec.high is None:
-        raise ValueError(f"{spec.workload.reference} has no bounded {SEED_NAME} parameter to re-measure with")
+    high = int(workload.space.spec(SEED_NAME).high)
     values: list[float | None] = []
-    for k in range(seeds):
-        seed = int(seed_spec.high) - k  # the top of its range: far from the fixtures' own SEED (0)
+    for seed in range(high, high - seeds, -1):  # the top of its range: far from the fixtures' own SEED (0)
         source = workload.source_for({**config, SEED_NAME: seed})
         outcome = workload.run(source, spec.budget, seed, workdir / f"seed-{seed}", timeout_s=ARM_TIMEOUT_S)
         values.append(outcome.value if outcome.ok else None)
@@ -129,10 +141,11 @@ def quality(trace: Trace, spec: MetaRunSpec, without: dict[str, Any], with_it: d
     if without["best_config"] == with_it["best_config"]:
         return {"quality_delta": 0.0, "remeasured": None}
     try:
-        arms = {arm: remeasured(spec, result["best_config"], settings, workdir / f"remeasure-{arm}")
-                for arm, result in (("without", without), ("with", with_it))}
-    except ValueError as error:  # a workload without a SEED to vary: the other two measures still stand
+        workload = seeded_workload(spec, settings, workdir / "remeasure")
+    except NoSeedToVary as error:  # the other two measures still stand; the record says why this one is missing
         return {"quality_delta": None, "remeasured": None, "quality_error": str(error)}
+    arms = {arm: remeasured(workload, spec, result["best_config"], workdir / f"remeasure-{arm}")
+            for arm, result in (("without", without), ("with", with_it))}
     means = {arm: statistics.fmean(v for v in values if v is not None) if any(v is not None for v in values) else None
              for arm, values in arms.items()}
     return {"quality_delta": _paired(trace, means["without"], means["with"]), "remeasured": arms}
@@ -169,8 +182,8 @@ def real_gain(spec: MetaRunSpec, trace: Trace, mechanism: ActiveMechanism, setti
                          **quality(trace, spec, without, with_it, settings, workdir / f"s{seed}")})
     deltas = [p["delta"] for p in per_pair if p["delta"] is not None]
     low, high = bootstrap_ci(deltas) if deltas else (None, None)
-    within = _mean_ci([p["generation_delta"] for p in per_pair])
-    own = _mean_ci([p["quality_delta"] for p in per_pair])
+    within = mean_ci([p["generation_delta"] for p in per_pair])
+    own = mean_ci([p["quality_delta"] for p in per_pair])
     return {"delta": statistics.fmean(deltas) if deltas else None, "ci_low": low, "ci_high": high,
             "pairs": len(deltas), "generation_delta": within["mean"],
             "generation_ci": [within["ci_low"], within["ci_high"]],
@@ -183,7 +196,8 @@ def _paired(trace: Trace, without: float | None, with_it: float | None) -> float
     return trace.objective.delta(without, with_it) if without is not None and with_it is not None else None
 
 
-def _mean_ci(values: list[float | None]) -> dict[str, Any]:
+def mean_ci(values: list[float | None]) -> dict[str, Any]:
+    """The mean of the values that are not None and its bootstrap CI (rounded to 6 places); sessions: how many."""
     deltas = [v for v in values if v is not None]
     if not deltas:
         return {"sessions": 0, "mean": None, "ci_low": None, "ci_high": None}
@@ -195,4 +209,4 @@ def _mean_ci(values: list[float | None]) -> dict[str, Any]:
 def over_sessions(gains: list[dict[str, Any]], key: str = "delta") -> dict[str, Any]:
     """The mean of the sessions' real Δ (`key`: delta or generation_delta) and its bootstrap CI (sessions
     resampled)."""
-    return _mean_ci([g.get(key) for g in gains])
+    return mean_ci([g.get(key) for g in gains])

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from benchmarks import level2_yield
-from benchmarks.real_gain import _mean_ci, quality
+from benchmarks.real_gain import mean_ci, quality
 from infra.settings import load_settings
 from search.trace import Trace
 
@@ -38,7 +38,7 @@ def main() -> None:
                 pair[arm]["best_config"] = after.state().best.config
             settings = load_settings(state_dir=workdir / f"s{pair['seed']}-quality")
             pair.update(quality(trace, spec, pair["without"], pair["with"], settings, workdir / f"s{pair['seed']}"))
-        own = _mean_ci([p["quality_delta"] for p in gain["per_pair"]])
+        own = mean_ci([p["quality_delta"] for p in gain["per_pair"]])
         gain.update(quality_delta=own["mean"], quality_ci=[own["ci_low"], own["ci_high"]],
                     quality_backfilled="re-measured from the arms' traces by backfill_quality.py")
         path.write_text(json.dumps(record, indent=1))
