@@ -27,7 +27,7 @@ from mechanisms.research_session import (
     run_session,
 )
 from search.research import failure_modes
-from search.run_spec import MetaRunSpec
+from search.run_spec import PLAN_ADVICE_FOLLOWERS, MetaRunSpec
 from search.simulate import SimulatedGain, SimulationSettings
 from search.trace import LLMUsage, Trace
 from tasks.record import close_run
@@ -69,7 +69,7 @@ def simulation_settings(spec: MetaRunSpec) -> SimulationSettings:
     return SimulationSettings(iterations=min(MAX_SIMULATED_ITERATIONS, spec.iterations * spec.tracks),
                               confirm_seeds=spec.research_confirm_seeds,
                               extra_offers=HYBRID_UNTAKEN if spec.proposer == "hybrid" else 0,
-                              asks_honoured=spec.proposer in ("llm", "hybrid"))
+                              asks_honoured=spec.proposer in PLAN_ADVICE_FOLLOWERS)
 
 
 def _ports(spec: MetaRunSpec, res: Resources, generation: int, trace: Trace, active: ActiveSet, run_id: str) -> SessionPorts:

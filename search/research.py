@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from search.answers import extract_json
 from search.hooks import HOOKS
 from search.pyast import parse_python
+from search.run_spec import PLAN_ADVICE_FOLLOWERS
 from search.space import SearchSpace
 from search.trace import Trace, same_config
 
@@ -51,10 +52,10 @@ OPTIMISERS = {"tpe": "TPE (Optuna)", "cmaes": "CMA-ES (Optuna)", "random": "rand
 
 def proposer_note(proposer: str) -> str:
     """Which hooks can change this run's decisions, by who proposes: an optimiser ignores a plan's advice
-    (search/tpe_proposal.py, search/random_proposal.py), so a mechanism that only plans is inert there."""
-    if proposer in OPTIMISERS:
-        return (f"In this run the candidates come from {OPTIMISERS[proposer]}, an optimiser that ignores a plan's "
-                "advice (guidance, focus, avoid, n_candidates, temperature): plan has no effect here. A mechanism "
+    (search/run_spec.PLAN_ADVICE_FOLLOWERS), so a mechanism that only plans is inert there."""
+    if proposer not in PLAN_ADVICE_FOLLOWERS:
+        return (f"In this run the candidates come from {OPTIMISERS.get(proposer, proposer)}, an optimiser that ignores "
+                "a plan's advice (guidance, focus, avoid, n_candidates, temperature): plan has no effect here. A mechanism "
                 "changes this run's decisions through propose (its candidates go on the table beside the "
                 "optimiser's one), screen (which of them trains) and accept.")
     extra = " plus the optimiser's suggestion the LLM did not take" if proposer == "hybrid" else ""

@@ -17,6 +17,9 @@ Level = Literal["1", "1.5", "2"]
 ALL_LEVELS: tuple[Level, ...] = ("1", "1.5", "2")
 BudgetMode = Literal["steps", "time", "flops", "fixed"]
 Proposer = Literal["llm", "random", "tpe", "cmaes", "hybrid"]
+# The proposers that follow a plan's advice (guidance, focus, avoid, n_candidates, temperature): the LLM's prompt
+# carries it; the optimisers (search/tpe_proposal.py, search/random_proposal.py) ignore it.
+PLAN_ADVICE_FOLLOWERS: tuple[str, ...] = ("llm", "hybrid")
 
 # The run knobs, bounded once.
 Generations = Annotated[int, Field(ge=1, le=1000, description="Outer generations (G).")]
