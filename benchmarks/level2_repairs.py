@@ -15,9 +15,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from mechanisms.research_session import BENEFIT
+from mechanisms.validate import STAGES as VALIDATION_STAGES
+
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ("level2-yield", "level2-yield-2", "level2-yield-3", "level2-yield-4", "level2-speed/before", "level2-speed/after")
-STAGES = ("policy", "static", "import", "smoke", "liveness", "benefit")  # mechanisms/validate.py, then the benefit stage
+STAGES = (*VALIDATION_STAGES, BENEFIT)  # in the order a sample passes them
 
 
 def _reached(sample: dict[str, Any]) -> int:

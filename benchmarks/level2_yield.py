@@ -206,8 +206,7 @@ def wants_real_gain(record: dict[str, Any]) -> bool:
     from benchmarks.real_gain import FAST_WORKLOADS
 
     gain = record.get("real_gain")
-    # a gain recorded before the quality measure existed is measured again (the arms are deterministic: the same
-    # seeds give the same running and generation bests, so only the re-measured quality is new)
+    # a gain recorded before the quality measure existed is measured again, whole (all three measures)
     return bool(record["activated"]) and record["workload"] in FAST_WORKLOADS and (not gain or "quality_delta" not in gain)
 
 
@@ -312,7 +311,8 @@ def summarise(out: Path, *, model: str, research_samples: int | None = None) -> 
     for record in records:
         for sample in record["samples"]:
             failures[sample["stage_failed"] or "valid"] += 1
-        failures["unusable answer"] += len(record.get("unusable", []))  # recorded since 801cb0d's successor
+        if record.get("unusable"):  # recorded since c947581
+            failures["unusable answer"] += len(record["unusable"])
     summary = {
         "model": model, "commit": _commit(), "research_samples": research_samples,
         "development": _group([r for r in records if r["development"]]),
