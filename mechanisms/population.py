@@ -159,11 +159,65 @@ class _Shape(ast.NodeTransformer):
         return node
 
 
+def _self_attribute(node: ast.AST) -> str | None:
+    """`x` for `self.x`."""
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":
+        return node.attr
+    return None
+
+
+def dead_state(tree: ast.AST) -> set[str]:
+    """The attributes a mechanism sets (`self.x = ...`) but never reads anywhere (`self.x += 1` reads it)."""
+    written: set[str] = set()
+    read: set[str] = set()
+    for node in ast.walk(tree):
+        name = _self_attribute(node)
+        if name is not None:
+            (written if isinstance(getattr(node, "ctx", None), ast.Store) else read).add(name)
+        elif isinstance(node, ast.AugAssign) and (target := _self_attribute(node.target)) is not None:
+            read.add(target)
+    return written - read
+
+
+class _WithoutDeadState(ast.NodeTransformer):
+    """Drops the assignments to state that nothing reads and the imports that nothing uses: such a change alters no
+    decision."""
+
+    def __init__(self, dead: set[str], used: set[str]) -> None:
+        self.dead, self.used = dead, used
+
+    def visit_Import(self, node: ast.Import) -> ast.AST | None:
+        return node if any((a.asname or a.name.split(".")[0]) in self.used for a in node.names) else None
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> ast.AST | None:
+        return node if any((a.asname or a.name) in self.used for a in node.names) else None
+
+    def visit_Assign(self, node: ast.Assign) -> ast.AST | None:
+        if node.targets and all(_self_attribute(t) in self.dead for t in node.targets):
+            return None
+        return node
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST | None:
+        return None if _self_attribute(node.target) in self.dead else node
+
+
+def _behaviour(text: str) -> tuple[str, set[str]]:
+    tree = ast.parse(text)
+    dead = dead_state(tree)
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    shaped = _Shape().visit(_WithoutDeadState(dead, used).visit(tree))
+    if shaped.body and isinstance(shaped.body[0], ast.Expr) and isinstance(shaped.body[0].value, ast.Constant):
+        shaped.body = shaped.body[1:]  # the module docstring
+    return ast.dump(shaped), dead
+
+
 def unchanged(code: str, parent_source: str) -> bool:
-    """Whether a mutant is its parent with nothing changed but names and docstrings (a threshold's new number is a
-    change, unlike in novelty's shapes)."""
+    """Whether a mutant is its parent with nothing changed but names, docstrings and state that nothing reads (a
+    threshold's new number is a change, unlike in novelty's shapes). The dead state is the local model's way of
+    "adding a state variable": an activated level2-yield-5 mutant of ucb_bandit was its parent plus
+    `self.last_state = None`."""
     try:
-        trees = [_Shape().visit(ast.parse(text)) for text in (code, parent_source)]
+        (mutant, _), (parent, _) = _behaviour(code), _behaviour(parent_source)
     except (SyntaxError, ValueError, RecursionError, MemoryError):  # untrusted code: validation says what is wrong
         return False
-    return ast.dump(trees[0]) == ast.dump(trees[1])
+    return mutant == parent

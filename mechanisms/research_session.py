@@ -29,7 +29,16 @@ from pydantic import BaseModel, Field
 from mechanisms.api import API_TEXT, HOOK_DOCS
 from mechanisms.autofix import autofix
 from mechanisms.library import list_library, model_entries
-from mechanisms.population import HOLE, Mutation, Parent, mutant_count, plan_mutations, unchanged, with_holes
+from mechanisms.population import (
+    HOLE,
+    Mutation,
+    Parent,
+    dead_state,
+    mutant_count,
+    plan_mutations,
+    unchanged,
+    with_holes,
+)
 from mechanisms.splice import SpliceError, only_holes, splice
 from mechanisms.validate import STAGES
 from search.active_set import MIN_GAIN_OF_NOISE
@@ -284,9 +293,15 @@ def copy_report(name: str) -> dict[str, Any]:
     return {"ok": False, "stage_failed": "static", "error": error, "stages": [], "liveness": {}}
 
 
-def unchanged_report(mutation: Mutation) -> dict[str, Any]:
-    error = (f"static stage failed: this is the parent `{mutation.parent.label}` unchanged; make the one change "
-             f"asked: {mutation.change}")
+def unchanged_report(mutation: Mutation, code: str = "") -> dict[str, Any]:
+    try:
+        dead = sorted(dead_state(ast.parse(code))) if code else []
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        dead = []
+    unread = (f": {', '.join(f'self.{name}' for name in dead)} is set but nothing reads it, so no decision changes"
+              if dead else "")
+    error = (f"static stage failed: this is the parent `{mutation.parent.label}` unchanged{unread}; make the one "
+             f"change asked: {mutation.change}")
     return {"ok": False, "stage_failed": "static", "error": error, "stages": [], "liveness": {}}
 
 
@@ -382,7 +397,7 @@ def checked(name: str, results: list[CodeResult], round_index: int, ports: Sessi
         copied = copied_example(result.code)
         number = attempt_id(round_index, result.sample)
         if mutation is not None and unchanged(result.code, mutation.parent.source):
-            report = unchanged_report(mutation)
+            report = unchanged_report(mutation, result.code)
         else:
             report = copy_report(copied) if copied else ports.validate(name, number, result.code)
         parent = mutation.parent if mutation is not None else None

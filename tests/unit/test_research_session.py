@@ -10,6 +10,7 @@ import pytest
 from mechanisms.population import (
     CHANGES,
     HOLE,
+    Mutation,
     Parent,
     build_population,
     lineage_parents,
@@ -368,6 +369,25 @@ def test_an_unchanged_parent_is_refused_without_validation_and_a_repair_keeps_th
     assert "with only the methods you fix" in repair_prompt
     assert report.accepted is not None and report.accepted.round == 1 and report.accepted.parent == kept
     assert report.accepted.code.startswith("class Probe:") and "# fixed" in report.accepted.code
+
+
+def test_a_mutant_whose_only_change_is_state_nothing_reads_is_its_parent_unchanged() -> None:
+    from mechanisms.library import library_source
+    from mechanisms.research_session import unchanged_report
+
+    ucb = library_source("ucb_bandit")
+    # the activated "state" mutant of level2-yield-5's session 0: an unused import and a state variable never read
+    dead = ucb.replace("import math\n", "import math\nfrom typing import Dict, List\n").replace(
+        "        self.total = 0\n", "        self.total = 0\n        self.last_state = None\n")
+    assert dead != ucb and unchanged(dead, ucb)
+    error = unchanged_report(Mutation(parent=Parent(label="library:ucb_bandit", name="ucb_bandit", source=ucb),
+                                      kind="state", change="add one new state variable"), dead)["error"]
+    assert "self.last_state is set but nothing reads it" in error and "make the one change asked" in error
+    # read in a decision, the same variable is a change
+    used = dead.replace("mean = self.wins.get(arm, 0) / pulls", "mean = self.wins.get(arm, 0) / pulls + "
+                        "(1 if self.last_state else 0)").replace("reward = 1 if", "self.last_state = arm\n        "
+                                                                 "reward = 1 if")
+    assert used != dead and not unchanged(used, ucb)
 
 
 def test_a_mutant_answered_as_a_patch_keeps_what_it_did_not_repeat() -> None:
