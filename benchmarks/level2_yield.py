@@ -283,8 +283,11 @@ def run_sessions(found: list[dict[str, Any]], sessions: int, settings: Any, out:
 
 
 def _group(records: list[dict[str, Any]]) -> dict[str, Any]:
+    from mechanisms.population import AS_IS
+
     activated = [r for r in records if r["activated"]]
     invented = [r for r in activated if r["novelty"] and not r["novelty"]["derived"]]
+    as_is = [r for r in activated if any(s["status"] == "accepted" and s.get("change") == AS_IS for s in r["samples"])]
     gains = [r["real_gain"] for r in activated if r.get("real_gain")]
     from benchmarks.real_gain import over_sessions
 
@@ -295,7 +298,7 @@ def _group(records: list[dict[str, Any]]) -> dict[str, Any]:
         "sessions": len(records), "activated": len(activated),
         "activated_ci_excludes_0": sum(r["ci_excludes_0"] for r in activated),
         "share_ci_excludes_0": round(sum(r["ci_excludes_0"] for r in activated) / len(records), 3) if records else None,
-        "invented": len(invented), "median_session_s": round(statistics.median(r["seconds"] for r in records), 1) if records else None,
+        "invented": len(invented), "parents_as_is": len(as_is), "median_session_s": round(statistics.median(r["seconds"] for r in records), 1) if records else None,
         "real_gain_sessions": real["sessions"], "real_gain_mean": real["mean"],
         "real_gain_ci": [real["ci_low"], real["ci_high"]] if real["sessions"] else None,
         "generation_gain": generation, "quality_gain": own,
@@ -367,7 +370,8 @@ def readme(summary: dict[str, Any]) -> str:
         g = summary[group]
         lines += [f"**{title}:** {g['activated']} of {g['sessions']} sessions activated a mechanism, "
                   f"{g['activated_ci_excludes_0']} with a simulated-gain CI excluding 0; {g['invented']} activated "
-                  f"mechanism(s) invented (similarity < 0.7 to every reference); median session {g['median_session_s']} s; "
+                  f"mechanism(s) invented (similarity < 0.7 to every reference), {g.get('parents_as_is', 0)} a mutation "
+                  f"parent as it is; median session {g['median_session_s']} s; "
                   f"real next-generation gain measured in {g['real_gain_sessions']} session(s), mean {g['real_gain_mean']}.", ""]
     every = summary["real_gain_all"]
     lines += [f"**Real next-generation gain** (paired real trainings with and without the activated mechanism, same "

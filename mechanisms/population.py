@@ -38,6 +38,9 @@ class Parent(BaseModel):
                                          "it helped); None for the library.")
 
 
+AS_IS = "as is"  # the kind of a parent simulated unchanged, beside its mutants (no LLM call)
+
+
 class Mutation(BaseModel):
     """What one mutant sample is asked for: a parent, one change of a stated kind, and the methods to rewrite."""
 
@@ -46,6 +49,17 @@ class Mutation(BaseModel):
     change: str
     methods: list[str] = Field(default_factory=list, description="The parent's methods the mutant rewrites (its "
                                "answer is those methods only: mechanisms/splice.py).")
+
+    @property
+    def parent_itself(self) -> bool:
+        """The parent as it is (no LLM answer): it keeps its own name, and is neither autofixed nor repaired."""
+        return self.kind == AS_IS
+
+
+def as_is(parent: Parent) -> Mutation:
+    """A parent as its own candidate: checked and simulated like its mutants, so that a parent that beats the current
+    search is activated under its own name rather than through a mutant that changed nothing that decides."""
+    return Mutation(parent=parent, kind=AS_IS, change="none: the parent itself, simulated as it is", methods=[])
 
 
 # Which hook a change rewrites first: the one that decides most (a proposal reaches training; a screen chooses).

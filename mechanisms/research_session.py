@@ -6,7 +6,9 @@ Fresh samples and mutants: of the first round's samples, `mutants` (at most half
 one parent of the population (earlier runs' best-credited mechanisms, then the library) in one stated way
 (mechanisms/population.py); the rest are fresh inventions from the specification. A mutant answers with a patch, the
 methods it changes, spliced into its parent (mechanisms/splice.py); it is checked, simulated and selected like any
-sample. A repair of a mutant remains a mutant of the same parent, a patch spliced into the sample it repairs.
+sample. A repair of a mutant remains a mutant of the same parent, a patch spliced into the sample it repairs. Each
+parent of the round's mutants is also checked and simulated as it is (no LLM call, unless it is active already), so a
+parent that beats the current search is activated under its own name, and a mutant no better than its parent loses.
 
 Selection is by benefit: among valid, live samples, the one with the best simulated Δ on the trace's surrogate whose
 CI lies entirely below 0 and whose mean is at least a tenth of the noise floor (it beats the current search: a mean
@@ -33,6 +35,7 @@ from mechanisms.population import (
     HOLE,
     Mutation,
     Parent,
+    as_is,
     dead_state,
     mutant_count,
     plan_mutations,
@@ -59,6 +62,7 @@ from search.trace import LLMUsage
 
 AUTOFIX_SAMPLE = 50  # the autofixed variant of sample n is sample 50 + n (at most 8 samples per round)
 MUTANT_SAMPLE = 10  # mutant k of a round is sample 10 + k (its autofixed variant 60 + k)
+PARENT_SAMPLE = 30  # the k-th distinct parent of the round's mutants, simulated as it is, is sample 30 + k
 # One sample per repair round: in the local-model yield benchmark (benchmarks/results/level2-yield), 5 of the 6
 # activations that came from a repair round were its first sample, and each sample costs a whole generation
 # (benchmarks/results/level2-speed); a second round, which sees the first one's error, is worth more than a twin.
@@ -82,7 +86,7 @@ class CodeResult(BaseModel):
     """One generated sample: its code (None if the answer held no usable class), the temperature it was drawn at."""
 
     sample: int
-    temperature: float
+    temperature: float | None = Field(description="None: no LLM drew it (a parent as it is).")
     code: str | None
     error: str | None = None
     text: str = ""
@@ -112,6 +116,15 @@ class Attempt(BaseModel):
     @property
     def attempt_id(self) -> int:
         return attempt_id(self.round_index, self.sample)
+
+    @property
+    def parent_itself(self) -> bool:
+        """A parent checked as it is, no LLM answer: neither autofixed nor repaired, and activated under its name."""
+        return self.mutation is not None and self.mutation.parent_itself
+
+    def mechanism_name(self, specified: str) -> str:
+        """The name it is validated, simulated, stored and activated under: the specification's, or a parent's own."""
+        return self.mutation.parent.name if self.mutation is not None and self.parent_itself else specified
 
     @property
     def live(self) -> bool:
@@ -337,14 +350,17 @@ def filled(results: list[CodeResult]) -> list[CodeResult]:
 def select(attempts: list[Attempt]) -> Attempt | None:
     """The sample to activate: valid, live, simulated to beat the current search (CI entirely below 0 on the trace's
     surrogate) and harmful on no synthetic landscape, with the best (most negative) mean Δ on the surrogate; ties go
-    to the earliest sample."""
+    to a parent as it is (a mutant that does no better than its parent adds nothing), then to the earliest sample."""
     beneficial = [a for a in attempts if a.beneficial]
-    return min(beneficial, key=lambda a: (a.simulated.delta, a.round_index, a.sample), default=None)  # type: ignore[union-attr]
+    return min(beneficial, key=lambda a: (a.simulated.delta, a.round_index, not a.parent_itself, a.sample),  # type: ignore[union-attr]
+               default=None)
 
 
-def furthest(attempts: list[Attempt]) -> Attempt:
-    """The sample a repair starts from: the most stages passed, then the earliest."""
-    return max(attempts, key=lambda a: (a.progress, -a.round_index, -a.sample))
+def furthest(attempts: list[Attempt]) -> Attempt | None:
+    """The sample a repair starts from: the most stages passed, then the earliest; never a parent as it is (there is
+    no answer to repair)."""
+    answers = [a for a in attempts if not a.parent_itself]
+    return max(answers, key=lambda a: (a.progress, -a.round_index, -a.sample), default=None)
 
 
 def specification(inputs: SessionInputs, ports: SessionPorts, transcript: list[dict[str, Any]]) -> tuple[SpecifyAnswer | None, LLMUsage]:
@@ -369,7 +385,7 @@ def autofixed(results: list[CodeResult], attempts: list[Attempt | None], metric_
     seen = {r.code for r in results if r.code is not None}
     fixed = []
     for result, attempt in zip(results, attempts):
-        if attempt is None or attempt.live or result.code is None:
+        if attempt is None or attempt.live or result.code is None or attempt.parent_itself:
             continue
         parent = attempt.mutation.parent if attempt.mutation is not None else None
         repaired = autofix(result.code, metric_name, parent_source=parent.source if parent else None,
@@ -394,11 +410,13 @@ def checked(name: str, results: list[CodeResult], round_index: int, ports: Sessi
             continue
         seen.add(result.code)
         mutation = (mutations or {}).get(result.sample) or (mutations or {}).get(result.sample - AUTOFIX_SAMPLE)
-        copied = copied_example(result.code)
         number = attempt_id(round_index, result.sample)
-        if mutation is not None and unchanged(result.code, mutation.parent.source):
+        if mutation is not None and mutation.parent_itself:
+            report = ports.validate(mutation.parent.name, number, result.code)
+        elif mutation is not None and unchanged(result.code, mutation.parent.source):
             report = unchanged_report(mutation, result.code)
         else:
+            copied = copied_example(result.code)
             report = copy_report(copied) if copied else ports.validate(name, number, result.code)
         parent = mutation.parent if mutation is not None else None
         novelty = ports.describe_novelty(result.code, parent) if ports.describe_novelty is not None else None
@@ -407,9 +425,24 @@ def checked(name: str, results: list[CodeResult], round_index: int, ports: Sessi
     return attempts
 
 
+def parents_as_they_are(inputs: SessionInputs, plan: list[Mutation]) -> list[Mutation]:
+    """The distinct parents of the round's mutants, each as its own candidate, unless it is active already (its
+    benefit is then part of the current search's)."""
+    active_names = {name for name, _ in inputs.active}
+    active_sources = {source for _, source in inputs.active}
+    parents = {m.parent.label: m.parent for m in plan}
+    return [as_is(p) for p in parents.values() if p.name not in active_names and p.source not in active_sources]
+
+
+def parents_outcome(attempts: list[Attempt]) -> str:
+    """What became of the parents checked as they are, in one line."""
+    return "; ".join(f"{a.mutation.parent.label} as it is: {'activated' if a.beneficial else f'rejected at {a.stage_failed}'}"
+                     for a in attempts if a.parent_itself and a.mutation is not None)
+
+
 def drawn(inputs: SessionInputs, ports: SessionPorts, spec: SpecifyAnswer, prompt: Messages) -> tuple[list[CodeResult], dict[int, Mutation]]:
-    """The first round's samples: fresh inventions from `prompt`, then the mutants (samples MUTANT_SAMPLE + k), with
-    the mutation each mutant was asked for."""
+    """The first round's samples: fresh inventions from `prompt`, then the mutants (samples MUTANT_SAMPLE + k), then
+    their parents as they are (samples PARENT_SAMPLE + k, no LLM call), each with its mutation."""
     population = list(inputs.population)
     count = mutant_count(inputs.samples, inputs.mutants, population) if ports.mutate is not None else 0
     plan = plan_mutations(population, count, spec.hooks)
@@ -420,6 +453,11 @@ def drawn(inputs: SessionInputs, ports: SessionPorts, spec: SpecifyAnswer, promp
         result = ports.mutate(0, mutant_prompt(spec, mutation), sample)  # type: ignore[misc]
         results.append(spliced(result, mutation.parent.source, spec).model_copy(update={"sample": sample}))
         mutations[sample] = mutation
+    for k, itself in enumerate(parents_as_they_are(inputs, plan)):
+        sample = PARENT_SAMPLE + k
+        results.append(CodeResult(sample=sample, temperature=None, code=itself.parent.source,
+                                  text=f"# {itself.parent.label} as it is (no LLM call)"))
+        mutations[sample] = itself
     return results, mutations
 
 
@@ -429,7 +467,7 @@ def simulated(name: str, attempts: list[Attempt], ports: SessionPorts) -> str | 
         if not attempt.live:
             continue
         try:
-            attempt.simulated = ports.simulate(name, attempt.attempt_id, attempt.code)
+            attempt.simulated = ports.simulate(attempt.mechanism_name(name), attempt.attempt_id, attempt.code)
         except SurrogateError as error:
             attempt.benefit_error = str(error)
             return str(error)
@@ -506,31 +544,37 @@ def run_session(inputs: SessionInputs, ports: SessionPorts) -> SessionReport:
         best = select(valid)
         for attempt in valid:
             status: Literal["accepted", "rejected"] = "accepted" if attempt is best else "rejected"
-            published = ports.publish(spec.name, attempt, status)
+            published = ports.publish(attempt.mechanism_name(spec.name), attempt, status)
             report.samples.append(_sample_report(attempt, status, published))
             if attempt is best and best.simulated is not None:
-                report.accepted = AcceptedMechanism(name=spec.name, code=best.code, version_id=published.version_id,
-                                                    sha256=published.sha256, simulated=best.simulated,
+                report.accepted = AcceptedMechanism(name=best.mechanism_name(spec.name), code=best.code,
+                                                    version_id=published.version_id, sha256=published.sha256, simulated=best.simulated,
                                                     round=round_index, sample=best.sample, novelty=best.novelty,
                                                     parent=best.mutation.parent if best.mutation else None,
                                                     change=best.mutation.kind if best.mutation else None)
         live = [a for a in valid if a.live]
         if best is not None:
-            origin = (f"a mutant of {best.mutation.parent.label} ({best.mutation.kind}), " if best.mutation
-                      else "a fresh invention, ")
-            report.verdict = (f"accepted {spec.name} (round {round_index}, {len(live)} of {len(valid)} samples valid, "
+            if best.mutation is None:
+                origin = "a fresh invention, "
+            elif best.parent_itself:
+                origin = f"{best.mutation.parent.label} as it is (no LLM answer), "
+            else:
+                origin = f"a mutant of {best.mutation.parent.label} ({best.mutation.kind}), "
+            report.verdict = (f"accepted {best.mechanism_name(spec.name)} (round {round_index}, "
+                              f"{len(live)} of {len(valid)} samples valid, "
                               f"{origin}{best.decisions_changed} decisions changed on replay, "
                               f"{best.simulated.describe()})")  # type: ignore[union-attr]
             return report
-        if not attempts:
-            report.verdict = "no sample held a usable class"
-            messages = [*prompt, {"role": "user", "content": "Answer with the complete class in one ```python block."}]
-            continue
-        start = furthest(attempts)
-        report.verdict = f"rejected at {start.stage_failed}: {start.error[:300]}"
         if unavailable is not None:
             report.verdict = f"rejected at {BENEFIT}: no simulation possible on this trace ({unavailable})"
             return report
+        start = furthest(attempts)
+        if start is None:
+            report.verdict = "no sample held a usable class" + (
+                f"; {parents_outcome(attempts)}" if attempts else "")
+            messages = [*prompt, {"role": "user", "content": "Answer with the complete class in one ```python block."}]
+            continue
+        report.verdict = f"rejected at {start.stage_failed}: {start.error[:300]}"
         if start.stage_failed == BENEFIT:
             # A live sample without simulated gain is not repaired: of 27 such repairs in the committed yield and
             # speed runs, 21 behaved exactly like a sample before them (the same simulated outcome in every seed),

@@ -1,6 +1,7 @@
 """The outer loop end to end with the scripted LLM on the toy workload: 2 generations; Level 1.5 retunes the config
 (its unsupported freeze is refused and re-asked); Level 2 draws two samples (by default half are mutants of a
-parent): the fresh one, from a skeleton, breaks the policy; the mutant of a library mechanism passes, is simulated to beat the current search (its simulated Δ and CI recorded in the
+parent): the fresh one, from a skeleton, breaks the policy; the mutant of a library mechanism passes (and beats
+its parent, checked as it is beside it), is simulated to beat the current search (its simulated Δ and CI recorded in the
 store's validation document, the MLflow tags and the run summary), is stored in SeaweedFS with a VersionId, logged
 in MLflow, and in generation 2 it puts its own candidates on the table (propose) and they are trained."""
 
@@ -146,7 +147,8 @@ def test_the_valid_sample_beat_the_current_search_in_simulation_and_its_candidat
     assert by_status["rejected"].data.tags["bilevel.store_key"].startswith("attempts/")
     [research] = runs_of(res.tracker, spec.meta_run_id, kind="research")
     verdict = research.data.tags["bilevel.verdict"]
-    assert "accepted pattern_move" in verdict and "1 of 2 samples valid" in verdict and "simulated Δ -" in verdict
+    # the fresh sample breaks the policy; the mutant and its parent as it is (no LLM call) are valid
+    assert "accepted pattern_move" in verdict and "2 of 3 samples valid" in verdict and "simulated Δ -" in verdict
     [activated] = summary.mechanisms
     assert activated["name"] == "pattern_move" and activated["simulated"]["delta"] == pytest.approx(benefit["delta"])
     # honest novelty: how close it is to what the prompts showed, in the summary, the MLflow tags and the store
@@ -159,7 +161,11 @@ def test_the_valid_sample_beat_the_current_search_in_simulation_and_its_candidat
     assert validation["parent"] == tags["bilevel.mutated_from"] == "library:ucb_bandit"
     assert validation["change"] == tags["bilevel.mutation"] == "rule" and "a mutant of library:ucb_bandit" in verdict
     assert activated["novelty"].startswith("derived from library:ucb_bandit (similarity ")
-    assert "bilevel.mutated_from" not in by_status["rejected"].data.tags  # the fresh invention has no parent
+    rejected = [r.data.tags for r in runs if r.data.tags["bilevel.status"] == "rejected"]
+    assert sorted(t.get("bilevel.mutated_from", "fresh") for t in rejected) == ["fresh", "library:ucb_bandit"]
+    # the parent as it is: checked under its own name, live, but the mutant simulated better
+    [itself] = [t for t in rejected if t.get("bilevel.mutation") == "as is"]
+    assert itself["bilevel.mechanism"] == "ucb_bandit" and "bilevel.simulated_delta" in itself
 
 
 def test_level_15_refusal_was_re_asked_and_the_trace_persisted(outer) -> None:

@@ -83,12 +83,13 @@ class Fakes:
                 for i, t in enumerate(tags[:samples])]
 
     def validate(self, name: str, attempt: int, source: str) -> dict:
-        assert name == "probe"
+        if name != "probe":  # a parent as it is, checked under its own name: inert unless scripted
+            return self.reports.get(f"{name} as it is", failed("liveness", "it changed no decision"))
         return self.reports[self.tag(source)]
 
     def simulate(self, name: str, attempt: int, source: str) -> SimulatedGain:
         self.simulated.append(attempt)
-        value = self.gains[self.tag(source)]
+        value = self.gains[self.tag(source) if name == "probe" else f"{name} as it is"]
         if isinstance(value, Exception):
             raise value
         return value
@@ -352,8 +353,9 @@ def test_a_mutant_is_selected_like_any_sample_and_its_report_carries_its_parent(
     assert report.accepted is not None and report.accepted.sample == 10 and report.accepted.parent == kept
     assert report.accepted.change == "rule" and report.accepted.novelty == "derived from kept@11"
     assert "a mutant of kept@11 (rule)" in report.verdict
-    assert [(s.sample, s.parent, s.change) for s in report.samples] == [(0, None, None), (10, "kept@11", "rule")]
-    assert seen == [("fresh", None), ("mutant", kept)]
+    assert [(s.sample, s.parent, s.change, s.stage_failed) for s in report.samples] == [
+        (0, None, None, "benefit"), (10, "kept@11", "rule", None), (30, "kept@11", "as is", "liveness")]
+    assert seen == [("fresh", None), ("mutant", kept), ("parent p", kept)]
 
 
 def test_an_unchanged_parent_is_refused_without_validation_and_a_repair_keeps_the_parent() -> None:
@@ -369,6 +371,51 @@ def test_an_unchanged_parent_is_refused_without_validation_and_a_repair_keeps_th
     assert "with only the methods you fix" in repair_prompt
     assert report.accepted is not None and report.accepted.round == 1 and report.accepted.parent == kept
     assert report.accepted.code.startswith("class Probe:") and "# fixed" in report.accepted.code
+
+
+def test_a_parent_that_beats_its_mutants_is_activated_as_it_is_under_its_own_name() -> None:
+    kept = parent("kept@11", -0.2)
+    fakes = MutantFakes({10: "mutant"}, [["fresh"]], {"fresh": valid(), "mutant": valid(), "kept as it is": valid()},
+                        {"fresh": gain(-0.01), "mutant": gain(-0.05), "kept as it is": gain(-0.08)})
+    report = run_session(mutant_inputs([kept], samples=2, mutants=1), fakes.ports())
+    assert list(fakes.mutate_prompts) == [10]  # the parent as it is costs no LLM call
+    assert fakes.simulated == [0, 10, 30]
+    assert report.accepted is not None and report.accepted.name == "kept" and report.accepted.sample == 30
+    assert report.accepted.code == kept.source and report.accepted.parent == kept and report.accepted.change == "as is"
+    assert report.verdict.startswith("accepted kept (round 0") and "kept@11 as it is (no LLM answer)" in report.verdict
+    assert (30, "accepted") in fakes.published and (10, "rejected") in fakes.published
+
+
+def test_a_mutant_no_better_than_its_parent_loses_the_tie_to_the_parent() -> None:
+    kept = parent("kept@11", -0.2)
+    fakes = MutantFakes({10: "mutant"}, [["fresh"]], {"fresh": valid(), "mutant": valid(), "kept as it is": valid()},
+                        {"fresh": gain(0.01), "mutant": gain(-0.05), "kept as it is": gain(-0.05)})
+    report = run_session(mutant_inputs([kept], samples=2, mutants=1), fakes.ports())
+    assert report.accepted is not None and report.accepted.sample == 30 and report.accepted.name == "kept"
+
+
+def test_an_active_parent_is_not_checked_again_and_a_parent_is_never_repaired_or_autofixed() -> None:
+    kept, other = parent("kept@11", -0.2, "one"), parent("other@12", -0.1, "two")
+    inputs = mutant_inputs([kept], samples=2, mutants=1)
+    active = SessionInputs(**{**inputs.__dict__, "active": [("kept", kept.source)]})
+    fakes = MutantFakes({10: "mutant"}, [["fresh"]], {"fresh": failed("policy"), "mutant": failed("static")}, {})
+    run_session(active, fakes.ports())
+    assert all(attempt % 100 < 30 for attempt in fakes.simulated) and (30, "rejected") not in fakes.published
+    # a parent that fails (here: inert) is reported, but the repair continues the furthest LLM answer (the mutant)
+    fakes = MutantFakes({10: None}, [[None], [None]], {"other as it is": failed("smoke")}, {})
+    report = run_session(mutant_inputs([other], samples=2, mutants=1, repairs=1), fakes.ports())
+    assert [(s.sample, s.stage_failed) for s in report.samples if s.round == 0] == [(10, "static"), (30, "smoke")]
+    assert len(fakes.repair_prompts) == 1 and "other@12" in "\n".join(m["content"] for m in fakes.repair_prompts[0])
+    # when the parents as they are are all there is, the next round asks for a class again
+    fakes = MutantFakes({}, [[None, None], [None, None]], {}, {})
+    report = run_session(mutant_inputs([other], samples=2, mutants=0, repairs=1), fakes.ports())
+    assert report.samples == []  # no mutants planned: no parent is checked either
+    fakes = MutantFakes({10: "nothing"}, [[None], [None]], {"other as it is": failed("liveness")}, {})
+    fakes.mutate = lambda r, m, sample: CodeResult(sample=sample, temperature=0.5, code=None,  # type: ignore[method-assign]
+                                                    error="no class")
+    report = run_session(mutant_inputs([other], samples=2, mutants=1, repairs=1), fakes.ports())
+    assert report.verdict.startswith("no sample held a usable class; other@12 as it is: rejected at liveness")
+    assert [g[0] for g in fakes.generated] == [0, 1]  # the repair round asked the model again
 
 
 def test_a_mutant_whose_only_change_is_state_nothing_reads_is_its_parent_unchanged() -> None:
