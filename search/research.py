@@ -8,7 +8,7 @@ import re
 from collections import Counter
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
 
 from search.answers import extract_json
 from search.hooks import HOOKS
@@ -105,14 +105,31 @@ def failure_modes(trace: Trace, space: SearchSpace) -> dict[str, Any]:
 
 
 # -- answers of the rounds -----------------------------------------------------------------------
+# What explore may write per field: the JSON schema caps it (a grammar-constrained model stops there) and a longer
+# answer from a model without a grammar is cut, not refused. Asked for one idea under caps of 400-500 characters and
+# 4 ideas, the local model wrote 617 tokens on average, several ideas whose fields repeat one another up to the cap:
+# 86 s of a 291 s session (benchmarks/results/level2-speed/quiet-92a76f7).
+IDEA_CHARS = {"problem": 200, "evidence": 200, "idea": 300}
+
+
 class Idea(BaseModel):
-    problem: str = Field(max_length=400)
-    evidence: str = Field("", max_length=400)
-    idea: str = Field(max_length=500)
+    problem: str = Field(json_schema_extra={"maxLength": IDEA_CHARS["problem"]})
+    evidence: str = Field("", json_schema_extra={"maxLength": IDEA_CHARS["evidence"]})
+    idea: str = Field(json_schema_extra={"maxLength": IDEA_CHARS["idea"]})
+
+    @field_validator("problem", "evidence", "idea", mode="before")
+    @classmethod
+    def _capped(cls, value: Any, info: ValidationInfo) -> Any:
+        return value[: IDEA_CHARS[info.field_name or ""]] if isinstance(value, str) else value
 
 
 class ExploreAnswer(BaseModel):
-    ideas: list[Idea] = Field(min_length=1, max_length=4)
+    ideas: list[Idea] = Field(min_length=1, json_schema_extra={"maxItems": 1})
+
+    @field_validator("ideas", mode="before")
+    @classmethod
+    def _first(cls, value: Any) -> Any:
+        return value[:1] if isinstance(value, list) else value  # one is asked for; the first is the one used
 
 
 class SpecifyAnswer(BaseModel):

@@ -188,3 +188,17 @@ def test_the_live_propose_shown_in_repairs_is_live_on_the_recorded_tinygpt_trace
                                 metric_name=trace.objective.name, allow_weak_sandbox=True)
     assert report.ok, report.error
     assert report.liveness["decisions_changed"] >= 1
+
+
+def test_explore_is_held_to_one_short_idea_and_a_longer_answer_is_cut_not_refused() -> None:
+    import json
+
+    from search.research import IDEA_CHARS, parse_round, round_schema
+
+    schema = round_schema("explore")
+    assert schema["properties"]["ideas"]["maxItems"] == 1  # the grammar lets the local model write one idea
+    assert {name: field["maxLength"] for name, field in schema["$defs"]["Idea"]["properties"].items()} == IDEA_CHARS
+    # a model without a grammar: several ideas, fields past the cap
+    answer = parse_round("explore", json.dumps({"ideas": [{"problem": "p" * 900, "idea": "first"},
+                                                          {"problem": "q", "idea": "second"}]}))
+    assert [idea.idea for idea in answer.ideas] == ["first"] and answer.ideas[0].problem == "p" * IDEA_CHARS["problem"]
