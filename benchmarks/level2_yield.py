@@ -13,20 +13,20 @@ Per session: activated or not, the simulated gain with its CI (and per landscape
 to any library mechanism, worked example or snippet: mechanisms/novelty.py), seconds; every activated mechanism's
 source is written to DIR/mechanisms/. Sessions are written one file each (DIR/sessions/NNN.json) and skipped when
 present, so a run resumes, and `--shard i/n` runs every n-th session only (several machines or processes).
-Fixtures sort by name (boost_numpy, classify, control, fit_curve, jobshop_sched, knapsack_ga, mlp_numpy, queue_sim,
-rff_ridge, tinygpt, tsp_anneal) and sessions rotate over them, so with `--shard i/11` shard i is fixture i.
-`--fixtures a,b` plans sessions over the named fixtures only (the newest held-out ones: with
-`--fixtures jobshop_sched,rff_ridge`, shard 0/2 is jobshop_sched and 1/2 rff_ridge); its sessions are numbered afresh,
-so give each selection its own `--out`.
+Fixtures sort by name (boost_numpy, classify, control, fit_curve, gmm_numpy, graph_color, jobshop_sched, knapsack_ga,
+mlp_numpy, queue_sim, rff_ridge, tinygpt, tsp_anneal) and sessions rotate over them, so with `--shard i/13` shard i is
+fixture i. `--fixtures a,b` plans sessions over the named fixtures only (the newest held-out ones: with
+`--fixtures gmm_numpy,graph_color`, shard 0/2 is gmm_numpy and 1/2 graph_color); its sessions are numbered afresh, so
+give each selection its own `--out`.
 
     python benchmarks/level2_yield.py --sessions 12 [--model local/qwen2.5-coder-1.5b] [--out DIR] [--shard 0/2]
-    python benchmarks/level2_yield.py --fixtures jobshop_sched,rff_ridge --sessions 10 --out DIR [--shard 0/2]
+    python benchmarks/level2_yield.py --fixtures gmm_numpy,graph_color --sessions 10 --out DIR [--shard 0/2]
     python benchmarks/level2_yield.py --scripted --sessions 3 --out DIR   # wiring check with the scripted provider
 
 With `--real-gain`, every activated session on a fast workload (benchmarks/real_gain.py: control, fit_curve,
-tsp_anneal, knapsack_ga, mlp_numpy, queue_sim, boost_numpy, jobshop_sched, rff_ridge) also gets its next generation
-trained with and without the mechanism, on paired seeds, with the same non-LLM proposer in both arms; the per-session
-`real_gain` field and the summary's columns report it.
+tsp_anneal, knapsack_ga, mlp_numpy, queue_sim, boost_numpy, jobshop_sched, rff_ridge, graph_color, gmm_numpy) also
+gets its next generation trained with and without the mechanism, on paired seeds, with the same non-LLM proposer in
+both arms; the per-session `real_gain` field and the summary's columns report it.
 """
 
 from __future__ import annotations
@@ -415,7 +415,7 @@ def main() -> None:
     parser.add_argument("--shard", default="0/1", help="i/n: run sessions whose number is i modulo n")
     parser.add_argument("--real-gain", action="store_true", help="train the next generation with and without each "
                         "activated mechanism (fast workloads only: control, fit_curve, tsp_anneal, knapsack_ga, "
-                        "mlp_numpy, queue_sim, boost_numpy, jobshop_sched, rff_ridge)")
+                        "mlp_numpy, queue_sim, boost_numpy, jobshop_sched, rff_ridge, graph_color, gmm_numpy)")
     parser.add_argument("--fixtures", default=None, help="comma list of fixture names: plan sessions over these only "
                         "(default: all; numbered afresh, so use its own --out)")
     parser.add_argument("--real-pairs", type=int, default=1, help="paired seeds per session for --real-gain")

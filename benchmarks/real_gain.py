@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FAST_WORKLOADS = ("examples/control/train.py", "examples/fit_curve/train.py",  # about a second per training
                   "examples/tsp_anneal/train.py", "examples/knapsack_ga/train.py", "examples/mlp_numpy/train.py",
                   "examples/queue_sim/train.py", "examples/boost_numpy/train.py",
-                  "examples/jobshop_sched/train.py", "examples/rff_ridge/train.py")
+                  "examples/jobshop_sched/train.py", "examples/rff_ridge/train.py",
+                  "examples/graph_color/train.py", "examples/gmm_numpy/train.py")
 ARM_TIMEOUT_S = 1800.0
 REMEASURE_SEEDS = 5  # fresh seeds each arm's final best configuration is trained again on (the quality measure)
 SEED_NAME = "SEED"  # the block parameter the fixtures' scripts draw their randomness from (fixed during a run)

@@ -1,8 +1,8 @@
 """The Level-2 yield benchmark's recorded fixtures (benchmarks/fixtures/level2/): `fixtures()` loads them, the
 knapsack_ga and mlp_numpy traces among them (held out until session 5 read them, as tsp_anneal and fit_curve until
-session 4), the held-out queue_sim and boost_numpy traces and the held-out jobshop_sched and rff_ridge traces (with
-their noise across seeds), each recorded from the committed script (its hash), with a search that moved off the
-baseline; every example script a fixture names is a fast workload for the real-gain arms.
+session 4), the held-out queue_sim and boost_numpy traces and the held-out jobshop_sched, rff_ridge, graph_color and
+gmm_numpy traces (with their noise across seeds), each recorded from the committed script (its hash), with a search
+that moved off the baseline; every example script a fixture names is a fast workload for the real-gain arms.
 `--fixtures` plans sessions over the named fixtures only, one fixture per shard, and a session folder written under
 another selection is refused rather than mixed in; the speed benchmark plans over development fixtures only."""
 
@@ -88,8 +88,10 @@ def test_the_held_out_queue_sim_and_boost_numpy_fixtures_load_from_their_committ
 
 
 @pytest.mark.parametrize(("name", "metric", "budget"), [("jobshop_sched", "makespan", "EVALUATIONS"),
-                                                        ("rff_ridge", "val_rmse", "MODELS")])
-def test_the_held_out_jobshop_sched_and_rff_ridge_fixtures_load_from_their_committed_scripts_with_their_noise(
+                                                        ("rff_ridge", "val_rmse", "MODELS"),
+                                                        ("graph_color", "conflicts", "MOVES"),
+                                                        ("gmm_numpy", "val_nll", "STEPS")])
+def test_the_held_out_fixtures_with_their_noise_load_from_their_committed_scripts(
         name: str, metric: str, budget: str) -> None:
     fixture = {f["name"]: f for f in level2_yield.fixtures()}[name]
     # recorded before any Level 2 session saw it, and no session has read it since: held out
@@ -108,20 +110,21 @@ def test_the_held_out_jobshop_sched_and_rff_ridge_fixtures_load_from_their_commi
     assert spread["default_sd"] == pytest.approx(statistics.stdev(spread["default"]), rel=1e-3)
     assert spread["best_mean"] == pytest.approx(statistics.mean(spread["best"]), rel=1e-4)
     # The search moved past the noise: the best is more than three SDs (across seeds, at the defaults) below the
-    # baseline (jobshop_sched 948 -> 898, SD 12; rff_ridge 1.463 -> 0.958, SD 0.004), and so is the best's mean.
+    # baseline (jobshop_sched 948 -> 898, SD 12; rff_ridge 1.463 -> 0.958, SD 0.004; graph_color 62 -> 14, SD 2.2;
+    # gmm_numpy 17.790 -> 11.010, SD 0.064), and the best's mean more than two.
     assert min(values) < values[0] - 3 * spread["default_sd"]
     assert spread["best_mean"] < spread["default_mean"] - 2 * spread["default_sd"]
 
 
-def test_the_fixtures_sort_by_name_and_a_shard_of_eleven_is_one_fixture() -> None:
+def test_the_fixtures_sort_by_name_and_a_shard_of_thirteen_is_one_fixture() -> None:
     found = level2_yield.fixtures()
     names = [f["name"] for f in found]
-    assert names == sorted(names) and len(names) == 11
-    plan = level2_yield.plan_sessions(found, 33)
-    for shard in range(11):
-        assert {plan[k][0]["name"] for k in range(shard, 33, 11)} == {names[shard]}
+    assert names == sorted(names) and len(names) == 13
+    plan = level2_yield.plan_sessions(found, 39)
+    for shard in range(13):
+        assert {plan[k][0]["name"] for k in range(shard, 39, 13)} == {names[shard]}
     held_out = [f["name"] for f in found if not f["development"]]
-    assert held_out == ["boost_numpy", "jobshop_sched", "queue_sim", "rff_ridge"]
+    assert held_out == ["boost_numpy", "gmm_numpy", "graph_color", "jobshop_sched", "queue_sim", "rff_ridge"]
 
 
 def test_the_speed_benchmark_runs_level_2_on_development_fixtures_only() -> None:
