@@ -11,7 +11,7 @@ Development and held-out sessions are reported separately.
 
 Per session: activated or not, the simulated gain with its CI (and per landscape), novelty (the highest similarity
 to any library mechanism, worked example or snippet: mechanisms/novelty.py), seconds; every activated mechanism's
-source is written to DIR/mechanisms/. Sessions are written one file each (DIR/sessions/NNN.json) and skipped when
+source is written to DIR/mechanisms/, and every checked sample's to DIR/samples/. Sessions are written one file each (DIR/sessions/NNN.json) and skipped when
 present, so a run resumes, and `--shard i/n` runs every n-th session only (several machines or processes).
 Fixtures sort by name (boost_numpy, classify, control, fit_curve, gmm_numpy, graph_color, jobshop_sched, knapsack_ga,
 mlp_numpy, queue_sim, rff_ridge, tinygpt, tsp_anneal) and sessions rotate over them, so with `--shard i/13` shard i is
@@ -193,7 +193,20 @@ def run_session(number: int, fixture: dict[str, Any], seen: int, settings: Any, 
         started = time.perf_counter()
         outcome = research(spec, res, generation=generation, trace=trace, active=ActiveSet(), parent_run_id=parent)
         seconds = time.perf_counter() - started
+        write_sample_sources(res.store, outcome.samples, out / "samples" / f"{number:03d}-{fixture['name']}")
     return session_record(number, fixture, seen, outcome, seconds, out)
+
+
+def write_sample_sources(store: Any, samples: list[dict[str, Any]], folder: Path) -> None:
+    """Every checked sample's source, read back from the store (round r, sample n: r<r>-n<n>-<name>.py), so that why
+    samples fail can be read from the committed results, not only from a state directory that is gone."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for sample in samples:
+        stored = store.find(sample["version_id"]) if sample.get("version_id") else None
+        if stored is None:
+            continue
+        source, _ = store.get(stored.name, stored.version_id, stored.status)
+        (folder / f"r{sample['round']}-n{sample['sample']}-{stored.name}.py").write_text(source)
 
 
 def session_spec(number: int, fixture: dict[str, Any], seen: int) -> Any:

@@ -1,0 +1,31 @@
+"""The yield benchmark's session with the scripted provider, end to end on a development fixture (embedded S3, MLflow,
+Prefect, sandbox, simulation): its record, and every checked sample's source read back from the store into the
+results folder, the mutants' parents as they are among them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks import level2_yield
+from mechanisms.library import library_source
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_session_records_every_checked_samples_source(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    level2_yield.run(1, None, out, scripted=True, state=tmp_path / "state", names=["control"])
+    record = json.loads((out / "sessions" / "000.json").read_text())
+    assert record["fixture"] == "control" and record["samples"]
+    folder = out / "samples" / "000-control"
+    written = {path.name: path.read_text() for path in folder.iterdir()}
+    assert len(written) == len(record["samples"])  # one file per checked sample, none for an unusable answer
+    fresh = [text for name, text in written.items() if name.startswith("r0-n0-")]
+    assert fresh and "class BestNeighbour" in fresh[0]
+    parents = {name: text for name, text in written.items() if name.startswith("r0-n3")}
+    assert parents, sorted(written)  # each mutant's parent, checked as it is under its own name
+    for name, text in parents.items():
+        assert text == library_source(name.split("-", 2)[2].removesuffix(".py"))
