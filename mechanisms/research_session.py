@@ -54,6 +54,7 @@ from search.research import (
     generate_messages,
     mutate_messages,
     repair_messages,
+    skeleton,
     specify_messages,
 )
 from search.simulate import SimulatedGain
@@ -339,12 +340,27 @@ def spliced(result: CodeResult, base_source: str, spec: SpecifyAnswer) -> CodeRe
     return result.model_copy(update={"code": patched.code})
 
 
-def filled(results: list[CodeResult]) -> list[CodeResult]:
-    """Fresh samples, with one that gave the skeleton back (every hook body still a hole) refused like an answer
-    without a class: checking it would cost a replay to find it inert."""
-    return [r.model_copy(update={"code": None, "error": "the answer left the body of every hook as `...`: write the "
-                                                        "body of each hook"})
-            if r.code is not None and only_holes(r.code) else r for r in results]
+def filled(results: list[CodeResult], base_source: str, spec: SpecifyAnswer) -> list[CodeResult]:
+    """Fresh samples, each answered as a patch (the methods it fills in: search/research.FILL_ANSWER) and put into
+    `base_source`, the skeleton or, for a repair, the sample it repairs; a whole class puts its methods in the same
+    way. A hook it leaves a hole stays a hook without an opinion (`...` returns None), but one that gave the skeleton
+    back (every hook body still a hole, or as empty) is refused like an answer without a class: checking it would cost
+    a replay to find it inert. A verbatim copy of a library mechanism is kept as it is, for the copy check to name."""
+    done = []
+    for result in results:
+        if result.code is not None and copied_example(result.code) is None:
+            try:
+                patched = splice(base_source, result.code, class_name=class_name(spec.name), mechanism_name=spec.name)
+            except SpliceError as error:
+                result = result.model_copy(update={"code": None, "error": str(error)})
+            else:
+                result = result.model_copy(update={"code": patched.code})
+        if result.code is not None and only_holes(result.code):
+            result = result.model_copy(update={"code": None, "error": "the answer left the body of every hook empty "
+                                                                      "(`...`, `pass` or `return None`): write the "
+                                                                      "body of each hook"})
+        done.append(result)
+    return done
 
 
 def select(attempts: list[Attempt]) -> Attempt | None:
@@ -446,7 +462,7 @@ def drawn(inputs: SessionInputs, ports: SessionPorts, spec: SpecifyAnswer, promp
     population = list(inputs.population)
     count = mutant_count(inputs.samples, inputs.mutants, population) if ports.mutate is not None else 0
     plan = plan_mutations(population, count, spec.hooks)
-    results = filled(ports.generate(0, prompt, inputs.samples - len(plan)))
+    results = filled(ports.generate(0, prompt, inputs.samples - len(plan)), skeleton(spec, HOOK_DOCS), spec)
     mutations: dict[int, Mutation] = {}
     for k, mutation in enumerate(plan):
         sample = MUTANT_SAMPLE + k
@@ -529,7 +545,8 @@ def run_session(inputs: SessionInputs, ports: SessionPorts) -> SessionReport:
             results = [spliced(ports.mutate(round_index, messages, 0), started_from.code, spec)]
             mutations = {r.sample: repaired for r in results}
         else:
-            results = filled(ports.generate(round_index, messages, REPAIR_SAMPLES))
+            into = started_from.code if started_from is not None else skeleton(spec, HOOK_DOCS)
+            results = filled(ports.generate(round_index, messages, REPAIR_SAMPLES), into, spec)
             mutations = {}
         report.usage = sum((r.usage for r in results), report.usage)
         round_attempts = checked(spec.name, results, round_index, ports, mutations)
@@ -586,6 +603,6 @@ def run_session(inputs: SessionInputs, ports: SessionPorts) -> SessionReport:
             return report
         started_from, repaired = start, start.mutation
         base = mutant_prompt(spec, start.mutation) if start.mutation is not None else prompt
-        messages = repair_messages(base, start.code, start.stage_failed or "?", start.error,
-                                   patch=start.mutation is not None and ports.mutate is not None)
+        # answered as a patch into the sample it repairs (a mutant's by the mutate port, a fresh one's by generate)
+        messages = repair_messages(base, start.code, start.stage_failed or "?", start.error, patch=True)
     return report

@@ -101,26 +101,47 @@ def _answer_parts(answer: str) -> tuple[list[str], list[ast.stmt], list[ast.stmt
 DOCSTRING = "the class docstring"
 
 
+def _code(node: ast.stmt) -> list[ast.stmt]:
+    """A method's statements without its docstrings (string expressions)."""
+    return [s for s in node.body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant)  # type: ignore[attr-defined]
+                                         and isinstance(s.value.value, str))]
+
+
 def _hole(node: ast.stmt) -> bool:
     """A method whose body is only `...` (and a docstring): the hole of mechanisms.population.with_holes, copied back."""
     if not isinstance(node, _Def.__args__):  # type: ignore[attr-defined]
         return False
-    body = [s for s in node.body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant)  # type: ignore[attr-defined]
-                                         and isinstance(s.value.value, str))]
+    body = _code(node)
     return len(body) == 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
         and body[0].value.value is Ellipsis
 
 
+def _nothing(statement: ast.stmt) -> bool:
+    """`...`, `pass`, `return` or `return None`: a statement that does nothing but return None."""
+    if isinstance(statement, ast.Pass):
+        return True
+    if isinstance(statement, ast.Expr):
+        return isinstance(statement.value, ast.Constant) and statement.value.value is Ellipsis
+    return isinstance(statement, ast.Return) and (statement.value is None or (
+        isinstance(statement.value, ast.Constant) and statement.value.value is None))
+
+
+def _empty(node: ast.stmt) -> bool:
+    """A method whose body does nothing (a hole, `pass`, `return None`, comments): it has no opinion."""
+    return isinstance(node, _Def.__args__) and all(_nothing(s) for s in _code(node))  # type: ignore[attr-defined]
+
+
 def only_holes(source: str) -> bool:
-    """Whether a fresh sample's answer is the skeleton given back: every method but __init__ still a hole (`...`).
-    A hole left in some hooks only is a hook without an opinion (`...` returns None), not a refusal."""
+    """Whether a fresh sample's answer is the skeleton given back: every method but __init__ still a hole (`...`), or
+    as empty (`pass`, `return None`, comments only: 10 of the 12 inert fresh samples kept in session 7's yield state
+    directories were that, some drawn before the skeleton showed holes). A hole left in some hooks only is a hook without an opinion (`...` returns None), not a refusal."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return False  # the checks after this say what is wrong with it
     methods = [n for c in tree.body if isinstance(c, ast.ClassDef) for n in c.body
                if isinstance(n, _Def.__args__) and n.name != "__init__"]  # type: ignore[attr-defined]
-    return bool(methods) and all(_hole(n) for n in methods)
+    return bool(methods) and all(_empty(n) for n in methods)
 
 
 def _bound(node: ast.Import | ast.ImportFrom) -> set[str]:

@@ -305,12 +305,18 @@ def class_name(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_") if part) or "Mechanism"
 
 
-def skeleton(spec: SpecifyAnswer, hook_docs: dict[str, tuple[str, str]]) -> str:
-    """The class to complete: imports, name, __init__ and the chosen hooks, each documented, with a hole (HOLE) for
-    its body."""
+def skeleton_hooks(spec: SpecifyAnswer) -> list[str]:
+    """The hooks the skeleton holds: the specified ones in the loop's order, and observe when there is state."""
     hooks = [hook for hook in HOOK_ORDER if hook in spec.hooks]
     if "observe" not in hooks and spec.state.strip():
         hooks.append("observe")  # state is kept up to date in observe
+    return hooks
+
+
+def skeleton(spec: SpecifyAnswer, hook_docs: dict[str, tuple[str, str]]) -> str:
+    """The class to complete: imports, name, __init__ and the chosen hooks, each documented, with a hole (HOLE) for
+    its body."""
+    hooks = skeleton_hooks(spec)
     lines = ["import random", "", "import helpers as h", "", "", f"class {class_name(spec.name)}:",
              f'    """{spec.behaviour.strip()[:200].replace(chr(34) * 3, "")}"""', "", f'    name = "{spec.name}"', "",
              "    def __init__(self):",
@@ -351,7 +357,7 @@ def generate_messages(*, api_text: str, example_source: str, spec: SpecifyAnswer
         "",
         "The class to complete:",
         "```python", skeleton(spec, hook_docs).strip(), "```",
-        "Answer with the complete class in one ```python block.",
+        fill_answer(skeleton_hooks(spec)),
     ])
     return [_system(), {"role": "user", "content": content}]
 
@@ -382,6 +388,18 @@ def mutate_messages(*, api_text: str, parent_label: str, parent_source: str, cha
 # is not repeated cannot be dropped.
 PATCH_ANSWER = ("Answer in one ```python block with only the methods you change or add, each complete with its `def` "
                 "line (and any new module-level constant); the methods you leave out stay as they are.")
+
+
+# A fresh sample is answered as a patch of the skeleton too: written whole, the class repeated the skeleton's imports,
+# docstrings and __init__, 640-720 generated tokens per fresh sample against 250-340 per mutant patch (session 8's
+# development check, benchmarks/results/level2-speed/check-090ddc6), at about 7-9 tokens/s on 2 cores.
+def fill_answer(hooks: list[str]) -> str:
+    """How a fresh sample answers: the skeleton's hooks it fills in, by name (asked only for "the methods you fill
+    in", the local model wrote the whole class again: session 8's check, benchmarks/results/level2-speed)."""
+    names = " and ".join(f"`{hook}`" for hook in hooks)
+    return (f"Answer in one ```python block with only the methods {names}, each complete with its `def` line and its "
+            "body written (and any module-level constant or helper function they need); do not repeat the imports, "
+            "the class line, `name` or `__init__`: they stay as they are.")
 
 
 def patch_answer(names: str) -> str:

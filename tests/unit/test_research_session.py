@@ -3,6 +3,7 @@ no Prefect, MLflow, S3, sandbox or model."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -48,7 +49,8 @@ def gain(delta: float, high: float | None = None) -> SimulatedGain:
 
 
 def code(tag: str) -> str:
-    return f"class Probe:\n    name = 'probe'\n\n    def propose(self, ctx):\n        return None  # {tag}\n"
+    # a body that does something (an empty body is refused unchecked: mechanisms/splice.only_holes)
+    return f"class Probe:\n    name = 'probe'\n\n    def propose(self, ctx):\n        return {{}}  # {tag}\n"
 
 
 def valid(report_hooks: tuple[str, ...] = ("propose",)) -> dict[str, Any]:
@@ -70,7 +72,8 @@ class Fakes:
         self.asked: list[tuple[str, list[dict[str, str]]]] = []
 
     def tag(self, source: str) -> str:
-        return source.rsplit("# ", 1)[1].strip()
+        # the comment on the scripted body's line (a fresh answer is spliced into a skeleton with more comments)
+        return re.findall(r"return (?:\{\}|\[\]|None)  # (.+)$", source, re.M)[0].strip()
 
     def ask_round(self, name: str, messages: list[dict[str, str]]) -> RoundResult:
         self.asked.append((name, messages))
@@ -265,7 +268,7 @@ def test_no_specification_ends_the_session_before_generation() -> None:
 # -- mutants of the population (mechanisms/population.py) -------------------------------------------------------------
 def parent(label: str, credit: float | None = None, tag: str = "p") -> Parent:
     name = label.split("@")[0].removeprefix("library:")
-    return Parent(label=label, name=name, source=code(f"parent {tag}").replace("return None  #", "return []  #"),
+    return Parent(label=label, name=name, source=code(f"parent {tag}").replace("return {}  #", "return []  #"),
                   version_id=label.split("@")[1] if "@" in label else None, credited_delta=credit)
 
 
@@ -461,14 +464,17 @@ def test_a_fresh_sample_that_gives_the_skeleton_back_is_refused_unchecked_and_a_
     spec = SpecifyAnswer(name="probe", hooks=["propose", "plan"], state="seen", behaviour="b")
     given_back = skeleton(spec, HOOK_DOCS)
     # plan written, propose and observe left as holes (the last comment is the fakes' tag)
-    partly = given_back.replace(HOLE, "return None", 1) + "    # partly\n"
+    partly = given_back.replace(HOLE, "return {}  # partly", 1)
+    # every body filled with nothing: pass, a bare return, return None, comments
+    empty = given_back.replace(HOLE, "pass  # nothing yet", 1).replace(HOLE, "return", 1).replace(HOLE, "return None")
+    assert HOLE not in empty and HOLE in partly
     fakes = Fakes([[]], {"partly": valid()}, {"partly": gain(0.0, high=0.0)})
     fakes.generate = lambda r, m, n: [CodeResult(sample=0, temperature=0.2, code=given_back),  # type: ignore[method-assign]
-                                      CodeResult(sample=1, temperature=0.5, code=partly)][:n]
-    report = run_session(INPUTS.__class__(**{**INPUTS.__dict__, "samples": 2}), fakes.ports())
+                                      CodeResult(sample=1, temperature=0.5, code=partly),
+                                      CodeResult(sample=2, temperature=0.8, code=empty)][:n]
+    report = run_session(INPUTS.__class__(**{**INPUTS.__dict__, "samples": 3}), fakes.ports())
     assert [s.sample for s in report.samples] == [1]  # only the partly filled one was validated
-    [unusable] = report.unusable
-    assert unusable.sample == 0 and "every hook as `...`" in unusable.reason
+    assert [(u.sample, "every hook empty" in u.reason) for u in report.unusable] == [(0, True), (2, True)]
 
 
 def test_a_patch_that_does_not_fit_is_refused_with_the_reason() -> None:
@@ -584,3 +590,38 @@ def test_the_worked_example_is_never_a_one_shot_design(hooks: list[str]) -> None
     # sessions at c43e9e5 (benchmarks/results/level2-yield-2/ANALYSIS.md)
     assert example_source(hooks) != library_source("one_factor")
     assert any(f"def {hook}(self" in example_source(hooks) for hook in hooks)  # still the wanted structure
+
+
+def test_a_fresh_sample_is_a_patch_of_the_skeleton_and_its_repair_a_patch_of_the_sample_it_repairs() -> None:
+    from search.research import fill_answer
+
+    answers = iter(["def propose(self, ctx):\n    return {}  # first\n",  # the hook only
+                    "LIMIT = 3\n\ndef propose(self, ctx):\n    return {}  # fixed\n"])  # the fix and a constant
+    fakes = Fakes([], {"first": failed("smoke"), "fixed": valid()}, {"fixed": gain(-0.05)})
+    prompts: list[str] = []
+    checked: list[str] = []
+
+    def generate(round_index: int, messages: list[dict[str, str]], samples: int) -> list[CodeResult]:
+        prompts.append(messages[-1]["content"])
+        return [CodeResult(sample=0, temperature=0.5, code=next(answers))]
+
+    def validate(name: str, attempt: int, source: str) -> dict:
+        checked.append(source)
+        return fakes.reports[fakes.tag(source)]
+
+    fakes.generate, fakes.validate = generate, validate  # type: ignore[method-assign]
+    ROUNDS["specify"], saved = {**SPECIFY, "state": "seen"}, ROUNDS["specify"]  # a skeleton with observe too
+    try:
+        report = run_session(SessionInputs(**{**INPUTS.__dict__, "samples": 1, "repairs": 1}), fakes.ports())
+    finally:
+        ROUNDS["specify"] = saved
+    first, repaired = checked
+    assert prompts[0].endswith(fill_answer(["propose", "observe"])) and "with only the methods you fix" in prompts[1]
+    assert "with only the methods `propose` and `observe`" in prompts[0]
+    # the skeleton's imports, class, name and __init__ around the answer's propose; observe is still a hole
+    assert first.startswith("import random") and first.count("class Probe:") == 1 and 'name = "probe"' in first
+    assert "def __init__(self):" in first and "return {}  # first" in first and HOLE in first
+    # the repair's method and constant went into the sample it repairs
+    assert "LIMIT = 3" in repaired and "return {}  # fixed" in repaired and "# first" not in repaired
+    assert repaired.count("class Probe:") == 1 and "def __init__(self):" in repaired
+    assert report.accepted is not None and report.accepted.round == 1
