@@ -572,7 +572,7 @@ def run_session(inputs: SessionInputs, ports: SessionPorts) -> SessionReport:
         live = [a for a in valid if a.live]
         if best is not None:
             if best.mutation is None:
-                origin = "a fresh invention, "
+                origin = f"a fresh sample, {best.novelty}, " if best.novelty else "a fresh sample, "
             elif best.parent_itself:
                 origin = f"{best.mutation.parent.label} as it is (no LLM answer), "
             else:

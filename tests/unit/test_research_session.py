@@ -256,6 +256,8 @@ def test_the_novelty_hook_is_recorded_per_sample() -> None:
     fakes = Fakes([["ok"]], {"ok": valid()}, {"ok": gain(-0.02)})
     report = run_session(INPUTS, fakes.ports(describe_novelty=lambda source, parent: "derived from library:x (similarity 0.9)"))
     assert report.samples[0].novelty == "derived from library:x (similarity 0.9)"
+    # the verdict says it of the activated fresh sample: "fresh" is not "invented"
+    assert "a fresh sample, derived from library:x (similarity 0.9)," in report.verdict
 
 
 def test_no_specification_ends_the_session_before_generation() -> None:
