@@ -23,7 +23,12 @@ MAX_BEHAVIOUR_CHARS = 400
 REPEATS_THAT_LOOP = 10  # a 40-line class has no line 10 times; a looping answer has dozens
 # A code answer ends at its closing fence: prose after it costs generated tokens and is never read (in the Level-2
 # speed records, benchmarks/results/level2-speed/after, one of 18 answers spent 450 tokens after its class).
-CODE_STOP = ["\n```\n"]
+HOLE_MARK = "# your new body"  # the comment on a hole (HOLE below)
+# A code answer ends at its closing fence, or where it copies a hole back: the answer that gives the skeleton back
+# (4 of 6 fresh first-round samples in level2-yield-6's first three sessions) is stopped there instead of being
+# generated whole (about 450 tokens) to be refused; decode_code_answer puts the mark back, and the methods not yet
+# written stay holes when the answer is spliced in.
+CODE_STOP = ["\n```\n", HOLE_MARK]
 _FENCED = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
 HOOK_NAMES = HOOKS
 # Where the inner loop calls the hooks, as Level 2 reads it. A maintained text (not the live source), so a
@@ -212,6 +217,8 @@ def decode_code_answer(text: str, finish_reason: str, max_tokens: int,
     """(code, None) from a code answer, or (None, why it is refused). An answer cut at the token cap is refused even
     when its class parses: it may lack the methods it was about to write, and would be judged as something the
     model did not mean. A looping answer is also cut off; extract_code's message says more, so it goes first."""
+    if finish_reason == "stop" and re.search(r"\.\.\.[ \t]*\Z", text):
+        text = text.rstrip() + "  " + HOLE_MARK  # stopped at a hole it copied back: the hole as it was
     try:
         code = extract_code(text, require_class)
     except ValueError as problem:
@@ -296,7 +303,7 @@ HOOK_ORDER = ("plan", "propose", "screen", "accept", "observe")
 # Where the model writes a body: in the skeleton of a fresh sample, and where a mutant's rewritten methods were. A
 # skeleton whose bodies read `return None` came back unchanged in 7 of 20 fresh first-round samples
 # (benchmarks/results/skeleton-echo), as a parent shown whole did for mutants (benchmarks/results/mutant-probe).
-HOLE = "...  # your new body"
+HOLE = f"...  {HOLE_MARK}"
 SAMPLE_TEMPERATURES = (0.2, 0.5, 0.8, 1.0)
 
 

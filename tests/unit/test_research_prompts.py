@@ -83,7 +83,7 @@ def test_a_looping_answer_cut_at_the_cap_gets_the_loop_message() -> None:
 
 def test_the_code_stop_ends_at_the_closing_fence_not_the_opening_one() -> None:
     answer = "```python\nclass M:\n    name = 'm'\n```\nThis class ..."
-    (stop,) = CODE_STOP
+    stop = CODE_STOP[0]
     assert answer.index(stop) > answer.index("class M")
     assert extract_code(answer[:answer.index(stop)]) == "class M:\n    name = 'm'\n"
 
@@ -202,3 +202,16 @@ def test_explore_is_held_to_one_short_idea_and_a_longer_answer_is_cut_not_refuse
     answer = parse_round("explore", json.dumps({"ideas": [{"problem": "p" * 900, "idea": "first"},
                                                           {"problem": "q", "idea": "second"}]}))
     assert [idea.idea for idea in answer.ideas] == ["first"] and answer.ideas[0].problem == "p" * IDEA_CHARS["problem"]
+
+
+def test_an_answer_stops_where_it_copies_a_hole_back_and_the_hole_is_put_back() -> None:
+    from search.research import HOLE_MARK
+
+    assert HOLE_MARK in CODE_STOP and HOLE.endswith(HOLE_MARK)
+    answer = "```python\nclass M:\n    name = 'm'\n\n    def propose(self, ctx):\n        " + HOLE
+    cut = answer[:answer.index(HOLE_MARK)]  # what the model returns: the stop text is not part of it
+    code, error = decode_code_answer(cut, "stop", 1000)
+    assert error is None and code is not None and code.rstrip().endswith(HOLE)
+    # a patch that stops at a hole keeps it too, so the splice refuses a mutant that left one
+    patch, _ = decode_code_answer("```python\ndef propose(self, ctx):\n    ...  ", "stop", 1000, require_class=False)
+    assert patch is not None and HOLE in patch
