@@ -96,6 +96,21 @@ def parse_plan(answer: Any) -> PlanAdvice | None:
         raise HookAnswerError(f"plan returned an invalid dict ({_first_error(error)})") from error
 
 
+VIEW_KEYS = frozenset({"changes", "hypothesis", "config", "proposed_by"})  # search/context.candidate_view
+
+
+def _as_proposed(candidate: Any) -> Any:
+    """A candidate written in the shape `screen` is shown candidates in (changes, hypothesis, config, proposed_by),
+    read as {"changes", "reason"}: its hypothesis is the reason, and its config follows from its changes. The local
+    model wrote that shape in 2 of the 8 mutants of level2-yield-6's first four sessions. Other keys stay garbage."""
+    if not isinstance(candidate, dict) or "changes" not in candidate or "hypothesis" not in candidate:
+        return candidate
+    if set(candidate) - VIEW_KEYS - {"reason"}:
+        return candidate
+    reason = candidate.get("reason", candidate["hypothesis"])
+    return {"changes": candidate["changes"], "reason": reason[:MAX_REASON_CHARS] if isinstance(reason, str) else ""}
+
+
 def parse_propose(answer: Any) -> ProposeAnswer | None:
     """A list of candidates, one candidate dict, or {"candidates": [...], "skip_llm": bool}. Candidates beyond the
     first MAX_PROPOSED are dropped, not refused: a propose that offers one candidate per parameter is a usable
@@ -111,6 +126,8 @@ def parse_propose(answer: Any) -> ProposeAnswer | None:
                               f"{type(answer).__name__}")
     if isinstance(answer.get("candidates"), list) and len(answer["candidates"]) > MAX_PROPOSED:
         answer = {**answer, "candidates": answer["candidates"][:MAX_PROPOSED]}
+    if isinstance(answer.get("candidates"), list):
+        answer = {**answer, "candidates": [_as_proposed(c) for c in answer["candidates"]]}
     try:
         parsed = ProposeAnswer.model_validate(answer)
     except ValidationError as error:

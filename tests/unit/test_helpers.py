@@ -42,6 +42,19 @@ def test_a_propose_answer_with_more_candidates_than_allowed_keeps_the_first_ones
         parse_propose([{"changes": {"DEPTH": 2}, "reason": "r", "extra": 1}])
 
 
+def test_a_candidate_in_the_shape_screen_is_shown_is_read_with_its_hypothesis_as_the_reason() -> None:
+    from mechanisms.api import HookAnswerError, parse_propose
+
+    # level2-yield-6: a mutant's propose returned {"candidates": [{"changes", "hypothesis", "config"}]}
+    viewed = {"changes": {"DEPTH": 2}, "hypothesis": "fewer conflicts", "config": {"DEPTH": 2}, "proposed_by": "x"}
+    parsed = parse_propose({"candidates": [viewed]})
+    assert parsed is not None and parsed.candidates[0].changes == {"DEPTH": 2}
+    assert parsed.candidates[0].reason == "fewer conflicts"
+    assert parse_propose([{**viewed, "reason": "own"}]).candidates[0].reason == "own"  # type: ignore[union-attr]
+    with pytest.raises(HookAnswerError, match="propose returned"):  # a key no view has is still garbage
+        parse_propose([{**viewed, "score": 1.0}])
+
+
 def test_a_screen_answer_given_as_an_index_or_as_the_chosen_candidate_is_read_as_that_choice() -> None:
     from mechanisms.api import HookAnswerError, parse_screen
 
