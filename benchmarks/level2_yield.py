@@ -199,9 +199,14 @@ def run_session(number: int, fixture: dict[str, Any], seen: int, settings: Any, 
 
 def write_sample_sources(store: Any, samples: list[dict[str, Any]], folder: Path) -> None:
     """Every checked sample's source, read back from the store (round r, sample n: r<r>-n<n>-<name>.py), so that why
-    samples fail can be read from the committed results, not only from a state directory that is gone."""
+    samples fail can be read from the committed results, not only from a state directory that is gone. A parent
+    checked as it is is not written: it is its source at the commit measured (the library's, or a stored version)."""
+    from mechanisms.population import AS_IS
+
     folder.mkdir(parents=True, exist_ok=True)
     for sample in samples:
+        if sample.get("change") == AS_IS:
+            continue
         stored = store.find(sample["version_id"]) if sample.get("version_id") else None
         if stored is None:
             continue
