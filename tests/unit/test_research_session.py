@@ -403,9 +403,12 @@ def test_an_active_parent_is_not_checked_again_and_a_parent_is_never_repaired_or
     kept, other = parent("kept@11", -0.2, "one"), parent("other@12", -0.1, "two")
     inputs = mutant_inputs([kept], samples=2, mutants=1)
     active = SessionInputs(**{**inputs.__dict__, "active": [("kept", kept.source)]})
-    fakes = MutantFakes({10: "mutant"}, [["fresh"]], {"fresh": failed("policy"), "mutant": failed("static")}, {})
-    run_session(active, fakes.ports())
-    assert all(attempt % 100 < 30 for attempt in fakes.simulated) and (30, "rejected") not in fakes.published
+    # the active parent would be live and beat its mutant if it were checked: it is not
+    fakes = MutantFakes({10: "mutant"}, [["fresh"]], {"fresh": failed("policy"), "mutant": valid(),
+                        "kept as it is": valid()}, {"mutant": gain(-0.05), "kept as it is": gain(-0.1)})
+    report = run_session(active, fakes.ports())
+    assert fakes.simulated == [10] and [attempt for attempt, _ in fakes.published] == [0, 10]
+    assert report.accepted is not None and report.accepted.sample == 10
     # a parent that fails (here: inert) is reported, but the repair continues the furthest LLM answer (the mutant)
     fakes = MutantFakes({10: None}, [[None], [None]], {"other as it is": failed("smoke")}, {})
     report = run_session(mutant_inputs([other], samples=2, mutants=1, repairs=1), fakes.ports())
