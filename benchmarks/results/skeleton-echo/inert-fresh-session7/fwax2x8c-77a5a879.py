@@ -1,0 +1,24 @@
+import random
+
+import helpers as h
+
+
+class ConflictGuidance:
+    """The mechanism implements a more sophisticated guidance strategy that considers the current state of the graph and the current budget. For example, the guidance might suggest a new colour if the graph """
+
+    name = "conflict_guidance"
+
+    def __init__(self):
+        # Keep the state (conflict_state) in the dict self.state.
+        # Do not change __init__: there is no ctx here. Fill self.state in observe(ctx, result).
+        self.state = {}
+
+    def propose(self, ctx):
+        """Put concrete candidates on the table. Return what the API says for propose, or None."""
+        # Your new body
+        pass
+
+    def observe(self, ctx, result):
+        """After the decision: update self's state from `result`. Return what the API says for observe, or None."""
+        # Your new body
+        pass
