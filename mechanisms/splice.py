@@ -134,7 +134,8 @@ def _empty(node: ast.stmt) -> bool:
 def only_holes(source: str) -> bool:
     """Whether a fresh sample's answer is the skeleton given back: every method but __init__ still a hole (`...`), or
     as empty (`pass`, `return None`, comments only: 10 of the 12 inert fresh samples kept in session 7's yield state
-    directories were that, some drawn before the skeleton showed holes). A hole left in some hooks only is a hook without an opinion (`...` returns None), not a refusal."""
+    directories were that, some drawn before the skeleton showed holes: benchmarks/results/skeleton-echo/
+    inert-fresh-session7). A hole left in some hooks only is a hook without an opinion (`...` returns None), not a refusal."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
