@@ -84,7 +84,7 @@ def _ports(spec: MetaRunSpec, res: Resources, generation: int, trace: Trace, act
                               run_id=run_id)
 
     def generate(round_index: int, messages: Messages, samples: int) -> list[CodeResult]:
-        # answered as a patch of the skeleton (search/research.FILL_ANSWER): the session splices it in
+        # answered as a patch of the skeleton (search/research.fill_answer): the session splices it in
         return generate_samples(res.llm, spec, generation=generation, round_index=round_index, messages=messages,
                                 samples=samples, run_id=run_id, require_class=False)
 

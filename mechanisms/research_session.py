@@ -341,7 +341,7 @@ def spliced(result: CodeResult, base_source: str, spec: SpecifyAnswer) -> CodeRe
 
 
 def filled(results: list[CodeResult], base_source: str, spec: SpecifyAnswer) -> list[CodeResult]:
-    """Fresh samples, each answered as a patch (the methods it fills in: search/research.FILL_ANSWER) and put into
+    """Fresh samples, each answered as a patch (the methods it fills in: search/research.fill_answer) and put into
     `base_source`, the skeleton or, for a repair, the sample it repairs; a whole class puts its methods in the same
     way. A hook it leaves a hole stays a hook without an opinion (`...` returns None), but one that gave the skeleton
     back (every hook body still a hole, or as empty) is refused like an answer without a class: checking it would cost
